@@ -1,0 +1,23 @@
+//! spotfit-core: the domain of spotfit, pure and synchronous (the ports are async traits,
+//! but nothing here performs I/O). Adapters in `spotfit-local` and `spotfit-aws` implement
+//! the ports; the pipeline steps in [`pipeline`] are written once, generic over them.
+
+pub mod catalog;
+pub mod cost;
+pub mod error_names;
+pub mod fallback;
+pub mod ids;
+pub mod pipeline;
+pub mod ports;
+pub mod profile;
+pub mod run;
+pub mod ranking;
+pub mod sample;
+pub mod sizing;
+pub mod spec;
+pub mod summary;
+pub mod units;
+
+pub use sample::{GpuSample, MemoryMetric, Sample};
+pub use spec::{JobSpec, Market, SpecError};
+pub use summary::{ExitInfo, RunStatus, RunSummary};

@@ -1,0 +1,187 @@
+//! Ports: what the pipeline needs from the outside world, in domain words. Adapters live in
+//! `spotfit-local` (embedded default) and `spotfit-aws`; in-memory fakes for tests live in
+//! [`crate::pipeline::testkit`]-style modules of the crates that use them.
+
+use crate::ids::{InstanceId, Pool};
+use crate::profile::JobProfile;
+use crate::run::RunRecord;
+use crate::spec::Market;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Errors of the storage ports (object store, profile, run and capacity stores).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: someone else wrote `key` since we read it.
+    #[error("conflict writing {key}: expected version {expected:?}, found {found:?}")]
+    Conflict { key: String, expected: Option<u64>, found: Option<u64> },
+    /// Stored data could not be read back; nothing was overwritten.
+    #[error("stored data at {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The store does not exist (e.g. no local store at that path yet).
+    #[error("store not found: {0}")]
+    Missing(String),
+    /// The service asked us to slow down; retry with backoff.
+    #[error("throttled by {service}: {message}")]
+    Throttled { service: String, message: String },
+    /// The service could not be reached; retry later.
+    #[error("{service} unavailable: {message}")]
+    Unavailable { service: String, message: String },
+    /// Anything else, with the service's own error code where there is one.
+    #[error("{service} error {code}: {message}")]
+    Other { service: String, code: String, message: String },
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. } | StoreError::Conflict { .. })
+    }
+}
+
+/// Errors of the launcher.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No capacity in this pool right now (InsufficientInstanceCapacity, SpotMaxPriceTooLow,
+    /// MaxSpotInstanceCountExceeded, unsupported in this AZ, …): try the next candidate.
+    #[error("no capacity in {pool} ({code}): {message}")]
+    Capacity { pool: Pool, code: String, message: String },
+    /// Throttled (RequestLimitExceeded …): back off and retry the same call.
+    #[error("throttled ({code}): {message}")]
+    Throttled { code: String, message: String },
+    /// Anything else: fail, carrying the AWS code.
+    #[error("launch failed ({code}): {message}")]
+    Fatal { code: String, message: String },
+}
+
+/// What to launch: one pool, one run attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchRequest {
+    pub pool: Pool,
+    pub job: String,
+    pub run_id: String,
+    pub attempt: u32,
+    /// Idempotency token: the same request (retried Lambda) must not start a second instance.
+    pub client_token: String,
+    /// The job's argv and env, passed to the agent as data, never spliced into a shell string.
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Unix ms after which the reaper may terminate the instance.
+    pub deadline_ms: i64,
+    /// Most to pay per hour for spot (None = on-demand price cap, as EC2 defaults).
+    #[serde(default)]
+    pub max_price_per_hour: Option<f64>,
+}
+
+/// A started instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchedInstance {
+    pub instance_id: InstanceId,
+    pub pool: Pool,
+    pub launched_at_ms: i64,
+}
+
+/// Lifecycle state of an instance, reduced to what the pipeline decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Stopped,
+    Terminated,
+}
+
+/// What `describe` / `list_managed` return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub instance_id: InstanceId,
+    pub state: InstanceState,
+    pub instance_type: String,
+    pub az: String,
+    pub market: Market,
+    /// From the spotfit tags.
+    pub job: Option<String>,
+    pub run_id: Option<String>,
+    pub deadline_ms: Option<i64>,
+    pub launched_at_ms: Option<i64>,
+    /// EC2 state reason code (e.g. `Server.SpotInstanceTermination`), if any.
+    pub state_reason: Option<String>,
+}
+
+#[async_trait]
+pub trait InstanceLauncher: Send + Sync {
+    /// Launches one instance in `req.pool`. Idempotent on `req.client_token`.
+    /// `Err(Capacity)` means "try the next pool"; `Err(Throttled)` means "retry this call".
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchedInstance, LaunchError>;
+    /// Current state; `Ok(None)` if the instance is unknown (never existed or long gone).
+    async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError>;
+    /// Terminates; succeeds if it is already terminated or unknown (safe to repeat).
+    async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError>;
+    /// All spotfit-managed instances not yet terminated (every page).
+    async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError>;
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Writes `bytes` at `key`, replacing what was there (so retried uploads never duplicate).
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
+    /// Reads `key`; `Ok(None)` when absent.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys under `prefix`, sorted, every page.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// The job's profile, or `Ok(None)` for a job never recorded.
+    async fn get(&self, job: &str) -> Result<Option<JobProfile>, StoreError>;
+    /// Writes `profile` only if the stored version is still `expected` (`None` = must not exist).
+    /// `Err(Conflict)` means re-read, re-apply, retry — see [`crate::pipeline::update_profile`].
+    async fn put_if_version(&self, profile: &JobProfile, expected: Option<u64>) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Inserts or replaces the record of one attempt (keyed by run id and attempt).
+    async fn put(&self, run: &RunRecord) -> Result<(), StoreError>;
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<RunRecord>, StoreError>;
+    /// Most recent first, at most `limit`; all jobs when `job` is None.
+    async fn list(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+}
+
+/// Why a pool was marked unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapacityMark {
+    InsufficientCapacity,
+    Interrupted,
+}
+
+#[async_trait]
+pub trait CapacityStore: Send + Sync {
+    /// Remembers that `pool` failed until `until_ms` (stores expire it with a TTL).
+    async fn mark(&self, pool: &Pool, why: CapacityMark, until_ms: i64) -> Result<(), StoreError>;
+    /// Pools marked and not yet expired at `now_ms`.
+    async fn unavailable(&self, now_ms: i64) -> Result<Vec<Pool>, StoreError>;
+}
+
+/// Wall-clock time, injectable for tests.
+pub trait Clock: Send + Sync {
+    /// Unix epoch milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}

@@ -1,0 +1,42 @@
+//! One run attempt as recorded: where it ran, what it cost, and its summary.
+
+use crate::ids::InstanceId;
+use crate::spec::Market;
+use crate::summary::{RunStatus, RunSummary};
+use serde::{Deserialize, Serialize};
+
+/// Where an attempt ran. For local runs `instance_type` is the *recommended* type and
+/// `local` is true: the cost is what the run would have cost there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Placed {
+    pub instance_id: Option<InstanceId>,
+    pub instance_type: String,
+    pub region: String,
+    #[serde(default)]
+    pub az: String,
+    pub market: Market,
+    pub price_per_hour: f64,
+    #[serde(default)]
+    pub local: bool,
+}
+
+/// One run attempt, the unit of the `runs` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub job: String,
+    /// 1-based attempt number within the execution.
+    pub attempt: u32,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed: Option<Placed>,
+    /// Cost of the attempt, USD (billed seconds × price; see `cost`).
+    pub cost_usd: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<RunSummary>,
+    /// Requested size at launch: vCPU and memory bytes (for waste vs request).
+    #[serde(default)]
+    pub requested_vcpu: u32,
+    #[serde(default)]
+    pub requested_memory_bytes: u64,
+}

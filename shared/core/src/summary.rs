@@ -1,0 +1,272 @@
+//! The summary of one run: what the job used and how it ended. Computed once, from the
+//! samples, by [`summarize`]; stored as `runs/job=<job>/dt=<day>/<run_id>.json`, in the run
+//! store, and folded into the job's profile.
+
+use crate::sample::{MemoryMetric, Sample};
+use serde::{Deserialize, Serialize};
+
+/// How the job's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExitInfo {
+    /// Exit code when the process exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Signal number when the process was killed by a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    pub fn code(code: i32) -> Self {
+        Self { code: Some(code), signal: None }
+    }
+    pub fn signal(signal: i32) -> Self {
+        Self { code: None, signal: Some(signal) }
+    }
+    /// The shell convention: the code, or 128 + signal.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 1,
+        }
+    }
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Outcome of a run, as the pipeline sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    OomKilled,
+    /// Spot interruption or shutdown signal to the agent.
+    Interrupted,
+    /// The instance vanished without an exit marker.
+    Lost,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, RunStatus::Running)
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::OomKilled => "oom_killed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Lost => "lost",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// CPU statistics of a run, in cores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct CpuStats {
+    /// Time-weighted mean (CPU-seconds / wall seconds).
+    pub avg: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+/// GPU statistics of a run (present only when a GPU was seen).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct GpuStats {
+    pub count: u32,
+    /// Mean over samples and devices of SM utilisation, 0–100.
+    pub util_avg_pct: f64,
+    pub util_max_pct: f64,
+    /// Largest device memory in use on any one GPU, bytes.
+    pub mem_max_bytes: u64,
+}
+
+/// I/O totals over the run, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct IoTotals {
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    #[serde(default)]
+    pub net_rx_bytes: u64,
+    #[serde(default)]
+    pub net_tx_bytes: u64,
+}
+
+/// Summary of one run. Field names are a stable contract (JSON, Athena `runs` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunSummary {
+    pub job: String,
+    pub run_id: String,
+    /// Unix epoch milliseconds.
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+    pub duration_s: f64,
+    pub samples: u64,
+    pub cpu: CpuStats,
+    pub mem_max_bytes: u64,
+    pub mem_metric: MemoryMetric,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuStats>,
+    pub io: IoTotals,
+    pub exit: ExitInfo,
+    pub oom_killed: bool,
+    pub status: RunStatus,
+}
+
+/// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
+pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Everything [`summarize`] needs besides the samples.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub job: String,
+    pub run_id: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+    pub exit: ExitInfo,
+    /// The monitor saw an OOM kill (cgroup event, or SIGKILL with memory at the limit).
+    pub oom_killed: bool,
+    /// The agent was told to stop (SIGTERM, spot notice) before the job ended.
+    pub interrupted: bool,
+    pub timed_out: bool,
+}
+
+/// Reduces a run's samples to its summary. Pure; samples may be in any order.
+pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
+    let duration_s = ((end.ended_at_ms - end.started_at_ms).max(0) as f64) / 1000.0;
+    let mut cpu: Vec<f64> = samples.iter().map(|s| s.cpu_cores).filter(|c| c.is_finite()).collect();
+    cpu.sort_by(|a, b| a.total_cmp(b));
+    let cpu_seconds: f64 = samples.iter().map(|s| s.cpu_cores * s.interval_s).filter(|v| v.is_finite()).sum();
+    let sampled_s: f64 = samples.iter().map(|s| s.interval_s).filter(|v| v.is_finite()).sum();
+    let avg = if sampled_s > 0.0 { cpu_seconds / sampled_s } else { 0.0 };
+    let mem_max_bytes = samples.iter().map(|s| s.mem_bytes).max().unwrap_or(0);
+    let mem_metric = samples.iter().max_by_key(|s| s.mem_bytes).map(|s| s.mem_metric).unwrap_or_default();
+    let gpu = gpu_stats(samples);
+    let last = samples.iter().max_by_key(|s| s.seq);
+    let io = IoTotals {
+        disk_read_bytes: samples.iter().map(|s| s.disk_read_bytes).max().unwrap_or(0),
+        disk_write_bytes: samples.iter().map(|s| s.disk_write_bytes).max().unwrap_or(0),
+        net_rx_bytes: counter_delta(samples.iter().filter_map(|s| s.net_rx_bytes)),
+        net_tx_bytes: counter_delta(samples.iter().filter_map(|s| s.net_tx_bytes)),
+    };
+    let oom_from_cgroup = last.and_then(|s| s.oom_kills).unwrap_or(0) > 0;
+    let oom_killed = end.oom_killed || oom_from_cgroup;
+    let status = if end.timed_out {
+        RunStatus::TimedOut
+    } else if oom_killed {
+        RunStatus::OomKilled
+    } else if end.interrupted {
+        RunStatus::Interrupted
+    } else if end.exit.success() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
+    RunSummary {
+        job: end.job.clone(),
+        run_id: end.run_id.clone(),
+        started_at_ms: end.started_at_ms,
+        ended_at_ms: end.ended_at_ms,
+        duration_s,
+        samples: samples.len() as u64,
+        cpu: CpuStats {
+            avg,
+            p50: percentile_sorted(&cpu, 50.0),
+            p95: percentile_sorted(&cpu, 95.0),
+            max: cpu.last().copied().unwrap_or(0.0),
+        },
+        mem_max_bytes,
+        mem_metric,
+        gpu,
+        io,
+        exit: end.exit,
+        oom_killed,
+        status,
+    }
+}
+
+fn counter_delta(values: impl Iterator<Item = u64>) -> u64 {
+    let (mut lo, mut hi) = (u64::MAX, 0u64);
+    for v in values {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    hi.saturating_sub(lo)
+}
+
+fn gpu_stats(samples: &[Sample]) -> Option<GpuStats> {
+    let count = samples.iter().map(|s| s.gpus.len()).max().unwrap_or(0);
+    if count == 0 {
+        return None;
+    }
+    let utils: Vec<f64> = samples.iter().flat_map(|s| s.gpus.iter().map(|g| g.util_pct)).collect();
+    Some(GpuStats {
+        count: count as u32,
+        util_avg_pct: utils.iter().sum::<f64>() / utils.len().max(1) as f64,
+        util_max_pct: utils.iter().copied().fold(0.0, f64::max),
+        mem_max_bytes: samples.iter().flat_map(|s| s.gpus.iter().map(|g| g.mem_used_bytes)).max().unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(seq: u64, cpu: f64, mem: u64) -> Sample {
+        Sample { seq, ts_ms: seq as i64 * 1000, interval_s: 1.0, cpu_cores: cpu, mem_bytes: mem, ..Default::default() }
+    }
+
+    #[test]
+    fn summarizes_cpu_memory_and_status() {
+        // GIVEN ten one-second samples, mostly 1 core with one 4-core spike
+        let mut s: Vec<Sample> = (0..10).map(|i| sample(i, 1.0, 100 + i)).collect();
+        s[5].cpu_cores = 4.0;
+        let end = RunEnd { ended_at_ms: 10_000, exit: ExitInfo::code(0), ..Default::default() };
+        // WHEN summarized
+        let r = summarize(&s, &end);
+        // THEN the average is time-weighted, the max is the spike, p50 ignores it
+        assert!((r.cpu.avg - 1.3).abs() < 1e-9);
+        assert_eq!(r.cpu.max, 4.0);
+        assert_eq!(r.cpu.p50, 1.0);
+        assert_eq!(r.mem_max_bytes, 109);
+        assert_eq!(r.status, RunStatus::Succeeded);
+        assert_eq!(r.duration_s, 10.0);
+    }
+
+    #[test]
+    fn status_precedence() {
+        let s = vec![sample(0, 1.0, 1)];
+        let cases = [
+            (RunEnd { exit: ExitInfo::code(3), ..Default::default() }, RunStatus::Failed),
+            (RunEnd { exit: ExitInfo::signal(9), oom_killed: true, ..Default::default() }, RunStatus::OomKilled),
+            (RunEnd { exit: ExitInfo::signal(15), interrupted: true, ..Default::default() }, RunStatus::Interrupted),
+            (RunEnd { exit: ExitInfo::signal(9), timed_out: true, ..Default::default() }, RunStatus::TimedOut),
+        ];
+        for (end, want) in cases {
+            assert_eq!(summarize(&s, &end).status, want, "{end:?}");
+        }
+        assert_eq!(ExitInfo::signal(9).shell_code(), 137);
+    }
+
+    #[test]
+    fn empty_run_is_not_a_panic() {
+        let r = summarize(&[], &RunEnd::default());
+        assert_eq!(r.samples, 0);
+        assert_eq!(r.cpu.max, 0.0);
+    }
+}
