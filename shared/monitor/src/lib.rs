@@ -9,6 +9,8 @@
 //! refreshed at a lower rate. No thread is spawned per sample.
 
 pub mod cgroup;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod gpu;
 pub mod imds;
 pub mod procfs;
@@ -18,7 +20,7 @@ pub mod spool;
 pub mod tree;
 
 pub use runner::{monitor, run_command, Target};
-pub use spool::{upload_spool, UploadReport};
+pub use spool::{upload_spool, SpoolRun, UploadReport};
 
 use spotfit_core::ports::ObjectStore;
 use spotfit_core::summary::{ExitInfo, RunSummary};

@@ -168,7 +168,7 @@ pub fn monitor(
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("spotfit-spool").join(&opts.run_id));
     let mut spool = if opts.upload.is_some() || opts.spool_dir.is_some() {
-        Some(Spool::open(&spool_dir)?)
+        Some(Spool::open(&spool_dir, &keys, started_at_ms)?)
     } else {
         None
     };

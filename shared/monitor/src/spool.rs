@@ -20,8 +20,37 @@ use std::time::{Duration, Instant};
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Long enough not to hammer a store that is down, short enough to catch up soon after it returns.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// One PUT of a part (≤ a minute of samples, a few KiB gzipped) should never take longer.
-const PUT_TIMEOUT: Duration = Duration::from_secs(20);
+/// One PUT of a part (a minute of samples is a few KiB gzipped) never takes this long when the
+/// store is healthy; a hung connection is abandoned and retried.
+const PUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const RUN_FILE: &str = "run.json";
+
+/// What a spool belongs to: enough to rebuild its object keys when resuming.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpoolRun {
+    pub job: String,
+    pub run_id: String,
+    pub started_at_ms: i64,
+}
+
+impl SpoolRun {
+    /// Reads `<dir>/run.json`.
+    pub fn load(dir: &Path) -> Result<Self, MonitorError> {
+        let path = dir.join(RUN_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| MonitorError::Spool {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| MonitorError::Spool {
+            path,
+            source: std::io::Error::other(e),
+        })
+    }
+    pub fn keys(&self) -> RunKeys {
+        RunKeys::new(&self.job, self.started_at_ms, &self.run_id)
+    }
+}
 
 /// What reached the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,12 +74,21 @@ pub(crate) struct Spool {
 }
 
 impl Spool {
-    pub(crate) fn open(dir: &Path) -> Result<Self, MonitorError> {
+    /// Opens (or continues) the spool of one run; `run.json` records what names its keys.
+    pub(crate) fn open(dir: &Path, keys: &RunKeys, started_at_ms: i64) -> Result<Self, MonitorError> {
         let err = |source| MonitorError::Spool {
             path: dir.to_path_buf(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(err)?;
+        if !dir.join(RUN_FILE).exists() {
+            let run = SpoolRun {
+                job: keys.job.clone(),
+                run_id: keys.run_id.clone(),
+                started_at_ms,
+            };
+            std::fs::write(dir.join(RUN_FILE), serde_json::to_vec(&run).unwrap_or_default()).map_err(err)?;
+        }
         // Continue numbering after parts a previous agent left, so a restart never reuses a name.
         let next_part = existing_parts(dir)
             .map_err(err)?
@@ -368,23 +406,31 @@ fn upload_loop(
     }
 }
 
-/// Uploads what a stopped agent left in `dir` (parts not marked done, then `summary.json` and
-/// `exit.json` if present). Safe to run any number of times: keys are deterministic.
-pub async fn upload_spool(dir: &Path, keys: &RunKeys, store: &dyn ObjectStore) -> Result<UploadReport, MonitorError> {
+/// Ships what a stopped agent left in `dir`: its parts (only those not yet acknowledged, or all
+/// of them with `all`, e.g. after the bucket lost data), then `summary.json` and `exit.json` if
+/// present. Safe to run any number of times: keys are deterministic, so a re-put overwrites.
+pub async fn upload_spool(dir: &Path, store: &dyn ObjectStore, all: bool) -> Result<UploadReport, MonitorError> {
     let err = |source| MonitorError::Spool {
         path: dir.to_path_buf(),
         source,
     };
+    let keys = SpoolRun::load(dir)?.keys();
     let mut report = UploadReport::default();
     for (n, done) in existing_parts(dir).map_err(err)? {
-        if done {
+        if done && !all {
             continue;
         }
-        let path = part_path(dir, n);
+        let path = if done {
+            part_path(dir, n).with_extension("gz.done")
+        } else {
+            part_path(dir, n)
+        };
         let bytes = std::fs::read(&path).map_err(err)?;
         match store.put(&keys.sample_part(n), bytes).await {
             Ok(()) => {
-                let _ = std::fs::rename(&path, path.with_extension("gz.done"));
+                if !done {
+                    let _ = std::fs::rename(&path, path.with_extension("gz.done"));
+                }
                 report.parts_uploaded += 1;
             }
             Err(_) => report.parts_pending += 1,

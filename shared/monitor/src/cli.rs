@@ -1,0 +1,412 @@
+//! The `spotfit monitor` command line (feature `cli`): arguments, sample output, the summary
+//! table. The binary wires the object store for `--upload` (S3 or a local directory), so this
+//! crate stays free of the AWS SDK.
+
+use crate::{monitor, CommandSpec, ImdsOptions, MonitorError, MonitorOptions, Outcome, Target, UploadOptions};
+use clap::Args;
+use spotfit_core::ports::{ObjectStore, StoreError};
+use spotfit_core::summary::RunSummary;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `spotfit monitor [OPTIONS] (-- CMD ARGS... | --pid PID | --cgroup PATH | --docker ID)`
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Seconds between samples (fractions allowed).
+    #[arg(long, default_value = "5", value_name = "SECS")]
+    pub interval: f64,
+    /// Write samples as NDJSON, one per line; `-` for stdout (the job's stdout then goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Job name (the profile key). Default: the command's file name, or `adhoc`.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Run id. Default: a new sortable id.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Ship samples, summary and exit marker to `s3://bucket/prefix` (or `file:///dir`).
+    #[arg(long, value_name = "URL")]
+    pub upload: Option<String>,
+    /// Seconds between uploaded parts.
+    #[arg(long, default_value = "60", value_name = "SECS")]
+    pub upload_every: f64,
+    /// Write the run summary as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Spool directory (default: a directory per run under the temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Attach to a running process and its descendants.
+    #[arg(long, conflicts_with_all = ["cgroup", "docker", "command"])]
+    pub pid: Option<u32>,
+    /// Track a cgroup (v2 dir, v1 controller dir, or a /proc/<pid>/cgroup path).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["docker", "command"])]
+    pub cgroup: Option<String>,
+    /// Track a Docker container through its cgroup (id or unique prefix).
+    #[arg(long, value_name = "ID", conflicts_with = "command")]
+    pub docker: Option<String>,
+    /// Read PSS every Nth sample (0: about once a minute).
+    #[arg(long, default_value = "0", value_name = "N")]
+    pub pss_every: u32,
+    /// Do not load NVML even if a GPU driver is present.
+    #[arg(long)]
+    pub no_gpu: bool,
+    /// Spot interruption polling: `auto` (on when uploading to S3), `off`, or an IMDS URL.
+    #[arg(long, default_value = "auto", value_name = "auto|off|URL")]
+    pub imds: String,
+    /// Seconds the end of a run waits for the last uploads (the spool keeps the rest).
+    #[arg(long, default_value = "120", value_name = "SECS")]
+    pub finish_timeout: f64,
+    /// Ship what a stopped agent left in this spool directory (every part again, then the
+    /// summary and exit marker) to `--upload`, and exit. Safe to repeat.
+    #[arg(long, value_name = "DIR", requires = "upload", conflicts_with_all = ["pid", "cgroup", "docker", "command"])]
+    pub resume_spool: Option<PathBuf>,
+    /// The command to run, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Where `--upload` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadUrl {
+    S3 { bucket: String, prefix: String },
+    Dir(PathBuf),
+}
+
+impl UploadUrl {
+    pub fn parse(url: &str) -> Result<Self, MonitorError> {
+        let bad = |reason: &str| MonitorError::BadInput {
+            field: "upload",
+            reason: format!("{url:?}: {reason}"),
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket"));
+            }
+            let prefix = prefix.trim_matches('/');
+            let prefix = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            };
+            Ok(UploadUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            })
+        } else if let Some(rest) = url.strip_prefix("file://") {
+            if rest.is_empty() {
+                return Err(bad("no directory"));
+            }
+            Ok(UploadUrl::Dir(PathBuf::from(rest)))
+        } else {
+            Err(bad("expected s3://bucket/prefix or file:///dir"))
+        }
+    }
+}
+
+/// An object store that puts every key under a fixed prefix (`s3://bucket/prefix`).
+#[derive(Debug)]
+pub struct PrefixedStore<S> {
+    pub inner: S,
+    pub prefix: String,
+}
+
+#[async_trait::async_trait]
+impl<S: ObjectStore> ObjectStore for PrefixedStore<S> {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put(&format!("{}{key}", self.prefix), bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(&format!("{}{key}", self.prefix)).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let p = self.prefix.len();
+        let keys = self.inner.list(&format!("{}{prefix}", self.prefix)).await?;
+        Ok(keys
+            .into_iter()
+            .map(|k| k.get(p..).unwrap_or_default().to_string())
+            .collect())
+    }
+}
+
+/// Opens the store an `--upload` URL names, with the runtime its futures need (if any).
+pub type OpenStore<'a> =
+    &'a dyn Fn(&UploadUrl) -> Result<(Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>), MonitorError>;
+
+/// Runs `spotfit monitor`; returns the process exit code (the job's, in command mode).
+pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, MonitorError> {
+    let secs = |field: &'static str, v: f64| {
+        if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(MonitorError::BadInput {
+                field,
+                reason: format!("{v} is not a positive number of seconds"),
+            })
+        }
+    };
+    if let Some(dir) = &args.resume_spool {
+        return resume(dir, args, open_store);
+    }
+    let target = match (&args.pid, &args.cgroup, &args.docker) {
+        (Some(p), _, _) => Target::Pid(*p),
+        (_, Some(c), _) => Target::Cgroup(c.clone()),
+        (_, _, Some(d)) => Target::Docker(d.clone()),
+        _ if args.command.is_empty() => {
+            return Err(MonitorError::BadInput {
+                field: "command",
+                reason: "give a command after --, or --pid, --cgroup or --docker".into(),
+            })
+        }
+        _ => Target::Command(CommandSpec {
+            argv: args.command.clone(),
+            stdout_to_stderr: args.output.as_deref() == Some("-"),
+            ..Default::default()
+        }),
+    };
+    let now = chrono::Utc::now();
+    let run_id = args.run_id.clone().unwrap_or_else(|| {
+        let entropy = u64::from(std::process::id()) ^ now.timestamp_subsec_nanos() as u64;
+        spotfit_core::ids::new_run_id(
+            now.timestamp_millis(),
+            entropy.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32,
+        )
+    });
+    let job = args.job.clone().unwrap_or_else(|| default_job(&target));
+    let upload_url = args.upload.as_deref().map(UploadUrl::parse).transpose()?;
+    let upload = match &upload_url {
+        Some(u) => {
+            let (store, runtime) = open_store(u)?;
+            Some(UploadOptions {
+                store,
+                every: secs("upload_every", args.upload_every)?,
+                runtime,
+                finish_timeout: secs("finish_timeout", args.finish_timeout)?,
+            })
+        }
+        None => None,
+    };
+    let imds = match args.imds.as_str() {
+        "off" => None,
+        "auto" => matches!(upload_url, Some(UploadUrl::S3 { .. })).then(ImdsOptions::default),
+        url => Some(ImdsOptions {
+            endpoint: url.to_string(),
+            ..Default::default()
+        }),
+    };
+    let opts = MonitorOptions {
+        interval: secs("interval", args.interval)?,
+        job,
+        run_id,
+        pss_every: args.pss_every,
+        gpu: !args.no_gpu,
+        spool_dir: args.spool.clone(),
+        upload,
+        imds,
+        handle_signals: true,
+        keep_samples: true,
+        ..Default::default()
+    };
+
+    let mut out: Option<Box<dyn Write>> = match args.output.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::LineWriter::new(std::io::stdout()))),
+        Some(path) => Some(Box::new(std::io::LineWriter::new(
+            std::fs::File::create(path).map_err(|source| MonitorError::Spool {
+                path: PathBuf::from(path),
+                source,
+            })?,
+        ))),
+    };
+    let mut line = Vec::with_capacity(512);
+    let mut on_sample = |s: &spotfit_core::Sample| {
+        if let Some(w) = out.as_mut() {
+            line.clear();
+            if serde_json::to_writer(&mut line, s).is_ok() {
+                line.push(b'\n');
+                let _ = w.write_all(&line);
+            }
+        }
+    };
+    let outcome = monitor(&target, &opts, &mut on_sample)?;
+    if let Some(path) = &args.summary {
+        let json = serde_json::to_vec_pretty(&outcome.summary).unwrap_or_default();
+        std::fs::write(path, json).map_err(|source| MonitorError::Spool {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    eprint!("{}", summary_table(&outcome));
+    Ok(match target {
+        Target::Command(_) => outcome.exit.shell_code(),
+        _ => 0,
+    })
+}
+
+fn resume(dir: &std::path::Path, args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, MonitorError> {
+    let url = UploadUrl::parse(args.upload.as_deref().unwrap_or_default())?;
+    let (store, handle) = open_store(&url)?;
+    let fut = crate::upload_spool(dir, store.as_ref(), true);
+    let report = match handle {
+        Some(h) => h.block_on(fut),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| MonitorError::Setup {
+                what: "runtime",
+                source,
+            })?
+            .block_on(fut),
+    }?;
+    eprintln!(
+        "resumed {}: {} part(s) uploaded, {} failed, summary {}, exit marker {}",
+        dir.display(),
+        report.parts_uploaded,
+        report.parts_pending,
+        report.summary_uploaded,
+        report.exit_marker_uploaded
+    );
+    Ok(if report.parts_pending == 0 && report.exit_marker_uploaded {
+        0
+    } else {
+        1
+    })
+}
+
+fn default_job(t: &Target) -> String {
+    let name = match t {
+        Target::Command(c) => c
+            .argv
+            .first()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or("adhoc")
+            .to_string(),
+        Target::Pid(p) => format!("pid-{p}"),
+        Target::Docker(id) => format!("docker-{}", id.get(..12).unwrap_or(id)),
+        Target::Cgroup(_) => "cgroup".to_string(),
+    };
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if spotfit_core::ids::valid_run_id(&clean) {
+        clean
+    } else {
+        "adhoc".into()
+    }
+}
+
+/// The end-of-run table on stderr.
+pub fn summary_table(o: &Outcome) -> String {
+    let s: &RunSummary = &o.summary;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let mut rows: Vec<(&str, String)> = vec![
+        ("run", format!("{} ({})", s.run_id, s.job)),
+        ("status", s.status.as_str().to_string()),
+        (
+            "exit",
+            match (s.exit.code, s.exit.signal) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => "unknown (attached)".into(),
+            },
+        ),
+        ("duration", format!("{:.1} s, {} samples", s.duration_s, s.samples)),
+        (
+            "cpu cores",
+            format!(
+                "avg {:.2}  p50 {:.2}  p95 {:.2}  max {:.2}",
+                s.cpu.avg, s.cpu.p50, s.cpu.p95, s.cpu.max
+            ),
+        ),
+        (
+            "memory max",
+            format!(
+                "{:.3} GiB ({})",
+                gib(s.mem_max_bytes),
+                format!("{:?}", s.mem_metric).to_lowercase()
+            ),
+        ),
+        (
+            "disk read/write",
+            format!(
+                "{:.3} / {:.3} GiB",
+                gib(s.io.disk_read_bytes),
+                gib(s.io.disk_write_bytes)
+            ),
+        ),
+        (
+            "net rx/tx",
+            format!("{:.3} / {:.3} GiB", gib(s.io.net_rx_bytes), gib(s.io.net_tx_bytes)),
+        ),
+        ("oom killed", s.oom_killed.to_string()),
+    ];
+    if let Some(g) = &s.gpu {
+        rows.push((
+            "gpu",
+            format!(
+                "{} device(s), util avg {:.1} % max {:.1} %, memory max {:.3} GiB",
+                g.count,
+                g.util_avg_pct,
+                g.util_max_pct,
+                gib(g.mem_max_bytes)
+            ),
+        ));
+    }
+    if let Some(n) = &o.spot_notice {
+        rows.push(("spot notice", format!("{} at {}", n.action, n.time)));
+    }
+    if let Some(u) = &o.upload {
+        rows.push((
+            "upload",
+            format!(
+                "{} part(s) uploaded, {} pending in spool, summary {}, exit marker {}",
+                u.parts_uploaded,
+                u.parts_pending,
+                if u.summary_uploaded { "yes" } else { "no" },
+                if u.exit_marker_uploaded { "yes" } else { "no" }
+            ),
+        ));
+    }
+    let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter().map(|(k, v)| format!("{k:<w$}  {v}\n")).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_urls() {
+        assert_eq!(
+            UploadUrl::parse("s3://b/x/y/").unwrap(),
+            UploadUrl::S3 {
+                bucket: "b".into(),
+                prefix: "x/y/".into()
+            }
+        );
+        assert_eq!(
+            UploadUrl::parse("s3://b").unwrap(),
+            UploadUrl::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            UploadUrl::parse("file:///tmp/s").unwrap(),
+            UploadUrl::Dir("/tmp/s".into())
+        );
+        assert!(UploadUrl::parse("http://x").unwrap_err().to_string().contains("upload"));
+        assert!(UploadUrl::parse("s3:///k").is_err());
+    }
+}
