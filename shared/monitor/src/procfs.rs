@@ -101,6 +101,8 @@ pub struct PidStat {
     pub starttime: u64,
     /// Resident pages (the same figure as `statm`'s second field).
     pub rss_pages: u64,
+    /// Exited but not yet reaped: its counters are final, it is no longer running.
+    pub zombie: bool,
 }
 
 /// Parses `/proc/<pid>/stat`. The command name may hold spaces and parentheses, so fields are
@@ -112,9 +114,11 @@ pub fn parse_stat(b: &[u8]) -> Option<PidStat> {
         .filter(|f| !f.is_empty());
     // Index 0 is field 3 (state).
     let mut f = [0u64; 22];
+    let mut zombie = false;
     for (i, slot) in f.iter_mut().enumerate() {
         let field = it.next()?;
         if i == 0 {
+            zombie = field == b"Z" || field == b"X";
             continue;
         }
         *slot = parse_u64(field).unwrap_or(0);
@@ -127,6 +131,7 @@ pub fn parse_stat(b: &[u8]) -> Option<PidStat> {
         num_threads: f[17] as u32,
         starttime: f[19],
         rss_pages: f[21],
+        zombie,
     })
 }
 
@@ -252,6 +257,9 @@ mod tests {
         assert_eq!(s.num_threads, 3);
         assert_eq!(s.starttime, 98765);
         assert_eq!(s.rss_pages, 262144);
+        assert!(!s.zombie);
+        let z = b"77 (sh) Z 1 77 77 0 -1 4227084 100 0 0 0 3 4 5 6 20 0 1 0 500 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+        assert!(parse_stat(z).unwrap().zombie);
         assert_eq!(parse_stat(b"12 (trunc"), None);
     }
 

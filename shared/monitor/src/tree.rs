@@ -13,6 +13,7 @@ pub struct TreeTotals {
     pub rss_bytes: u64,
     pub read_bytes: u64,
     pub write_bytes: u64,
+    /// Live (non-zombie) processes.
     pub processes: u32,
 }
 
@@ -74,7 +75,10 @@ impl TreeSampler {
                 continue;
             }
             self.pids.push(pid);
-            t.processes += 1;
+            // A zombie's counters are final and still count; it is no longer a running process.
+            if !st.zombie {
+                t.processes += 1;
+            }
             t.cpu_ticks += st.cpu_ticks;
             t.minflt += st.minflt;
             t.majflt += st.majflt;
