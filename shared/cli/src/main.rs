@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "spotfit", version, about = "Run each batch job on its own right-sized spot instance, and learn from every run.")]
+#[command(
+    name = "spotfit",
+    version,
+    about = "Run each batch job on its own right-sized spot instance, and learn from every run."
+)]
 struct Cli {
     /// Store directory (profiles, runs, samples). Default: the per-user data directory.
     #[arg(long, global = true, env = spotfit_local::STORE_ENV, value_name = "DIR")]

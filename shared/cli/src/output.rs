@@ -10,7 +10,9 @@ use spotfit_core::units::{bytes_to_gib, fmt_bytes};
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
     t
 }
 
@@ -40,8 +42,20 @@ pub struct RunOutput<'a> {
 
 pub fn candidates_table(cands: &[Candidate]) -> Table {
     let mut t = table(&[
-        "#", "instance", "region", "az", "market", "$/h", "spot $/h", "on-demand $/h", "vCPU", "memory", "GPU", "score",
-        "$/h per 1k score", "est. run cost",
+        "#",
+        "instance",
+        "region",
+        "az",
+        "market",
+        "$/h",
+        "spot $/h",
+        "on-demand $/h",
+        "vCPU",
+        "memory",
+        "GPU",
+        "score",
+        "$/h per 1k score",
+        "est. run cost",
     ]);
     for (i, c) in cands.iter().enumerate() {
         t.add_row(vec![
@@ -55,7 +69,11 @@ pub fn candidates_table(cands: &[Candidate]) -> Table {
             right(money(c.on_demand_per_hour)),
             right(c.vcpu.to_string()),
             right(format!("{:.1} GiB", bytes_to_gib(c.memory_bytes))),
-            right(if c.gpu > 0 { format!("{}×{:.0}G", c.gpu, bytes_to_gib(c.gpu_memory_bytes)) } else { "-".into() }),
+            right(if c.gpu > 0 {
+                format!("{}×{:.0}G", c.gpu, bytes_to_gib(c.gpu_memory_bytes))
+            } else {
+                "-".into()
+            }),
             right(format!("{:.0}", c.score)),
             right(format!("{:.5}", c.cost_per_perf * 1000.0)),
             right(c.est_cost_usd.map(|v| format!("${v:.5}")).unwrap_or_else(|| "-".into())),
@@ -77,7 +95,13 @@ pub fn requirement_line(r: &Requirement) -> String {
     if let Some(d) = r.expected_duration_s {
         s.push_str(&format!(", ~{d:.0} s"));
     }
-    s.push_str(&format!(" [{}]", serde_json::to_value(&r.basis).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_string))).unwrap_or_default()));
+    s.push_str(&format!(
+        " [{}]",
+        serde_json::to_value(&r.basis)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str().map(str::to_string)))
+            .unwrap_or_default()
+    ));
     s
 }
 
@@ -91,12 +115,35 @@ pub fn summary_table(s: &RunSummary, rec: &RunRecord) -> Table {
     let rows: Vec<(&str, String)> = vec![
         ("job", s.job.clone()),
         ("run id", s.run_id.clone()),
-        ("status", format!("{} ({exit}{})", s.status.as_str(), if s.oom_killed { ", OOM-killed" } else { "" })),
+        (
+            "status",
+            format!(
+                "{} ({exit}{})",
+                s.status.as_str(),
+                if s.oom_killed { ", OOM-killed" } else { "" }
+            ),
+        ),
         ("duration", format!("{:.2} s", s.duration_s)),
         ("samples", s.samples.to_string()),
-        ("CPU cores avg / p50 / p95 / max", format!("{:.2} / {:.2} / {:.2} / {:.2}", s.cpu.avg, s.cpu.p50, s.cpu.p95, s.cpu.max)),
-        ("memory max", format!("{} ({:?})", fmt_bytes(s.mem_max_bytes), s.mem_metric).to_lowercase()),
-        ("disk read / write", format!("{} / {}", fmt_bytes(s.io.disk_read_bytes), fmt_bytes(s.io.disk_write_bytes))),
+        (
+            "CPU cores avg / p50 / p95 / max",
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                s.cpu.avg, s.cpu.p50, s.cpu.p95, s.cpu.max
+            ),
+        ),
+        (
+            "memory max",
+            format!("{} ({:?})", fmt_bytes(s.mem_max_bytes), s.mem_metric).to_lowercase(),
+        ),
+        (
+            "disk read / write",
+            format!(
+                "{} / {}",
+                fmt_bytes(s.io.disk_read_bytes),
+                fmt_bytes(s.io.disk_write_bytes)
+            ),
+        ),
     ];
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), Cell::new(v)]);
@@ -104,13 +151,24 @@ pub fn summary_table(s: &RunSummary, rec: &RunRecord) -> Table {
     if let Some(g) = s.gpu {
         t.add_row(vec![
             Cell::new("GPU util avg / max, mem max"),
-            Cell::new(format!("{:.0}% / {:.0}%, {}", g.util_avg_pct, g.util_max_pct, fmt_bytes(g.mem_max_bytes))),
+            Cell::new(format!(
+                "{:.0}% / {:.0}%, {}",
+                g.util_avg_pct,
+                g.util_max_pct,
+                fmt_bytes(g.mem_max_bytes)
+            )),
         ]);
     }
     if let Some(p) = &rec.placed {
         t.add_row(vec![
             Cell::new("would have cost"),
-            Cell::new(format!("${:.6} on {} {} at ${:.4}/h", rec.cost_usd, p.instance_type, p.market.as_str(), p.price_per_hour)),
+            Cell::new(format!(
+                "${:.6} on {} {} at ${:.4}/h",
+                rec.cost_usd,
+                p.instance_type,
+                p.market.as_str(),
+                p.price_per_hour
+            )),
         ]);
     }
     t

@@ -75,16 +75,38 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         basis: SizingBasis::Hints,
         notes: vec![],
     };
-    let placement = Placement { regions: args.regions.clone(), architectures, ..Default::default() };
+    let placement = Placement {
+        regions: args.regions.clone(),
+        architectures,
+        ..Default::default()
+    };
     let catalog = Catalog::embedded().context("loading the instance catalog")?;
-    let opts = RankOptions { default_region: DEFAULT_REGION.into(), limit: args.top, ..Default::default() };
+    let opts = RankOptions {
+        default_region: DEFAULT_REGION.into(),
+        limit: args.top,
+        ..Default::default()
+    };
     let cands = rank(catalog, &req, &placement, market, &opts);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&Recommendation { requirement: &req, candidates: &cands })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Recommendation {
+                requirement: &req,
+                candidates: &cands
+            })?
+        );
         return Ok(());
     }
     if cands.is_empty() {
-        bail!("no instance type fits {} in {:?}", requirement_line(&req), if args.regions.is_empty() { vec![DEFAULT_REGION.to_string()] } else { args.regions });
+        bail!(
+            "no instance type fits {} in {:?}",
+            requirement_line(&req),
+            if args.regions.is_empty() {
+                vec![DEFAULT_REGION.to_string()]
+            } else {
+                args.regions
+            }
+        );
     }
     println!("{}", requirement_line(&req));
     println!("{}", candidates_table(&cands));

@@ -19,15 +19,15 @@ use spotfit_core::run::{Placed, RunRecord};
 use spotfit_core::sample::Sample;
 use spotfit_core::sizing::size;
 use spotfit_core::spec::{valid_job_name, JobSpec};
-use spotfit_core::summary::{summarize, RunEnd};
 use spotfit_core::units::fmt_bytes;
 use spotfit_local::{resolve_store_dir, LocalStore};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Samples per uploaded part: 10 minutes at the default 5 s interval, ~100 KiB gzip'd.
-pub const SAMPLES_PER_PART: usize = 120;
+/// How often a part of samples is cut and stored while the job runs.
+pub const UPLOAD_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -45,7 +45,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5)]
     pub top: usize,
     /// `JOB.json`, or the command and its arguments (after `--`).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "JOB.json | -- CMD ARGS")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "JOB.json | -- CMD ARGS"
+    )]
     pub command: Vec<String>,
 }
 
@@ -61,7 +66,13 @@ pub fn job_name_from_argv(argv: &[String]) -> String {
         .join("-")
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(spotfit_core::spec::MAX_NAME_LEN)
         .collect();
     if !valid_job_name(&name) {
@@ -93,30 +104,22 @@ fn load_spec(args: &RunArgs) -> anyhow::Result<JobSpec> {
 fn entropy() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     h.finish()
 }
 
-/// Gzip'd NDJSON parts of `samples`, `SAMPLES_PER_PART` per part, numbered from 0.
-pub fn encode_parts(samples: &[Sample]) -> anyhow::Result<Vec<Vec<u8>>> {
-    use flate2::{write::GzEncoder, Compression};
-    samples
-        .chunks(SAMPLES_PER_PART)
-        .map(|chunk| {
-            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-            for s in chunk {
-                gz.write_all(s.to_json_line().as_bytes())?;
-                gz.write_all(b"\n")?;
-            }
-            Ok(gz.finish()?)
-        })
-        .collect()
-}
-
 pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     if !(args.interval.is_finite() && args.interval >= 0.05 && args.interval <= 3600.0) {
-        bail!("--interval: must be between 0.05 and 3600 seconds (got {})", args.interval);
+        bail!(
+            "--interval: must be between 0.05 and 3600 seconds (got {})",
+            args.interval
+        );
     }
     let spec = load_spec(&args)?;
     let dir = resolve_store_dir(store_flag)?;
@@ -126,14 +129,23 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
 
     let now = chrono::Utc::now().timestamp_millis();
     let req = size(&spec, profile.as_ref(), now);
-    let opts = RankOptions { default_region: DEFAULT_REGION.into(), limit: args.top.max(1), ..Default::default() };
-    let this_run_choice: Option<Candidate> = rank(catalog, &req, &spec.placement, spec.market, &opts).into_iter().next();
+    let opts = RankOptions {
+        default_region: DEFAULT_REGION.into(),
+        limit: args.top.max(1),
+        ..Default::default()
+    };
+    let this_run_choice: Option<Candidate> = rank(catalog, &req, &spec.placement, spec.market, &opts)
+        .into_iter()
+        .next();
 
     let run_id = new_run_id(now, entropy());
     let interactive = !args.json && std::io::stdout().is_terminal();
     let progress = interactive.then(|| {
         let pb = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        pb.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
     });
@@ -142,17 +154,33 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         argv: spec.command.clone(),
         env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         stdout_to_stderr: args.json,
+        cwd: None,
     };
+    // Samples take the same path as on EC2: spool file, then gzip'd NDJSON parts, the summary
+    // and the exit marker through the ObjectStore port — here the filesystem store.
+    let objects: Arc<dyn ObjectStore> = Arc::new(store.objects.clone());
     let mon_opts = spotfit_monitor::MonitorOptions {
         interval: Duration::from_secs_f64(args.interval),
         job: spec.name.clone(),
         run_id: run_id.clone(),
-        timeout: spec.timeout_s.map(Duration::from_secs),
+        spool_dir: Some(store.dir.join("spool").join(&run_id)),
+        upload: Some(spotfit_monitor::UploadOptions {
+            store: objects,
+            every: UPLOAD_EVERY,
+            runtime: None,
+            finish_timeout: Duration::from_secs(30),
+        }),
         ..Default::default()
     };
     let mut on_sample = |s: &Sample| {
         if let Some(pb) = &progress {
-            pb.set_message(format!("{} · CPU {:.2} cores · mem {} · {} procs", spec.name, s.cpu_cores, fmt_bytes(s.mem_bytes), s.processes));
+            pb.set_message(format!(
+                "{} · CPU {:.2} cores · mem {} · {} procs",
+                spec.name,
+                s.cpu_cores,
+                fmt_bytes(s.mem_bytes),
+                s.processes
+            ));
         }
     };
     let outcome = spotfit_monitor::run_command(&command, &mon_opts, &mut on_sample)
@@ -160,23 +188,13 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-
-    let end = RunEnd {
-        job: spec.name.clone(),
-        run_id: run_id.clone(),
-        started_at_ms: outcome.started_at_ms,
-        ended_at_ms: outcome.ended_at_ms,
-        exit: outcome.exit,
-        oom_killed: outcome.oom_killed,
-        interrupted: outcome.interrupted,
-        timed_out: outcome.timed_out,
-    };
-    let summary = summarize(&outcome.samples, &end);
+    let summary = outcome.summary.clone();
     let keys = RunKeys::new(&spec.name, outcome.started_at_ms, &run_id);
-    for (n, part) in encode_parts(&outcome.samples)?.into_iter().enumerate() {
-        block_on(store.objects.put(&keys.sample_part(n as u64), part))?;
+    if let Some(report) = &outcome.upload {
+        if report.parts_pending > 0 || !report.summary_uploaded {
+            bail!("run {run_id}: not every sample part reached the store ({report:?}); the spool keeps them");
+        }
     }
-    block_on(store.objects.put(&keys.summary(), serde_json::to_vec_pretty(&summary)?))?;
 
     let placed = this_run_choice.as_ref().map(|c| Placed {
         instance_id: None,
@@ -192,15 +210,20 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         job: spec.name.clone(),
         attempt: 1,
         status: summary.status,
-        cost_usd: placed.as_ref().map(|p| billed_cost(p.price_per_hour, summary.duration_s)).unwrap_or(0.0),
+        cost_usd: placed
+            .as_ref()
+            .map(|p| billed_cost(p.price_per_hour, summary.duration_s))
+            .unwrap_or(0.0),
         placed,
         summary: Some(summary.clone()),
         requested_vcpu: req.vcpu,
         requested_memory_bytes: req.memory_bytes,
     };
-    block_on(store.objects.put(&format!("records/job={}/dt={}/{}-{}.json", keys.job, keys.day, run_id, 1), serde_json::to_vec(&record)?))?;
+    block_on(store.objects.put(
+        &format!("records/job={}/dt={}/{}-{}.json", keys.job, keys.day, run_id, 1),
+        serde_json::to_vec(&record)?,
+    ))?;
     let profile = block_on(record_run(&store.db, &store.db, &record))?;
-    block_on(store.objects.put(&keys.exit_marker(), serde_json::to_vec(&summary.exit)?))?;
 
     // The next run's size and ranking, now that this run is in the profile.
     let next_req = size(&spec, profile.as_ref(), chrono::Utc::now().timestamp_millis());
@@ -211,17 +234,27 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
             run: &record,
             summary: &summary,
             samples_prefix: store.objects.root().join(keys.samples_prefix()).display().to_string(),
-            recommendation: Recommendation { requirement: &next_req, candidates: &cands },
+            recommendation: Recommendation {
+                requirement: &next_req,
+                candidates: &cands,
+            },
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let mut err = std::io::stderr().lock();
         writeln!(err)?;
         writeln!(err, "{}", summary_table(&summary, &record))?;
-        writeln!(err, "samples: {} ({} parts)", store.objects.root().join(keys.samples_prefix()).display(), summary.samples.div_ceil(SAMPLES_PER_PART as u64))?;
+        writeln!(
+            err,
+            "samples: {}",
+            store.objects.root().join(keys.samples_prefix()).display()
+        )?;
         writeln!(err, "next run of {}: {}", spec.name, requirement_line(&next_req))?;
         if cands.is_empty() {
-            writeln!(err, "no instance type in the catalog fits this job's bounds and placement")?;
+            writeln!(
+                err,
+                "no instance type in the catalog fits this job's bounds and placement"
+            )?;
         } else {
             writeln!(err, "{}", candidates_table(&cands))?;
         }
@@ -236,7 +269,10 @@ mod tests {
     #[test]
     fn job_names_from_argv() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(job_name_from_argv(&v(&["python3", "-u", "/opt/Train Model.py"])), "python3-train_model.py");
+        assert_eq!(
+            job_name_from_argv(&v(&["python3", "-u", "/opt/Train Model.py"])),
+            "python3-train_model.py"
+        );
         assert_eq!(job_name_from_argv(&v(&["/usr/bin/Rscript"])), "rscript");
         assert!(valid_job_name(&job_name_from_argv(&v(&["x".repeat(200).as_str()]))));
     }

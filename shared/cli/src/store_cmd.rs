@@ -1,6 +1,6 @@
 //! `spotfit profile` and `spotfit runs`: what the local store holds.
 
-use crate::output::{table, requirement_line};
+use crate::output::{requirement_line, table};
 use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
@@ -53,10 +53,19 @@ pub fn profile(store: Option<&Path>, args: ProfileArgs) -> anyhow::Result<()> {
     let spec = JobSpec::for_command(&args.name, vec!["-".into()]);
     let next = size(&spec, Some(&p), chrono::Utc::now().timestamp_millis());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&ProfileOutput { profile: &p, next_requirement: next })?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ProfileOutput {
+                profile: &p,
+                next_requirement: next
+            })?
+        );
         return Ok(());
     }
-    println!("job {}: {} runs ({} succeeded, {} OOM-killed, {} interrupted), version {}", p.job, p.runs, p.succeeded, p.oom_kills, p.interruptions, p.version);
+    println!(
+        "job {}: {} runs ({} succeeded, {} OOM-killed, {} interrupted), version {}",
+        p.job, p.runs, p.succeeded, p.oom_kills, p.interruptions, p.version
+    );
     let mut t = table(&["per run", "p50", "p95", "max"]);
     let q = |s: &Sketch, f: &dyn Fn(f64) -> String| {
         vec![
@@ -91,7 +100,18 @@ pub fn runs(store: Option<&Path>, args: RunsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(());
     }
-    let mut t = table(&["run id", "job", "attempt", "status", "exit", "duration", "CPU avg/max", "mem max", "instance", "cost"]);
+    let mut t = table(&[
+        "run id",
+        "job",
+        "attempt",
+        "status",
+        "exit",
+        "duration",
+        "CPU avg/max",
+        "mem max",
+        "instance",
+        "cost",
+    ]);
     for r in &runs {
         let s = r.summary.as_ref();
         t.add_row(vec![
@@ -105,10 +125,15 @@ pub fn runs(store: Option<&Path>, args: RunsArgs) -> anyhow::Result<()> {
                 _ => "-".into(),
             })
             .unwrap_or_else(|| "-".into()),
-            s.map(|s| format!("{:.1} s", s.duration_s)).unwrap_or_else(|| "-".into()),
-            s.map(|s| format!("{:.2}/{:.2}", s.cpu.avg, s.cpu.max)).unwrap_or_else(|| "-".into()),
+            s.map(|s| format!("{:.1} s", s.duration_s))
+                .unwrap_or_else(|| "-".into()),
+            s.map(|s| format!("{:.2}/{:.2}", s.cpu.avg, s.cpu.max))
+                .unwrap_or_else(|| "-".into()),
             s.map(|s| fmt_bytes(s.mem_max_bytes)).unwrap_or_else(|| "-".into()),
-            r.placed.as_ref().map(|p| format!("{}{}", p.instance_type, if p.local { " (est.)" } else { "" })).unwrap_or_else(|| "-".into()),
+            r.placed
+                .as_ref()
+                .map(|p| format!("{}{}", p.instance_type, if p.local { " (est.)" } else { "" }))
+                .unwrap_or_else(|| "-".into()),
             format!("${:.6}", r.cost_usd),
         ]);
     }
