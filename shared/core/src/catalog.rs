@@ -138,7 +138,10 @@ struct Snapshot {
 }
 
 fn invalid(field: String, reason: impl Into<String>) -> CatalogError {
-    CatalogError::Invalid { field, reason: reason.into() }
+    CatalogError::Invalid {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn price(field: String, p: Option<f64>) -> Result<Option<f64>, CatalogError> {
@@ -162,17 +165,30 @@ impl Catalog {
     pub fn from_json(bytes: &[u8]) -> Result<Catalog, CatalogError> {
         let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| CatalogError::Parse(e.to_string()))?;
         if snap.format != FORMAT_VERSION {
-            return Err(invalid("format".into(), format!("expected {FORMAT_VERSION}, got {}", snap.format)));
+            return Err(invalid(
+                "format".into(),
+                format!("expected {FORMAT_VERSION}, got {}", snap.format),
+            ));
         }
         let mut offers = Vec::with_capacity(snap.offers.len());
         for (i, (t, r, od, spot, spot_src, bucket, azs)) in snap.offers.into_iter().enumerate() {
-            let ty = snap.types.get(t).ok_or_else(|| invalid(format!("offers[{i}].type"), format!("no type #{t}")))?;
-            let region =
-                snap.regions.get(r).ok_or_else(|| invalid(format!("offers[{i}].region"), format!("no region #{r}")))?;
+            let ty = snap
+                .types
+                .get(t)
+                .ok_or_else(|| invalid(format!("offers[{i}].type"), format!("no type #{t}")))?;
+            let region = snap
+                .regions
+                .get(r)
+                .ok_or_else(|| invalid(format!("offers[{i}].region"), format!("no region #{r}")))?;
             let arch = Arch::parse(&ty.4).ok_or_else(|| invalid(format!("types[{t}].arch"), ty.4.clone()))?;
             let azs = azs
                 .into_iter()
-                .map(|a| snap.az_ids.get(a).cloned().ok_or_else(|| invalid(format!("offers[{i}].az_ids"), "bad index")))
+                .map(|a| {
+                    snap.az_ids
+                        .get(a)
+                        .cloned()
+                        .ok_or_else(|| invalid(format!("offers[{i}].az_ids"), "bad index"))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if ty.2 == 0 {
                 return Err(invalid(format!("types[{t}].vcpu"), "must be > 0"));
@@ -213,7 +229,11 @@ impl Catalog {
 
     /// A catalog of the given offers (tests, refreshed data).
     pub fn from_offers(mut offers: Vec<Offer>) -> Catalog {
-        offers.sort_by(|a, b| a.region.cmp(&b.region).then_with(|| a.instance_type.cmp(&b.instance_type)));
+        offers.sort_by(|a, b| {
+            a.region
+                .cmp(&b.region)
+                .then_with(|| a.instance_type.cmp(&b.instance_type))
+        });
         let mut by_region = BTreeMap::new();
         let mut start = 0;
         for i in 1..=offers.len() {
@@ -253,7 +273,10 @@ mod tests {
         let c = Catalog::embedded().unwrap();
         let use1 = c.region("us-east-1");
         assert!(use1.len() > 1000, "{}", use1.len());
-        let scored_spot = use1.iter().filter(|o| o.score_multi.is_some() && o.spot_per_hour.is_some()).count();
+        let scored_spot = use1
+            .iter()
+            .filter(|o| o.score_multi.is_some() && o.spot_per_hour.is_some())
+            .count();
         assert!(scored_spot > 700, "{scored_spot}");
         assert!(c.regions().count() >= 29);
         let m = c.find("us-east-1", "m7i.large").unwrap();
@@ -264,7 +287,10 @@ mod tests {
 
     #[test]
     fn corrupt_snapshot_is_a_clear_error() {
-        assert!(matches!(Catalog::from_json(b"{\"format\":1"), Err(CatalogError::Parse(_))));
+        assert!(matches!(
+            Catalog::from_json(b"{\"format\":1"),
+            Err(CatalogError::Parse(_))
+        ));
         let bad = br#"{"format":1,"regions":["r"],"az_ids":[],"types":[],"offers":[[0,0,1.0,null,0,null,[]]]}"#;
         let err = Catalog::from_json(bad).unwrap_err().to_string();
         assert!(err.contains("offers[0].type"), "{err}");

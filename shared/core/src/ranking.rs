@@ -125,7 +125,8 @@ pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOpti
     if !placement.architectures.is_empty() && !placement.architectures.contains(&o.arch) {
         return false;
     }
-    if !placement.allowed_families.is_empty() && !placement.allowed_families.iter().any(|f| family_matches(f, &o.family))
+    if !placement.allowed_families.is_empty()
+        && !placement.allowed_families.iter().any(|f| family_matches(f, &o.family))
     {
         return false;
     }
@@ -147,7 +148,13 @@ pub fn median_single_score(offers: &[Offer]) -> Option<f64> {
 
 /// Predicted run time on `o` of a job that took `duration_s` with `cores` busy on the
 /// reference machine, and the score that fits it. None when the type cannot be judged.
-fn predict(o: &Offer, req: &Requirement, duration_s: f64, reference: Option<f64>, speed: SpeedModel) -> Option<(f64, f64)> {
+fn predict(
+    o: &Offer,
+    req: &Requirement,
+    duration_s: f64,
+    reference: Option<f64>,
+    speed: SpeedModel,
+) -> Option<(f64, f64)> {
     let cores = req.cores_used.max(0.01);
     let shortage = (cores / o.vcpu as f64).max(1.0);
     match (speed, o.score_for(cores), reference) {
@@ -163,19 +170,46 @@ fn predict(o: &Offer, req: &Requirement, duration_s: f64, reference: Option<f64>
 }
 
 /// The instance types that fit, in order of expected cost (cheapest first).
-pub fn rank(catalog: &Catalog, req: &Requirement, placement: &Placement, market: Market, opts: &RankOptions) -> Vec<Candidate> {
+pub fn rank(
+    catalog: &Catalog,
+    req: &Requirement,
+    placement: &Placement,
+    market_wanted: Market,
+    opts: &RankOptions,
+) -> Vec<Candidate> {
     let regions: Vec<&str> = if placement.regions.is_empty() {
         vec![opts.default_region.as_str()]
     } else {
         placement.regions.iter().map(String::as_str).collect()
     };
-    let az_ids: Vec<&str> =
-        placement.availability_zones.iter().map(String::as_str).filter(|a| looks_like_az_id(a)).collect();
-    let az_names: Vec<&str> =
-        placement.availability_zones.iter().map(String::as_str).filter(|a| !looks_like_az_id(a)).collect();
+    let az_ids: Vec<&str> = placement
+        .availability_zones
+        .iter()
+        .map(String::as_str)
+        .filter(|a| looks_like_az_id(a))
+        .collect();
+    let az_names: Vec<&str> = placement
+        .availability_zones
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !looks_like_az_id(a))
+        .collect();
 
-    let mut spot = Vec::new();
-    let mut on_demand = Vec::new();
+    // Rows are keyed first and materialised only for the ones returned: most offers fit a
+    // small job, and building a Candidate (strings) for each would dominate the ranking time.
+    struct Row<'a> {
+        offer: &'a Offer,
+        market: Market,
+        price: f64,
+        az: Option<String>,
+        pred_d: f64,
+        score: f64,
+        billed: f64,
+        penalty: f64,
+    }
+    let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
+    let mut spot: Vec<Row> = Vec::new();
+    let mut on_demand: Vec<Row> = Vec::new();
     for region in regions {
         let offers = catalog.region(region);
         let reference = opts.reference_single_score.or_else(|| median_single_score(offers));
@@ -203,83 +237,100 @@ pub fn rank(catalog: &Catalog, req: &Requirement, placement: &Placement, market:
             } else {
                 vec![None]
             };
-            let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
             let Some((pred_d, score)) = predict(o, req, d.unwrap_or(NOMINAL_DURATION_S), reference, opts.speed) else {
                 continue;
             };
-            let rows: [(Market, Option<f64>); 2] = [(Market::Spot, o.spot_per_hour), (Market::OnDemand, o.on_demand_per_hour)];
-            for (m, p) in rows {
+            let prices = [
+                (Market::Spot, o.spot_per_hour),
+                (Market::OnDemand, o.on_demand_per_hour),
+            ];
+            for (market, p) in prices {
                 let Some(price) = p else { continue };
+                if market == Market::Spot && matches!(market_wanted, Market::OnDemand) {
+                    continue;
+                }
+                if market == Market::OnDemand && matches!(market_wanted, Market::Spot) {
+                    continue;
+                }
                 if req.max_price_per_hour.is_some_and(|max| price > max) {
                     continue;
                 }
                 let billed = billed_cost(price, opts.startup_s + pred_d);
-                let penalty = if m == Market::Spot {
+                let penalty = if market == Market::Spot {
                     interruption_penalty(price, pred_d, opts.startup_s, o.interruption_bucket)
                 } else {
                     0.0
                 };
                 for az in &azs {
-                    let c = Candidate {
-                        instance_type: o.instance_type.clone(),
-                        region: o.region.clone(),
+                    let row = Row {
+                        offer: o,
+                        market,
+                        price,
                         az: az.clone(),
-                        market: m,
-                        spot_per_hour: o.spot_per_hour,
-                        on_demand_per_hour: o.on_demand_per_hour,
-                        price_per_hour: price,
-                        vcpu: o.vcpu,
-                        memory_bytes: o.memory_bytes,
-                        gpu: o.gpu,
-                        gpu_memory_bytes: o.gpu_memory_bytes,
+                        pred_d,
                         score,
-                        cost_per_perf: if score > 0.0 { price / score } else { f64::INFINITY },
-                        est_duration_s: d.map(|_| pred_d),
-                        est_cost_usd: d.map(|_| billed + penalty),
-                        interruption_bucket: o.interruption_bucket,
-                        interruption_penalty_usd: d.map(|_| penalty),
-                        rank_cost: billed + penalty,
-                        spot_source: o.spot_source,
-                        score_source: o.score_source,
+                        billed,
+                        penalty,
                     };
-                    if m == Market::Spot {
-                        spot.push(c);
+                    if market == Market::Spot {
+                        spot.push(row);
                     } else {
-                        on_demand.push(c);
+                        on_demand.push(row);
                     }
                 }
             }
         }
     }
-    let order = |a: &Candidate, b: &Candidate| {
-        a.rank_cost
-            .total_cmp(&b.rank_cost)
-            .then(a.price_per_hour.total_cmp(&b.price_per_hour))
-            .then_with(|| a.instance_type.cmp(&b.instance_type))
-            .then_with(|| a.region.cmp(&b.region))
+    let order = |a: &Row, b: &Row| {
+        (a.billed + a.penalty)
+            .total_cmp(&(b.billed + b.penalty))
+            .then(a.price.total_cmp(&b.price))
+            .then_with(|| a.offer.instance_type.cmp(&b.offer.instance_type))
+            .then_with(|| a.offer.region.cmp(&b.offer.region))
             .then_with(|| a.az.cmp(&b.az))
     };
-    spot.sort_by(order);
-    on_demand.sort_by(order);
-    let cap = |v: &mut Vec<Candidate>, n: usize| {
-        if n > 0 {
-            v.truncate(n);
+    fn top<'a>(
+        mut rows: Vec<Row<'a>>,
+        n: usize,
+        order: impl Fn(&Row<'a>, &Row<'a>) -> std::cmp::Ordering,
+    ) -> Vec<Row<'a>> {
+        if n > 0 && rows.len() > n {
+            rows.select_nth_unstable_by(n - 1, &order);
+            rows.truncate(n);
         }
-    };
-    match market {
-        Market::Spot => {
-            cap(&mut spot, opts.limit);
-            spot
-        }
-        Market::OnDemand => {
-            cap(&mut on_demand, opts.limit);
-            on_demand
-        }
-        Market::SpotThenOnDemand => {
-            cap(&mut spot, opts.limit);
-            on_demand.truncate(opts.on_demand_fallback_rows.max(1));
-            spot.extend(on_demand);
-            spot
-        }
+        rows.sort_by(order);
+        rows
     }
+    let to_candidate = |r: Row| Candidate {
+        instance_type: r.offer.instance_type.clone(),
+        region: r.offer.region.clone(),
+        az: r.az,
+        market: r.market,
+        spot_per_hour: r.offer.spot_per_hour,
+        on_demand_per_hour: r.offer.on_demand_per_hour,
+        price_per_hour: r.price,
+        vcpu: r.offer.vcpu,
+        memory_bytes: r.offer.memory_bytes,
+        gpu: r.offer.gpu,
+        gpu_memory_bytes: r.offer.gpu_memory_bytes,
+        score: r.score,
+        cost_per_perf: if r.score > 0.0 {
+            r.price / r.score
+        } else {
+            f64::INFINITY
+        },
+        est_duration_s: d.map(|_| r.pred_d),
+        est_cost_usd: d.map(|_| r.billed + r.penalty),
+        interruption_bucket: r.offer.interruption_bucket,
+        interruption_penalty_usd: d.map(|_| r.penalty),
+        rank_cost: r.billed + r.penalty,
+        spot_source: r.offer.spot_source,
+        score_source: r.offer.score_source,
+    };
+    let spot = top(spot, opts.limit, order);
+    let on_demand = match market_wanted {
+        Market::SpotThenOnDemand => top(on_demand, opts.on_demand_fallback_rows.max(1), order),
+        _ => top(on_demand, opts.limit, order),
+    };
+    spot.into_iter().chain(on_demand).map(to_candidate).collect()
 }

@@ -125,6 +125,8 @@ pub struct History {
     pub mem_log_sd: f64,
     /// Largest peak among the runs that weigh at least half (the last `HALF_LIFE_RUNS`), bytes.
     pub mem_recent_max_bytes: u64,
+    /// Largest peak among all the runs of the window, bytes.
+    pub mem_window_max_bytes: u64,
     /// Recency-weighted mean duration of runs that finished (not OOM-killed), seconds.
     pub mean_duration_s: Option<f64>,
     pub gpu_count: u32,
@@ -162,7 +164,9 @@ pub fn history(profile: &JobProfile) -> Option<History> {
     if n == 0 {
         return None;
     }
-    let weights: Vec<f64> = (0..n).map(|i| 0.5f64.powf((n - 1 - i) as f64 / HALF_LIFE_RUNS)).collect();
+    let weights: Vec<f64> = (0..n)
+        .map(|i| 0.5f64.powf((n - 1 - i) as f64 / HALF_LIFE_RUNS))
+        .collect();
     let sw: f64 = weights.iter().sum();
     let sw2: f64 = weights.iter().map(|w| w * w).sum();
     let n_eff = sw * sw / sw2;
@@ -170,10 +174,17 @@ pub fn history(profile: &JobProfile) -> Option<History> {
     let mut cpu: Vec<(f64, f64)> = runs.iter().zip(&weights).map(|(r, w)| (busy_cores(r), *w)).collect();
     let busy = weighted_quantile(&mut cpu, CPU_QUANTILE);
 
-    let logs: Vec<f64> =
-        runs.iter().map(|r| bytes_to_gib(r.mem_max_bytes.max(MIN_JOB_MEMORY_BYTES / 4)).ln()).collect();
+    let logs: Vec<f64> = runs
+        .iter()
+        .map(|r| bytes_to_gib(r.mem_max_bytes.max(MIN_JOB_MEMORY_BYTES / 4)).ln())
+        .collect();
     let mean = logs.iter().zip(&weights).map(|(l, w)| l * w).sum::<f64>() / sw;
-    let var = logs.iter().zip(&weights).map(|(l, w)| w * (l - mean).powi(2)).sum::<f64>() / sw;
+    let var = logs
+        .iter()
+        .zip(&weights)
+        .map(|(l, w)| w * (l - mean).powi(2))
+        .sum::<f64>()
+        / sw;
     let recent_max = runs
         .iter()
         .zip(&weights)
@@ -191,7 +202,10 @@ pub fn history(profile: &JobProfile) -> Option<History> {
     let fw: f64 = finished.iter().map(|f| f.1).sum();
     let mean_duration_s = (fw > 0.0).then(|| finished.iter().map(|(d, w)| d * w).sum::<f64>() / fw);
 
-    let gpu_runs = runs.iter().filter_map(|r| r.gpu).filter(|g| g.util_max_pct > 0.0 || g.mem_max_bytes > 0);
+    let gpu_runs = runs
+        .iter()
+        .filter_map(|r| r.gpu)
+        .filter(|g| g.util_max_pct > 0.0 || g.mem_max_bytes > 0);
     let (mut gpu_count, mut gpu_mem) = (0, 0);
     for g in gpu_runs {
         gpu_count = gpu_count.max(g.count.max(1));
@@ -204,6 +218,7 @@ pub fn history(profile: &JobProfile) -> Option<History> {
         mem_log_mean: mean,
         mem_log_sd: var.sqrt(),
         mem_recent_max_bytes: recent_max,
+        mem_window_max_bytes: runs.iter().map(|r| r.mem_max_bytes).max().unwrap_or(0),
         mean_duration_s,
         gpu_count,
         gpu_mem_max_bytes: gpu_mem,
@@ -221,7 +236,12 @@ pub fn memory_bound(h: &History) -> u64 {
     let var = (n * h.mem_log_sd.powi(2) + MEM_PRIOR_RUNS * MEM_PRIOR_LOG_SD.powi(2)) / (n + MEM_PRIOR_RUNS);
     let upper_gib = (h.mem_log_mean + MEM_Z * var.sqrt() * (1.0 + 1.0 / n).sqrt()).exp();
     let by_max = (h.mem_recent_max_bytes as f64 * (1.0 + MEM_MIN_MARGIN)) as u64;
-    gib_to_bytes(upper_gib).max(by_max)
+    // Distribution-free cap: the next run exceeds the largest of n peaks with probability
+    // 1/(n+1); the margin and a 1/n term on top of it make that far smaller. When a job's
+    // peaks are spread over orders of magnitude (inputs of very different sizes) the
+    // log-normal bound overshoots the observed maximum; with enough runs the maximum wins.
+    let cap = h.mem_window_max_bytes as f64 * (1.0 + MEM_MIN_MARGIN) * (1.0 + 1.0 / h.runs.max(1) as f64);
+    gib_to_bytes(upper_gib).min(cap as u64).max(by_max)
 }
 
 /// Sizes the next run of `spec` from its profile at time `now_ms` (Unix ms).
@@ -241,17 +261,33 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
                 bytes_to_gib(h.mem_recent_max_bytes)
             ));
             let runs = profile.map_or(0, |p| p.runs);
-            (h.busy_cores, mem, SizingBasis::History { runs }, h.mean_duration_s.or(hints.duration_s), h.n_eff)
+            (
+                h.busy_cores,
+                mem,
+                SizingBasis::History { runs },
+                h.mean_duration_s.or(hints.duration_s),
+                h.n_eff,
+            )
         }
         None => match (hints.vcpu, hints.memory_gib) {
             (None, None) => {
-                notes.push(format!("no history, no hints: default {DEFAULT_VCPU} vCPU, {DEFAULT_MEMORY_GIB} GiB"));
-                (DEFAULT_VCPU as f64, gib_to_bytes(DEFAULT_MEMORY_GIB), SizingBasis::Default, hints.duration_s, 0.0)
+                notes.push(format!(
+                    "no history, no hints: default {DEFAULT_VCPU} vCPU, {DEFAULT_MEMORY_GIB} GiB"
+                ));
+                (
+                    DEFAULT_VCPU as f64,
+                    gib_to_bytes(DEFAULT_MEMORY_GIB),
+                    SizingBasis::Default,
+                    hints.duration_s,
+                    0.0,
+                )
             }
             (c, m) => {
                 notes.push("no history: the spec's hints".to_string());
                 let c = c.filter(|v| v.is_finite() && *v > 0.0).unwrap_or(DEFAULT_VCPU as f64);
-                let m = m.filter(|v| v.is_finite() && *v > 0.0).map_or(gib_to_bytes(DEFAULT_MEMORY_GIB), gib_to_bytes);
+                let m = m
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .map_or(gib_to_bytes(DEFAULT_MEMORY_GIB), gib_to_bytes);
                 (c, m, SizingBasis::Hints, hints.duration_s, 0.0)
             }
         },
@@ -260,7 +296,9 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     // OOM: never again the memory that was killed; markedly more right after a kill.
     if let Some(p) = profile {
         if let Some(floor) = p.oom_memory_floor_bytes.filter(|f| *f > 0) {
-            let recent = p.last_oom_at_ms.is_some_and(|t| now_ms.saturating_sub(t) < OOM_BUMP_WINDOW_MS);
+            let recent = p
+                .last_oom_at_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) < OOM_BUMP_WINDOW_MS);
             let factor = if recent {
                 spec.retry.oom_memory_factor.max(OOM_REMEMBERED_FACTOR)
             } else {
@@ -292,18 +330,25 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
         cores = cores.min(vcpu as f64);
     }
     if let Some(lo) = b.min_memory_gib.map(gib_to_bytes).filter(|lo| job_mem < *lo) {
-        notes.push(format!("resources.min_memory_gib raises memory to {:.2} GiB", bytes_to_gib(lo)));
+        notes.push(format!(
+            "resources.min_memory_gib raises memory to {:.2} GiB",
+            bytes_to_gib(lo)
+        ));
         job_mem = lo;
     }
     if let Some(hi) = b.max_memory_gib.map(gib_to_bytes).filter(|hi| job_mem > *hi) {
-        notes.push(format!("resources.max_memory_gib caps memory at {:.2} GiB", bytes_to_gib(hi)));
+        notes.push(format!(
+            "resources.max_memory_gib caps memory at {:.2} GiB",
+            bytes_to_gib(hi)
+        ));
         job_mem = hi;
     }
 
     let (mut gpu, mut gpu_mem) = match &hist {
-        Some(h) if h.gpu_count > 0 => {
-            (h.gpu_count, (h.gpu_mem_max_bytes as f64 * (1.0 + GPU_MEM_MARGIN)) as u64)
-        }
+        Some(h) if h.gpu_count > 0 => (
+            h.gpu_count,
+            (h.gpu_mem_max_bytes as f64 * (1.0 + GPU_MEM_MARGIN)) as u64,
+        ),
         _ => (hints.gpu.unwrap_or(0), hints.gpu_memory_gib.map_or(0, gib_to_bytes)),
     };
     if gpu > 0 && hist.as_ref().is_some_and(|h| h.gpu_count > 0) {
@@ -327,10 +372,17 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     }
 
     let small = cores <= SHARED_MAX_CORES && job_mem <= SHARED_MAX_MEMORY_BYTES;
-    let short = duration.is_some_and(|d| d < SHARED_MAX_DURATION_S);
+    // A small job never seen, with no duration hint, is treated as short: a slot on a shared
+    // host costs at most its share of the host and needs no start-up when a host is warm,
+    // and its first run measures how long it really is.
+    let short = duration.map_or(hist.is_none() && small, |d| d < SHARED_MAX_DURATION_S);
     let tiny = hist.is_some() && cores <= TINY_MAX_CORES && job_mem <= TINY_MAX_MEMORY_BYTES;
-    let class = if gpu == 0 && ((small && short) || tiny) {
-        notes.push(if tiny { "tiny: shares a host".to_string() } else { "short and small: shares a host".to_string() });
+    let class = if gpu == 0 && (short || tiny) {
+        notes.push(if tiny {
+            "tiny: shares a host".to_string()
+        } else {
+            "short and small: shares a host".to_string()
+        });
         SizeClass::Shared
     } else {
         SizeClass::Dedicated
