@@ -334,3 +334,164 @@ pub fn rank(
     };
     spot.into_iter().chain(on_demand).map(to_candidate).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Offer;
+    use crate::sizing::{SizeClass, SizingBasis};
+    use crate::spec::Arch;
+    use crate::units::GIB;
+
+    #[allow(clippy::too_many_arguments)]
+    fn offer(name: &str, vcpu: u32, mem_gib: u64, arch: Arch, spot: f64, od: f64, single: f64, azs: &[&str]) -> Offer {
+        Offer {
+            instance_type: name.into(),
+            family: name.split('.').next().unwrap_or("").into(),
+            region: "us-east-1".into(),
+            vcpu,
+            memory_bytes: mem_gib * GIB,
+            arch,
+            gpu: 0,
+            gpu_memory_bytes: 0,
+            on_demand_per_hour: Some(od),
+            spot_per_hour: Some(spot),
+            score_multi: Some(single * vcpu as f64),
+            score_single: Some(single),
+            interruption_bucket: Some(0),
+            azs: azs.iter().map(|a| a.to_string()).collect(),
+            spot_source: SpotSource::AdvisorEstimate,
+            score_source: ScoreSource::Measured,
+            score_multi_cores: Some(vcpu),
+            burstable: false,
+            current_generation: true,
+            accelerator: false,
+        }
+    }
+
+    fn req(vcpu: u32, cores: f64, mem_gib: u64) -> Requirement {
+        Requirement {
+            vcpu,
+            cores_used: cores,
+            memory_bytes: mem_gib * GIB,
+            gpu: 0,
+            gpu_memory_bytes: 0,
+            architectures: vec![],
+            expected_duration_s: Some(3600.0),
+            class: SizeClass::Dedicated,
+            basis: SizingBasis::Default,
+            notes: vec![],
+            job_memory_bytes: mem_gib * GIB,
+            max_price_per_hour: None,
+            confidence_runs: 0.0,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::from_offers(vec![
+            offer("c7g.large", 2, 4, Arch::Arm64, 0.03, 0.07, 1500.0, &["use1-az1", "use1-az2"]),
+            offer("m7g.large", 2, 8, Arch::Arm64, 0.04, 0.08, 1500.0, &["use1-az1"]),
+            offer("c7i.large", 2, 4, Arch::X86_64, 0.035, 0.09, 2000.0, &["use1-az2"]),
+            offer("r7g.xlarge", 4, 32, Arch::Arm64, 0.09, 0.21, 1500.0, &["use1-az1"]),
+            offer("c7g.4xlarge", 16, 32, Arch::Arm64, 0.20, 0.58, 1500.0, &["use1-az1"]),
+        ])
+    }
+
+    fn names(c: &[Candidate]) -> Vec<&str> {
+        c.iter().map(|c| c.instance_type.as_str()).collect()
+    }
+
+    #[test]
+    fn picks_the_cheapest_that_fits_and_never_one_that_does_not() {
+        // GIVEN a 2-vCPU, 6-GiB job WHEN ranked THEN only types with ≥2 vCPU and ≥6 GiB, cheapest first
+        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &RankOptions::default());
+        assert_eq!(names(&c), ["m7g.large", "r7g.xlarge", "c7g.4xlarge"]);
+        for cand in &c {
+            assert!(cand.vcpu >= 2 && cand.memory_bytes >= 6 * GIB);
+            assert_eq!(cand.market, Market::Spot);
+        }
+        assert!(c.windows(2).all(|w| w[0].rank_cost <= w[1].rank_cost));
+        // nothing fits 64 GiB
+        assert!(rank(&catalog(), &req(1, 1.0, 64), &Placement::default(), Market::Spot, &RankOptions::default())
+            .is_empty());
+    }
+
+    #[test]
+    fn single_core_job_weighs_single_thread_speed() {
+        // GIVEN a 1-core job: c7i.large is 17% dearer but its core is 33% faster
+        let opts = RankOptions::default();
+        let c = rank(&catalog(), &req(1, 1.0, 2), &Placement::default(), Market::Spot, &opts);
+        assert_eq!(c[0].instance_type, "c7i.large");
+        // … and a 16-core job gets no faster on a faster 2-vCPU type: c7g.4xlarge wins
+        let c = rank(&catalog(), &req(1, 16.0, 2), &Placement::default(), Market::Spot, &opts);
+        assert_eq!(c[0].instance_type, "c7g.4xlarge");
+        // with uniform speed the cheaper core wins
+        let uniform = RankOptions { speed: SpeedModel::Uniform, ..RankOptions::default() };
+        let c = rank(&catalog(), &req(1, 1.0, 2), &Placement::default(), Market::Spot, &uniform);
+        assert_eq!(c[0].instance_type, "c7g.large");
+        assert!((c[0].est_duration_s.unwrap() - 3600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn placement_filters_hold() {
+        let opts = RankOptions::default();
+        let cat = catalog();
+        let r = req(2, 2.0, 4);
+        let only_x86 = Placement { architectures: vec![Arch::X86_64], ..Placement::default() };
+        assert_eq!(names(&rank(&cat, &r, &only_x86, Market::Spot, &opts)), ["c7i.large"]);
+        let families = Placement { allowed_families: vec!["c7*".into()], ..Placement::default() };
+        assert!(rank(&cat, &r, &families, Market::Spot, &opts).iter().all(|c| c.instance_type.starts_with("c7")));
+        let excluded = Placement { excluded_families: vec!["c7g".into(), "c7i".into()], ..Placement::default() };
+        assert!(rank(&cat, &r, &excluded, Market::Spot, &opts).iter().all(|c| !c.instance_type.starts_with("c7")));
+        let az = Placement { availability_zones: vec!["use1-az2".into()], ..Placement::default() };
+        let c = rank(&cat, &r, &az, Market::Spot, &opts);
+        assert_eq!(names(&c), ["c7i.large", "c7g.large"]);
+        assert!(c.iter().all(|c| c.az.as_deref() == Some("use1-az2")));
+        let other_region = Placement { regions: vec!["eu-west-1".into()], ..Placement::default() };
+        assert!(rank(&cat, &r, &other_region, Market::Spot, &opts).is_empty());
+        let mut cheap = r.clone();
+        cheap.max_price_per_hour = Some(0.032);
+        assert_eq!(names(&rank(&cat, &cheap, &Placement::default(), Market::Spot, &opts)), ["c7g.large"]);
+    }
+
+    #[test]
+    fn markets_and_on_demand_fallback_rows() {
+        let cat = catalog();
+        let opts = RankOptions { limit: 2, on_demand_fallback_rows: 1, ..RankOptions::default() };
+        let c = rank(&cat, &req(2, 2.0, 4), &Placement::default(), Market::SpotThenOnDemand, &opts);
+        let markets: Vec<Market> = c.iter().map(|c| c.market).collect();
+        assert_eq!(markets, [Market::Spot, Market::Spot, Market::OnDemand]);
+        // the fastest core for the money on demand: c7i.large (0.09 $/h, 33% faster core)
+        assert_eq!((c[2].instance_type.as_str(), c[2].price_per_hour), ("c7i.large", 0.09));
+        let od = rank(&cat, &req(2, 2.0, 4), &Placement::default(), Market::OnDemand, &opts);
+        assert!(od.iter().all(|c| c.market == Market::OnDemand && c.interruption_penalty_usd == Some(0.0)));
+    }
+
+    #[test]
+    fn interruption_risk_can_change_the_order() {
+        // GIVEN two equal types, one in the >20% bucket WHEN a long job is ranked THEN the safer one wins
+        let mut a = offer("m7g.large", 2, 8, Arch::Arm64, 0.040, 0.08, 1500.0, &[]);
+        let mut b = offer("m6g.large", 2, 8, Arch::Arm64, 0.0399, 0.08, 1500.0, &[]);
+        a.interruption_bucket = Some(0);
+        b.interruption_bucket = Some(4);
+        let cat = Catalog::from_offers(vec![a, b]);
+        let mut r = req(2, 2.0, 4);
+        r.expected_duration_s = Some(24.0 * 3600.0);
+        let c = rank(&cat, &r, &Placement::default(), Market::Spot, &RankOptions::default());
+        assert_eq!(c[0].instance_type, "m7g.large");
+        // … while for a short job the cheaper price wins
+        r.expected_duration_s = Some(600.0);
+        let c = rank(&cat, &r, &Placement::default(), Market::Spot, &RankOptions::default());
+        assert_eq!(c[0].instance_type, "m6g.large");
+        assert!(c[0].interruption_penalty_usd.unwrap() > c[1].interruption_penalty_usd.unwrap());
+    }
+
+    #[test]
+    fn real_catalog_ranks_a_small_job() {
+        let cat = Catalog::embedded().unwrap();
+        let c = rank(cat, &req(2, 1.5, 4), &Placement::default(), Market::SpotThenOnDemand, &RankOptions::default());
+        assert!(c.len() > 50);
+        assert!(c.iter().all(|c| c.vcpu >= 2 && c.memory_bytes >= 4 * GIB && c.gpu == 0));
+        assert_eq!(c.last().map(|c| c.market), Some(Market::OnDemand));
+    }
+}

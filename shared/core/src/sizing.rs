@@ -375,7 +375,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     // A small job never seen, with no duration hint, is treated as short: a slot on a shared
     // host costs at most its share of the host and needs no start-up when a host is warm,
     // and its first run measures how long it really is.
-    let short = duration.map_or(hist.is_none() && small, |d| d < SHARED_MAX_DURATION_S);
+    let short = duration.map_or(basis == SizingBasis::Hints && small, |d| d < SHARED_MAX_DURATION_S);
     let tiny = hist.is_some() && cores <= TINY_MAX_CORES && job_mem <= TINY_MAX_MEMORY_BYTES;
     let class = if gpu == 0 && (short || tiny) {
         notes.push(if tiny {
@@ -402,5 +402,168 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
         job_memory_bytes: job_mem,
         max_price_per_hour: b.max_price_per_hour,
         confidence_runs: confidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Bounds;
+    use crate::summary::{CpuStats, GpuStats};
+
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+
+    fn run(i: usize, avg: f64, p95: f64, max: f64, mem_gib: f64, dur: f64, status: RunStatus) -> RunSummary {
+        RunSummary {
+            job: "j".into(),
+            run_id: format!("r{i}"),
+            started_at_ms: i as i64 * 1000,
+            ended_at_ms: i as i64 * 1000 + 1,
+            duration_s: dur,
+            cpu: CpuStats { avg, p50: avg, p95, max },
+            mem_max_bytes: gib_to_bytes(mem_gib),
+            oom_killed: status == RunStatus::OomKilled,
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn profile(runs: &[RunSummary]) -> JobProfile {
+        let mut p = JobProfile::new("j");
+        for r in runs {
+            p.record(r);
+        }
+        p
+    }
+
+    fn steady(n: usize, avg: f64, mem_gib: f64, dur: f64) -> JobProfile {
+        profile(&(0..n).map(|i| run(i, avg, avg, avg, mem_gib, dur, RunStatus::Succeeded)).collect::<Vec<_>>())
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec { name: "j".into(), ..JobSpec::default() }
+    }
+
+    fn gib(r: &Requirement) -> f64 {
+        bytes_to_gib(r.job_memory_bytes)
+    }
+
+    #[test]
+    fn cold_start_table() {
+        // GIVEN no history: (hints vcpu, hints memory) → (vCPU, job GiB, basis, class)
+        let cases: [(Option<f64>, Option<f64>, u32, f64, SizingBasis, SizeClass); 4] = [
+            (None, None, DEFAULT_VCPU, DEFAULT_MEMORY_GIB, SizingBasis::Default, SizeClass::Dedicated),
+            (Some(3.0), Some(12.0), 3, 12.0, SizingBasis::Hints, SizeClass::Dedicated),
+            (Some(1.0), None, 1, DEFAULT_MEMORY_GIB, SizingBasis::Hints, SizeClass::Shared),
+            (Some(16.0), Some(64.0), 16, 64.0, SizingBasis::Hints, SizeClass::Dedicated),
+        ];
+        for (vcpu, mem, want_vcpu, want_gib, basis, class) in cases {
+            let mut s = spec();
+            s.hints.vcpu = vcpu;
+            s.hints.memory_gib = mem;
+            let r = size(&s, None, 0);
+            assert_eq!((r.vcpu, gib(&r), &r.basis, r.class), (want_vcpu, want_gib, &basis, class), "{vcpu:?} {mem:?}");
+            assert_eq!(r.memory_bytes, r.job_memory_bytes + OS_RESERVE_BYTES);
+        }
+    }
+
+    #[test]
+    fn cpu_follows_cores_kept_busy_not_bursts() {
+        // GIVEN a job averaging 1 core with bursts to 8 WHEN sized THEN 1 vCPU
+        let runs: Vec<RunSummary> =
+            (0..10).map(|i| run(i, 1.0, 3.0, 8.0, 2.0, 3600.0, RunStatus::Succeeded)).collect();
+        assert_eq!(size(&spec(), Some(&profile(&runs)), 0).vcpu, 1);
+        // a steady 3.9-core job gets 4, a 4.2-core one shares its last core
+        assert_eq!(size(&spec(), Some(&steady(5, 3.9, 2.0, 3600.0)), 0).vcpu, 4);
+        assert_eq!(size(&spec(), Some(&steady(5, 4.2, 2.0, 3600.0)), 0).vcpu, 4);
+        assert_eq!(size(&spec(), Some(&steady(5, 4.4, 2.0, 3600.0)), 0).vcpu, 5);
+    }
+
+    #[test]
+    fn memory_headroom_shrinks_with_confidence() {
+        let one = gib(&size(&spec(), Some(&steady(1, 2.0, 10.0, 3600.0)), 0));
+        let few = gib(&size(&spec(), Some(&steady(3, 2.0, 10.0, 3600.0)), 0));
+        let many = gib(&size(&spec(), Some(&steady(30, 2.0, 10.0, 3600.0)), 0));
+        assert!(one > few && few > many, "{one} {few} {many}");
+        assert!((17.0..=21.0).contains(&one), "{one}");
+        assert!((11.5..=13.5).contains(&many), "{many}");
+        // never under the recent peak + 15%, even for a job whose peaks vary
+        let runs: Vec<RunSummary> = (0..20)
+            .map(|i| run(i, 1.0, 1.0, 1.0, if i == 18 { 40.0 } else { 4.0 }, 3600.0, RunStatus::Succeeded))
+            .collect();
+        assert!(gib(&size(&spec(), Some(&profile(&runs)), 0)) >= 46.0);
+    }
+
+    #[test]
+    fn oom_bump_is_marked_and_remembered() {
+        // GIVEN 10 steady 4-GiB runs, then an OOM kill at 6 GiB
+        let mut runs: Vec<RunSummary> =
+            (0..10).map(|i| run(i, 1.0, 1.0, 1.0, 4.0, 3600.0, RunStatus::Succeeded)).collect();
+        runs.push(run(10, 1.0, 1.0, 1.0, 6.0, 100.0, RunStatus::OomKilled));
+        let mut p = profile(&runs);
+        p.last_oom_at_ms = Some(0);
+        let right_after = size(&spec(), Some(&p), DAY_MS);
+        assert!(gib(&right_after) >= 9.0, "×1.5 the killed size: {}", gib(&right_after));
+        assert!(right_after.notes.iter().any(|n| n.contains("OOM")));
+        let weeks_later = size(&spec(), Some(&p), 30 * DAY_MS);
+        assert!(gib(&weeks_later) >= 7.19 && gib(&weeks_later) < gib(&right_after), "{}", gib(&weeks_later));
+        // the spec's oom factor is honoured
+        let mut s = spec();
+        s.retry.oom_memory_factor = 2.0;
+        assert!(gib(&size(&s, Some(&p), DAY_MS)) >= 12.0);
+    }
+
+    #[test]
+    fn bounds_always_win() {
+        let mut p = steady(10, 6.0, 20.0, 3600.0);
+        p.oom_memory_floor_bytes = Some(30 * GIB);
+        p.last_oom_at_ms = Some(0);
+        let mut s = spec();
+        s.resources = Bounds {
+            min_vcpu: Some(8),
+            max_memory_gib: Some(24.0),
+            max_price_per_hour: Some(0.5),
+            ..Bounds::default()
+        };
+        let r = size(&s, Some(&p), 0);
+        assert_eq!(r.vcpu, 8);
+        assert_eq!(gib(&r), 24.0);
+        assert_eq!(r.max_price_per_hour, Some(0.5));
+        s.resources = Bounds { max_vcpu: Some(2), min_memory_gib: Some(64.0), ..Bounds::default() };
+        let r = size(&s, Some(&p), 0);
+        assert_eq!((r.vcpu, gib(&r)), (2, 64.0));
+        assert!(r.cores_used <= 2.0 + CPU_ROUND_DOWN);
+    }
+
+    #[test]
+    fn gpu_when_seen() {
+        let runs: Vec<RunSummary> = (0..3)
+            .map(|i| {
+                let mut r = run(i, 2.0, 2.0, 2.0, 16.0, 3600.0, RunStatus::Succeeded);
+                r.gpu = Some(GpuStats { count: 1, util_avg_pct: 60.0, util_max_pct: 99.0, mem_max_bytes: 10 * GIB });
+                r
+            })
+            .collect();
+        let r = size(&spec(), Some(&profile(&runs)), 0);
+        assert_eq!(r.gpu, 1);
+        assert_eq!(r.gpu_memory_bytes, 12 * GIB);
+        assert_eq!(r.class, SizeClass::Dedicated);
+        // no GPU use, no GPU unless hinted
+        assert_eq!(size(&spec(), Some(&steady(3, 2.0, 4.0, 60.0)), 0).gpu, 0);
+        let mut s = spec();
+        s.hints.gpu = Some(2);
+        s.hints.gpu_memory_gib = Some(24.0);
+        let r = size(&s, None, 0);
+        assert_eq!((r.gpu, r.gpu_memory_bytes), (2, 24 * GIB));
+    }
+
+    #[test]
+    fn tiny_and_short_jobs_share_a_host() {
+        // short (30 s) and small → shared; long and big → dedicated; tiny and long → shared
+        assert_eq!(size(&spec(), Some(&steady(5, 1.5, 2.0, 30.0)), 0).class, SizeClass::Shared);
+        assert_eq!(size(&spec(), Some(&steady(5, 6.0, 20.0, 3600.0)), 0).class, SizeClass::Dedicated);
+        assert_eq!(size(&spec(), Some(&steady(5, 0.1, 0.2, 36_000.0)), 0).class, SizeClass::Shared);
+        let r = size(&spec(), Some(&steady(5, 1.0, 2.0, 30.0)), 0);
+        assert_eq!(r.expected_duration_s, Some(30.0));
     }
 }
