@@ -106,7 +106,9 @@ pub fn requirement_line(r: &Requirement) -> String {
 }
 
 pub fn summary_table(s: &RunSummary, rec: &RunRecord) -> Table {
-    let mut t = table(&["", ""]);
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
     let exit = match (s.exit.code, s.exit.signal) {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),

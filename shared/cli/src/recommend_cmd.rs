@@ -74,6 +74,10 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         class: SizeClass::Dedicated,
         basis: SizingBasis::Hints,
         notes: vec![],
+        // --memory is taken as the instance's memory: what the user asks for is what is filtered on.
+        job_memory_bytes: args.memory,
+        max_price_per_hour: None,
+        confidence_runs: 0.0,
     };
     let placement = Placement {
         regions: args.regions.clone(),

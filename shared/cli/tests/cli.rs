@@ -240,7 +240,12 @@ fn recommend_ranks_fitting_instances() {
         assert!(cand["vcpu"].as_u64().unwrap() >= 4);
         assert!(cand["memory_bytes"].as_u64().unwrap() >= 16 << 30);
     }
-    let costs: Vec<f64> = c.iter().map(|x| x["cost_per_perf"].as_f64().unwrap()).collect();
+    // ranked by expected cost of the run (price × predicted duration + interruption risk)
+    let costs: Vec<f64> = c
+        .iter()
+        .filter(|x| x["market"] == "spot")
+        .map(|x| x["rank_cost"].as_f64().unwrap())
+        .collect();
     assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{costs:?}");
     let bad = spotfit(dir.path())
         .args(["recommend", "--vcpu", "4", "--memory", "lots"])
