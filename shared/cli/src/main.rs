@@ -1,6 +1,7 @@
 //! `spotfit`: run batch jobs measured and right-sized. `main` parses the command line and
 //! dispatches; each subcommand lives in its own module.
 
+mod monitor_cmd;
 mod output;
 mod recommend_cmd;
 mod run_cmd;
@@ -37,6 +38,8 @@ enum Command {
     Profile(store_cmd::ProfileArgs),
     /// List recorded runs.
     Runs(store_cmd::RunsArgs),
+    /// Track a command, a process tree, a cgroup or a container; ship samples (the agent).
+    Monitor(spotfit_monitor::cli::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
         Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
+        Command::Monitor(args) => monitor_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -17,7 +17,8 @@ pub enum MemoryMetric {
     Rss,
     /// Sum of proportional set sizes (exact for shared pages, costlier to read).
     Pss,
-    /// Memory charged to the tracked cgroup (includes page cache).
+    /// The tracked cgroup's working set: memory charged to it minus its inactive file cache
+    /// (what the kernel cannot reclaim; `cgroup_mem_bytes` keeps the usage with page cache).
     Cgroup,
 }
 
