@@ -6,18 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
-# The binary behind `spotfit monitor`: $SPOTFIT_MONITOR_BIN, or the crate's example (same code path).
-monitor_bin() {
-  if [ -n "${SPOTFIT_MONITOR_BIN:-}" ]; then echo "$SPOTFIT_MONITOR_BIN"; return; fi
-  cargo build -q -p spotfit-monitor --features cli --example spotfit-monitor >&2
-  echo "$PWD/target/debug/examples/spotfit-monitor"
-}
+source scripts/lib/monitor-test.sh
 BIN="$(monitor_bin)"
 WORK="$(mktemp -d)"
 NAME="spotfit-test-$$"
 CTRLS=(memory cpu cpuacct blkio)
-pass=0; fail=0
-check() { if eval "$2"; then pass=$((pass+1)); echo "ok   - $1"; else fail=$((fail+1)); echo "FAIL - $1" >&2; fi; }
 cleanup() {
   for c in "${CTRLS[@]}"; do
     d="/sys/fs/cgroup/$c/$NAME"

@@ -8,18 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
-monitor_bin() {
-  if [ -n "${SPOTFIT_MONITOR_BIN:-}" ]; then echo "$SPOTFIT_MONITOR_BIN"; return; fi
-  cargo build -q -p spotfit-monitor --features cli --example spotfit-monitor >&2
-  echo "$PWD/target/debug/examples/spotfit-monitor"
-}
+source scripts/lib/monitor-test.sh
 BIN="$(monitor_bin)"
 V2=/sys/fs/cgroup/unified
 [ -f /sys/fs/cgroup/cgroup.controllers ] && V2=/sys/fs/cgroup
 G="$V2/spotfit-test-$$"
 WORK="$(mktemp -d)"
-pass=0; fail=0
-check() { if eval "$2"; then pass=$((pass+1)); echo "ok   - $1"; else fail=$((fail+1)); echo "FAIL - $1" >&2; fi; }
 cleanup() {
   if [ -d "$G" ]; then
     for p in $(cat "$G/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done

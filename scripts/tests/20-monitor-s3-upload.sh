@@ -12,11 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
+source scripts/lib/monitor-test.sh
 ensure_py "moto[server]==5.1.*"
 WORK="$(mktemp -d)"
 MOTO_PID=""
-pass=0; fail=0
-check() { if eval "$2"; then pass=$((pass+1)); echo "ok   - $1"; else fail=$((fail+1)); echo "FAIL - $1" >&2; fi; }
 cleanup() {
   [ -n "$MOTO_PID" ] && { kill -CONT "$MOTO_PID" 2>/dev/null; kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; } || true
   rm -rf "$WORK"
