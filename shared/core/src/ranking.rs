@@ -136,16 +136,6 @@ pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOpti
     true
 }
 
-/// Median single-thread score of a region's offers (the reference machine by default).
-pub fn median_single_score(offers: &[Offer]) -> Option<f64> {
-    let mut s: Vec<f64> = offers.iter().filter_map(|o| o.score_single).collect();
-    if s.is_empty() {
-        return None;
-    }
-    s.sort_by(f64::total_cmp);
-    Some(s[s.len() / 2])
-}
-
 /// Predicted run time on `o` of a job that took `duration_s` with `cores` busy on the
 /// reference machine, and the score that fits it. None when the type cannot be judged.
 fn predict(
@@ -212,7 +202,7 @@ pub fn rank(
     let mut on_demand: Vec<Row> = Vec::new();
     for region in regions {
         let offers = catalog.region(region);
-        let reference = opts.reference_single_score.or_else(|| median_single_score(offers));
+        let reference = opts.reference_single_score.or_else(|| catalog.median_single_score(region));
         let names_here: Vec<&str> = az_names.iter().copied().filter(|n| n.starts_with(region)).collect();
         if !az_names.is_empty() && az_ids.is_empty() && names_here.is_empty() {
             continue; // AZs named, none in this region

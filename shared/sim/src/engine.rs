@@ -49,6 +49,7 @@ pub enum Policy {
     BatchOnDemand,
     BatchSpot,
     Spotfit,
+    #[serde(rename = "sparecores-rule")]
     SpareCores,
     Floor,
 }
