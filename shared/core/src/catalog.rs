@@ -252,7 +252,11 @@ impl Catalog {
                 s.get(s.len() / 2).map(|m| (r.clone(), *m))
             })
             .collect();
-        Catalog { offers, by_region, median_single }
+        Catalog {
+            offers,
+            by_region,
+            median_single,
+        }
     }
 
     /// Median single-thread score of a region's types (None without any scored type).

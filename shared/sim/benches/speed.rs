@@ -1,6 +1,8 @@
 //! `cargo bench -p spotfit-sim`: catalog load, sizing + ranking throughput, simulator speed,
 //! each printed next to a named peer measured in the same run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use spotfit_core::catalog::{Catalog, SNAPSHOT_JSON};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions};
@@ -29,7 +31,9 @@ fn main() {
     // 1. Catalog load (every Lambda cold start). Peer: untyped serde_json::Value parse of the
     // same bytes, the floor for any JSON reader.
     let typed = time(20, || Catalog::from_json(SNAPSHOT_JSON).map(|c| c.offers.len()));
-    let untyped = time(20, || serde_json::from_slice::<serde_json::Value>(SNAPSHOT_JSON).is_ok());
+    let untyped = time(20, || {
+        serde_json::from_slice::<serde_json::Value>(SNAPSHOT_JSON).is_ok()
+    });
     let c = Catalog::embedded().expect("catalog");
     println!(
         "catalog load: {:.2} ms ({} offers, {} KiB JSON); peer serde_json::Value parse: {:.2} ms",
@@ -54,18 +58,35 @@ fn main() {
                     job: j.job_name.clone(),
                     run_id: format!("r{i}"),
                     duration_s: j.duration_s * (1.0 + i as f64 / 20.0),
-                    cpu: CpuStats { avg: j.cpu_avg_cores, p50: j.cpu_avg_cores, p95: j.cpu_p95_cores, max: j.cpu_peak_cores },
+                    cpu: CpuStats {
+                        avg: j.cpu_avg_cores,
+                        p50: j.cpu_avg_cores,
+                        p95: j.cpu_p95_cores,
+                        max: j.cpu_peak_cores,
+                    },
                     mem_max_bytes: gib_to_bytes(j.mem_peak_gib * (1.0 + i as f64 / 30.0)),
                     status: RunStatus::Succeeded,
                     ..Default::default()
                 });
             }
-            (JobSpec { name: j.job_name.clone(), ..JobSpec::default() }, p)
+            (
+                JobSpec {
+                    name: j.job_name.clone(),
+                    ..JobSpec::default()
+                },
+                p,
+            )
         })
         .collect();
-    let opts = RankOptions { limit: 5, ..RankOptions::default() };
+    let opts = RankOptions {
+        limit: 5,
+        ..RankOptions::default()
+    };
     let one_region = Placement::default();
-    let all_regions = Placement { regions: c.regions().map(str::to_string).collect(), ..Placement::default() };
+    let all_regions = Placement {
+        regions: c.regions().map(str::to_string).collect(),
+        ..Placement::default()
+    };
     for (label, placement) in [("us-east-1", &one_region), ("all regions", &all_regions)] {
         let per_job = time(1, || {
             jobs.iter()
@@ -75,7 +96,11 @@ fn main() {
                 })
                 .sum::<usize>()
         }) / jobs.len() as f64;
-        println!("sizing + ranking ({label}): {:.0} jobs/s on one core ({:.1} µs/job)", 1.0 / per_job, per_job * 1e6);
+        println!(
+            "sizing + ranking ({label}): {:.0} jobs/s on one core ({:.1} µs/job)",
+            1.0 / per_job,
+            per_job * 1e6
+        );
     }
     let offers = c.region("us-east-1");
     let peer = time(1, || {
@@ -92,7 +117,11 @@ fn main() {
             })
             .sum::<f64>()
     }) / jobs.len() as f64;
-    println!("peer Spare Cores rule + cheapest scan (us-east-1): {:.0} jobs/s ({:.1} µs/job)", 1.0 / peer, peer * 1e6);
+    println!(
+        "peer Spare Cores rule + cheapest scan (us-east-1): {:.0} jobs/s ({:.1} µs/job)",
+        1.0 / peer,
+        peer * 1e6
+    );
 
     // 3. The simulator on the largest trace. Peer: the batch baseline replay alone.
     let cfg = SimConfig::default();

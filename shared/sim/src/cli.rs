@@ -54,14 +54,24 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         return Err(SimulateError::BadStartup(args.startup_s));
     }
     let path = args.trace.display().to_string();
-    let bytes = std::fs::read(&args.trace).map_err(|source| SimulateError::Read { path: path.clone(), source })?;
-    let name = args.trace.file_name().map_or(path.clone(), |n| n.to_string_lossy().into_owned());
+    let bytes = std::fs::read(&args.trace).map_err(|source| SimulateError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let name = args
+        .trace
+        .file_name()
+        .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
     let trace = read_trace(&name, &bytes).map_err(|source| SimulateError::Trace { path, source })?;
     let catalog = Catalog::embedded()?;
     if catalog.region(&args.region).is_empty() {
         return Err(SimulateError::UnknownRegion(args.region.clone()));
     }
-    let cfg = SimConfig { region: args.region.clone(), startup_s: args.startup_s, shared_keepalive_s: args.startup_s };
+    let cfg = SimConfig {
+        region: args.region.clone(),
+        startup_s: args.startup_s,
+        shared_keepalive_s: args.startup_s,
+    };
     let mut policies = simulate(&trace, catalog, &cfg);
     if !args.json {
         for p in &mut policies {
@@ -70,8 +80,10 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
     }
     let report = Report::new(&trace, &cfg, policies);
     if let Some(plot) = &args.plot {
-        std::fs::write(plot, crate::svg::render(&report))
-            .map_err(|source| SimulateError::Plot { path: plot.display().to_string(), source })?;
+        std::fs::write(plot, crate::svg::render(&report)).map_err(|source| SimulateError::Plot {
+            path: plot.display().to_string(),
+            source,
+        })?;
     }
     if args.json {
         serde_json::to_writer(&mut *out, &report)?;

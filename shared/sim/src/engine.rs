@@ -228,11 +228,6 @@ impl Pool {
         Some((shape, start))
     }
 
-    /// Hosts with a job on them at `t` (idle ones waiting out their keep-alive do not count).
-    fn busy(&self, t: f64) -> usize {
-        self.hosts.iter().filter(|h| h.allocs.iter().any(|a| a.0 > t)).count()
-    }
-
     fn finish(mut self) -> (f64, usize) {
         for h in std::mem::take(&mut self.hosts) {
             self.close(&h);
@@ -460,7 +455,7 @@ fn replay(
     trace: &Trace,
     cfg: &SimConfig,
     policy: Policy,
-    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64, usize) -> Option<Placement_>,
+    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64) -> Option<Placement_>,
 ) -> PolicyResult {
     let mut events: BinaryHeap<Event> = trace
         .jobs
@@ -493,7 +488,7 @@ fn replay(
             }
         }
         let job = &trace.jobs[ev.job];
-        let Some(pl) = decide(job, profiles.get(&job.job_name), ev.t, pool.busy(ev.t)) else {
+        let Some(pl) = decide(job, profiles.get(&job.job_name), ev.t) else {
             unplaced += 1;
             continue;
         };
@@ -591,19 +586,9 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         regions: vec![cfg.region.clone()],
         ..Placement::default()
     };
-    replay(trace, cfg, Policy::Spotfit, |job, profile, t, shared_hosts| {
+    replay(trace, cfg, Policy::Spotfit, |job, profile, t| {
         let spec = spec_for(job);
-        let mut req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
-        let job_mem_bytes = req.job_memory_bytes;
-        if req.class == SizeClass::Shared {
-            // A new shared host holds 2^k such jobs when k shared hosts are already busy:
-            // one small host for a serial stream, capacity doubling through a burst (the
-            // amortised-doubling rule), capped at 64 slots.
-            let slots = 2f64.powi(shared_hosts.min(0) as i32);
-            req.vcpu = req.vcpu.max((req.cores_used * slots).ceil() as u32);
-            req.memory_bytes = (job_mem_bytes as f64 * slots) as u64 + OS_RESERVE_BYTES;
-            req.expected_duration_s = None;
-        }
+        let req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
         let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
             .into_iter()
             .next()?;
@@ -642,7 +627,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
 pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult {
     let types = shapes(catalog.region(&cfg.region), Market::OnDemand, |_| true);
     let reserve = bytes_to_gib(OS_RESERVE_BYTES);
-    replay(trace, cfg, Policy::SpareCores, |job, profile, _t, _| {
+    replay(trace, cfg, Policy::SpareCores, |job, profile, _t| {
         let runs: Vec<&RunSummary> = profile.map(|p| p.recent.iter().collect()).unwrap_or_default();
         let (cpu, mem) = if runs.is_empty() {
             request(job)

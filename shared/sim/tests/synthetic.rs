@@ -1,5 +1,7 @@
 //! The replay on tiny synthetic traces and a hand-made catalog, with costs worked out by hand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use spotfit_core::catalog::{Catalog, Offer, ScoreSource, SpotSource};
 use spotfit_core::spec::{Arch, Market};
 use spotfit_core::units::GIB;
@@ -89,7 +91,10 @@ fn spotfit_buys_one_spot_instance_per_big_job() {
     // THEN m1.large on spot for start-up + run
     assert_eq!(r.per_job[0].instance_type, "m1.large");
     close(r.total_cost_usd, 0.144 * 3660.0 / 3600.0);
-    assert_eq!((r.per_job[0].attempts, r.oom_retry_rate, r.mean_slowdown), (1, 0.0, 1.0));
+    assert_eq!(
+        (r.per_job[0].attempts, r.oom_retry_rate, r.mean_slowdown),
+        (1, 0.0, 1.0)
+    );
 }
 
 #[test]
