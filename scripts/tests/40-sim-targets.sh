@@ -9,8 +9,12 @@ cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
 
 cargo build -q -p spotfit-sim --bin spotfit-sim
+cargo build -q -p spotfit-cli --bin spotfit
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
+
+# The CLI's subcommand is the same command.
+target/debug/spotfit simulate data/traces/sizey_iwd.csv.gz --json > "$out/cli-sizey.json"
 
 for t in data/traces/*.csv.gz; do
   name="$(basename "$t" .csv.gz)"
@@ -54,6 +58,10 @@ for name, targets in met.items():
     check(sf["oom_retry_rate"] <= 0.02, f"{name}: spotfit OOM retries <= 2%")
     svg = open(os.path.join(out, name + ".svg")).read()
     check(svg.startswith("<svg") and "spotfit" in svg, f"{name}: --plot wrote an SVG")
+cli = json.load(open(os.path.join(out, "cli-sizey.json")))
+ref = json.load(open(os.path.join(out, "sizey_iwd.json")))
+check([p["total_cost_usd"] for p in cli["policies"]] == [p["total_cost_usd"] for p in ref["policies"]],
+      "spotfit simulate == spotfit-sim")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
