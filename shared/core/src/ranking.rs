@@ -556,4 +556,64 @@ mod tests {
         assert!(c.iter().all(|c| c.vcpu >= 2 && c.memory_bytes >= 4 * GIB && c.gpu == 0));
         assert_eq!(c.last().map(|c| c.market), Some(Market::OnDemand));
     }
+
+    #[test]
+    fn gpu_jobs_get_gpu_types_with_enough_gpu_memory() {
+        let cat = Catalog::embedded().unwrap();
+        let mut r = req(4, 4.0, 32);
+        r.gpu = 1;
+        r.gpu_memory_bytes = 40 * GIB;
+        let c = rank(
+            cat,
+            &r,
+            &Placement::default(),
+            Market::OnDemand,
+            &RankOptions::default(),
+        );
+        assert!(!c.is_empty());
+        assert!(
+            c.iter().all(|c| c.gpu >= 1 && c.gpu_memory_bytes >= 40 * GIB),
+            "{:?}",
+            names(&c)
+        );
+        // and a CPU job never lands on a GPU type
+        let c = rank(
+            cat,
+            &req(8, 8.0, 32),
+            &Placement::default(),
+            Market::Spot,
+            &RankOptions::default(),
+        );
+        assert!(c.iter().all(|c| c.gpu == 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn never_returns_a_type_that_does_not_fit(
+            vcpu in 1u32..64,
+            cores in 0.05f64..64.0,
+            mem_gib in 1u64..512,
+            gpu in 0u32..3,
+            x86 in proptest::bool::ANY,
+            market in 0usize..3,
+        ) {
+            let cat = Catalog::embedded().unwrap();
+            let mut r = req(vcpu, cores, mem_gib);
+            r.gpu = gpu;
+            let placement = Placement {
+                architectures: if x86 { vec![Arch::X86_64] } else { vec![] },
+                excluded_families: vec!["m5".into()],
+                ..Placement::default()
+            };
+            let m = [Market::Spot, Market::OnDemand, Market::SpotThenOnDemand][market];
+            let opts = RankOptions { limit: 20, ..RankOptions::default() };
+            for c in rank(cat, &r, &placement, m, &opts) {
+                proptest::prop_assert!(c.vcpu >= vcpu && c.memory_bytes >= mem_gib * GIB && c.gpu >= gpu);
+                proptest::prop_assert!(!x86 || cat.find(&c.region, &c.instance_type).unwrap().arch == Arch::X86_64);
+                proptest::prop_assert!(!c.instance_type.starts_with("m5."));
+                proptest::prop_assert!(c.price_per_hour > 0.0 && c.rank_cost.is_finite());
+            }
+        }
+    }
 }
