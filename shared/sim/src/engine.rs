@@ -112,14 +112,15 @@ struct Shape {
     vcpu: f64,
     mem_gib: f64,
     price: f64,
+    gpu: u32,
 }
 
 #[derive(Debug)]
 struct Host {
     shape: Shape,
     launched: f64,
-    /// (end, cpu, mem) of the jobs on it.
-    allocs: Vec<(f64, f64, f64)>,
+    /// (end, cpu, mem, gpu) of the jobs on it.
+    allocs: Vec<(f64, f64, f64, u32)>,
     last_end: f64,
 }
 
@@ -175,13 +176,16 @@ impl Pool {
         }
     }
 
-    /// Places a job needing `cpu` cores and `mem` GiB for `dur` s at time `t`; `new_shape`
-    /// picks the type of a new host. Returns (host shape, start time).
+    /// Places a job needing `cpu` cores, `mem` GiB and `gpu` GPUs for `dur` s at time `t`;
+    /// `new_shape` picks the type of a new host. CPU jobs never go onto GPU hosts (a batch
+    /// service keeps GPU hosts in their own queue). Returns (host shape, start time).
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         t: f64,
         cpu: f64,
         mem: f64,
+        gpu: u32,
         dur: f64,
         new_shape: impl FnOnce() -> Option<Shape>,
     ) -> Option<(Shape, f64)> {
@@ -189,10 +193,15 @@ impl Pool {
         for h in &mut self.hosts {
             let used_cpu: f64 = h.allocs.iter().map(|a| a.1).sum();
             let used_mem: f64 = h.allocs.iter().map(|a| a.2).sum();
+            let used_gpu: u32 = h.allocs.iter().map(|a| a.3).sum();
             let ready = h.launched + self.startup_s;
-            if used_cpu + cpu <= h.shape.vcpu + 1e-9 && used_mem + mem <= h.shape.mem_gib - self.reserve_gib + 1e-9 {
+            if used_cpu + cpu <= h.shape.vcpu + 1e-9
+                && used_mem + mem <= h.shape.mem_gib - self.reserve_gib + 1e-9
+                && (gpu == 0) == (h.shape.gpu == 0)
+                && used_gpu + gpu <= h.shape.gpu
+            {
                 let start = t.max(ready);
-                h.allocs.push((start + dur, cpu, mem));
+                h.allocs.push((start + dur, cpu, mem, gpu));
                 h.last_end = h.last_end.max(start + dur);
                 return Some((h.shape.clone(), start));
             }
@@ -222,7 +231,7 @@ impl Pool {
         self.hosts.push(Host {
             shape: shape.clone(),
             launched: t,
-            allocs: vec![(start + dur, cpu, mem)],
+            allocs: vec![(start + dur, cpu, mem, gpu)],
             last_end: start + dur,
         });
         Some((shape, start))
@@ -241,11 +250,12 @@ fn is_batch_family(family: &str) -> bool {
     matches!(chars.next(), Some('m' | 'c' | 'r')) && chars.next().is_some_and(|c| c.is_ascii_digit())
 }
 
-/// Spot price in the region's catalog, with the on-demand price where a type has none.
+/// The region's types that `filter` keeps (never burstable or non-GPU accelerator types),
+/// priced in `market`, cheapest first.
 fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> Vec<Shape> {
     let mut v: Vec<Shape> = offers
         .iter()
-        .filter(|o| filter(o) && !o.burstable && o.gpu == 0 && !o.accelerator)
+        .filter(|o| filter(o) && !o.burstable && !o.accelerator)
         .filter_map(|o| {
             let price = match market {
                 Market::OnDemand => o.on_demand_per_hour,
@@ -256,6 +266,7 @@ fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> 
                 vcpu: o.vcpu as f64,
                 mem_gib: bytes_to_gib(o.memory_bytes),
                 price,
+                gpu: o.gpu,
             })
         })
         .collect();
@@ -264,10 +275,11 @@ fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> 
     v
 }
 
-fn cheapest_fit(shapes: &[Shape], cpu: f64, mem_gib: f64) -> Option<Shape> {
+/// The cheapest shape with the cores, memory and GPUs; a CPU job never gets a GPU type.
+fn cheapest_fit(shapes: &[Shape], cpu: f64, mem_gib: f64, gpu: u32) -> Option<Shape> {
     shapes
         .iter()
-        .find(|s| s.vcpu + 1e-9 >= cpu && s.mem_gib + 1e-9 >= mem_gib)
+        .find(|s| s.vcpu + 1e-9 >= cpu && s.mem_gib + 1e-9 >= mem_gib && (gpu == 0) == (s.gpu == 0) && s.gpu >= gpu)
         .cloned()
 }
 
@@ -305,14 +317,17 @@ fn finish_result(
 /// (every trace job completed under them), so it has neither OOM kills nor slowdowns.
 pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) -> PolicyResult {
     let offers = catalog.region(&cfg.region);
-    let types = shapes(offers, market, |o| o.current_generation && is_batch_family(&o.family));
+    // GPU jobs go to the current GPU families, as a batch service's GPU queue would.
+    let types = shapes(offers, market, |o| {
+        o.current_generation && (is_batch_family(&o.family) || o.gpu > 0)
+    });
     let mut pool = Pool::new(0.0, cfg.startup_s, 0.0);
     let mut per_job = Vec::with_capacity(trace.jobs.len());
     let mut unplaced = 0;
     for job in &trace.jobs {
         let (cpu, mem) = request(job);
-        match pool.place(job.submit_s, cpu, mem, job.duration_s, || {
-            cheapest_fit(&types, cpu, mem)
+        match pool.place(job.submit_s, cpu, mem, job.gpu, job.duration_s, || {
+            cheapest_fit(&types, cpu, mem, job.gpu)
         }) {
             Some((shape, _)) => per_job.push(JobOutcome {
                 row: job.row,
@@ -343,12 +358,18 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
         .jobs
         .iter()
         .map(|job| {
+            // A GPU job's share of a GPU type counts its GPUs too; a CPU job uses CPU types.
             let best = types
                 .iter()
+                .filter(|s| (job.gpu == 0) == (s.gpu == 0))
                 .map(|s| {
+                    let gpu_share = if s.gpu > 0 { job.gpu as f64 / s.gpu as f64 } else { 0.0 };
                     (
                         s,
-                        s.price * (job.cpu_avg_cores / s.vcpu).max(job.mem_peak_gib / s.mem_gib),
+                        s.price
+                            * (job.cpu_avg_cores / s.vcpu)
+                                .max(job.mem_peak_gib / s.mem_gib)
+                                .max(gpu_share),
                     )
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
@@ -440,6 +461,13 @@ fn observed(job: &TraceJob, attempt: u32, start: f64, run_s: f64, cores: f64, me
             max: cap(job.cpu_peak_cores),
         },
         mem_max_bytes: gib_to_bytes(if oom { mem_gib } else { job.mem_peak_gib }),
+        // The traces give GPU counts only: seen as busy, GPU memory unknown.
+        gpu: (job.gpu > 0).then_some(spotfit_core::summary::GpuStats {
+            count: job.gpu,
+            util_avg_pct: 100.0,
+            util_max_pct: 100.0,
+            mem_max_bytes: 0,
+        }),
         oom_killed: oom,
         status: if oom {
             RunStatus::OomKilled
@@ -498,7 +526,7 @@ fn replay(
         let oom = job.mem_peak_gib > pl.mem_gib + 1e-12;
         // An OOM-killed attempt is charged its full run time: the peak may come at the end.
         let (start, cost, name) = if pl.shared {
-            match pool.place(ev.t, pl.slot.0, pl.slot.1, run_s, || Some(pl.shape.clone())) {
+            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, || Some(pl.shape.clone())) {
                 Some((shape, start)) => {
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
@@ -564,6 +592,7 @@ fn spec_for(job: &TraceJob) -> JobSpec {
         hints: Hints {
             vcpu: job.requested_vcpu,
             memory_gib: job.requested_mem_gib,
+            gpu: (job.gpu > 0).then_some(job.gpu),
             ..Hints::default()
         },
         ..JobSpec::default()
@@ -597,6 +626,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             vcpu: top.vcpu as f64,
             mem_gib: bytes_to_gib(top.memory_bytes),
             price: top.price_per_hour,
+            gpu: top.gpu,
         };
         let job_mem = bytes_to_gib(req.job_memory_bytes);
         if req.class == SizeClass::Shared {
@@ -636,7 +666,7 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             let peak = runs.iter().map(|r| r.mem_max_bytes).max().unwrap_or(0);
             (mean.round().max(1.0), bytes_to_gib(peak) * 1.2)
         };
-        let shape = cheapest_fit(&types, cpu, mem + reserve)?;
+        let shape = cheapest_fit(&types, cpu, mem + reserve, job.gpu)?;
         Some(Placement_ {
             cores: shape.vcpu,
             mem_gib: shape.mem_gib - reserve,
