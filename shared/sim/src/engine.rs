@@ -305,7 +305,7 @@ fn finish_result(
         jobs: per_job.len(),
         attempts: per_job.iter().map(|j| j.attempts as usize).sum(),
         oom_retry_rate: per_job.iter().filter(|j| j.oom_kills > 0).count() as f64 / n,
-        mean_slowdown: per_job.iter().map(|j| j.slowdown).sum::<f64>() / n,
+        mean_slowdown: per_job.iter().map(|j| j.slowdown).fold(0.0, |a, b| a + b) / n,
         instances_launched: launched,
         unplaced,
         per_job,
@@ -385,7 +385,7 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
             }
         })
         .collect();
-    let total = per_job.iter().map(|j| j.cost_usd).sum();
+    let total = per_job.iter().map(|j| j.cost_usd).fold(0.0, |a, b| a + b);
     finish_result(Policy::Floor, total, 0, per_job, 0)
 }
 
