@@ -433,7 +433,7 @@ impl PartialOrd for Done {
 }
 
 /// What a sizing policy decides for one attempt.
-struct Placement_ {
+struct Decision {
     shape: Shape,
     /// Cores and memory (GiB) the job may use.
     cores: f64,
@@ -483,7 +483,7 @@ fn replay(
     trace: &Trace,
     cfg: &SimConfig,
     policy: Policy,
-    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64) -> Option<Placement_>,
+    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64) -> Option<Decision>,
 ) -> PolicyResult {
     let mut events: BinaryHeap<Event> = trace
         .jobs
@@ -631,7 +631,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         let job_mem = bytes_to_gib(req.job_memory_bytes);
         if req.class == SizeClass::Shared {
             let cores = req.cores_used.max(0.05);
-            Some(Placement_ {
+            Some(Decision {
                 shape,
                 cores,
                 mem_gib: job_mem,
@@ -641,7 +641,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         } else {
             // A dedicated instance gives the job all its cores and all memory but the reserve.
             let mem = bytes_to_gib(top.memory_bytes.saturating_sub(OS_RESERVE_BYTES));
-            Some(Placement_ {
+            Some(Decision {
                 cores: shape.vcpu,
                 mem_gib: mem,
                 shape,
@@ -667,7 +667,7 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             (mean.round().max(1.0), bytes_to_gib(peak) * 1.2)
         };
         let shape = cheapest_fit(&types, cpu, mem + reserve, job.gpu)?;
-        Some(Placement_ {
+        Some(Decision {
             cores: shape.vcpu,
             mem_gib: shape.mem_gib - reserve,
             shape,
