@@ -23,9 +23,17 @@ pub struct SimulateArgs {
     /// Region whose catalog prices the run.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
-    /// Billed start-up overhead of every new instance, seconds (also the shared-host keep-alive).
+    /// Billed start-up overhead of every new instance, seconds. An empty shared host is kept
+    /// warm for max(start-up, 60 s) (the ski-rental break-even).
     #[arg(long, default_value_t = 60.0)]
     pub startup_s: f64,
+    /// Also keep finished dedicated runs' instances warm for the next dedicated run (spotfit
+    /// and the Spare Cores rule); off by default, see docs/simulator.md.
+    #[arg(long)]
+    pub warm_dedicated: bool,
+    /// Make shared-host slots hard memory limits (cgroup memory.max) instead of reservations.
+    #[arg(long)]
+    pub hard_slot_memory: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +78,9 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
     let cfg = SimConfig {
         region: args.region.clone(),
         startup_s: args.startup_s,
-        shared_keepalive_s: args.startup_s,
+        keepalive_s: crate::engine::keepalive_for(args.startup_s),
+        warm_dedicated: args.warm_dedicated,
+        soft_shared_memory: !args.hard_slot_memory,
     };
     let mut policies = simulate(&trace, catalog, &cfg);
     if !args.json {

@@ -5,7 +5,7 @@
 use crate::trace::{Trace, TraceJob};
 use serde::Serialize;
 use spotfit_core::catalog::{Catalog, Offer};
-use spotfit_core::cost::billed_cost;
+use spotfit_core::cost::{billed_cost, MIN_BILLED_S};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions, SpeedModel};
 use spotfit_core::sizing::{self, SizeClass, OS_RESERVE_BYTES};
@@ -27,10 +27,25 @@ pub struct SimConfig {
     pub region: String,
     /// Billed start-up of every new instance, seconds.
     pub startup_s: f64,
-    /// How long an empty shared host waits for the next tiny job before it is terminated.
-    /// Equal to the start-up by default: waiting costs at most what a fresh start would
-    /// (the ski-rental break-even).
-    pub shared_keepalive_s: f64,
+    /// How long spotfit keeps an empty instance (shared host or a finished dedicated run's
+    /// instance) warm for the next job before terminating it. [`keepalive_for`] by default:
+    /// the ski-rental break-even.
+    pub keepalive_s: f64,
+    /// spotfit and the Spare Cores rule keep a finished dedicated run's instance warm for
+    /// `keepalive_s` and give it to the next dedicated run it fits when that is no dearer.
+    pub warm_dedicated: bool,
+    /// spotfit's shared-host slots are memory reservations, not limits.
+    pub soft_shared_memory: bool,
+}
+
+/// The ski-rental break-even keep-alive for an empty instance: keeping it costs its price per
+/// second; replacing it later costs the same type's start-up plus the minimum-billing loss of a
+/// fresh instance (a fresh one bills at least `MIN_BILLED_S` even for a job of ~0 s), i.e.
+/// `max(start-up, MIN_BILLED_S)` seconds of its price. Waiting exactly that long and then
+/// terminating costs at most twice what the best decision with hindsight would (the classic
+/// deterministic ski-rental bound), whatever the future arrivals are.
+pub fn keepalive_for(startup_s: f64) -> f64 {
+    startup_s.max(MIN_BILLED_S)
 }
 
 impl Default for SimConfig {
@@ -38,7 +53,9 @@ impl Default for SimConfig {
         SimConfig {
             region: "us-east-1".into(),
             startup_s: 60.0,
-            shared_keepalive_s: 60.0,
+            keepalive_s: keepalive_for(60.0),
+            warm_dedicated: false,
+            soft_shared_memory: true,
         }
     }
 }
@@ -115,13 +132,32 @@ struct Shape {
     gpu: u32,
 }
 
+/// A job running on a host.
+#[derive(Debug, Clone, Copy)]
+struct Alloc {
+    end: f64,
+    cpu: f64,
+    /// Memory reserved for it (its slot), GiB.
+    mem: f64,
+    gpu: u32,
+    /// Memory it really uses at most (over its slot only on a soft-limit host), GiB.
+    used_mem: f64,
+}
+
 #[derive(Debug)]
 struct Host {
     shape: Shape,
     launched: f64,
-    /// (end, cpu, mem, gpu) of the jobs on it.
-    allocs: Vec<(f64, f64, f64, u32)>,
+    allocs: Vec<Alloc>,
     last_end: f64,
+}
+
+/// Where a job was placed.
+struct Placed {
+    shape: Shape,
+    start: f64,
+    /// Memory the job may use before it is OOM-killed, GiB.
+    mem_limit: f64,
 }
 
 /// Instances that take several jobs: first fit on a running instance, else a new one; an
@@ -133,6 +169,11 @@ struct Pool {
     startup_s: f64,
     /// Memory not given to jobs on each host (OS reserve), GiB.
     reserve_gib: f64,
+    /// Slots are reservations (cgroup v2 `memory.low`), not limits: a job may use memory no
+    /// one else holds and is OOM-killed only when the host has none left.
+    soft_memory: bool,
+    /// Launching a new host terminates the idle hosts that could not take the job.
+    retire_idle_on_launch: bool,
     cost: f64,
     launched: usize,
 }
@@ -144,6 +185,8 @@ impl Pool {
             keepalive_s,
             startup_s,
             reserve_gib,
+            soft_memory: false,
+            retire_idle_on_launch: true,
             cost: 0.0,
             launched: 0,
         }
@@ -158,7 +201,7 @@ impl Pool {
         let mut closed = Vec::new();
         let keep = self.keepalive_s;
         self.hosts.retain_mut(|h| {
-            h.allocs.retain(|a| a.0 > t);
+            h.allocs.retain(|a| a.end > t);
             if h.allocs.is_empty() && h.last_end + keep <= t {
                 closed.push(Host {
                     shape: h.shape.clone(),
@@ -176,9 +219,15 @@ impl Pool {
         }
     }
 
-    /// Places a job needing `cpu` cores, `mem` GiB and `gpu` GPUs for `dur` s at time `t`;
-    /// `new_shape` picks the type of a new host. CPU jobs never go onto GPU hosts (a batch
-    /// service keeps GPU hosts in their own queue). Returns (host shape, start time).
+    /// Places a job needing `cpu` cores, `mem` GiB and `gpu` GPUs for `dur` s at time `t`, whose
+    /// true memory peak is `peak` GiB; `new_shape` picks the type of a new host. CPU jobs never
+    /// go onto GPU hosts (a batch service keeps GPU hosts in their own queue).
+    ///
+    /// On a soft-memory pool a host is chosen only where the memory really free (host memory
+    /// less every running job's larger of slot and use) holds the slot, so a job within its
+    /// reservation is never killed; a job above its slot may use what is free at its start
+    /// (its co-tenants taken at their peaks for their whole run: conservative), else it is the
+    /// one killed — the job that exceeded its reservation most.
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
@@ -187,54 +236,121 @@ impl Pool {
         mem: f64,
         gpu: u32,
         dur: f64,
+        peak: f64,
         new_shape: impl FnOnce() -> Option<Shape>,
-    ) -> Option<(Shape, f64)> {
+    ) -> Option<Placed> {
         self.advance(t);
+        let soft = self.soft_memory;
         for h in &mut self.hosts {
-            let used_cpu: f64 = h.allocs.iter().map(|a| a.1).sum();
-            let used_mem: f64 = h.allocs.iter().map(|a| a.2).sum();
-            let used_gpu: u32 = h.allocs.iter().map(|a| a.3).sum();
+            let used_cpu: f64 = h.allocs.iter().map(|a| a.cpu).sum();
+            let held_mem: f64 = h
+                .allocs
+                .iter()
+                .map(|a| if soft { a.mem.max(a.used_mem) } else { a.mem })
+                .sum();
+            let used_gpu: u32 = h.allocs.iter().map(|a| a.gpu).sum();
             let ready = h.launched + self.startup_s;
+            let usable = h.shape.mem_gib - self.reserve_gib;
             if used_cpu + cpu <= h.shape.vcpu + 1e-9
-                && used_mem + mem <= h.shape.mem_gib - self.reserve_gib + 1e-9
+                && held_mem + mem <= usable + 1e-9
                 && (gpu == 0) == (h.shape.gpu == 0)
                 && used_gpu + gpu <= h.shape.gpu
             {
                 let start = t.max(ready);
-                h.allocs.push((start + dur, cpu, mem, gpu));
+                let mem_limit = if soft { mem.max(usable - held_mem) } else { mem };
+                h.allocs.push(Alloc {
+                    end: start + dur,
+                    cpu,
+                    mem,
+                    gpu,
+                    used_mem: peak.min(mem_limit),
+                });
                 h.last_end = h.last_end.max(start + dur);
-                return Some((h.shape.clone(), start));
+                return Some(Placed {
+                    shape: h.shape.clone(),
+                    start,
+                    mem_limit,
+                });
             }
         }
         let shape = new_shape()?;
-        // Scaling out with another shape: an idle host that could not take this job is
-        // terminated now instead of idling out its keep-alive next to the new one.
-        let mut idle = Vec::new();
+        if self.retire_idle_on_launch {
+            // Scaling out with another shape: an idle host that could not take this job is
+            // terminated now instead of idling out its keep-alive next to the new one.
+            self.retire_idle(t);
+        }
+        let start = t + self.startup_s;
+        let mem_limit = if soft {
+            mem.max(shape.mem_gib - self.reserve_gib)
+        } else {
+            mem
+        };
+        self.launch(t, shape.clone(), cpu, mem, gpu, dur, peak.min(mem_limit));
+        Some(Placed {
+            shape,
+            start,
+            mem_limit,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(&mut self, t: f64, shape: Shape, cpu: f64, mem: f64, gpu: u32, dur: f64, used_mem: f64) {
+        let start = t + self.startup_s;
+        self.launched += 1;
+        self.hosts.push(Host {
+            shape,
+            launched: t,
+            allocs: vec![Alloc {
+                end: start + dur,
+                cpu,
+                mem,
+                gpu,
+                used_mem,
+            }],
+            last_end: start + dur,
+        });
+    }
+
+    /// Terminates every idle host now (billed to `t`).
+    fn retire_idle(&mut self, t: f64) {
+        let mut cost = 0.0;
         self.hosts.retain(|h| {
             if h.allocs.is_empty() {
-                idle.push(Host {
-                    shape: h.shape.clone(),
-                    launched: h.launched,
-                    allocs: vec![],
-                    last_end: h.last_end,
-                });
+                cost += billed_cost(h.shape.price, t.max(h.last_end) - h.launched);
                 false
             } else {
                 true
             }
         });
-        for h in idle {
-            self.cost += billed_cost(h.shape.price, t.max(h.last_end) - h.launched);
-        }
-        let start = t + self.startup_s;
-        self.launched += 1;
-        self.hosts.push(Host {
-            shape: shape.clone(),
-            launched: t,
-            allocs: vec![(start + dur, cpu, mem, gpu)],
-            last_end: start + dur,
+        self.cost += cost;
+    }
+
+    /// The cheapest idle warm host that `accept`s (for a dedicated run), after freeing what
+    /// has ended by `t`.
+    fn find_warm(&mut self, t: f64, accept: impl Fn(&Shape) -> bool) -> Option<usize> {
+        self.advance(t);
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.allocs.is_empty() && accept(&h.shape))
+            .min_by(|a, b| a.1.shape.price.total_cmp(&b.1.shape.price))
+            .map(|(i, _)| i)
+    }
+
+    /// Gives host `i` whole to a run of `dur` s from `t`; returns its start.
+    fn occupy(&mut self, i: usize, t: f64, dur: f64) -> f64 {
+        let ready = self.startup_s;
+        let h = &mut self.hosts[i];
+        let start = t.max(h.launched + ready);
+        h.allocs.push(Alloc {
+            end: start + dur,
+            cpu: h.shape.vcpu,
+            mem: h.shape.mem_gib,
+            gpu: h.shape.gpu,
+            used_mem: 0.0,
         });
-        Some((shape, start))
+        h.last_end = h.last_end.max(start + dur);
+        start
     }
 
     fn finish(mut self) -> (f64, usize) {
@@ -326,10 +442,10 @@ pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) 
     let mut unplaced = 0;
     for job in &trace.jobs {
         let (cpu, mem) = request(job);
-        match pool.place(job.submit_s, cpu, mem, job.gpu, job.duration_s, || {
+        match pool.place(job.submit_s, cpu, mem, job.gpu, job.duration_s, mem, || {
             cheapest_fit(&types, cpu, mem, job.gpu)
         }) {
-            Some((shape, _)) => per_job.push(JobOutcome {
+            Some(Placed { shape, .. }) => per_job.push(JobOutcome {
                 row: job.row,
                 job_name: job.job_name.clone(),
                 cost_usd: shape.price * (cpu / shape.vcpu).max(mem / shape.mem_gib) * job.duration_s / 3600.0,
@@ -435,12 +551,32 @@ impl PartialOrd for Done {
 /// What a sizing policy decides for one attempt.
 struct Decision {
     shape: Shape,
-    /// Cores and memory (GiB) the job may use.
+    /// Cores the job may use (on a new instance of `shape`).
     cores: f64,
-    mem_gib: f64,
     shared: bool,
     /// Slot on a shared host (cores, GiB), when shared.
     slot: (f64, f64),
+    /// What a warm instance must have to take a dedicated run instead (vCPUs, GiB incl. the
+    /// reserve, GPUs), the expected run time when known, and the expected bill of the new
+    /// instance the policy would buy.
+    need: (f64, f64, u32),
+    est_run_s: Option<f64>,
+}
+
+impl Decision {
+    /// Whether an idle warm instance of `w` should take this dedicated run instead of a new
+    /// `self.shape`: it fits, and its bill for the run is no more than the new one's
+    /// (start-up and minimum billing included). Run time unknown: only when it is no dearer.
+    fn warm_accepts(&self, w: &Shape, startup_s: f64) -> bool {
+        let fits = w.vcpu + 1e-9 >= self.need.0
+            && w.mem_gib + 1e-9 >= self.need.1
+            && w.gpu >= self.need.2
+            && (self.need.2 == 0) == (w.gpu == 0);
+        fits && match self.est_run_s {
+            Some(d) => w.price * d <= self.shape.price * (startup_s + d).max(MIN_BILLED_S),
+            None => w.price <= self.shape.price,
+        }
+    }
 }
 
 /// What the agent would have measured: CPU capped by the cores given; on an OOM kill the
@@ -498,9 +634,17 @@ fn replay(
         .collect();
     let mut done: BinaryHeap<Done> = BinaryHeap::new();
     let mut profiles: HashMap<String, JobProfile> = HashMap::new();
-    let mut pool = Pool::new(cfg.shared_keepalive_s, cfg.startup_s, bytes_to_gib(OS_RESERVE_BYTES));
-    let mut dedicated_cost = 0.0;
-    let mut dedicated_launched = 0;
+    let reserve = bytes_to_gib(OS_RESERVE_BYTES);
+    let mut pool = Pool::new(cfg.keepalive_s, cfg.startup_s, reserve);
+    pool.soft_memory = cfg.soft_shared_memory;
+    // Finished dedicated runs' instances, kept warm for the next dedicated run. Without the
+    // warm pool, a keep-alive of 0: terminated as soon as the run ends.
+    let mut warm = Pool::new(
+        if cfg.warm_dedicated { cfg.keepalive_s } else { 0.0 },
+        cfg.startup_s,
+        reserve,
+    );
+    warm.retire_idle_on_launch = false;
     let mut outcomes: Vec<Option<JobOutcome>> = vec![None; trace.jobs.len()];
     let mut ooms = vec![0u32; trace.jobs.len()];
     let mut seq = trace.jobs.len();
@@ -520,19 +664,26 @@ fn replay(
             unplaced += 1;
             continue;
         };
-        // A job given fewer cores than it keeps busy is slowed in proportion.
-        let slowdown = (job.cpu_avg_cores / pl.cores).max(1.0);
-        let run_s = job.duration_s * slowdown;
-        let oom = job.mem_peak_gib > pl.mem_gib + 1e-12;
         // An OOM-killed attempt is charged its full run time: the peak may come at the end.
-        let (start, cost, name) = if pl.shared {
-            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, || Some(pl.shape.clone())) {
-                Some((shape, start)) => {
+        let (start, cost, name, cores, mem_limit, run_s) = if pl.shared {
+            // A job given fewer cores than it keeps busy is slowed in proportion.
+            let run_s = job.duration_s * (job.cpu_avg_cores / pl.cores).max(1.0);
+            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, job.mem_peak_gib, || {
+                Some(pl.shape.clone())
+            }) {
+                Some(Placed {
+                    shape,
+                    start,
+                    mem_limit,
+                }) => {
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
                         start,
                         shape.price * share * run_s / 3600.0,
                         format!("shared:{}", shape.name),
+                        pl.cores,
+                        mem_limit,
+                        run_s,
                     )
                 }
                 None => {
@@ -541,12 +692,31 @@ fn replay(
                 }
             }
         } else {
-            let c = billed_cost(pl.shape.price, cfg.startup_s + run_s);
-            dedicated_cost += c;
-            dedicated_launched += 1;
-            (ev.t + cfg.startup_s, c, pl.shape.name.clone())
+            let hit = if cfg.warm_dedicated {
+                warm.find_warm(ev.t, |w| pl.warm_accepts(w, cfg.startup_s))
+            } else {
+                None
+            };
+            // A dedicated instance gives the job all its cores and all memory but the reserve.
+            let shape = hit.map_or_else(|| pl.shape.clone(), |i| warm.hosts[i].shape.clone());
+            let run_s = job.duration_s * (job.cpu_avg_cores / shape.vcpu).max(1.0);
+            let (start, cost) = match hit {
+                Some(i) => (warm.occupy(i, ev.t, run_s), shape.price * run_s / 3600.0),
+                None => {
+                    warm.launch(ev.t, shape.clone(), shape.vcpu, shape.mem_gib, shape.gpu, run_s, 0.0);
+                    (ev.t + cfg.startup_s, billed_cost(shape.price, cfg.startup_s + run_s))
+                }
+            };
+            let name = if hit.is_some() {
+                format!("warm:{}", shape.name)
+            } else {
+                shape.name.clone()
+            };
+            (start, cost, name, shape.vcpu, shape.mem_gib - reserve, run_s)
         };
-        let summary = observed(job, ev.attempt, start, run_s, pl.cores, pl.mem_gib, oom);
+        let slowdown = (job.cpu_avg_cores / cores).max(1.0);
+        let oom = job.mem_peak_gib > mem_limit + 1e-12;
+        let summary = observed(job, ev.attempt, start, run_s, cores, mem_limit, oom);
         let prev_cost = outcomes[ev.job].as_ref().map_or(0.0, |o| o.cost_usd);
         if oom {
             ooms[ev.job] += 1;
@@ -576,11 +746,12 @@ fn replay(
         }
     }
     let (pool_cost, pool_launched) = pool.finish();
+    let (warm_cost, warm_launched) = warm.finish();
     let per_job: Vec<JobOutcome> = outcomes.into_iter().flatten().collect();
     finish_result(
         policy,
-        dedicated_cost + pool_cost,
-        dedicated_launched + pool_launched,
+        warm_cost + pool_cost,
+        warm_launched + pool_launched,
         per_job,
         unplaced,
     )
@@ -629,24 +800,25 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             gpu: top.gpu,
         };
         let job_mem = bytes_to_gib(req.job_memory_bytes);
+        let need = (req.vcpu as f64, bytes_to_gib(req.memory_bytes), req.gpu);
         if req.class == SizeClass::Shared {
             let cores = req.cores_used.max(0.05);
             Some(Decision {
                 shape,
                 cores,
-                mem_gib: job_mem,
                 shared: true,
                 slot: (cores, job_mem),
+                need,
+                est_run_s: top.est_duration_s,
             })
         } else {
-            // A dedicated instance gives the job all its cores and all memory but the reserve.
-            let mem = bytes_to_gib(top.memory_bytes.saturating_sub(OS_RESERVE_BYTES));
             Some(Decision {
                 cores: shape.vcpu,
-                mem_gib: mem,
                 shape,
                 shared: false,
                 slot: (0.0, 0.0),
+                need,
+                est_run_s: top.est_duration_s,
             })
         }
     })
@@ -667,12 +839,15 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             (mean.round().max(1.0), bytes_to_gib(peak) * 1.2)
         };
         let shape = cheapest_fit(&types, cpu, mem + reserve, job.gpu)?;
+        // Expected run time: the mean of its finished runs (what the rule's tracker records).
+        let est_run_s = (!runs.is_empty()).then(|| runs.iter().map(|r| r.duration_s).sum::<f64>() / runs.len() as f64);
         Some(Decision {
             cores: shape.vcpu,
-            mem_gib: shape.mem_gib - reserve,
             shape,
             shared: false,
             slot: (0.0, 0.0),
+            need: (cpu, mem + reserve, job.gpu),
+            est_run_s,
         })
     })
 }

@@ -162,3 +162,68 @@ fn gpu_jobs_get_gpu_types_and_cpu_jobs_never_do() {
     let f = floor(&t, &cat, &cfg);
     close(f.per_job[0].cost_usd, 0.36);
 }
+
+#[test]
+fn shared_slot_memory_is_a_reservation_not_a_limit() {
+    // GIVEN a small never-seen job (hints 1 vCPU, 1 GiB: a 1-GiB slot on a shared x1.small with
+    // 2 − 0.25 GiB usable) that peaks at 1.5 GiB, alone on its host
+    let t = trace("a,0,1,1,600,1,,1.5,0\n");
+    // THEN with soft slots it uses the free 0.5 GiB and is not killed (one attempt) …
+    let soft = spotfit(&t, &catalog(), &SimConfig::default());
+    assert_eq!((soft.per_job[0].attempts, soft.per_job[0].oom_kills), (1, 0));
+    assert_eq!(soft.per_job[0].instance_type, "shared:x1.small");
+    // … and with hard slots (memory.max = slot) it is killed and retried
+    let hard_cfg = SimConfig {
+        soft_shared_memory: false,
+        ..SimConfig::default()
+    };
+    let hard = spotfit(&t, &catalog(), &hard_cfg);
+    assert_eq!(hard.per_job[0].oom_kills, 1);
+}
+
+#[test]
+fn shared_host_kills_the_job_over_its_reservation_when_memory_runs_out() {
+    // GIVEN two half-core jobs with 0.75-GiB slots on one x1.small (1.75 GiB usable): the first
+    // stays within its slot (0.7), the second peaks at 1.2 GiB but only 1.75 − 0.75 = 1.0 is free
+    let t = trace("a,0,0.5,0.75,600,0.5,,0.7,0\nb,1,0.5,0.75,600,0.5,,1.2,0\n");
+    let r = spotfit(&t, &catalog(), &SimConfig::default());
+    // THEN the job within its reservation is never killed, the other is (and retried bigger)
+    assert_eq!(r.per_job[0].instance_type, "shared:x1.small");
+    assert_eq!(r.per_job[0].oom_kills, 0);
+    assert_eq!(r.per_job[1].oom_kills, 1);
+    // alone, the second would have fitted in the host's free memory
+    let alone = spotfit(
+        &trace("b,1,0.5,0.75,600,0.5,,1.2,0\n"),
+        &catalog(),
+        &SimConfig::default(),
+    );
+    assert_eq!(alone.per_job[0].oom_kills, 0);
+}
+
+#[test]
+fn keepalive_is_the_ski_rental_break_even() {
+    // start-up plus the minimum-billing loss of a fresh instance, whichever bites
+    close(spotfit_sim::engine::keepalive_for(60.0), 60.0);
+    close(spotfit_sim::engine::keepalive_for(20.0), 60.0);
+    close(spotfit_sim::engine::keepalive_for(90.0), 90.0);
+    assert_eq!(SimConfig::default().keepalive_s, 60.0);
+}
+
+#[test]
+fn warm_dedicated_instance_takes_the_next_run_without_a_start_up() {
+    // GIVEN two big dedicated runs (m1.large); the second is submitted 40 s after the first ends
+    let t = trace("a,0,4,12,3600,4,,6,0\nb,3700,4,12,3600,4,,6,0\n");
+    // THEN by default each buys a new instance (start-up + run) …
+    let cold = spotfit(&t, &catalog(), &SimConfig::default());
+    close(cold.total_cost_usd, 2.0 * 0.144 * 3660.0 / 3600.0);
+    // … and with the warm pool the second takes the first's instance, which idled 40 s
+    let cfg = SimConfig {
+        warm_dedicated: true,
+        ..SimConfig::default()
+    };
+    let warm = spotfit(&t, &catalog(), &cfg);
+    assert_eq!(warm.instances_launched, 1);
+    assert_eq!(warm.per_job[1].instance_type, "warm:m1.large");
+    // one instance: 0..3660 first run, idle to 3700, second run to 7300, then its 60-s keep-alive
+    close(warm.total_cost_usd, 0.144 * 7360.0 / 3600.0);
+}
