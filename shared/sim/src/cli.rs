@@ -34,6 +34,10 @@ pub struct SimulateArgs {
     /// Make shared-host slots hard memory limits (cgroup memory.max) instead of reservations.
     #[arg(long)]
     pub hard_slot_memory: bool,
+    /// Open a new shared host with the type ranking picks for the job that opens it, instead of
+    /// the lowest price per slot over the shared class's current load.
+    #[arg(long)]
+    pub job_sized_shared_hosts: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,7 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         keepalive_s: crate::engine::keepalive_for(args.startup_s),
         warm_dedicated: args.warm_dedicated,
         soft_shared_memory: !args.hard_slot_memory,
+        packed_shared_hosts: !args.job_sized_shared_hosts,
     };
     let mut policies = simulate(&trace, catalog, &cfg);
     if !args.json {

@@ -36,6 +36,10 @@ pub struct SimConfig {
     pub warm_dedicated: bool,
     /// spotfit's shared-host slots are memory reservations, not limits.
     pub soft_shared_memory: bool,
+    /// A new shared host is the type with the lowest price per slot it will hold, counting only
+    /// as many slots as the shared class runs now (else: the type ranking picks for the job
+    /// that opens it).
+    pub packed_shared_hosts: bool,
 }
 
 /// The ski-rental break-even keep-alive for an empty instance: keeping it costs its price per
@@ -56,6 +60,7 @@ impl Default for SimConfig {
             keepalive_s: keepalive_for(60.0),
             warm_dedicated: false,
             soft_shared_memory: true,
+            packed_shared_hosts: true,
         }
     }
 }
@@ -325,6 +330,15 @@ impl Pool {
         self.cost += cost;
     }
 
+    /// Number of jobs running or waiting for their host at `t`.
+    fn running(&self, t: f64) -> usize {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.allocs.iter())
+            .filter(|a| a.end > t)
+            .count()
+    }
+
     /// The cheapest idle warm host that `accept`s (for a dedicated run), after freeing what
     /// has ended by `t`.
     fn find_warm(&mut self, t: f64, accept: impl Fn(&Shape) -> bool) -> Option<usize> {
@@ -359,6 +373,65 @@ impl Pool {
         }
         (self.cost, self.launched)
     }
+}
+
+/// Recent shared-class slots, to estimate the load a new shared host will serve.
+#[derive(Debug, Default)]
+struct SlotHistory {
+    /// (start, end, cores, GiB) of the last `SLOT_HISTORY` shared slots.
+    slots: std::collections::VecDeque<(f64, f64, f64, f64)>,
+}
+
+/// Shared slots the load estimate looks back over (the profile's run window).
+const SLOT_HISTORY: usize = 32;
+
+impl SlotHistory {
+    fn push(&mut self, start: f64, end: f64, cpu: f64, mem: f64) {
+        if self.slots.len() == SLOT_HISTORY {
+            self.slots.pop_front();
+        }
+        self.slots.push_back((start, end, cpu, mem));
+    }
+
+    /// The time-average number of shared slots running since the oldest recent slot started
+    /// (Little's L, measured: each slot counts the part of its run seen by `now`, so one still
+    /// running counts only what has elapsed), with the mean slot (cores, GiB). `None` before
+    /// two slots were seen.
+    fn load(&self, now: f64) -> Option<(f64, f64, f64)> {
+        let n = self.slots.len();
+        let first = self.slots.front()?;
+        let span = now - first.0;
+        if n < 2 || span <= 0.0 {
+            return None;
+        }
+        let busy: f64 = self.slots.iter().map(|s| (s.1.min(now) - s.0).max(0.0)).sum();
+        let k = n as f64;
+        let cpu = self.slots.iter().map(|s| s.2).sum::<f64>() / k;
+        let mem = self.slots.iter().map(|s| s.3).sum::<f64>() / k;
+        Some((busy / span, cpu, mem))
+    }
+}
+
+/// The type for a new shared host opened by a slot of (`cpu`, `mem` GiB): the lowest price per
+/// slot it will hold, with `load` = (L, mean cores, mean GiB) the shared class's expected
+/// concurrent slots and their mean size. A host is counted for at most L slots (capacity
+/// beyond the expected load may never be used) and at least the opening one; it must hold
+/// the opening slot and the OS reserve. With L ≤ 1 this is the cheapest type that fits.
+fn packed_host(types: &[Shape], reserve: f64, cpu: f64, mem: f64, load: (f64, f64, f64)) -> Option<Shape> {
+    let (l, mean_cpu, mean_mem) = load;
+    types
+        .iter()
+        .filter(|s| s.gpu == 0 && s.vcpu + 1e-9 >= cpu && s.mem_gib - reserve + 1e-9 >= mem)
+        .map(|s| {
+            let holds = (s.vcpu / mean_cpu.max(1e-6))
+                .min((s.mem_gib - reserve) / mean_mem.max(1e-6))
+                .floor()
+                .min(l.floor())
+                .max(1.0);
+            (s, s.price / holds)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.price.total_cmp(&b.0.price)))
+        .map(|(s, _)| s.clone())
 }
 
 fn is_batch_family(family: &str) -> bool {
@@ -619,6 +692,7 @@ fn replay(
     trace: &Trace,
     cfg: &SimConfig,
     policy: Policy,
+    shared_types: &[Shape],
     mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64) -> Option<Decision>,
 ) -> PolicyResult {
     let mut events: BinaryHeap<Event> = trace
@@ -645,6 +719,7 @@ fn replay(
         reserve,
     );
     warm.retire_idle_on_launch = false;
+    let mut slot_history = SlotHistory::default();
     let mut outcomes: Vec<Option<JobOutcome>> = vec![None; trace.jobs.len()];
     let mut ooms = vec![0u32; trace.jobs.len()];
     let mut seq = trace.jobs.len();
@@ -668,14 +743,29 @@ fn replay(
         let (start, cost, name, cores, mem_limit, run_s) = if pl.shared {
             // A job given fewer cores than it keeps busy is slowed in proportion.
             let run_s = job.duration_s * (job.cpu_avg_cores / pl.cores).max(1.0);
-            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, job.mem_peak_gib, || {
-                Some(pl.shape.clone())
-            }) {
+            // Capacity is counted only for load that is both present now (the slots running, plus
+            // this one) and sustained (the time-average over the recent slots).
+            let load = if cfg.packed_shared_hosts && !shared_types.is_empty() {
+                let now = pool.running(ev.t) as f64 + 1.0;
+                slot_history.load(ev.t).map(|(l, c, m)| (l.min(now), c, m))
+            } else {
+                None
+            };
+            // Without a load estimate, the type ranking picked for this job (it weighs the
+            // interruption risk too).
+            let new_host = || match load {
+                Some(load) if load.0 >= 2.0 => {
+                    packed_host(shared_types, reserve, pl.slot.0, pl.slot.1, load).or(Some(pl.shape.clone()))
+                }
+                _ => Some(pl.shape.clone()),
+            };
+            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, job.mem_peak_gib, new_host) {
                 Some(Placed {
                     shape,
                     start,
                     mem_limit,
                 }) => {
+                    slot_history.push(start, start + run_s, pl.slot.0, pl.slot.1);
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
                         start,
@@ -786,7 +876,9 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         regions: vec![cfg.region.clone()],
         ..Placement::default()
     };
-    replay(trace, cfg, Policy::Spotfit, |job, profile, t| {
+    // Shared hosts: spot CPU types of the region (the class never has GPUs).
+    let shared_types = shapes(catalog.region(&cfg.region), Market::Spot, |o| o.gpu == 0);
+    replay(trace, cfg, Policy::Spotfit, &shared_types, |job, profile, t| {
         let spec = spec_for(job);
         let req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
         let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
@@ -829,7 +921,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
 pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult {
     let types = shapes(catalog.region(&cfg.region), Market::OnDemand, |_| true);
     let reserve = bytes_to_gib(OS_RESERVE_BYTES);
-    replay(trace, cfg, Policy::SpareCores, |job, profile, _t| {
+    replay(trace, cfg, Policy::SpareCores, &[], |job, profile, _t| {
         let runs: Vec<&RunSummary> = profile.map(|p| p.recent.iter().collect()).unwrap_or_default();
         let (cpu, mem) = if runs.is_empty() {
             request(job)

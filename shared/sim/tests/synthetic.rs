@@ -227,3 +227,32 @@ fn warm_dedicated_instance_takes_the_next_run_without_a_start_up() {
     // one instance: 0..3660 first run, idle to 3700, second run to 7300, then its 60-s keep-alive
     close(warm.total_cost_usd, 0.144 * 7360.0 / 3600.0);
 }
+
+#[test]
+fn a_sustained_shared_load_opens_hosts_priced_per_slot() {
+    // GIVEN the catalog plus c1.2xlarge (8 vCPU / 16 GiB at 0.16 spot: 0.02 per 1-core slot,
+    // against 0.030 for a whole x1.small) and a steady stream of small never-seen jobs
+    // (1 core, 1 GiB, 10 min each, one every 20 s: about 30 running at once)
+    let mut offers = catalog().offers;
+    offers.push(offer("c1.2xlarge", 8, 16, 0.16, 0.32));
+    let cat = Catalog::from_offers(offers);
+    let rows: String = (0..120)
+        .map(|i| format!("j{i},{},1,1,600,1,,0.8,0\n", i * 20))
+        .collect();
+    let t = trace(&rows);
+    let per_job = spotfit(&t, &cat, &SimConfig::default());
+    let job_sized = spotfit(
+        &t,
+        &cat,
+        &SimConfig {
+            packed_shared_hosts: false,
+            ..SimConfig::default()
+        },
+    );
+    // THEN once the load is measured, new hosts are the 8-slot type: fewer start-ups, lower cost
+    assert!(job_sized.per_job.iter().all(|j| j.instance_type == "shared:x1.small"));
+    assert!(per_job.per_job.iter().any(|j| j.instance_type == "shared:c1.2xlarge"));
+    // (the first minutes, before a load was measured, open x1.small hosts: 17 hosts against 33)
+    assert!(per_job.instances_launched * 3 < job_sized.instances_launched * 2);
+    assert!(per_job.total_cost_usd < job_sized.total_cost_usd);
+}
