@@ -231,8 +231,10 @@ impl Pool {
     /// On a soft-memory pool a host is chosen only where the memory really free (host memory
     /// less every running job's larger of slot and use) holds the slot, so a job within its
     /// reservation is never killed; a job above its slot may use what is free at its start
-    /// (its co-tenants taken at their peaks for their whole run: conservative), else it is the
-    /// one killed — the job that exceeded its reservation most.
+    /// (its co-tenants taken at their peaks for their whole run: conservative), else it is
+    /// killed. (The rule kills the job furthest over its reservation; when that is an earlier
+    /// co-tenant the model still charges the one kill to the newcomer, keeping earlier runs'
+    /// outcomes fixed.)
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
