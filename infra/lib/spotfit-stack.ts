@@ -7,7 +7,7 @@
 // with the spotfit:managed tag; TerminateInstances only on instances carrying that tag.
 import * as fs from 'fs';
 import * as path from 'path';
-import { Arn, Aws, CfnOutput, CfnResource, Duration, IResource, RemovalPolicy, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import { Arn, Aws, CfnOutput, CfnResource, Duration, IResource, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -62,7 +62,6 @@ export class SpotfitStack extends Stack {
     super(scope, id, props);
     const cfg = props.config;
     const removalPolicy = cfg.removal === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
-    Tags.of(this).add('spotfit:stack', this.stackName);
 
     // ---------------------------------------------------------------- storage
     this.bucket = new s3.Bucket(this, 'Data', {
