@@ -27,6 +27,8 @@ TEST_SUBNETS='{"use1-az1":"subnet-0123456789abcdef0","use1-az2":"subnet-01234567
 
 # infra_build: npm dependencies (cached in infra/node_modules) and the compiled app.
 infra_build() {
+  # Node 22: the AWS SDK for JavaScript inside the CDK CLI drops Node 20 in 2027 (it warns now).
+  ensure_node22
   ensure_npm "$INFRA"
   (cd "$INFRA" && npx tsc -p .)
 }

@@ -12,7 +12,7 @@ OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
 assertion_tests() {
-  (cd "$INFRA" && node --test dist/test/ >"$OUT/node-test.log" 2>&1) || { tail -60 "$OUT/node-test.log"; return 1; }
+  (cd "$INFRA" && node --test dist/test/*.test.js >"$OUT/node-test.log" 2>&1) || { tail -60 "$OUT/node-test.log"; return 1; }
   grep -E '^# (tests|pass|fail)' "$OUT/node-test.log" | tr '\n' ' '; echo
 }
 synth_offline() {
