@@ -7,8 +7,9 @@
 //            job: injected (jobs are created ad hoc, so no enum can list them, and a job filter
 //            is then mandatory: the one big table can never be scanned whole by accident);
 //            dt: date range. The run=… level below dt is read as part of the dt partition.
-// - runs     runs/job=<job>/dt=<day>/<run_id>.json (RunSummary; the .exit markers in the same
-//            folder parse to rows with a null run_id, so queries filter run_id IS NOT NULL).
+// - runs     runs/job=<job>/dt=<day>/<run_id>.json (RunSummary). The .exit markers live in the
+//            same folder and Hive tables cannot filter by file name, so queries on this table
+//            add "$path" LIKE '%.json' (the named queries use run_records instead).
 // - run_records records/dt=<day>/<run_id>-<attempt>.json (RunRecord, written by record-run):
 //            partitioned by day only, because its questions are across jobs (cost per job per
 //            day, interruptions per pool) and the job is a column of the record.
@@ -138,7 +139,7 @@ export class Analytics extends Construct {
         compressionType: 'gzip',
       },
     });
-    this.table('Runs', 'runs', 'Run summaries (RunSummary); exit markers show as rows with a null run_id', RUN_COLUMNS, {
+    this.table('Runs', 'runs', 'Run summaries (RunSummary). The .exit markers share the folder: filter "$path" LIKE \'%.json\'', RUN_COLUMNS, {
       location: s3url('runs/'),
       partitionKeys: ['job', 'dt'],
       parameters: {
