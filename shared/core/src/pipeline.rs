@@ -30,7 +30,11 @@ pub async fn update_profile<P: ProfileStore + ?Sized>(
             Err(e) => return Err(e),
         }
     }
-    Err(last_err.unwrap_or(StoreError::Conflict { key: run.job.clone(), expected: None, found: None }))
+    Err(last_err.unwrap_or(StoreError::Conflict {
+        key: run.job.clone(),
+        expected: None,
+        found: None,
+    }))
 }
 
 /// Records one attempt: the run row first (so a crash between the two leaves the run visible),
