@@ -120,44 +120,29 @@ export class Analytics extends Construct {
     });
 
     const s3url = (prefix: string) => `s3://${bucket.bucketName}/${prefix}`;
-    const dateProjection = {
-      'projection.dt.type': 'date',
-      'projection.dt.format': 'yyyy-MM-dd',
-      'projection.dt.range': `${FIRST_DAY},NOW`,
-      'projection.dt.interval': '1',
-      'projection.dt.interval.unit': 'DAYS',
-    };
+    // Hive layout <prefix>/[job=<job>/]dt=<day>/…: job injected (when present), day projected.
+    const projected = (prefix: string, withJob: boolean, extra: Record<string, string> = {}) => ({
+      location: s3url(prefix),
+      partitionKeys: withJob ? ['job', 'dt'] : ['dt'],
+      parameters: {
+        'projection.enabled': 'true',
+        ...(withJob ? { 'projection.job.type': 'injected' } : {}),
+        'projection.dt.type': 'date',
+        'projection.dt.format': 'yyyy-MM-dd',
+        'projection.dt.range': `${FIRST_DAY},NOW`,
+        'projection.dt.interval': '1',
+        'projection.dt.interval.unit': 'DAYS',
+        'storage.location.template': `${s3url(prefix)}${withJob ? 'job=${job}/' : ''}dt=\${dt}/`,
+        ...extra,
+      },
+    });
 
-    this.table('Samples', 'samples', 'One usage sample per line, as written by spotfit monitor', SAMPLE_COLUMNS, {
-      location: s3url('samples/'),
-      partitionKeys: ['job', 'dt'],
-      parameters: {
-        'projection.enabled': 'true',
-        'projection.job.type': 'injected',
-        ...dateProjection,
-        'storage.location.template': `${s3url('samples/')}job=\${job}/dt=\${dt}/`,
-        compressionType: 'gzip',
-      },
-    });
-    this.table('Runs', 'runs', 'Run summaries (RunSummary). The .exit markers share the folder: filter "$path" LIKE \'%.json\'', RUN_COLUMNS, {
-      location: s3url('runs/'),
-      partitionKeys: ['job', 'dt'],
-      parameters: {
-        'projection.enabled': 'true',
-        'projection.job.type': 'injected',
-        ...dateProjection,
-        'storage.location.template': `${s3url('runs/')}job=\${job}/dt=\${dt}/`,
-      },
-    });
-    this.table('RunRecords', 'run_records', 'One run attempt each (RunRecord): placement, price, cost, summary', RECORD_COLUMNS, {
-      location: s3url('records/'),
-      partitionKeys: ['dt'],
-      parameters: {
-        'projection.enabled': 'true',
-        ...dateProjection,
-        'storage.location.template': `${s3url('records/')}dt=\${dt}/`,
-      },
-    });
+    this.table('Samples', 'samples', 'One usage sample per line, as written by spotfit monitor', SAMPLE_COLUMNS,
+      projected('samples/', true, { compressionType: 'gzip' }));
+    this.table('Runs', 'runs', 'Run summaries (RunSummary). The .exit markers share the folder: filter "$path" LIKE \'%.json\'',
+      RUN_COLUMNS, projected('runs/', true));
+    this.table('RunRecords', 'run_records', 'One run attempt each (RunRecord): placement, price, cost, summary', RECORD_COLUMNS,
+      projected('records/', false));
     // DynamoDB export (DYNAMODB_JSON): one {"Item": {attr: {"S"|"N"|...: value}}} per line. Typed as
     // a map so the table does not break when the profile item gains attributes.
     this.table(

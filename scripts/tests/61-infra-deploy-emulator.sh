@@ -22,11 +22,9 @@ trap cleanup EXIT
 moto_server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 ENDPOINT="http://127.0.0.1:$PORT"
-for _ in $(seq 1 100); do
-  curl -fsS "$ENDPOINT/moto-api/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "$ENDPOINT/moto-api/" >/dev/null || { echo "moto server did not start"; cat "$WORK/moto.log"; echo "0 passed, 1 failed"; exit 1; }
+up() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/moto-api/", timeout=1)' "$ENDPOINT" 2>/dev/null; }
+for _ in $(seq 1 100); do up && break; sleep 0.1; done
+up || { echo "moto server did not start"; cat "$WORK/moto.log"; echo "0 passed, 1 failed"; exit 1; }
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 
 net="$(python3 "$INFRA/test/deploy_emulator.py" setup-network "$ENDPOINT")"
