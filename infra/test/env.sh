@@ -10,16 +10,22 @@ MOTO_VERSION=5.2.5
 BOTO3_VERSION=1.44.8
 DUCKDB_VERSION=2.0.1
 
-# checkov pins many libraries of its own (boto3 among them): it gets a venv of its own so that it
-# cannot change the versions moto and the other tests run with.
-ensure_checkov() {
-  if [ ! -x "$TOOLS/checkov/bin/checkov" ] || ! "$TOOLS/checkov/bin/pip" show checkov >/dev/null 2>&1; then
-    log "installing checkov==$CHECKOV_VERSION into $TOOLS/checkov"
-    python3 -m venv "$TOOLS/checkov"
-    "$TOOLS/checkov/bin/pip" install -q --upgrade pip >/dev/null
-    "$TOOLS/checkov/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+PARLIAMENT_VERSION=1.6.4
+
+# ensure_venv_tool NAME SPEC: SPEC installed in a venv of its own at .tools/NAME. checkov and
+# parliament pin libraries of their own (boto3 among them): separate venvs keep them from changing
+# the versions moto and the other tests run with.
+ensure_venv_tool() {
+  local name="$1" spec="$2"
+  if [ ! -x "$TOOLS/$name/bin/python" ] || ! "$TOOLS/$name/bin/pip" show "${spec%%==*}" >/dev/null 2>&1; then
+    log "installing $spec into $TOOLS/$name"
+    python3 -m venv "$TOOLS/$name"
+    "$TOOLS/$name/bin/pip" install -q --upgrade pip >/dev/null
+    "$TOOLS/$name/bin/pip" install -q "$spec"
   fi
 }
+ensure_checkov() { ensure_venv_tool checkov "checkov==$CHECKOV_VERSION"; }
+ensure_parliament() { ensure_venv_tool parliament "parliament==$PARLIAMENT_VERSION"; }
 
 # The test context: synth needs a VPC and subnets; these ids are syntactically valid placeholders.
 TEST_VPC=vpc-0123456789abcdef0

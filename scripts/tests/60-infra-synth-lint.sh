@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The CDK app: compiled, its assertion tests (node:test), `cdk synth` with no network, cfn-lint
-# (W3005 ignored: CDK's DependsOn style) and checkov (every failure fixed or suppressed in code
-# with a reason). Prints "N passed, M failed".
+# (W3005 ignored: CDK's DependsOn style), checkov (every failure fixed or suppressed in code
+# with a reason) and parliament (every IAM action, condition key and resource ARN valid).
+# Prints "N passed, M failed".
 set -euo pipefail
 source "$(dirname "$0")/../../infra/test/env.sh"
 ensure_py "cfn-lint==$CFN_LINT_VERSION"
 ensure_checkov
+ensure_parliament
 infra_build
 
 OUT="$(mktemp -d)"
@@ -42,8 +44,15 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+iam_lint() {
+  "$TOOLS/parliament/bin/python" "$INFRA/test/iam_lint.py" "$OUT/cdk.out/Spotfit.template.json" >"$OUT/iam.log" ||
+    { cat "$OUT/iam.log"; return 1; }
+  grep -c '^accepted' "$OUT/iam.log" | xargs printf 'parliament: no finding (%s accepted RunInstances split-statement notes)\n'
+}
+
 check "node:test assertion tests (security properties, contracts)" assertion_tests
 check "cdk synth with no network (unshare -n)" synth_offline
 check "cfn-lint clean (ignoring W3005)" cfn_lint
 check "checkov: no unsuppressed failure, every suppression has a reason" checkov_scan
+check "parliament: IAM actions, condition keys and resource ARNs valid" iam_lint
 finish
