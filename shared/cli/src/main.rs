@@ -4,6 +4,7 @@
 mod output;
 mod recommend_cmd;
 mod run_cmd;
+mod simulate_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     Profile(store_cmd::ProfileArgs),
     /// List recorded runs.
     Runs(store_cmd::RunsArgs),
+    /// Replay a job trace and price it under the batch baselines, spotfit, the Spare Cores rule and the floor.
+    Simulate(simulate_cmd::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
         Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
+        Command::Simulate(args) => simulate_cmd::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -49,6 +49,7 @@ pub enum Policy {
     BatchOnDemand,
     BatchSpot,
     Spotfit,
+    #[serde(rename = "sparecores-rule")]
     SpareCores,
     Floor,
 }
@@ -111,14 +112,15 @@ struct Shape {
     vcpu: f64,
     mem_gib: f64,
     price: f64,
+    gpu: u32,
 }
 
 #[derive(Debug)]
 struct Host {
     shape: Shape,
     launched: f64,
-    /// (end, cpu, mem) of the jobs on it.
-    allocs: Vec<(f64, f64, f64)>,
+    /// (end, cpu, mem, gpu) of the jobs on it.
+    allocs: Vec<(f64, f64, f64, u32)>,
     last_end: f64,
 }
 
@@ -174,13 +176,16 @@ impl Pool {
         }
     }
 
-    /// Places a job needing `cpu` cores and `mem` GiB for `dur` s at time `t`; `new_shape`
-    /// picks the type of a new host. Returns (host shape, start time).
+    /// Places a job needing `cpu` cores, `mem` GiB and `gpu` GPUs for `dur` s at time `t`;
+    /// `new_shape` picks the type of a new host. CPU jobs never go onto GPU hosts (a batch
+    /// service keeps GPU hosts in their own queue). Returns (host shape, start time).
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         t: f64,
         cpu: f64,
         mem: f64,
+        gpu: u32,
         dur: f64,
         new_shape: impl FnOnce() -> Option<Shape>,
     ) -> Option<(Shape, f64)> {
@@ -188,10 +193,15 @@ impl Pool {
         for h in &mut self.hosts {
             let used_cpu: f64 = h.allocs.iter().map(|a| a.1).sum();
             let used_mem: f64 = h.allocs.iter().map(|a| a.2).sum();
+            let used_gpu: u32 = h.allocs.iter().map(|a| a.3).sum();
             let ready = h.launched + self.startup_s;
-            if used_cpu + cpu <= h.shape.vcpu + 1e-9 && used_mem + mem <= h.shape.mem_gib - self.reserve_gib + 1e-9 {
+            if used_cpu + cpu <= h.shape.vcpu + 1e-9
+                && used_mem + mem <= h.shape.mem_gib - self.reserve_gib + 1e-9
+                && (gpu == 0) == (h.shape.gpu == 0)
+                && used_gpu + gpu <= h.shape.gpu
+            {
                 let start = t.max(ready);
-                h.allocs.push((start + dur, cpu, mem));
+                h.allocs.push((start + dur, cpu, mem, gpu));
                 h.last_end = h.last_end.max(start + dur);
                 return Some((h.shape.clone(), start));
             }
@@ -221,15 +231,10 @@ impl Pool {
         self.hosts.push(Host {
             shape: shape.clone(),
             launched: t,
-            allocs: vec![(start + dur, cpu, mem)],
+            allocs: vec![(start + dur, cpu, mem, gpu)],
             last_end: start + dur,
         });
         Some((shape, start))
-    }
-
-    /// Hosts with a job on them at `t` (idle ones waiting out their keep-alive do not count).
-    fn busy(&self, t: f64) -> usize {
-        self.hosts.iter().filter(|h| h.allocs.iter().any(|a| a.0 > t)).count()
     }
 
     fn finish(mut self) -> (f64, usize) {
@@ -245,11 +250,12 @@ fn is_batch_family(family: &str) -> bool {
     matches!(chars.next(), Some('m' | 'c' | 'r')) && chars.next().is_some_and(|c| c.is_ascii_digit())
 }
 
-/// Spot price in the region's catalog, with the on-demand price where a type has none.
+/// The region's types that `filter` keeps (never burstable or non-GPU accelerator types),
+/// priced in `market`, cheapest first.
 fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> Vec<Shape> {
     let mut v: Vec<Shape> = offers
         .iter()
-        .filter(|o| filter(o) && !o.burstable && o.gpu == 0 && !o.accelerator)
+        .filter(|o| filter(o) && !o.burstable && !o.accelerator)
         .filter_map(|o| {
             let price = match market {
                 Market::OnDemand => o.on_demand_per_hour,
@@ -260,6 +266,7 @@ fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> 
                 vcpu: o.vcpu as f64,
                 mem_gib: bytes_to_gib(o.memory_bytes),
                 price,
+                gpu: o.gpu,
             })
         })
         .collect();
@@ -268,10 +275,11 @@ fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> 
     v
 }
 
-fn cheapest_fit(shapes: &[Shape], cpu: f64, mem_gib: f64) -> Option<Shape> {
+/// The cheapest shape with the cores, memory and GPUs; a CPU job never gets a GPU type.
+fn cheapest_fit(shapes: &[Shape], cpu: f64, mem_gib: f64, gpu: u32) -> Option<Shape> {
     shapes
         .iter()
-        .find(|s| s.vcpu + 1e-9 >= cpu && s.mem_gib + 1e-9 >= mem_gib)
+        .find(|s| s.vcpu + 1e-9 >= cpu && s.mem_gib + 1e-9 >= mem_gib && (gpu == 0) == (s.gpu == 0) && s.gpu >= gpu)
         .cloned()
 }
 
@@ -297,7 +305,7 @@ fn finish_result(
         jobs: per_job.len(),
         attempts: per_job.iter().map(|j| j.attempts as usize).sum(),
         oom_retry_rate: per_job.iter().filter(|j| j.oom_kills > 0).count() as f64 / n,
-        mean_slowdown: per_job.iter().map(|j| j.slowdown).sum::<f64>() / n,
+        mean_slowdown: per_job.iter().map(|j| j.slowdown).fold(0.0, |a, b| a + b) / n,
         instances_launched: launched,
         unplaced,
         per_job,
@@ -309,14 +317,17 @@ fn finish_result(
 /// (every trace job completed under them), so it has neither OOM kills nor slowdowns.
 pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) -> PolicyResult {
     let offers = catalog.region(&cfg.region);
-    let types = shapes(offers, market, |o| o.current_generation && is_batch_family(&o.family));
+    // GPU jobs go to the current GPU families, as a batch service's GPU queue would.
+    let types = shapes(offers, market, |o| {
+        o.current_generation && (is_batch_family(&o.family) || o.gpu > 0)
+    });
     let mut pool = Pool::new(0.0, cfg.startup_s, 0.0);
     let mut per_job = Vec::with_capacity(trace.jobs.len());
     let mut unplaced = 0;
     for job in &trace.jobs {
         let (cpu, mem) = request(job);
-        match pool.place(job.submit_s, cpu, mem, job.duration_s, || {
-            cheapest_fit(&types, cpu, mem)
+        match pool.place(job.submit_s, cpu, mem, job.gpu, job.duration_s, || {
+            cheapest_fit(&types, cpu, mem, job.gpu)
         }) {
             Some((shape, _)) => per_job.push(JobOutcome {
                 row: job.row,
@@ -347,12 +358,18 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
         .jobs
         .iter()
         .map(|job| {
+            // A GPU job's share of a GPU type counts its GPUs too; a CPU job uses CPU types.
             let best = types
                 .iter()
+                .filter(|s| (job.gpu == 0) == (s.gpu == 0))
                 .map(|s| {
+                    let gpu_share = if s.gpu > 0 { job.gpu as f64 / s.gpu as f64 } else { 0.0 };
                     (
                         s,
-                        s.price * (job.cpu_avg_cores / s.vcpu).max(job.mem_peak_gib / s.mem_gib),
+                        s.price
+                            * (job.cpu_avg_cores / s.vcpu)
+                                .max(job.mem_peak_gib / s.mem_gib)
+                                .max(gpu_share),
                     )
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
@@ -368,7 +385,7 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
             }
         })
         .collect();
-    let total = per_job.iter().map(|j| j.cost_usd).sum();
+    let total = per_job.iter().map(|j| j.cost_usd).fold(0.0, |a, b| a + b);
     finish_result(Policy::Floor, total, 0, per_job, 0)
 }
 
@@ -416,7 +433,7 @@ impl PartialOrd for Done {
 }
 
 /// What a sizing policy decides for one attempt.
-struct Placement_ {
+struct Decision {
     shape: Shape,
     /// Cores and memory (GiB) the job may use.
     cores: f64,
@@ -444,6 +461,13 @@ fn observed(job: &TraceJob, attempt: u32, start: f64, run_s: f64, cores: f64, me
             max: cap(job.cpu_peak_cores),
         },
         mem_max_bytes: gib_to_bytes(if oom { mem_gib } else { job.mem_peak_gib }),
+        // The traces give GPU counts only: seen as busy, GPU memory unknown.
+        gpu: (job.gpu > 0).then_some(spotfit_core::summary::GpuStats {
+            count: job.gpu,
+            util_avg_pct: 100.0,
+            util_max_pct: 100.0,
+            mem_max_bytes: 0,
+        }),
         oom_killed: oom,
         status: if oom {
             RunStatus::OomKilled
@@ -459,7 +483,7 @@ fn replay(
     trace: &Trace,
     cfg: &SimConfig,
     policy: Policy,
-    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64, usize) -> Option<Placement_>,
+    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64) -> Option<Decision>,
 ) -> PolicyResult {
     let mut events: BinaryHeap<Event> = trace
         .jobs
@@ -492,7 +516,7 @@ fn replay(
             }
         }
         let job = &trace.jobs[ev.job];
-        let Some(pl) = decide(job, profiles.get(&job.job_name), ev.t, pool.busy(ev.t)) else {
+        let Some(pl) = decide(job, profiles.get(&job.job_name), ev.t) else {
             unplaced += 1;
             continue;
         };
@@ -502,7 +526,7 @@ fn replay(
         let oom = job.mem_peak_gib > pl.mem_gib + 1e-12;
         // An OOM-killed attempt is charged its full run time: the peak may come at the end.
         let (start, cost, name) = if pl.shared {
-            match pool.place(ev.t, pl.slot.0, pl.slot.1, run_s, || Some(pl.shape.clone())) {
+            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, || Some(pl.shape.clone())) {
                 Some((shape, start)) => {
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
@@ -568,6 +592,7 @@ fn spec_for(job: &TraceJob) -> JobSpec {
         hints: Hints {
             vcpu: job.requested_vcpu,
             memory_gib: job.requested_mem_gib,
+            gpu: (job.gpu > 0).then_some(job.gpu),
             ..Hints::default()
         },
         ..JobSpec::default()
@@ -590,19 +615,9 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         regions: vec![cfg.region.clone()],
         ..Placement::default()
     };
-    replay(trace, cfg, Policy::Spotfit, |job, profile, t, shared_hosts| {
+    replay(trace, cfg, Policy::Spotfit, |job, profile, t| {
         let spec = spec_for(job);
-        let mut req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
-        let job_mem_bytes = req.job_memory_bytes;
-        if req.class == SizeClass::Shared {
-            // A new shared host holds 2^k such jobs when k shared hosts are already busy:
-            // one small host for a serial stream, capacity doubling through a burst (the
-            // amortised-doubling rule), capped at 64 slots.
-            let slots = 2f64.powi(shared_hosts.min(0) as i32);
-            req.vcpu = req.vcpu.max((req.cores_used * slots).ceil() as u32);
-            req.memory_bytes = (job_mem_bytes as f64 * slots) as u64 + OS_RESERVE_BYTES;
-            req.expected_duration_s = None;
-        }
+        let req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
         let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
             .into_iter()
             .next()?;
@@ -611,11 +626,12 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             vcpu: top.vcpu as f64,
             mem_gib: bytes_to_gib(top.memory_bytes),
             price: top.price_per_hour,
+            gpu: top.gpu,
         };
         let job_mem = bytes_to_gib(req.job_memory_bytes);
         if req.class == SizeClass::Shared {
             let cores = req.cores_used.max(0.05);
-            Some(Placement_ {
+            Some(Decision {
                 shape,
                 cores,
                 mem_gib: job_mem,
@@ -625,7 +641,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         } else {
             // A dedicated instance gives the job all its cores and all memory but the reserve.
             let mem = bytes_to_gib(top.memory_bytes.saturating_sub(OS_RESERVE_BYTES));
-            Some(Placement_ {
+            Some(Decision {
                 cores: shape.vcpu,
                 mem_gib: mem,
                 shape,
@@ -641,7 +657,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
 pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult {
     let types = shapes(catalog.region(&cfg.region), Market::OnDemand, |_| true);
     let reserve = bytes_to_gib(OS_RESERVE_BYTES);
-    replay(trace, cfg, Policy::SpareCores, |job, profile, _t, _| {
+    replay(trace, cfg, Policy::SpareCores, |job, profile, _t| {
         let runs: Vec<&RunSummary> = profile.map(|p| p.recent.iter().collect()).unwrap_or_default();
         let (cpu, mem) = if runs.is_empty() {
             request(job)
@@ -650,8 +666,8 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             let peak = runs.iter().map(|r| r.mem_max_bytes).max().unwrap_or(0);
             (mean.round().max(1.0), bytes_to_gib(peak) * 1.2)
         };
-        let shape = cheapest_fit(&types, cpu, mem + reserve)?;
-        Some(Placement_ {
+        let shape = cheapest_fit(&types, cpu, mem + reserve, job.gpu)?;
+        Some(Decision {
             cores: shape.vcpu,
             mem_gib: shape.mem_gib - reserve,
             shape,

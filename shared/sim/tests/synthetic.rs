@@ -1,5 +1,7 @@
 //! The replay on tiny synthetic traces and a hand-made catalog, with costs worked out by hand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use spotfit_core::catalog::{Catalog, Offer, ScoreSource, SpotSource};
 use spotfit_core::spec::{Arch, Market};
 use spotfit_core::units::GIB;
@@ -89,7 +91,10 @@ fn spotfit_buys_one_spot_instance_per_big_job() {
     // THEN m1.large on spot for start-up + run
     assert_eq!(r.per_job[0].instance_type, "m1.large");
     close(r.total_cost_usd, 0.144 * 3660.0 / 3600.0);
-    assert_eq!((r.per_job[0].attempts, r.oom_retry_rate, r.mean_slowdown), (1, 0.0, 1.0));
+    assert_eq!(
+        (r.per_job[0].attempts, r.oom_retry_rate, r.mean_slowdown),
+        (1, 0.0, 1.0)
+    );
 }
 
 #[test]
@@ -129,4 +134,31 @@ fn report_checks_targets_and_draws_a_plot() {
     assert!(svg.starts_with("<svg") && svg.contains("floor"));
     let json = serde_json::to_value(&report).unwrap();
     assert!(json["policies"][2]["per_job"].as_array().is_some_and(|a| a.len() == 3));
+}
+
+#[test]
+fn gpu_jobs_get_gpu_types_and_cpu_jobs_never_do() {
+    // GIVEN the catalog plus g1.xlarge: 4 vCPU, 16 GiB, 1 GPU, 0.36 spot / 0.72 on demand
+    let mut offers = catalog().offers;
+    let mut g = offer("g1.xlarge", 4, 16, 0.36, 0.72);
+    g.gpu = 1;
+    g.gpu_memory_bytes = 24 * GIB;
+    offers.push(g);
+    let cat = Catalog::from_offers(offers);
+    let cfg = SimConfig::default();
+    // a 1-GPU hour-long job (2 cores, 4 GiB) and a CPU job of the same shape at the same time
+    let t = trace("gpu,0,4,8,3600,2,,4,1\ncpu,0,4,8,3600,2,,4,0\n");
+    let hour = 3660.0 / 3600.0;
+    let b = batch(&t, &cat, &cfg, Market::Spot);
+    assert_eq!(b.per_job[0].instance_type, "g1.xlarge");
+    assert_eq!(b.per_job[1].instance_type, "m1.large");
+    close(b.total_cost_usd, 0.36 * hour + 0.144 * hour);
+    let s = spotfit(&t, &cat, &cfg);
+    assert_eq!(s.per_job[0].instance_type, "g1.xlarge");
+    assert_ne!(s.per_job[1].instance_type, "g1.xlarge");
+    let sc = sparecores(&t, &cat, &cfg);
+    assert_eq!(sc.per_job[0].instance_type, "g1.xlarge");
+    // the floor charges the GPU job a whole GPU: 0.36 for the hour
+    let f = floor(&t, &cat, &cfg);
+    close(f.per_job[0].cost_usd, 0.36);
 }
