@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn spotfit(store: &Path) -> Command {
+    #[allow(clippy::expect_used)] // test code: a missing binary is a build failure
     let mut c = Command::cargo_bin("spotfit").expect("binary built");
     c.env("SPOTFIT_STORE", store).env_remove("SPOTFIT_LOG");
     c
@@ -155,7 +156,7 @@ fn samples_are_stored_with_the_s3_key_layout() {
     let v = json_of(&out.stdout);
     let run_id = v["run"]["run_id"].as_str().unwrap();
     let prefix = v["samples_prefix"].as_str().unwrap();
-    assert!(prefix.contains(&format!("objects/samples/job=layout/dt=")), "{prefix}");
+    assert!(prefix.contains("objects/samples/job=layout/dt="), "{prefix}");
     assert!(prefix.ends_with(&format!("run={run_id}/")), "{prefix}");
     let part = Path::new(prefix).join("part-00000.ndjson.gz");
     let gz = std::fs::read(&part).unwrap();
