@@ -5,6 +5,7 @@ mod monitor_cmd;
 mod output;
 mod recommend_cmd;
 mod run_cmd;
+mod simulate_cmd;
 mod store_cmd;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Command {
     Runs(store_cmd::RunsArgs),
     /// Track a command, a process tree, a cgroup or a container; ship samples (the agent).
     Monitor(spotfit_monitor::cli::MonitorArgs),
+    /// Replay a job trace and price it under the batch baselines, spotfit, the Spare Cores rule and the floor.
+    Simulate(simulate_cmd::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
         Command::Monitor(args) => monitor_cmd::run(args),
+        Command::Simulate(args) => simulate_cmd::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -219,10 +219,11 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         requested_vcpu: req.vcpu,
         requested_memory_bytes: req.memory_bytes,
     };
-    block_on(store.objects.put(
-        &format!("records/job={}/dt={}/{}-{}.json", keys.job, keys.day, run_id, 1),
-        serde_json::to_vec(&record)?,
-    ))?;
+    block_on(
+        store
+            .objects
+            .put(&keys.record(record.attempt), serde_json::to_vec(&record)?),
+    )?;
     let profile = block_on(record_run(&store.db, &store.db, &record))?;
 
     // The next run's size and ranking, now that this run is in the profile.

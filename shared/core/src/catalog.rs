@@ -107,6 +107,8 @@ pub enum CatalogError {
 pub struct Catalog {
     pub offers: Vec<Offer>,
     by_region: BTreeMap<String, Range<usize>>,
+    /// Median single-thread score per region: the reference machine for duration estimates.
+    median_single: BTreeMap<String, f64>,
 }
 
 type TypeRow = (
@@ -242,7 +244,24 @@ impl Catalog {
                 start = i;
             }
         }
-        Catalog { offers, by_region }
+        let median_single = by_region
+            .iter()
+            .filter_map(|(r, range)| {
+                let mut s: Vec<f64> = offers[range.clone()].iter().filter_map(|o| o.score_single).collect();
+                s.sort_by(f64::total_cmp);
+                s.get(s.len() / 2).map(|m| (r.clone(), *m))
+            })
+            .collect();
+        Catalog {
+            offers,
+            by_region,
+            median_single,
+        }
+    }
+
+    /// Median single-thread score of a region's types (None without any scored type).
+    pub fn median_single_score(&self, region: &str) -> Option<f64> {
+        self.median_single.get(region).copied()
     }
 
     /// Offers in one region (empty when the region is unknown).

@@ -90,6 +90,12 @@ impl RunKeys {
     pub fn summary(&self) -> String {
         format!("runs/job={}/dt={}/{}.json", self.job, self.day, self.run_id)
     }
+    /// `records/dt=<day>/<run_id>-<attempt>.json` — the [`crate::run::RunRecord`] of one attempt,
+    /// read by Athena's `run_records` table. Partitioned by day only: its questions are across
+    /// jobs (cost per job per day, interruptions per pool) and the job is a field of the record.
+    pub fn record(&self, attempt: u32) -> String {
+        format!("records/dt={}/{}-{}.json", self.day, self.run_id, attempt)
+    }
     /// `runs/job=<job>/dt=<day>/<run_id>.exit` — written last; its presence means the run is over.
     pub fn exit_marker(&self) -> String {
         format!("runs/job={}/dt={}/{}.exit", self.job, self.day, self.run_id)
@@ -109,6 +115,7 @@ mod tests {
             "samples/job=etl/dt=2026-11-26/run=r1/part-00003.ndjson.gz"
         );
         assert_eq!(k.summary(), "runs/job=etl/dt=2026-11-26/r1.json");
+        assert_eq!(k.record(2), "records/dt=2026-11-26/r1-2.json");
         assert!(valid_run_id(&new_run_id(1_795_651_200_000, 0xdead_beef)));
         assert!(!valid_run_id("../x"));
     }

@@ -136,16 +136,6 @@ pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOpti
     true
 }
 
-/// Median single-thread score of a region's offers (the reference machine by default).
-pub fn median_single_score(offers: &[Offer]) -> Option<f64> {
-    let mut s: Vec<f64> = offers.iter().filter_map(|o| o.score_single).collect();
-    if s.is_empty() {
-        return None;
-    }
-    s.sort_by(f64::total_cmp);
-    Some(s[s.len() / 2])
-}
-
 /// Predicted run time on `o` of a job that took `duration_s` with `cores` busy on the
 /// reference machine, and the score that fits it. None when the type cannot be judged.
 fn predict(
@@ -212,7 +202,9 @@ pub fn rank(
     let mut on_demand: Vec<Row> = Vec::new();
     for region in regions {
         let offers = catalog.region(region);
-        let reference = opts.reference_single_score.or_else(|| median_single_score(offers));
+        let reference = opts
+            .reference_single_score
+            .or_else(|| catalog.median_single_score(region));
         let names_here: Vec<&str> = az_names.iter().copied().filter(|n| n.starts_with(region)).collect();
         if !az_names.is_empty() && az_ids.is_empty() && names_here.is_empty() {
             continue; // AZs named, none in this region
@@ -389,7 +381,16 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog::from_offers(vec![
-            offer("c7g.large", 2, 4, Arch::Arm64, 0.03, 0.07, 1500.0, &["use1-az1", "use1-az2"]),
+            offer(
+                "c7g.large",
+                2,
+                4,
+                Arch::Arm64,
+                0.03,
+                0.07,
+                1500.0,
+                &["use1-az1", "use1-az2"],
+            ),
             offer("m7g.large", 2, 8, Arch::Arm64, 0.04, 0.08, 1500.0, &["use1-az1"]),
             offer("c7i.large", 2, 4, Arch::X86_64, 0.035, 0.09, 2000.0, &["use1-az2"]),
             offer("r7g.xlarge", 4, 32, Arch::Arm64, 0.09, 0.21, 1500.0, &["use1-az1"]),
@@ -404,7 +405,13 @@ mod tests {
     #[test]
     fn picks_the_cheapest_that_fits_and_never_one_that_does_not() {
         // GIVEN a 2-vCPU, 6-GiB job WHEN ranked THEN only types with ≥2 vCPU and ≥6 GiB, cheapest first
-        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &RankOptions::default());
+        let c = rank(
+            &catalog(),
+            &req(2, 2.0, 6),
+            &Placement::default(),
+            Market::Spot,
+            &RankOptions::default(),
+        );
         assert_eq!(names(&c), ["m7g.large", "r7g.xlarge", "c7g.4xlarge"]);
         for cand in &c {
             assert!(cand.vcpu >= 2 && cand.memory_bytes >= 6 * GIB);
@@ -412,8 +419,14 @@ mod tests {
         }
         assert!(c.windows(2).all(|w| w[0].rank_cost <= w[1].rank_cost));
         // nothing fits 64 GiB
-        assert!(rank(&catalog(), &req(1, 1.0, 64), &Placement::default(), Market::Spot, &RankOptions::default())
-            .is_empty());
+        assert!(rank(
+            &catalog(),
+            &req(1, 1.0, 64),
+            &Placement::default(),
+            Market::Spot,
+            &RankOptions::default()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -426,8 +439,17 @@ mod tests {
         let c = rank(&catalog(), &req(1, 16.0, 2), &Placement::default(), Market::Spot, &opts);
         assert_eq!(c[0].instance_type, "c7g.4xlarge");
         // with uniform speed the cheaper core wins
-        let uniform = RankOptions { speed: SpeedModel::Uniform, ..RankOptions::default() };
-        let c = rank(&catalog(), &req(1, 1.0, 2), &Placement::default(), Market::Spot, &uniform);
+        let uniform = RankOptions {
+            speed: SpeedModel::Uniform,
+            ..RankOptions::default()
+        };
+        let c = rank(
+            &catalog(),
+            &req(1, 1.0, 2),
+            &Placement::default(),
+            Market::Spot,
+            &uniform,
+        );
         assert_eq!(c[0].instance_type, "c7g.large");
         assert!((c[0].est_duration_s.unwrap() - 3600.0).abs() < 1e-9);
     }
@@ -437,34 +459,68 @@ mod tests {
         let opts = RankOptions::default();
         let cat = catalog();
         let r = req(2, 2.0, 4);
-        let only_x86 = Placement { architectures: vec![Arch::X86_64], ..Placement::default() };
+        let only_x86 = Placement {
+            architectures: vec![Arch::X86_64],
+            ..Placement::default()
+        };
         assert_eq!(names(&rank(&cat, &r, &only_x86, Market::Spot, &opts)), ["c7i.large"]);
-        let families = Placement { allowed_families: vec!["c7*".into()], ..Placement::default() };
-        assert!(rank(&cat, &r, &families, Market::Spot, &opts).iter().all(|c| c.instance_type.starts_with("c7")));
-        let excluded = Placement { excluded_families: vec!["c7g".into(), "c7i".into()], ..Placement::default() };
-        assert!(rank(&cat, &r, &excluded, Market::Spot, &opts).iter().all(|c| !c.instance_type.starts_with("c7")));
-        let az = Placement { availability_zones: vec!["use1-az2".into()], ..Placement::default() };
+        let families = Placement {
+            allowed_families: vec!["c7*".into()],
+            ..Placement::default()
+        };
+        assert!(rank(&cat, &r, &families, Market::Spot, &opts)
+            .iter()
+            .all(|c| c.instance_type.starts_with("c7")));
+        let excluded = Placement {
+            excluded_families: vec!["c7g".into(), "c7i".into()],
+            ..Placement::default()
+        };
+        assert!(rank(&cat, &r, &excluded, Market::Spot, &opts)
+            .iter()
+            .all(|c| !c.instance_type.starts_with("c7")));
+        let az = Placement {
+            availability_zones: vec!["use1-az2".into()],
+            ..Placement::default()
+        };
         let c = rank(&cat, &r, &az, Market::Spot, &opts);
         assert_eq!(names(&c), ["c7i.large", "c7g.large"]);
         assert!(c.iter().all(|c| c.az.as_deref() == Some("use1-az2")));
-        let other_region = Placement { regions: vec!["eu-west-1".into()], ..Placement::default() };
+        let other_region = Placement {
+            regions: vec!["eu-west-1".into()],
+            ..Placement::default()
+        };
         assert!(rank(&cat, &r, &other_region, Market::Spot, &opts).is_empty());
         let mut cheap = r.clone();
         cheap.max_price_per_hour = Some(0.032);
-        assert_eq!(names(&rank(&cat, &cheap, &Placement::default(), Market::Spot, &opts)), ["c7g.large"]);
+        assert_eq!(
+            names(&rank(&cat, &cheap, &Placement::default(), Market::Spot, &opts)),
+            ["c7g.large"]
+        );
     }
 
     #[test]
     fn markets_and_on_demand_fallback_rows() {
         let cat = catalog();
-        let opts = RankOptions { limit: 2, on_demand_fallback_rows: 1, ..RankOptions::default() };
-        let c = rank(&cat, &req(2, 2.0, 4), &Placement::default(), Market::SpotThenOnDemand, &opts);
+        let opts = RankOptions {
+            limit: 2,
+            on_demand_fallback_rows: 1,
+            ..RankOptions::default()
+        };
+        let c = rank(
+            &cat,
+            &req(2, 2.0, 4),
+            &Placement::default(),
+            Market::SpotThenOnDemand,
+            &opts,
+        );
         let markets: Vec<Market> = c.iter().map(|c| c.market).collect();
         assert_eq!(markets, [Market::Spot, Market::Spot, Market::OnDemand]);
         // the fastest core for the money on demand: c7i.large (0.09 $/h, 33% faster core)
         assert_eq!((c[2].instance_type.as_str(), c[2].price_per_hour), ("c7i.large", 0.09));
         let od = rank(&cat, &req(2, 2.0, 4), &Placement::default(), Market::OnDemand, &opts);
-        assert!(od.iter().all(|c| c.market == Market::OnDemand && c.interruption_penalty_usd == Some(0.0)));
+        assert!(od
+            .iter()
+            .all(|c| c.market == Market::OnDemand && c.interruption_penalty_usd == Some(0.0)));
     }
 
     #[test]
@@ -489,9 +545,75 @@ mod tests {
     #[test]
     fn real_catalog_ranks_a_small_job() {
         let cat = Catalog::embedded().unwrap();
-        let c = rank(cat, &req(2, 1.5, 4), &Placement::default(), Market::SpotThenOnDemand, &RankOptions::default());
+        let c = rank(
+            cat,
+            &req(2, 1.5, 4),
+            &Placement::default(),
+            Market::SpotThenOnDemand,
+            &RankOptions::default(),
+        );
         assert!(c.len() > 50);
         assert!(c.iter().all(|c| c.vcpu >= 2 && c.memory_bytes >= 4 * GIB && c.gpu == 0));
         assert_eq!(c.last().map(|c| c.market), Some(Market::OnDemand));
+    }
+
+    #[test]
+    fn gpu_jobs_get_gpu_types_with_enough_gpu_memory() {
+        let cat = Catalog::embedded().unwrap();
+        let mut r = req(4, 4.0, 32);
+        r.gpu = 1;
+        r.gpu_memory_bytes = 40 * GIB;
+        let c = rank(
+            cat,
+            &r,
+            &Placement::default(),
+            Market::OnDemand,
+            &RankOptions::default(),
+        );
+        assert!(!c.is_empty());
+        assert!(
+            c.iter().all(|c| c.gpu >= 1 && c.gpu_memory_bytes >= 40 * GIB),
+            "{:?}",
+            names(&c)
+        );
+        // and a CPU job never lands on a GPU type
+        let c = rank(
+            cat,
+            &req(8, 8.0, 32),
+            &Placement::default(),
+            Market::Spot,
+            &RankOptions::default(),
+        );
+        assert!(c.iter().all(|c| c.gpu == 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn never_returns_a_type_that_does_not_fit(
+            vcpu in 1u32..64,
+            cores in 0.05f64..64.0,
+            mem_gib in 1u64..512,
+            gpu in 0u32..3,
+            x86 in proptest::bool::ANY,
+            market in 0usize..3,
+        ) {
+            let cat = Catalog::embedded().unwrap();
+            let mut r = req(vcpu, cores, mem_gib);
+            r.gpu = gpu;
+            let placement = Placement {
+                architectures: if x86 { vec![Arch::X86_64] } else { vec![] },
+                excluded_families: vec!["m5".into()],
+                ..Placement::default()
+            };
+            let m = [Market::Spot, Market::OnDemand, Market::SpotThenOnDemand][market];
+            let opts = RankOptions { limit: 20, ..RankOptions::default() };
+            for c in rank(cat, &r, &placement, m, &opts) {
+                proptest::prop_assert!(c.vcpu >= vcpu && c.memory_bytes >= mem_gib * GIB && c.gpu >= gpu);
+                proptest::prop_assert!(!x86 || cat.find(&c.region, &c.instance_type).unwrap().arch == Arch::X86_64);
+                proptest::prop_assert!(!c.instance_type.starts_with("m5."));
+                proptest::prop_assert!(c.price_per_hour > 0.0 && c.rank_cost.is_finite());
+            }
+        }
     }
 }

@@ -420,7 +420,12 @@ mod tests {
             started_at_ms: i as i64 * 1000,
             ended_at_ms: i as i64 * 1000 + 1,
             duration_s: dur,
-            cpu: CpuStats { avg, p50: avg, p95, max },
+            cpu: CpuStats {
+                avg,
+                p50: avg,
+                p95,
+                max,
+            },
             mem_max_bytes: gib_to_bytes(mem_gib),
             oom_killed: status == RunStatus::OomKilled,
             status,
@@ -437,11 +442,18 @@ mod tests {
     }
 
     fn steady(n: usize, avg: f64, mem_gib: f64, dur: f64) -> JobProfile {
-        profile(&(0..n).map(|i| run(i, avg, avg, avg, mem_gib, dur, RunStatus::Succeeded)).collect::<Vec<_>>())
+        profile(
+            &(0..n)
+                .map(|i| run(i, avg, avg, avg, mem_gib, dur, RunStatus::Succeeded))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn spec() -> JobSpec {
-        JobSpec { name: "j".into(), ..JobSpec::default() }
+        JobSpec {
+            name: "j".into(),
+            ..JobSpec::default()
+        }
     }
 
     fn gib(r: &Requirement) -> f64 {
@@ -451,18 +463,44 @@ mod tests {
     #[test]
     fn cold_start_table() {
         // GIVEN no history: (hints vcpu, hints memory) → (vCPU, job GiB, basis, class)
-        let cases: [(Option<f64>, Option<f64>, u32, f64, SizingBasis, SizeClass); 4] = [
-            (None, None, DEFAULT_VCPU, DEFAULT_MEMORY_GIB, SizingBasis::Default, SizeClass::Dedicated),
+        type Case = (Option<f64>, Option<f64>, u32, f64, SizingBasis, SizeClass);
+        let cases: [Case; 4] = [
+            (
+                None,
+                None,
+                DEFAULT_VCPU,
+                DEFAULT_MEMORY_GIB,
+                SizingBasis::Default,
+                SizeClass::Dedicated,
+            ),
             (Some(3.0), Some(12.0), 3, 12.0, SizingBasis::Hints, SizeClass::Dedicated),
-            (Some(1.0), None, 1, DEFAULT_MEMORY_GIB, SizingBasis::Hints, SizeClass::Shared),
-            (Some(16.0), Some(64.0), 16, 64.0, SizingBasis::Hints, SizeClass::Dedicated),
+            (
+                Some(1.0),
+                None,
+                1,
+                DEFAULT_MEMORY_GIB,
+                SizingBasis::Hints,
+                SizeClass::Shared,
+            ),
+            (
+                Some(16.0),
+                Some(64.0),
+                16,
+                64.0,
+                SizingBasis::Hints,
+                SizeClass::Dedicated,
+            ),
         ];
         for (vcpu, mem, want_vcpu, want_gib, basis, class) in cases {
             let mut s = spec();
             s.hints.vcpu = vcpu;
             s.hints.memory_gib = mem;
             let r = size(&s, None, 0);
-            assert_eq!((r.vcpu, gib(&r), &r.basis, r.class), (want_vcpu, want_gib, &basis, class), "{vcpu:?} {mem:?}");
+            assert_eq!(
+                (r.vcpu, gib(&r), &r.basis, r.class),
+                (want_vcpu, want_gib, &basis, class),
+                "{vcpu:?} {mem:?}"
+            );
             assert_eq!(r.memory_bytes, r.job_memory_bytes + OS_RESERVE_BYTES);
         }
     }
@@ -470,8 +508,9 @@ mod tests {
     #[test]
     fn cpu_follows_cores_kept_busy_not_bursts() {
         // GIVEN a job averaging 1 core with bursts to 8 WHEN sized THEN 1 vCPU
-        let runs: Vec<RunSummary> =
-            (0..10).map(|i| run(i, 1.0, 3.0, 8.0, 2.0, 3600.0, RunStatus::Succeeded)).collect();
+        let runs: Vec<RunSummary> = (0..10)
+            .map(|i| run(i, 1.0, 3.0, 8.0, 2.0, 3600.0, RunStatus::Succeeded))
+            .collect();
         assert_eq!(size(&spec(), Some(&profile(&runs)), 0).vcpu, 1);
         // a steady 3.9-core job gets 4, a 4.2-core one shares its last core
         assert_eq!(size(&spec(), Some(&steady(5, 3.9, 2.0, 3600.0)), 0).vcpu, 4);
@@ -489,7 +528,17 @@ mod tests {
         assert!((11.5..=13.5).contains(&many), "{many}");
         // never under the recent peak + 15%, even for a job whose peaks vary
         let runs: Vec<RunSummary> = (0..20)
-            .map(|i| run(i, 1.0, 1.0, 1.0, if i == 18 { 40.0 } else { 4.0 }, 3600.0, RunStatus::Succeeded))
+            .map(|i| {
+                run(
+                    i,
+                    1.0,
+                    1.0,
+                    1.0,
+                    if i == 18 { 40.0 } else { 4.0 },
+                    3600.0,
+                    RunStatus::Succeeded,
+                )
+            })
             .collect();
         assert!(gib(&size(&spec(), Some(&profile(&runs)), 0)) >= 46.0);
     }
@@ -497,8 +546,9 @@ mod tests {
     #[test]
     fn oom_bump_is_marked_and_remembered() {
         // GIVEN 10 steady 4-GiB runs, then an OOM kill at 6 GiB
-        let mut runs: Vec<RunSummary> =
-            (0..10).map(|i| run(i, 1.0, 1.0, 1.0, 4.0, 3600.0, RunStatus::Succeeded)).collect();
+        let mut runs: Vec<RunSummary> = (0..10)
+            .map(|i| run(i, 1.0, 1.0, 1.0, 4.0, 3600.0, RunStatus::Succeeded))
+            .collect();
         runs.push(run(10, 1.0, 1.0, 1.0, 6.0, 100.0, RunStatus::OomKilled));
         let mut p = profile(&runs);
         p.last_oom_at_ms = Some(0);
@@ -506,7 +556,11 @@ mod tests {
         assert!(gib(&right_after) >= 9.0, "×1.5 the killed size: {}", gib(&right_after));
         assert!(right_after.notes.iter().any(|n| n.contains("OOM")));
         let weeks_later = size(&spec(), Some(&p), 30 * DAY_MS);
-        assert!(gib(&weeks_later) >= 7.19 && gib(&weeks_later) < gib(&right_after), "{}", gib(&weeks_later));
+        assert!(
+            gib(&weeks_later) >= 7.19 && gib(&weeks_later) < gib(&right_after),
+            "{}",
+            gib(&weeks_later)
+        );
         // the spec's oom factor is honoured
         let mut s = spec();
         s.retry.oom_memory_factor = 2.0;
@@ -529,7 +583,11 @@ mod tests {
         assert_eq!(r.vcpu, 8);
         assert_eq!(gib(&r), 24.0);
         assert_eq!(r.max_price_per_hour, Some(0.5));
-        s.resources = Bounds { max_vcpu: Some(2), min_memory_gib: Some(64.0), ..Bounds::default() };
+        s.resources = Bounds {
+            max_vcpu: Some(2),
+            min_memory_gib: Some(64.0),
+            ..Bounds::default()
+        };
         let r = size(&s, Some(&p), 0);
         assert_eq!((r.vcpu, gib(&r)), (2, 64.0));
         assert!(r.cores_used <= 2.0 + CPU_ROUND_DOWN);
@@ -540,7 +598,12 @@ mod tests {
         let runs: Vec<RunSummary> = (0..3)
             .map(|i| {
                 let mut r = run(i, 2.0, 2.0, 2.0, 16.0, 3600.0, RunStatus::Succeeded);
-                r.gpu = Some(GpuStats { count: 1, util_avg_pct: 60.0, util_max_pct: 99.0, mem_max_bytes: 10 * GIB });
+                r.gpu = Some(GpuStats {
+                    count: 1,
+                    util_avg_pct: 60.0,
+                    util_max_pct: 99.0,
+                    mem_max_bytes: 10 * GIB,
+                });
                 r
             })
             .collect();
@@ -560,9 +623,18 @@ mod tests {
     #[test]
     fn tiny_and_short_jobs_share_a_host() {
         // short (30 s) and small → shared; long and big → dedicated; tiny and long → shared
-        assert_eq!(size(&spec(), Some(&steady(5, 1.5, 2.0, 30.0)), 0).class, SizeClass::Shared);
-        assert_eq!(size(&spec(), Some(&steady(5, 6.0, 20.0, 3600.0)), 0).class, SizeClass::Dedicated);
-        assert_eq!(size(&spec(), Some(&steady(5, 0.1, 0.2, 36_000.0)), 0).class, SizeClass::Shared);
+        assert_eq!(
+            size(&spec(), Some(&steady(5, 1.5, 2.0, 30.0)), 0).class,
+            SizeClass::Shared
+        );
+        assert_eq!(
+            size(&spec(), Some(&steady(5, 6.0, 20.0, 3600.0)), 0).class,
+            SizeClass::Dedicated
+        );
+        assert_eq!(
+            size(&spec(), Some(&steady(5, 0.1, 0.2, 36_000.0)), 0).class,
+            SizeClass::Shared
+        );
         let r = size(&spec(), Some(&steady(5, 1.0, 2.0, 30.0)), 0);
         assert_eq!(r.expected_duration_s, Some(30.0));
     }

@@ -5,7 +5,7 @@
 use crate::trace::{Trace, TraceJob};
 use serde::Serialize;
 use spotfit_core::catalog::{Catalog, Offer};
-use spotfit_core::cost::billed_cost;
+use spotfit_core::cost::{billed_cost, MIN_BILLED_S};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions, SpeedModel};
 use spotfit_core::sizing::{self, SizeClass, OS_RESERVE_BYTES};
@@ -27,10 +27,29 @@ pub struct SimConfig {
     pub region: String,
     /// Billed start-up of every new instance, seconds.
     pub startup_s: f64,
-    /// How long an empty shared host waits for the next tiny job before it is terminated.
-    /// Equal to the start-up by default: waiting costs at most what a fresh start would
-    /// (the ski-rental break-even).
-    pub shared_keepalive_s: f64,
+    /// How long spotfit keeps an empty instance (shared host or a finished dedicated run's
+    /// instance) warm for the next job before terminating it. [`keepalive_for`] by default:
+    /// the ski-rental break-even.
+    pub keepalive_s: f64,
+    /// spotfit and the Spare Cores rule keep a finished dedicated run's instance warm for
+    /// `keepalive_s` and give it to the next dedicated run it fits when that is no dearer.
+    pub warm_dedicated: bool,
+    /// spotfit's shared-host slots are memory reservations, not limits.
+    pub soft_shared_memory: bool,
+    /// A new shared host is the type with the lowest price per slot it will hold, counting only
+    /// as many slots as the shared class runs now (else: the type ranking picks for the job
+    /// that opens it).
+    pub packed_shared_hosts: bool,
+}
+
+/// The ski-rental break-even keep-alive for an empty instance: keeping it costs its price per
+/// second; replacing it later costs the same type's start-up plus the minimum-billing loss of a
+/// fresh instance (a fresh one bills at least `MIN_BILLED_S` even for a job of ~0 s), i.e.
+/// `max(start-up, MIN_BILLED_S)` seconds of its price. Waiting exactly that long and then
+/// terminating costs at most twice what the best decision with hindsight would (the classic
+/// deterministic ski-rental bound), whatever the future arrivals are.
+pub fn keepalive_for(startup_s: f64) -> f64 {
+    startup_s.max(MIN_BILLED_S)
 }
 
 impl Default for SimConfig {
@@ -38,7 +57,10 @@ impl Default for SimConfig {
         SimConfig {
             region: "us-east-1".into(),
             startup_s: 60.0,
-            shared_keepalive_s: 60.0,
+            keepalive_s: keepalive_for(60.0),
+            warm_dedicated: false,
+            soft_shared_memory: true,
+            packed_shared_hosts: true,
         }
     }
 }
@@ -49,6 +71,7 @@ pub enum Policy {
     BatchOnDemand,
     BatchSpot,
     Spotfit,
+    #[serde(rename = "sparecores-rule")]
     SpareCores,
     Floor,
 }
@@ -111,15 +134,35 @@ struct Shape {
     vcpu: f64,
     mem_gib: f64,
     price: f64,
+    gpu: u32,
+}
+
+/// A job running on a host.
+#[derive(Debug, Clone, Copy)]
+struct Alloc {
+    end: f64,
+    cpu: f64,
+    /// Memory reserved for it (its slot), GiB.
+    mem: f64,
+    gpu: u32,
+    /// Memory it really uses at most (over its slot only on a soft-limit host), GiB.
+    used_mem: f64,
 }
 
 #[derive(Debug)]
 struct Host {
     shape: Shape,
     launched: f64,
-    /// (end, cpu, mem) of the jobs on it.
-    allocs: Vec<(f64, f64, f64)>,
+    allocs: Vec<Alloc>,
     last_end: f64,
+}
+
+/// Where a job was placed.
+struct Placed {
+    shape: Shape,
+    start: f64,
+    /// Memory the job may use before it is OOM-killed, GiB.
+    mem_limit: f64,
 }
 
 /// Instances that take several jobs: first fit on a running instance, else a new one; an
@@ -131,6 +174,11 @@ struct Pool {
     startup_s: f64,
     /// Memory not given to jobs on each host (OS reserve), GiB.
     reserve_gib: f64,
+    /// Slots are reservations (cgroup v2 `memory.low`), not limits: a job may use memory no
+    /// one else holds and is OOM-killed only when the host has none left.
+    soft_memory: bool,
+    /// Launching a new host terminates the idle hosts that could not take the job.
+    retire_idle_on_launch: bool,
     cost: f64,
     launched: usize,
 }
@@ -142,6 +190,8 @@ impl Pool {
             keepalive_s,
             startup_s,
             reserve_gib,
+            soft_memory: false,
+            retire_idle_on_launch: true,
             cost: 0.0,
             launched: 0,
         }
@@ -156,7 +206,7 @@ impl Pool {
         let mut closed = Vec::new();
         let keep = self.keepalive_s;
         self.hosts.retain_mut(|h| {
-            h.allocs.retain(|a| a.0 > t);
+            h.allocs.retain(|a| a.end > t);
             if h.allocs.is_empty() && h.last_end + keep <= t {
                 closed.push(Host {
                     shape: h.shape.clone(),
@@ -174,62 +224,149 @@ impl Pool {
         }
     }
 
-    /// Places a job needing `cpu` cores and `mem` GiB for `dur` s at time `t`; `new_shape`
-    /// picks the type of a new host. Returns (host shape, start time).
+    /// Places a job needing `cpu` cores, `mem` GiB and `gpu` GPUs for `dur` s at time `t`, whose
+    /// true memory peak is `peak` GiB; `new_shape` picks the type of a new host. CPU jobs never
+    /// go onto GPU hosts (a batch service keeps GPU hosts in their own queue).
+    ///
+    /// On a soft-memory pool a host is chosen only where the memory really free (host memory
+    /// less every running job's larger of slot and use) holds the slot, so a job within its
+    /// reservation is never killed; a job above its slot may use what is free at its start
+    /// (its co-tenants taken at their peaks for their whole run: conservative), else it is
+    /// killed. (The rule kills the job furthest over its reservation; when that is an earlier
+    /// co-tenant the model still charges the one kill to the newcomer, keeping earlier runs'
+    /// outcomes fixed.)
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         t: f64,
         cpu: f64,
         mem: f64,
+        gpu: u32,
         dur: f64,
+        peak: f64,
         new_shape: impl FnOnce() -> Option<Shape>,
-    ) -> Option<(Shape, f64)> {
+    ) -> Option<Placed> {
         self.advance(t);
+        let soft = self.soft_memory;
         for h in &mut self.hosts {
-            let used_cpu: f64 = h.allocs.iter().map(|a| a.1).sum();
-            let used_mem: f64 = h.allocs.iter().map(|a| a.2).sum();
+            let used_cpu: f64 = h.allocs.iter().map(|a| a.cpu).sum();
+            let held_mem: f64 = h
+                .allocs
+                .iter()
+                .map(|a| if soft { a.mem.max(a.used_mem) } else { a.mem })
+                .sum();
+            let used_gpu: u32 = h.allocs.iter().map(|a| a.gpu).sum();
             let ready = h.launched + self.startup_s;
-            if used_cpu + cpu <= h.shape.vcpu + 1e-9 && used_mem + mem <= h.shape.mem_gib - self.reserve_gib + 1e-9 {
+            let usable = h.shape.mem_gib - self.reserve_gib;
+            if used_cpu + cpu <= h.shape.vcpu + 1e-9
+                && held_mem + mem <= usable + 1e-9
+                && (gpu == 0) == (h.shape.gpu == 0)
+                && used_gpu + gpu <= h.shape.gpu
+            {
                 let start = t.max(ready);
-                h.allocs.push((start + dur, cpu, mem));
+                let mem_limit = if soft { mem.max(usable - held_mem) } else { mem };
+                h.allocs.push(Alloc {
+                    end: start + dur,
+                    cpu,
+                    mem,
+                    gpu,
+                    used_mem: peak.min(mem_limit),
+                });
                 h.last_end = h.last_end.max(start + dur);
-                return Some((h.shape.clone(), start));
+                return Some(Placed {
+                    shape: h.shape.clone(),
+                    start,
+                    mem_limit,
+                });
             }
         }
         let shape = new_shape()?;
-        // Scaling out with another shape: an idle host that could not take this job is
-        // terminated now instead of idling out its keep-alive next to the new one.
-        let mut idle = Vec::new();
+        if self.retire_idle_on_launch {
+            // Scaling out with another shape: an idle host that could not take this job is
+            // terminated now instead of idling out its keep-alive next to the new one.
+            self.retire_idle(t);
+        }
+        let start = t + self.startup_s;
+        let mem_limit = if soft {
+            mem.max(shape.mem_gib - self.reserve_gib)
+        } else {
+            mem
+        };
+        self.launch(t, shape.clone(), cpu, mem, gpu, dur, peak.min(mem_limit));
+        Some(Placed {
+            shape,
+            start,
+            mem_limit,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(&mut self, t: f64, shape: Shape, cpu: f64, mem: f64, gpu: u32, dur: f64, used_mem: f64) {
+        let start = t + self.startup_s;
+        self.launched += 1;
+        self.hosts.push(Host {
+            shape,
+            launched: t,
+            allocs: vec![Alloc {
+                end: start + dur,
+                cpu,
+                mem,
+                gpu,
+                used_mem,
+            }],
+            last_end: start + dur,
+        });
+    }
+
+    /// Terminates every idle host now (billed to `t`).
+    fn retire_idle(&mut self, t: f64) {
+        let mut cost = 0.0;
         self.hosts.retain(|h| {
             if h.allocs.is_empty() {
-                idle.push(Host {
-                    shape: h.shape.clone(),
-                    launched: h.launched,
-                    allocs: vec![],
-                    last_end: h.last_end,
-                });
+                cost += billed_cost(h.shape.price, t.max(h.last_end) - h.launched);
                 false
             } else {
                 true
             }
         });
-        for h in idle {
-            self.cost += billed_cost(h.shape.price, t.max(h.last_end) - h.launched);
-        }
-        let start = t + self.startup_s;
-        self.launched += 1;
-        self.hosts.push(Host {
-            shape: shape.clone(),
-            launched: t,
-            allocs: vec![(start + dur, cpu, mem)],
-            last_end: start + dur,
-        });
-        Some((shape, start))
+        self.cost += cost;
     }
 
-    /// Hosts with a job on them at `t` (idle ones waiting out their keep-alive do not count).
-    fn busy(&self, t: f64) -> usize {
-        self.hosts.iter().filter(|h| h.allocs.iter().any(|a| a.0 > t)).count()
+    /// Number of jobs running or waiting for their host at `t`.
+    fn running(&self, t: f64) -> usize {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.allocs.iter())
+            .filter(|a| a.end > t)
+            .count()
+    }
+
+    /// The cheapest idle warm host that `accept`s (for a dedicated run), after freeing what
+    /// has ended by `t`.
+    fn find_warm(&mut self, t: f64, accept: impl Fn(&Shape) -> bool) -> Option<usize> {
+        self.advance(t);
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.allocs.is_empty() && accept(&h.shape))
+            .min_by(|a, b| a.1.shape.price.total_cmp(&b.1.shape.price))
+            .map(|(i, _)| i)
+    }
+
+    /// Gives host `i` whole to a run of `dur` s from `t`; returns its start.
+    fn occupy(&mut self, i: usize, t: f64, dur: f64) -> f64 {
+        let ready = self.startup_s;
+        let h = &mut self.hosts[i];
+        let start = t.max(h.launched + ready);
+        h.allocs.push(Alloc {
+            end: start + dur,
+            cpu: h.shape.vcpu,
+            mem: h.shape.mem_gib,
+            gpu: h.shape.gpu,
+            used_mem: 0.0,
+        });
+        h.last_end = h.last_end.max(start + dur);
+        start
     }
 
     fn finish(mut self) -> (f64, usize) {
@@ -240,16 +377,76 @@ impl Pool {
     }
 }
 
+/// Recent shared-class slots, to estimate the load a new shared host will serve.
+#[derive(Debug, Default)]
+struct SlotHistory {
+    /// (start, end, cores, GiB) of the last `SLOT_HISTORY` shared slots.
+    slots: std::collections::VecDeque<(f64, f64, f64, f64)>,
+}
+
+/// Shared slots the load estimate looks back over (the profile's run window).
+const SLOT_HISTORY: usize = 32;
+
+impl SlotHistory {
+    fn push(&mut self, start: f64, end: f64, cpu: f64, mem: f64) {
+        if self.slots.len() == SLOT_HISTORY {
+            self.slots.pop_front();
+        }
+        self.slots.push_back((start, end, cpu, mem));
+    }
+
+    /// The time-average number of shared slots running since the oldest recent slot started
+    /// (Little's L, measured: each slot counts the part of its run seen by `now`, so one still
+    /// running counts only what has elapsed), with the mean slot (cores, GiB). `None` before
+    /// two slots were seen.
+    fn load(&self, now: f64) -> Option<(f64, f64, f64)> {
+        let n = self.slots.len();
+        let first = self.slots.front()?;
+        let span = now - first.0;
+        if n < 2 || span <= 0.0 {
+            return None;
+        }
+        let busy: f64 = self.slots.iter().map(|s| (s.1.min(now) - s.0).max(0.0)).sum();
+        let k = n as f64;
+        let cpu = self.slots.iter().map(|s| s.2).sum::<f64>() / k;
+        let mem = self.slots.iter().map(|s| s.3).sum::<f64>() / k;
+        Some((busy / span, cpu, mem))
+    }
+}
+
+/// The type for a new shared host opened by a slot of (`cpu`, `mem` GiB): the lowest price per
+/// slot it will hold, with `load` = (L, mean cores, mean GiB) the shared class's expected
+/// concurrent slots and their mean size. A host is counted for at most L slots (capacity
+/// beyond the expected load may never be used) and at least the opening one; it must hold
+/// the opening slot and the OS reserve. With L ≤ 1 this is the cheapest type that fits.
+fn packed_host(types: &[Shape], reserve: f64, cpu: f64, mem: f64, load: (f64, f64, f64)) -> Option<Shape> {
+    let (l, mean_cpu, mean_mem) = load;
+    types
+        .iter()
+        .filter(|s| s.gpu == 0 && s.vcpu + 1e-9 >= cpu && s.mem_gib - reserve + 1e-9 >= mem)
+        .map(|s| {
+            let holds = (s.vcpu / mean_cpu.max(1e-6))
+                .min((s.mem_gib - reserve) / mean_mem.max(1e-6))
+                .floor()
+                .min(l.floor())
+                .max(1.0);
+            (s, s.price / holds)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.price.total_cmp(&b.0.price)))
+        .map(|(s, _)| s.clone())
+}
+
 fn is_batch_family(family: &str) -> bool {
     let mut chars = family.chars();
     matches!(chars.next(), Some('m' | 'c' | 'r')) && chars.next().is_some_and(|c| c.is_ascii_digit())
 }
 
-/// Spot price in the region's catalog, with the on-demand price where a type has none.
+/// The region's types that `filter` keeps (never burstable or non-GPU accelerator types),
+/// priced in `market`, cheapest first.
 fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> Vec<Shape> {
     let mut v: Vec<Shape> = offers
         .iter()
-        .filter(|o| filter(o) && !o.burstable && o.gpu == 0 && !o.accelerator)
+        .filter(|o| filter(o) && !o.burstable && !o.accelerator)
         .filter_map(|o| {
             let price = match market {
                 Market::OnDemand => o.on_demand_per_hour,
@@ -260,6 +457,7 @@ fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> 
                 vcpu: o.vcpu as f64,
                 mem_gib: bytes_to_gib(o.memory_bytes),
                 price,
+                gpu: o.gpu,
             })
         })
         .collect();
@@ -268,10 +466,11 @@ fn shapes(offers: &[Offer], market: Market, filter: impl Fn(&Offer) -> bool) -> 
     v
 }
 
-fn cheapest_fit(shapes: &[Shape], cpu: f64, mem_gib: f64) -> Option<Shape> {
+/// The cheapest shape with the cores, memory and GPUs; a CPU job never gets a GPU type.
+fn cheapest_fit(shapes: &[Shape], cpu: f64, mem_gib: f64, gpu: u32) -> Option<Shape> {
     shapes
         .iter()
-        .find(|s| s.vcpu + 1e-9 >= cpu && s.mem_gib + 1e-9 >= mem_gib)
+        .find(|s| s.vcpu + 1e-9 >= cpu && s.mem_gib + 1e-9 >= mem_gib && (gpu == 0) == (s.gpu == 0) && s.gpu >= gpu)
         .cloned()
 }
 
@@ -297,7 +496,7 @@ fn finish_result(
         jobs: per_job.len(),
         attempts: per_job.iter().map(|j| j.attempts as usize).sum(),
         oom_retry_rate: per_job.iter().filter(|j| j.oom_kills > 0).count() as f64 / n,
-        mean_slowdown: per_job.iter().map(|j| j.slowdown).sum::<f64>() / n,
+        mean_slowdown: per_job.iter().map(|j| j.slowdown).fold(0.0, |a, b| a + b) / n,
         instances_launched: launched,
         unplaced,
         per_job,
@@ -309,16 +508,19 @@ fn finish_result(
 /// (every trace job completed under them), so it has neither OOM kills nor slowdowns.
 pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) -> PolicyResult {
     let offers = catalog.region(&cfg.region);
-    let types = shapes(offers, market, |o| o.current_generation && is_batch_family(&o.family));
+    // GPU jobs go to the current GPU families, as a batch service's GPU queue would.
+    let types = shapes(offers, market, |o| {
+        o.current_generation && (is_batch_family(&o.family) || o.gpu > 0)
+    });
     let mut pool = Pool::new(0.0, cfg.startup_s, 0.0);
     let mut per_job = Vec::with_capacity(trace.jobs.len());
     let mut unplaced = 0;
     for job in &trace.jobs {
         let (cpu, mem) = request(job);
-        match pool.place(job.submit_s, cpu, mem, job.duration_s, || {
-            cheapest_fit(&types, cpu, mem)
+        match pool.place(job.submit_s, cpu, mem, job.gpu, job.duration_s, mem, || {
+            cheapest_fit(&types, cpu, mem, job.gpu)
         }) {
-            Some((shape, _)) => per_job.push(JobOutcome {
+            Some(Placed { shape, .. }) => per_job.push(JobOutcome {
                 row: job.row,
                 job_name: job.job_name.clone(),
                 cost_usd: shape.price * (cpu / shape.vcpu).max(mem / shape.mem_gib) * job.duration_s / 3600.0,
@@ -347,12 +549,18 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
         .jobs
         .iter()
         .map(|job| {
+            // A GPU job's share of a GPU type counts its GPUs too; a CPU job uses CPU types.
             let best = types
                 .iter()
+                .filter(|s| (job.gpu == 0) == (s.gpu == 0))
                 .map(|s| {
+                    let gpu_share = if s.gpu > 0 { job.gpu as f64 / s.gpu as f64 } else { 0.0 };
                     (
                         s,
-                        s.price * (job.cpu_avg_cores / s.vcpu).max(job.mem_peak_gib / s.mem_gib),
+                        s.price
+                            * (job.cpu_avg_cores / s.vcpu)
+                                .max(job.mem_peak_gib / s.mem_gib)
+                                .max(gpu_share),
                     )
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
@@ -368,7 +576,7 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
             }
         })
         .collect();
-    let total = per_job.iter().map(|j| j.cost_usd).sum();
+    let total = per_job.iter().map(|j| j.cost_usd).fold(0.0, |a, b| a + b);
     finish_result(Policy::Floor, total, 0, per_job, 0)
 }
 
@@ -416,14 +624,34 @@ impl PartialOrd for Done {
 }
 
 /// What a sizing policy decides for one attempt.
-struct Placement_ {
+struct Decision {
     shape: Shape,
-    /// Cores and memory (GiB) the job may use.
+    /// Cores the job may use (on a new instance of `shape`).
     cores: f64,
-    mem_gib: f64,
     shared: bool,
     /// Slot on a shared host (cores, GiB), when shared.
     slot: (f64, f64),
+    /// What a warm instance must have to take a dedicated run instead (vCPUs, GiB incl. the
+    /// reserve, GPUs), the expected run time when known, and the expected bill of the new
+    /// instance the policy would buy.
+    need: (f64, f64, u32),
+    est_run_s: Option<f64>,
+}
+
+impl Decision {
+    /// Whether an idle warm instance of `w` should take this dedicated run instead of a new
+    /// `self.shape`: it fits, and its bill for the run is no more than the new one's
+    /// (start-up and minimum billing included). Run time unknown: only when it is no dearer.
+    fn warm_accepts(&self, w: &Shape, startup_s: f64) -> bool {
+        let fits = w.vcpu + 1e-9 >= self.need.0
+            && w.mem_gib + 1e-9 >= self.need.1
+            && w.gpu >= self.need.2
+            && (self.need.2 == 0) == (w.gpu == 0);
+        fits && match self.est_run_s {
+            Some(d) => w.price * d <= self.shape.price * (startup_s + d).max(MIN_BILLED_S),
+            None => w.price <= self.shape.price,
+        }
+    }
 }
 
 /// What the agent would have measured: CPU capped by the cores given; on an OOM kill the
@@ -444,6 +672,13 @@ fn observed(job: &TraceJob, attempt: u32, start: f64, run_s: f64, cores: f64, me
             max: cap(job.cpu_peak_cores),
         },
         mem_max_bytes: gib_to_bytes(if oom { mem_gib } else { job.mem_peak_gib }),
+        // The traces give GPU counts only: seen as busy, GPU memory unknown.
+        gpu: (job.gpu > 0).then_some(spotfit_core::summary::GpuStats {
+            count: job.gpu,
+            util_avg_pct: 100.0,
+            util_max_pct: 100.0,
+            mem_max_bytes: 0,
+        }),
         oom_killed: oom,
         status: if oom {
             RunStatus::OomKilled
@@ -459,7 +694,8 @@ fn replay(
     trace: &Trace,
     cfg: &SimConfig,
     policy: Policy,
-    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64, usize) -> Option<Placement_>,
+    shared_types: &[Shape],
+    mut decide: impl FnMut(&TraceJob, Option<&JobProfile>, f64) -> Option<Decision>,
 ) -> PolicyResult {
     let mut events: BinaryHeap<Event> = trace
         .jobs
@@ -474,9 +710,18 @@ fn replay(
         .collect();
     let mut done: BinaryHeap<Done> = BinaryHeap::new();
     let mut profiles: HashMap<String, JobProfile> = HashMap::new();
-    let mut pool = Pool::new(cfg.shared_keepalive_s, cfg.startup_s, bytes_to_gib(OS_RESERVE_BYTES));
-    let mut dedicated_cost = 0.0;
-    let mut dedicated_launched = 0;
+    let reserve = bytes_to_gib(OS_RESERVE_BYTES);
+    let mut pool = Pool::new(cfg.keepalive_s, cfg.startup_s, reserve);
+    pool.soft_memory = cfg.soft_shared_memory;
+    // Finished dedicated runs' instances, kept warm for the next dedicated run. Without the
+    // warm pool, a keep-alive of 0: terminated as soon as the run ends.
+    let mut warm = Pool::new(
+        if cfg.warm_dedicated { cfg.keepalive_s } else { 0.0 },
+        cfg.startup_s,
+        reserve,
+    );
+    warm.retire_idle_on_launch = false;
+    let mut slot_history = SlotHistory::default();
     let mut outcomes: Vec<Option<JobOutcome>> = vec![None; trace.jobs.len()];
     let mut ooms = vec![0u32; trace.jobs.len()];
     let mut seq = trace.jobs.len();
@@ -492,23 +737,45 @@ fn replay(
             }
         }
         let job = &trace.jobs[ev.job];
-        let Some(pl) = decide(job, profiles.get(&job.job_name), ev.t, pool.busy(ev.t)) else {
+        let Some(pl) = decide(job, profiles.get(&job.job_name), ev.t) else {
             unplaced += 1;
             continue;
         };
-        // A job given fewer cores than it keeps busy is slowed in proportion.
-        let slowdown = (job.cpu_avg_cores / pl.cores).max(1.0);
-        let run_s = job.duration_s * slowdown;
-        let oom = job.mem_peak_gib > pl.mem_gib + 1e-12;
         // An OOM-killed attempt is charged its full run time: the peak may come at the end.
-        let (start, cost, name) = if pl.shared {
-            match pool.place(ev.t, pl.slot.0, pl.slot.1, run_s, || Some(pl.shape.clone())) {
-                Some((shape, start)) => {
+        let (start, cost, name, cores, mem_limit, run_s) = if pl.shared {
+            // A job given fewer cores than it keeps busy is slowed in proportion.
+            let run_s = job.duration_s * (job.cpu_avg_cores / pl.cores).max(1.0);
+            // Capacity is counted only for load that is both present now (the slots running, plus
+            // this one) and sustained (the time-average over the recent slots).
+            let load = if cfg.packed_shared_hosts && !shared_types.is_empty() {
+                let now = pool.running(ev.t) as f64 + 1.0;
+                slot_history.load(ev.t).map(|(l, c, m)| (l.min(now), c, m))
+            } else {
+                None
+            };
+            // Without a load estimate, the type ranking picked for this job (it weighs the
+            // interruption risk too).
+            let new_host = || match load {
+                Some(load) if load.0 >= 2.0 => {
+                    packed_host(shared_types, reserve, pl.slot.0, pl.slot.1, load).or(Some(pl.shape.clone()))
+                }
+                _ => Some(pl.shape.clone()),
+            };
+            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, job.mem_peak_gib, new_host) {
+                Some(Placed {
+                    shape,
+                    start,
+                    mem_limit,
+                }) => {
+                    slot_history.push(start, start + run_s, pl.slot.0, pl.slot.1);
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
                         start,
                         shape.price * share * run_s / 3600.0,
                         format!("shared:{}", shape.name),
+                        pl.cores,
+                        mem_limit,
+                        run_s,
                     )
                 }
                 None => {
@@ -517,12 +784,31 @@ fn replay(
                 }
             }
         } else {
-            let c = billed_cost(pl.shape.price, cfg.startup_s + run_s);
-            dedicated_cost += c;
-            dedicated_launched += 1;
-            (ev.t + cfg.startup_s, c, pl.shape.name.clone())
+            let hit = if cfg.warm_dedicated {
+                warm.find_warm(ev.t, |w| pl.warm_accepts(w, cfg.startup_s))
+            } else {
+                None
+            };
+            // A dedicated instance gives the job all its cores and all memory but the reserve.
+            let shape = hit.map_or_else(|| pl.shape.clone(), |i| warm.hosts[i].shape.clone());
+            let run_s = job.duration_s * (job.cpu_avg_cores / shape.vcpu).max(1.0);
+            let (start, cost) = match hit {
+                Some(i) => (warm.occupy(i, ev.t, run_s), shape.price * run_s / 3600.0),
+                None => {
+                    warm.launch(ev.t, shape.clone(), shape.vcpu, shape.mem_gib, shape.gpu, run_s, 0.0);
+                    (ev.t + cfg.startup_s, billed_cost(shape.price, cfg.startup_s + run_s))
+                }
+            };
+            let name = if hit.is_some() {
+                format!("warm:{}", shape.name)
+            } else {
+                shape.name.clone()
+            };
+            (start, cost, name, shape.vcpu, shape.mem_gib - reserve, run_s)
         };
-        let summary = observed(job, ev.attempt, start, run_s, pl.cores, pl.mem_gib, oom);
+        let slowdown = (job.cpu_avg_cores / cores).max(1.0);
+        let oom = job.mem_peak_gib > mem_limit + 1e-12;
+        let summary = observed(job, ev.attempt, start, run_s, cores, mem_limit, oom);
         let prev_cost = outcomes[ev.job].as_ref().map_or(0.0, |o| o.cost_usd);
         if oom {
             ooms[ev.job] += 1;
@@ -552,11 +838,12 @@ fn replay(
         }
     }
     let (pool_cost, pool_launched) = pool.finish();
+    let (warm_cost, warm_launched) = warm.finish();
     let per_job: Vec<JobOutcome> = outcomes.into_iter().flatten().collect();
     finish_result(
         policy,
-        dedicated_cost + pool_cost,
-        dedicated_launched + pool_launched,
+        warm_cost + pool_cost,
+        warm_launched + pool_launched,
         per_job,
         unplaced,
     )
@@ -568,6 +855,7 @@ fn spec_for(job: &TraceJob) -> JobSpec {
         hints: Hints {
             vcpu: job.requested_vcpu,
             memory_gib: job.requested_mem_gib,
+            gpu: (job.gpu > 0).then_some(job.gpu),
             ..Hints::default()
         },
         ..JobSpec::default()
@@ -590,19 +878,11 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         regions: vec![cfg.region.clone()],
         ..Placement::default()
     };
-    replay(trace, cfg, Policy::Spotfit, |job, profile, t, shared_hosts| {
+    // Shared hosts: spot CPU types of the region (the class never has GPUs).
+    let shared_types = shapes(catalog.region(&cfg.region), Market::Spot, |o| o.gpu == 0);
+    replay(trace, cfg, Policy::Spotfit, &shared_types, |job, profile, t| {
         let spec = spec_for(job);
-        let mut req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
-        let job_mem_bytes = req.job_memory_bytes;
-        if req.class == SizeClass::Shared {
-            // A new shared host holds 2^k such jobs when k shared hosts are already busy:
-            // one small host for a serial stream, capacity doubling through a burst (the
-            // amortised-doubling rule), capped at 64 slots.
-            let slots = 2f64.powi(shared_hosts.min(0) as i32);
-            req.vcpu = req.vcpu.max((req.cores_used * slots).ceil() as u32);
-            req.memory_bytes = (job_mem_bytes as f64 * slots) as u64 + OS_RESERVE_BYTES;
-            req.expected_duration_s = None;
-        }
+        let req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
         let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
             .into_iter()
             .next()?;
@@ -611,26 +891,28 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             vcpu: top.vcpu as f64,
             mem_gib: bytes_to_gib(top.memory_bytes),
             price: top.price_per_hour,
+            gpu: top.gpu,
         };
         let job_mem = bytes_to_gib(req.job_memory_bytes);
+        let need = (req.vcpu as f64, bytes_to_gib(req.memory_bytes), req.gpu);
         if req.class == SizeClass::Shared {
             let cores = req.cores_used.max(0.05);
-            Some(Placement_ {
+            Some(Decision {
                 shape,
                 cores,
-                mem_gib: job_mem,
                 shared: true,
                 slot: (cores, job_mem),
+                need,
+                est_run_s: top.est_duration_s,
             })
         } else {
-            // A dedicated instance gives the job all its cores and all memory but the reserve.
-            let mem = bytes_to_gib(top.memory_bytes.saturating_sub(OS_RESERVE_BYTES));
-            Some(Placement_ {
+            Some(Decision {
                 cores: shape.vcpu,
-                mem_gib: mem,
                 shape,
                 shared: false,
                 slot: (0.0, 0.0),
+                need,
+                est_run_s: top.est_duration_s,
             })
         }
     })
@@ -641,7 +923,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
 pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult {
     let types = shapes(catalog.region(&cfg.region), Market::OnDemand, |_| true);
     let reserve = bytes_to_gib(OS_RESERVE_BYTES);
-    replay(trace, cfg, Policy::SpareCores, |job, profile, _t, _| {
+    replay(trace, cfg, Policy::SpareCores, &[], |job, profile, _t| {
         let runs: Vec<&RunSummary> = profile.map(|p| p.recent.iter().collect()).unwrap_or_default();
         let (cpu, mem) = if runs.is_empty() {
             request(job)
@@ -650,13 +932,16 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             let peak = runs.iter().map(|r| r.mem_max_bytes).max().unwrap_or(0);
             (mean.round().max(1.0), bytes_to_gib(peak) * 1.2)
         };
-        let shape = cheapest_fit(&types, cpu, mem + reserve)?;
-        Some(Placement_ {
+        let shape = cheapest_fit(&types, cpu, mem + reserve, job.gpu)?;
+        // Expected run time: the mean of its finished runs (what the rule's tracker records).
+        let est_run_s = (!runs.is_empty()).then(|| runs.iter().map(|r| r.duration_s).sum::<f64>() / runs.len() as f64);
+        Some(Decision {
             cores: shape.vcpu,
-            mem_gib: shape.mem_gib - reserve,
             shape,
             shared: false,
             slot: (0.0, 0.0),
+            need: (cpu, mem + reserve, job.gpu),
+            est_run_s,
         })
     })
 }

@@ -3,6 +3,7 @@
 //! Cores resource-tracker rule and the perfectly packed floor, priced with the real catalog.
 //! Every modelling assumption is in `docs/simulator.md`.
 
+pub mod cli;
 pub mod engine;
 pub mod report;
 pub mod svg;

@@ -117,6 +117,14 @@ impl Report {
                 r.instances_launched
             );
         }
+        for r in self.policies.iter().filter(|r| r.unplaced > 0) {
+            let _ = writeln!(
+                s,
+                "{}: {} job(s) fit no instance type it may use and are left out of its cost",
+                r.policy.name(),
+                r.unplaced
+            );
+        }
         let t = &self.targets;
         let mark = |b: bool| if b { "met" } else { "MISSED" };
         let _ = writeln!(

@@ -1,5 +1,7 @@
 //! The replay on tiny synthetic traces and a hand-made catalog, with costs worked out by hand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use spotfit_core::catalog::{Catalog, Offer, ScoreSource, SpotSource};
 use spotfit_core::spec::{Arch, Market};
 use spotfit_core::units::GIB;
@@ -89,7 +91,10 @@ fn spotfit_buys_one_spot_instance_per_big_job() {
     // THEN m1.large on spot for start-up + run
     assert_eq!(r.per_job[0].instance_type, "m1.large");
     close(r.total_cost_usd, 0.144 * 3660.0 / 3600.0);
-    assert_eq!((r.per_job[0].attempts, r.oom_retry_rate, r.mean_slowdown), (1, 0.0, 1.0));
+    assert_eq!(
+        (r.per_job[0].attempts, r.oom_retry_rate, r.mean_slowdown),
+        (1, 0.0, 1.0)
+    );
 }
 
 #[test]
@@ -129,4 +134,125 @@ fn report_checks_targets_and_draws_a_plot() {
     assert!(svg.starts_with("<svg") && svg.contains("floor"));
     let json = serde_json::to_value(&report).unwrap();
     assert!(json["policies"][2]["per_job"].as_array().is_some_and(|a| a.len() == 3));
+}
+
+#[test]
+fn gpu_jobs_get_gpu_types_and_cpu_jobs_never_do() {
+    // GIVEN the catalog plus g1.xlarge: 4 vCPU, 16 GiB, 1 GPU, 0.36 spot / 0.72 on demand
+    let mut offers = catalog().offers;
+    let mut g = offer("g1.xlarge", 4, 16, 0.36, 0.72);
+    g.gpu = 1;
+    g.gpu_memory_bytes = 24 * GIB;
+    offers.push(g);
+    let cat = Catalog::from_offers(offers);
+    let cfg = SimConfig::default();
+    // a 1-GPU hour-long job (2 cores, 4 GiB) and a CPU job of the same shape at the same time
+    let t = trace("gpu,0,4,8,3600,2,,4,1\ncpu,0,4,8,3600,2,,4,0\n");
+    let hour = 3660.0 / 3600.0;
+    let b = batch(&t, &cat, &cfg, Market::Spot);
+    assert_eq!(b.per_job[0].instance_type, "g1.xlarge");
+    assert_eq!(b.per_job[1].instance_type, "m1.large");
+    close(b.total_cost_usd, 0.36 * hour + 0.144 * hour);
+    let s = spotfit(&t, &cat, &cfg);
+    assert_eq!(s.per_job[0].instance_type, "g1.xlarge");
+    assert_ne!(s.per_job[1].instance_type, "g1.xlarge");
+    let sc = sparecores(&t, &cat, &cfg);
+    assert_eq!(sc.per_job[0].instance_type, "g1.xlarge");
+    // the floor charges the GPU job a whole GPU: 0.36 for the hour
+    let f = floor(&t, &cat, &cfg);
+    close(f.per_job[0].cost_usd, 0.36);
+}
+
+#[test]
+fn shared_slot_memory_is_a_reservation_not_a_limit() {
+    // GIVEN a small never-seen job (hints 1 vCPU, 1 GiB: a 1-GiB slot on a shared x1.small with
+    // 2 − 0.25 GiB usable) that peaks at 1.5 GiB, alone on its host
+    let t = trace("a,0,1,1,600,1,,1.5,0\n");
+    // THEN with soft slots it uses the free 0.5 GiB and is not killed (one attempt) …
+    let soft = spotfit(&t, &catalog(), &SimConfig::default());
+    assert_eq!((soft.per_job[0].attempts, soft.per_job[0].oom_kills), (1, 0));
+    assert_eq!(soft.per_job[0].instance_type, "shared:x1.small");
+    // … and with hard slots (memory.max = slot) it is killed and retried
+    let hard_cfg = SimConfig {
+        soft_shared_memory: false,
+        ..SimConfig::default()
+    };
+    let hard = spotfit(&t, &catalog(), &hard_cfg);
+    assert_eq!(hard.per_job[0].oom_kills, 1);
+}
+
+#[test]
+fn shared_host_kills_the_job_over_its_reservation_when_memory_runs_out() {
+    // GIVEN two half-core jobs with 0.75-GiB slots on one x1.small (1.75 GiB usable): the first
+    // stays within its slot (0.7), the second peaks at 1.2 GiB but only 1.75 − 0.75 = 1.0 is free
+    let t = trace("a,0,0.5,0.75,600,0.5,,0.7,0\nb,1,0.5,0.75,600,0.5,,1.2,0\n");
+    let r = spotfit(&t, &catalog(), &SimConfig::default());
+    // THEN the job within its reservation is never killed, the other is (and retried bigger)
+    assert_eq!(r.per_job[0].instance_type, "shared:x1.small");
+    assert_eq!(r.per_job[0].oom_kills, 0);
+    assert_eq!(r.per_job[1].oom_kills, 1);
+    // alone, the second would have fitted in the host's free memory
+    let alone = spotfit(
+        &trace("b,1,0.5,0.75,600,0.5,,1.2,0\n"),
+        &catalog(),
+        &SimConfig::default(),
+    );
+    assert_eq!(alone.per_job[0].oom_kills, 0);
+}
+
+#[test]
+fn keepalive_is_the_ski_rental_break_even() {
+    // start-up plus the minimum-billing loss of a fresh instance, whichever bites
+    close(spotfit_sim::engine::keepalive_for(60.0), 60.0);
+    close(spotfit_sim::engine::keepalive_for(20.0), 60.0);
+    close(spotfit_sim::engine::keepalive_for(90.0), 90.0);
+    assert_eq!(SimConfig::default().keepalive_s, 60.0);
+}
+
+#[test]
+fn warm_dedicated_instance_takes_the_next_run_without_a_start_up() {
+    // GIVEN two big dedicated runs (m1.large); the second is submitted 40 s after the first ends
+    let t = trace("a,0,4,12,3600,4,,6,0\nb,3700,4,12,3600,4,,6,0\n");
+    // THEN by default each buys a new instance (start-up + run) …
+    let cold = spotfit(&t, &catalog(), &SimConfig::default());
+    close(cold.total_cost_usd, 2.0 * 0.144 * 3660.0 / 3600.0);
+    // … and with the warm pool the second takes the first's instance, which idled 40 s
+    let cfg = SimConfig {
+        warm_dedicated: true,
+        ..SimConfig::default()
+    };
+    let warm = spotfit(&t, &catalog(), &cfg);
+    assert_eq!(warm.instances_launched, 1);
+    assert_eq!(warm.per_job[1].instance_type, "warm:m1.large");
+    // one instance: 0..3660 first run, idle to 3700, second run to 7300, then its 60-s keep-alive
+    close(warm.total_cost_usd, 0.144 * 7360.0 / 3600.0);
+}
+
+#[test]
+fn a_sustained_shared_load_opens_hosts_priced_per_slot() {
+    // GIVEN the catalog plus c1.2xlarge (8 vCPU / 16 GiB at 0.16 spot: 0.02 per 1-core slot,
+    // against 0.030 for a whole x1.small) and a steady stream of small never-seen jobs
+    // (1 core, 1 GiB, 10 min each, one every 20 s: about 30 running at once)
+    let mut offers = catalog().offers;
+    offers.push(offer("c1.2xlarge", 8, 16, 0.16, 0.32));
+    let cat = Catalog::from_offers(offers);
+    let rows: String = (0..120)
+        .map(|i| format!("j{i},{},1,1,600,1,,0.8,0\n", i * 20))
+        .collect();
+    let t = trace(&rows);
+    let per_job = spotfit(&t, &cat, &SimConfig::default());
+    let job_sized = spotfit(
+        &t,
+        &cat,
+        &SimConfig {
+            packed_shared_hosts: false,
+            ..SimConfig::default()
+        },
+    );
+    // THEN once the load is measured, new hosts are the 8-slot type: fewer start-ups, lower cost
+    assert!(job_sized.per_job.iter().all(|j| j.instance_type == "shared:x1.small"));
+    assert!(per_job.per_job.iter().any(|j| j.instance_type == "shared:c1.2xlarge"));
+    // (the first minutes, before a load was measured, open x1.small hosts: 17 hosts against 33)
+    assert!(per_job.instances_launched * 3 < job_sized.instances_launched * 2);
+    assert!(per_job.total_cost_usd < job_sized.total_cost_usd);
 }

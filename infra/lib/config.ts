@@ -1,0 +1,199 @@
+// Deployment settings, read once from CDK context (cdk.json or `-c key=value`) and checked, so
+// that a bad value fails synth with a message naming the key instead of failing a deploy.
+import * as fs from 'fs';
+import * as path from 'path';
+import { Node } from 'constructs';
+
+/** Where the Lambda code comes from. */
+export type LambdaCodeSource = 'zips' | 'placeholder';
+
+export interface SpotfitConfig {
+  /** VPC the job instances run in (`spotfit:vpcId`). */
+  readonly vpcId: string;
+  /** AZ id (e.g. `use1-az4`) → subnet id (`spotfit:subnets`, a JSON object). */
+  readonly subnets: Record<string, string>;
+  /** TCP ports the instances may reach outbound (`spotfit:egressPorts`). */
+  readonly egressPorts: number[];
+  /** AMI of the launch template: an id or `resolve:ssm:` reference (`spotfit:imageId`). */
+  readonly imageId: string;
+  /** Owners whose AMIs the launcher may start (`spotfit:amiOwners`). */
+  readonly amiOwners: string[];
+  readonly rootVolumeGiB: number;
+  /** IMDSv2 hop limit: 1 keeps containers on the bridge network away from the instance role. */
+  readonly imdsHopLimit: number;
+  /** S3 key of the agent binary (`spotfit:agentKey`). */
+  readonly agentKey: string;
+  /** Bucket lifecycle (`spotfit:lifecycle`), days. */
+  readonly lifecycle: { infrequentAccessDays: number; glacierIrDays: number; expireDays: number; exportsExpireDays: number };
+  readonly logRetentionDays: number;
+  /** Reaper schedule, minutes (`spotfit:reaperEveryMinutes`). */
+  readonly reaperEveryMinutes: number;
+  /** Schedule of the DynamoDB profiles export to S3 (`spotfit:profilesExportSchedule`). */
+  readonly profilesExportSchedule: string;
+  readonly lambdaCode: LambdaCodeSource;
+  /** Absolute path of the scheduled-jobs file. */
+  readonly jobsFile: string;
+  /** Absolute path of the ASL definition. */
+  readonly stateMachineFile: string;
+  /** Directory holding `<name>/bootstrap.zip` (cargo-lambda's output). */
+  readonly lambdaZipDir: string;
+  /** `retain` (default) keeps bucket and tables when the stack is deleted. */
+  readonly removal: 'retain' | 'destroy';
+}
+
+/** The repository root: infra/ lives one level below it (dist/lib when compiled). */
+export function repoRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 5; i++) {
+    if (fs.existsSync(path.join(dir, 'infra', 'cdk.json'))) return dir;
+    dir = path.dirname(dir);
+  }
+  throw new Error(`cannot find the repository root above ${__dirname}`);
+}
+
+/**
+ * The ASL file: `statemachine/spotfit.asl.json` (owned by the pipeline). Until that file exists
+ * on a branch, tests fall back to the fixture under infra/test/fixtures so that synth still works.
+ */
+export function defaultStateMachineFile(root: string): string {
+  const real = path.join(root, 'statemachine', 'spotfit.asl.json');
+  if (fs.existsSync(real)) return real;
+  return path.join(root, 'infra', 'test', 'fixtures', 'spotfit.asl.json');
+}
+
+class ConfigError extends Error {
+  constructor(key: string, msg: string) {
+    super(`context ${key}: ${msg}`);
+  }
+}
+
+function ctx(node: Node, key: string): unknown {
+  return node.tryGetContext(key);
+}
+
+/** Context values come as strings from `-c` and as JSON values from cdk.json. */
+function parseMaybeJson(key: string, v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const t = v.trim();
+  if (t.startsWith('{') || t.startsWith('[')) {
+    try {
+      return JSON.parse(t);
+    } catch (e) {
+      throw new ConfigError(key, `not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  return v;
+}
+
+function str(node: Node, key: string, dflt?: string): string {
+  const v = ctx(node, key);
+  if (v === undefined || v === null || v === '') {
+    if (dflt === undefined) throw new ConfigError(key, 'required (pass -c ' + key + '=...)');
+    return dflt;
+  }
+  if (typeof v !== 'string') throw new ConfigError(key, `must be a string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function int(node: Node, key: string, dflt: number, min: number, max: number): number {
+  const raw = ctx(node, key);
+  if (raw === undefined || raw === null || raw === '') return dflt;
+  const n = typeof raw === 'number' ? raw : Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(key, `must be an integer in [${min}, ${max}], got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+function list(node: Node, key: string, dflt: string[]): string[] {
+  const raw = parseMaybeJson(key, ctx(node, key));
+  if (raw === undefined || raw === null || raw === '') return dflt;
+  const arr = Array.isArray(raw) ? raw : String(raw).split(',');
+  return arr.map((x) => String(x).trim()).filter((x) => x.length > 0);
+}
+
+const AZ_ID = /^[a-z]{2,4}[0-9]-az[0-9]+$/;
+const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
+const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
+
+export function loadConfig(node: Node): SpotfitConfig {
+  const root = repoRoot();
+  const vpcId = str(node, 'spotfit:vpcId');
+  if (!VPC_ID.test(vpcId)) throw new ConfigError('spotfit:vpcId', `not a VPC id: ${vpcId}`);
+
+  const rawSubnets = parseMaybeJson('spotfit:subnets', ctx(node, 'spotfit:subnets'));
+  if (rawSubnets === undefined || rawSubnets === null || typeof rawSubnets !== 'object' || Array.isArray(rawSubnets)) {
+    throw new ConfigError('spotfit:subnets', 'required: a JSON object of AZ id → subnet id, e.g. {"use1-az4":"subnet-0abc…"}');
+  }
+  const subnets: Record<string, string> = {};
+  for (const [az, sn] of Object.entries(rawSubnets as Record<string, unknown>)) {
+    if (!AZ_ID.test(az)) throw new ConfigError('spotfit:subnets', `key ${JSON.stringify(az)} is not an AZ id (like use1-az4)`);
+    if (typeof sn !== 'string' || !SUBNET_ID.test(sn)) {
+      throw new ConfigError('spotfit:subnets', `value for ${az} is not a subnet id: ${JSON.stringify(sn)}`);
+    }
+    subnets[az] = sn;
+  }
+  if (Object.keys(subnets).length === 0) throw new ConfigError('spotfit:subnets', 'needs at least one subnet');
+
+  const egressPorts = list(node, 'spotfit:egressPorts', ['443']).map((p) => {
+    const n = Number(p);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ConfigError('spotfit:egressPorts', `bad port ${p}`);
+    return n;
+  });
+
+  const lambdaCode = str(node, 'spotfit:lambdaCode', 'zips');
+  if (lambdaCode !== 'zips' && lambdaCode !== 'placeholder') {
+    throw new ConfigError('spotfit:lambdaCode', `must be "zips" or "placeholder", got ${lambdaCode}`);
+  }
+  const removal = str(node, 'spotfit:removal', 'retain');
+  if (removal !== 'retain' && removal !== 'destroy') throw new ConfigError('spotfit:removal', 'must be "retain" or "destroy"');
+
+  const jobsFile = path.resolve(root, 'infra', str(node, 'spotfit:jobsFile', 'jobs.json'));
+  const smCtx = ctx(node, 'spotfit:stateMachineFile');
+  const stateMachineFile = smCtx ? path.resolve(root, String(smCtx)) : defaultStateMachineFile(root);
+  if (!fs.existsSync(stateMachineFile)) throw new ConfigError('spotfit:stateMachineFile', `no such file ${stateMachineFile}`);
+
+  const exportSchedule = str(node, 'spotfit:profilesExportSchedule', 'cron(30 3 * * ? *)');
+  if (!/^(cron|rate)\(.+\)$/.test(exportSchedule)) {
+    throw new ConfigError('spotfit:profilesExportSchedule', 'must be cron(...) or rate(...)');
+  }
+
+  const cfg: SpotfitConfig = {
+    vpcId,
+    subnets,
+    egressPorts,
+    imageId: str(node, 'spotfit:imageId', 'resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64'),
+    amiOwners: list(node, 'spotfit:amiOwners', ['amazon']),
+    rootVolumeGiB: int(node, 'spotfit:rootVolumeGiB', 30, 8, 16384),
+    imdsHopLimit: int(node, 'spotfit:imdsHopLimit', 1, 1, 64),
+    agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit'),
+    lifecycle: {
+      infrequentAccessDays: int(node, 'spotfit:infrequentAccessDays', 30, 30, 36500),
+      glacierIrDays: int(node, 'spotfit:glacierIrDays', 90, 31, 36500),
+      expireDays: int(node, 'spotfit:expireDays', 730, 1, 36500),
+      exportsExpireDays: int(node, 'spotfit:exportsExpireDays', 7, 1, 36500),
+    },
+    logRetentionDays: int(node, 'spotfit:logRetentionDays', 30, 1, 3653),
+    reaperEveryMinutes: int(node, 'spotfit:reaperEveryMinutes', 5, 1, 1440),
+    profilesExportSchedule: exportSchedule,
+    lambdaCode,
+    jobsFile,
+    stateMachineFile,
+    lambdaZipDir: path.resolve(root, str(node, 'spotfit:lambdaZipDir', 'target/lambda')),
+    removal,
+  };
+  if (cfg.lifecycle.glacierIrDays <= cfg.lifecycle.infrequentAccessDays) {
+    throw new ConfigError('spotfit:glacierIrDays', 'must be later than spotfit:infrequentAccessDays');
+  }
+  const retentions = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+  if (!retentions.includes(cfg.logRetentionDays)) {
+    throw new ConfigError('spotfit:logRetentionDays', `must be one of CloudWatch's values: ${retentions.join(', ')}`);
+  }
+  if (cfg.lifecycle.expireDays <= cfg.lifecycle.glacierIrDays) {
+    throw new ConfigError('spotfit:expireDays', 'must be later than spotfit:glacierIrDays');
+  }
+  if (cfg.agentKey.startsWith('/') || !cfg.agentKey.startsWith('agent/')) {
+    throw new ConfigError('spotfit:agentKey', 'must be a key under agent/ (the only prefix instances may read)');
+  }
+  return cfg;
+}

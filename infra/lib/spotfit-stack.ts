@@ -1,0 +1,595 @@
+// The spotfit deployment: storage, the EC2 side (launch template, instance role, security group),
+// the six Lambdas, the state machine from statemachine/, schedules, and Athena.
+//
+// Least privilege is the point of this file. Every IAM statement names its actions; resources
+// are ARNs or ARN patterns wherever the service supports resource-level permissions, and EC2
+// writes are fenced by condition keys: RunInstances only through our launch template and only
+// with the spotfit:managed tag; TerminateInstances only on instances carrying that tag.
+import * as fs from 'fs';
+import * as path from 'path';
+import { Arn, Aws, CfnOutput, CfnResource, Duration, IResource, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { Analytics } from './analytics';
+import { repoRoot, SpotfitConfig } from './config';
+import { loadJobs } from './jobs';
+import { FUNCTION_NAMES, FunctionName, lambdaCode } from './lambda-code';
+
+/** Tag the launcher puts on every instance it starts; IAM conditions key off it. */
+export const MANAGED_TAG = 'spotfit:managed';
+
+/** ASL placeholder → function. The state machine file is the one source of truth. */
+export const SUBSTITUTIONS: Record<string, FunctionName> = {
+  SizeJobArn: 'size-job',
+  LaunchInstanceArn: 'launch-instance',
+  CheckJobArn: 'check-job',
+  TerminateInstanceArn: 'terminate-instance',
+  RecordRunArn: 'record-run',
+};
+
+/** Service integrations the state machine role is granted (lambda:invoke only). */
+const ALLOWED_TASK_RESOURCES = /^(arn:aws:states:::lambda:invoke|\$\{[A-Za-z]+Arn\})$/;
+
+export interface SpotfitStackProps extends StackProps {
+  readonly config: SpotfitConfig;
+}
+
+/** Adds checkov skips, each with its reason, to a resource's metadata. */
+export function skipChecks(res: IResource | CfnResource, checks: Record<string, string>): void {
+  const cfn = (res instanceof CfnResource ? res : res.node.defaultChild) as CfnResource;
+  const prev = (cfn.getMetadata('checkov') as { skip?: { id: string; comment: string }[] } | undefined)?.skip ?? [];
+  cfn.addMetadata('checkov', { skip: [...prev, ...Object.entries(checks).map(([id, comment]) => ({ id, comment }))] });
+}
+
+export class SpotfitStack extends Stack {
+  readonly bucket: s3.Bucket;
+  readonly functions: Record<FunctionName, lambda.Function>;
+  readonly stateMachine: sfn.StateMachine;
+  readonly launchTemplate: ec2.CfnLaunchTemplate;
+  readonly instanceRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: SpotfitStackProps) {
+    super(scope, id, props);
+    const cfg = props.config;
+    const removalPolicy = cfg.removal === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+
+    // ---------------------------------------------------------------- storage
+    this.bucket = new s3.Bucket(this, 'Data', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      bucketKeyEnabled: true,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      // Versioning makes any overwrite of a sample or summary recoverable (see the instance role).
+      versioned: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      removalPolicy,
+      lifecycleRules: this.lifecycleRules(cfg),
+    });
+    const bucket = this.bucket;
+    skipChecks(bucket, {
+      CKV_AWS_18: 'Server access logs need a second bucket per deployment; CloudTrail S3 data events are the audit path where wanted',
+    });
+
+    const dataKey = new kms.Key(this, 'DataKey', {
+      description: 'spotfit: DynamoDB tables (profiles, runs, capacity) and CloudWatch log groups',
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    // CloudWatch Logs encrypts our log groups with it, and only ours (encryption context).
+    dataKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchLogsOfThisAccount',
+        principals: [new iam.ServicePrincipal(`logs.${Aws.REGION}.amazonaws.com`)],
+        actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:GenerateDataKey', 'kms:DescribeKey'],
+        resources: ['*'],
+        conditions: {
+          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:*` },
+        },
+      }),
+    );
+    const logGroup = (lid: string) =>
+      new logs.LogGroup(this, lid, {
+        retention: cfg.logRetentionDays as logs.RetentionDays,
+        encryptionKey: dataKey,
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+    const table = (tid: string, p: Omit<dynamodb.TableProps, 'billingMode'>) =>
+      new dynamodb.Table(this, tid, {
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+        encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryptionKey: dataKey,
+        deletionProtection: cfg.removal === 'retain',
+        removalPolicy,
+        ...p,
+      });
+    const profiles = table('Profiles', { partitionKey: { name: 'job', type: dynamodb.AttributeType.STRING } });
+    const runs = table('Runs', {
+      partitionKey: { name: 'run_id', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'attempt', type: dynamodb.AttributeType.NUMBER },
+    });
+    runs.addGlobalSecondaryIndex({
+      indexName: 'job-started_at_ms',
+      partitionKey: { name: 'job', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'started_at_ms', type: dynamodb.AttributeType.NUMBER },
+    });
+    const capacity = table('Capacity', {
+      partitionKey: { name: 'pool', type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: 'expires_at',
+    });
+
+    // ---------------------------------------------------------------- EC2 side
+    this.instanceRole = new iam.Role(this, 'InstanceRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: 'spotfit job instances: write samples and run results, read the agent',
+    });
+    // Per-job scoping is not expressible with one role: an instance-role session carries no
+    // trustworthy job attribute (EC2 passes no instance tags as session tags, and every request
+    // header or object tag is chosen by the writer). So the role is write-only on exactly the two
+    // Hive layouts (no read, list or delete of any job's data), and versioning keeps any overwrite
+    // recoverable. Set spotfit:createOnlyWrites once the agent sends If-None-Match to make it
+    // create-only, so that no instance can replace an object another run wrote.
+    const instancePolicy = new iam.Policy(this, 'InstancePolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'WriteOwnLayoutsOnly',
+          actions: ['s3:PutObject'],
+          resources: [bucket.arnForObjects('samples/job=*/dt=*/run=*/*'), bucket.arnForObjects('runs/job=*/dt=*/*')],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadAgent',
+          actions: ['s3:GetObject'],
+          resources: [bucket.arnForObjects('agent/*')],
+        }),
+      ],
+    });
+    if (this.node.tryGetContext('spotfit:createOnlyWrites') === 'true' || this.node.tryGetContext('spotfit:createOnlyWrites') === true) {
+      instancePolicy.addStatements(
+        new iam.PolicyStatement({
+          sid: 'CreateOnly',
+          effect: iam.Effect.DENY,
+          actions: ['s3:PutObject'],
+          resources: [bucket.arnForObjects('*')],
+          conditions: { Null: { 's3:if-none-match': 'true' } },
+        }),
+      );
+    }
+    instancePolicy.attachToRole(this.instanceRole);
+    const instanceProfile = new iam.CfnInstanceProfile(this, 'InstanceProfile', { roles: [this.instanceRole.roleName] });
+
+    const sg = new ec2.CfnSecurityGroup(this, 'InstanceSecurityGroup', {
+      vpcId: cfg.vpcId,
+      groupDescription: 'spotfit job instances: no inbound; outbound HTTPS (and spotfit:egressPorts)',
+      securityGroupEgress: cfg.egressPorts.map((port) => ({
+        ipProtocol: 'tcp',
+        fromPort: port,
+        toPort: port,
+        cidrIp: '0.0.0.0/0',
+        description: `outbound tcp/${port}`,
+      })),
+    });
+
+    this.launchTemplate = new ec2.CfnLaunchTemplate(this, 'LaunchTemplate', {
+      launchTemplateData: {
+        imageId: cfg.imageId,
+        iamInstanceProfile: { arn: instanceProfile.attrArn },
+        securityGroupIds: [sg.attrGroupId],
+        // A job that powers off its host must not leave a stopped instance and its EBS behind.
+        instanceInitiatedShutdownBehavior: 'terminate',
+        metadataOptions: {
+          httpEndpoint: 'enabled',
+          httpTokens: 'required',
+          httpPutResponseHopLimit: cfg.imdsHopLimit,
+          // The agent reads its job and run id from the instance tags.
+          instanceMetadataTags: 'enabled',
+        },
+        blockDeviceMappings: [
+          {
+            deviceName: '/dev/xvda',
+            ebs: { encrypted: true, volumeType: 'gp3', volumeSize: cfg.rootVolumeGiB, deleteOnTermination: true },
+          },
+        ],
+        monitoring: { enabled: false },
+        tagSpecifications: [{ resourceType: 'volume', tags: [{ key: MANAGED_TAG, value: 'true' }] }],
+      },
+      tagSpecifications: [{ resourceType: 'launch-template', tags: [{ key: MANAGED_TAG, value: 'true' }] }],
+    });
+    const lt = this.launchTemplate;
+    const ltArn = Arn.format({ service: 'ec2', resource: 'launch-template', resourceName: lt.ref }, this);
+    const ec2Arn = (resource: string, name: string, account = Aws.ACCOUNT_ID) =>
+      Arn.format({ service: 'ec2', resource, resourceName: name, account }, this);
+
+    // ---------------------------------------------------------------- functions
+    const env: Record<string, string> = {
+      SPOTFIT_BUCKET: bucket.bucketName,
+      SPOTFIT_PROFILES_TABLE: profiles.tableName,
+      SPOTFIT_RUNS_TABLE: runs.tableName,
+      SPOTFIT_CAPACITY_TABLE: capacity.tableName,
+      SPOTFIT_LAUNCH_TEMPLATE_ID: lt.ref,
+      SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
+      SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
+      SPOTFIT_AGENT_KEY: cfg.agentKey,
+      SPOTFIT_REGION: Aws.REGION,
+    };
+    const timeouts: Record<FunctionName, number> = {
+      'size-job': 30,
+      'launch-instance': 120,
+      'check-job': 30,
+      'terminate-instance': 30,
+      'record-run': 120,
+      'reap-instances': 120,
+    };
+    const fns = {} as Record<FunctionName, lambda.Function>;
+    for (const name of FUNCTION_NAMES) {
+      const fn = new lambda.Function(this, pascal(name), {
+        description: `spotfit ${name}`,
+        runtime: lambda.Runtime.PROVIDED_AL2023,
+        architecture: lambda.Architecture.X86_64,
+        handler: 'bootstrap',
+        code: lambdaCode(cfg, name),
+        memorySize: name === 'record-run' ? 512 : 256,
+        timeout: Duration.seconds(timeouts[name]),
+        environment: env,
+        logGroup: logGroup(`${pascal(name)}Logs`),
+        loggingFormat: lambda.LoggingFormat.JSON,
+        tracing: lambda.Tracing.ACTIVE,
+      });
+      skipChecks(fn, {
+        CKV_AWS_116: 'Invoked synchronously by Step Functions (which retries and catches) or by EventBridge with its own retry; a DLQ would hold nothing actionable',
+        CKV_AWS_117: 'Calls only AWS APIs; a VPC would add NAT or endpoints and cold-start cost for no isolation gain',
+        CKV_AWS_115: 'Reserved concurrency is carved out of the account pool and fails deploys on small accounts; executions bound the concurrency',
+        CKV_AWS_173: 'The environment holds resource names only, no secrets; Lambda encrypts it at rest with its service key',
+      });
+      fns[name] = fn;
+    }
+    this.functions = fns;
+
+    // DynamoDB: each function gets the tables it uses and no more. Written out instead of
+    // table.grant*(), which adds wildcard KMS actions (kms:ReEncrypt*, kms:GenerateDataKey*).
+    const grantTable = (fn: lambda.Function, t: dynamodb.Table, write: boolean) => {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: [
+            'dynamodb:GetItem',
+            'dynamodb:BatchGetItem',
+            'dynamodb:Query',
+            'dynamodb:Scan',
+            'dynamodb:ConditionCheckItem',
+            'dynamodb:DescribeTable',
+            ...(write ? ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'] : []),
+          ],
+          resources: [t.tableArn, `${t.tableArn}/index/*`],
+        }),
+      );
+    };
+    grantTable(fns['size-job'], profiles, false);
+    grantTable(fns['record-run'], profiles, true);
+    for (const n of ['launch-instance', 'record-run'] as const) grantTable(fns[n], runs, true);
+    for (const n of ['size-job', 'check-job', 'reap-instances'] as const) grantTable(fns[n], runs, false);
+    grantTable(fns['size-job'], capacity, false);
+    for (const n of ['launch-instance', 'check-job', 'record-run', 'reap-instances'] as const) grantTable(fns[n], capacity, true);
+    const tableUsers: Record<string, boolean> = {
+      'size-job': false,
+      'launch-instance': true,
+      'check-job': true,
+      'record-run': true,
+      'reap-instances': true,
+    };
+    for (const [n, write] of Object.entries(tableUsers)) {
+      fns[n as FunctionName].addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'TableKeyViaDynamoDb',
+          actions: [
+            'kms:Decrypt',
+            'kms:DescribeKey',
+            ...(write ? ['kms:Encrypt', 'kms:GenerateDataKey', 'kms:ReEncryptFrom', 'kms:ReEncryptTo'] : []),
+          ],
+          resources: [dataKey.keyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Aws.REGION}.amazonaws.com` } },
+        }),
+      );
+    }
+
+    // S3.
+    const list = new iam.PolicyStatement({
+      sid: 'ListForNotFound',
+      // Without ListBucket a missing exit marker reads as 403 instead of 404.
+      actions: ['s3:ListBucket'],
+      resources: [bucket.bucketArn],
+    });
+    const readRuns = new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects('runs/*')] });
+    for (const n of ['check-job', 'reap-instances'] as const) {
+      fns[n].addToRolePolicy(list);
+      fns[n].addToRolePolicy(readRuns);
+    }
+    fns['record-run'].addToRolePolicy(list);
+    fns['record-run'].addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [bucket.arnForObjects('samples/*'), bucket.arnForObjects('runs/*')],
+      }),
+    );
+    fns['record-run'].addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject'],
+        resources: [bucket.arnForObjects('runs/*'), bucket.arnForObjects('records/*')],
+      }),
+    );
+    fns['launch-instance'].addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'AgentExists', actions: ['s3:GetObject'], resources: [bucket.arnForObjects('agent/*')] }),
+    );
+
+    // EC2. Describe* have no resource-level permissions, so their resource is necessarily "*".
+    const describe = (...extra: string[]) =>
+      new iam.PolicyStatement({
+        sid: 'Describe',
+        actions: ['ec2:DescribeInstances', 'ec2:DescribeInstanceStatus', ...extra],
+        resources: ['*'],
+      });
+    fns['launch-instance'].addToRolePolicy(
+      describe('ec2:DescribeInstanceTypes', 'ec2:DescribeInstanceTypeOfferings', 'ec2:DescribeSpotPriceHistory', 'ec2:DescribeSubnets'),
+    );
+    for (const n of ['check-job', 'terminate-instance', 'reap-instances'] as const) fns[n].addToRolePolicy(describe());
+
+    const viaTemplate = { ArnEquals: { 'ec2:LaunchTemplate': ltArn } };
+    const launch = fns['launch-instance'];
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RunTaggedInstancesFromTemplate',
+        actions: ['ec2:RunInstances'],
+        resources: [ec2Arn('instance', '*')],
+        conditions: { ...viaTemplate, StringEquals: { [`aws:RequestTag/${MANAGED_TAG}`]: 'true' } },
+      }),
+    );
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RunInstancesOtherResources',
+        actions: ['ec2:RunInstances'],
+        resources: [
+          ltArn,
+          ec2Arn('security-group', sg.attrGroupId),
+          ...Object.values(cfg.subnets).map((s) => ec2Arn('subnet', s)),
+          ec2Arn('volume', '*'),
+          ec2Arn('network-interface', '*'),
+          ec2Arn('spot-instances-request', '*'),
+        ],
+        conditions: viaTemplate,
+      }),
+    );
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RunInstancesImage',
+        actions: ['ec2:RunInstances'],
+        resources: [ec2Arn('image', '*', '')],
+        conditions: { ...viaTemplate, StringEquals: { 'ec2:Owner': cfg.amiOwners } },
+      }),
+    );
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'TagOnLaunchOnly',
+        actions: ['ec2:CreateTags'],
+        resources: ['instance', 'volume', 'spot-instances-request', 'network-interface'].map((r) => ec2Arn(r, '*')),
+        conditions: { StringEquals: { 'ec2:CreateAction': 'RunInstances' } },
+      }),
+    );
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'PassInstanceRoleToEc2',
+        actions: ['iam:PassRole'],
+        resources: [this.instanceRole.roleArn],
+        conditions: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
+      }),
+    );
+    const terminate = new iam.PolicyStatement({
+      sid: 'TerminateManagedOnly',
+      actions: ['ec2:TerminateInstances'],
+      resources: [ec2Arn('instance', '*')],
+      conditions: { StringEquals: { [`ec2:ResourceTag/${MANAGED_TAG}`]: 'true' } },
+    });
+    // launch-instance terminates an instance it started when tagging or bookkeeping fails after RunInstances.
+    for (const n of ['launch-instance', 'terminate-instance', 'reap-instances'] as const) fns[n].addToRolePolicy(terminate);
+
+    // ---------------------------------------------------------------- state machine
+    const asl = fs.readFileSync(cfg.stateMachineFile, 'utf8');
+    checkAsl(asl, cfg.stateMachineFile);
+    const smLogs = logGroup('StateMachineLogs');
+    const substitutions: Record<string, string> = {};
+    for (const [key, fn] of Object.entries(SUBSTITUTIONS)) substitutions[key] = fns[fn].functionArn;
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromString(asl),
+      definitionSubstitutions: substitutions,
+      logs: { destination: smLogs, level: sfn.LogLevel.ERROR, includeExecutionData: false },
+      tracingEnabled: true,
+    });
+    for (const fn of new Set(Object.values(SUBSTITUTIONS))) fns[fn].grantInvoke(this.stateMachine);
+
+    // ---------------------------------------------------------------- schedules and events
+    const startRole = new iam.Role(this, 'ScheduleRole', {
+      assumedBy: new iam.ServicePrincipal('events.amazonaws.com'),
+      description: 'EventBridge rules of infra/jobs.json: start spotfit executions',
+    });
+    for (const job of loadJobs(cfg.jobsFile)) {
+      new events.Rule(this, `Job-${job.name}`, {
+        description: (job.description ?? `spotfit job ${job.name}`).slice(0, 512),
+        schedule: events.Schedule.expression(job.schedule),
+        enabled: job.enabled,
+        targets: [
+          new targets.SfnStateMachine(this.stateMachine, {
+            input: events.RuleTargetInput.fromObject(job.spec),
+            role: startRole,
+            retryAttempts: 3,
+          }),
+        ],
+      });
+    }
+    const reaper = fns['reap-instances'];
+    new events.Rule(this, 'ReaperSchedule', {
+      description: 'spotfit reaper: terminate managed instances whose run is over, unknown or past its deadline',
+      schedule: events.Schedule.rate(Duration.minutes(cfg.reaperEveryMinutes)),
+      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2 })],
+    });
+    // EC2 events carry no tags, so these rules match every instance in the account and the reaper
+    // ignores instances without spotfit:managed. The reaper is the target because it already
+    // owns "is this instance managed, which run is it, mark its pool": a spot warning marks the
+    // pool in the capacity table at once (two minutes before the instance dies, so concurrent
+    // launches skip it), and a state change to shutting-down/terminated lets it close an
+    // orphan's bookkeeping without waiting for the next schedule tick.
+    new events.Rule(this, 'SpotInterruptions', {
+      description: 'spotfit: EC2 spot interruption warnings → reaper (marks the pool)',
+      eventPattern: { source: ['aws.ec2'], detailType: ['EC2 Spot Instance Interruption Warning'] },
+      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2 })],
+    });
+    new events.Rule(this, 'InstanceStateChanges', {
+      description: 'spotfit: EC2 instances stopping or ending → reaper',
+      eventPattern: {
+        source: ['aws.ec2'],
+        detailType: ['EC2 Instance State-change Notification'],
+        detail: { state: ['shutting-down', 'terminated', 'stopping', 'stopped'] },
+      },
+      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2 })],
+    });
+
+    // ---------------------------------------------------------------- Athena
+    const analytics = new Analytics(this, 'Analytics', {
+      bucket,
+      queryDir: path.join(repoRoot(), 'infra', 'athena'),
+    });
+
+    // Profiles → S3: a daily DynamoDB export (EventBridge Scheduler calls the API directly; no
+    // code). Chosen over the Athena DynamoDB connector, which is a SAR-deployed Lambda with
+    // its own spill bucket, scans the table for every query (consuming its read capacity), and
+    // is one more function to patch; profiles change once per run, so a daily snapshot is fresh
+    // enough for reporting, and the pipeline's own reads never compete with analysts'.
+    const exportRole = new iam.Role(this, 'ProfilesExportRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
+      description: 'EventBridge Scheduler: export the profiles table to S3',
+    });
+    exportRole.addToPolicy(
+      new iam.PolicyStatement({ actions: ['dynamodb:ExportTableToPointInTime'], resources: [profiles.tableArn] }),
+    );
+    exportRole.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [bucket.arnForObjects('exports/profiles/*')],
+      }),
+    );
+    dataKey.grantDecrypt(exportRole);
+    new scheduler.CfnSchedule(this, 'ProfilesExport', {
+      description: 'Daily export of the spotfit profiles table for Athena (profiles_export)',
+      scheduleExpression: cfg.profilesExportSchedule,
+      flexibleTimeWindow: { mode: 'FLEXIBLE', maximumWindowInMinutes: 60 },
+      target: {
+        arn: 'arn:aws:scheduler:::aws-sdk:dynamodb:exportTableToPointInTime',
+        roleArn: exportRole.roleArn,
+        input: Stack.of(this).toJsonString({
+          TableArn: profiles.tableArn,
+          S3Bucket: bucket.bucketName,
+          S3Prefix: 'exports/profiles',
+          S3SseAlgorithm: 'AES256',
+          ExportFormat: 'DYNAMODB_JSON',
+        }),
+        retryPolicy: { maximumRetryAttempts: 3 },
+      },
+    });
+
+    // ---------------------------------------------------------------- outputs
+    const out = (oid: string, value: string, description: string) => new CfnOutput(this, oid, { value, description });
+    out('BucketName', bucket.bucketName, 'S3 bucket: samples/, runs/, records/, agent/, athena-results/');
+    out('StateMachineArn', this.stateMachine.stateMachineArn, 'aws stepfunctions start-execution --state-machine-arn');
+    out('LaunchTemplateId', lt.ref, 'Launch template of job instances');
+    out('InstanceRoleArn', this.instanceRole.roleArn, 'Role of job instances');
+    out('ProfilesTable', profiles.tableName, 'DynamoDB profiles table');
+    out('RunsTable', runs.tableName, 'DynamoDB runs table');
+    out('CapacityTable', capacity.tableName, 'DynamoDB capacity marks table');
+    out('AthenaWorkGroup', analytics.workgroup.ref, 'Athena workgroup (database spotfit)');
+    out('AgentKey', cfg.agentKey, 'Upload the x86_64 spotfit binary to s3://<bucket>/<this key>');
+  }
+
+  private lifecycleRules(cfg: SpotfitConfig): s3.LifecycleRule[] {
+    const data = (prefix: string): s3.LifecycleRule => ({
+      id: `tier-and-expire-${prefix.replace(/\/$/, '')}`,
+      prefix,
+      transitions: [
+        { storageClass: s3.StorageClass.INFREQUENT_ACCESS, transitionAfter: Duration.days(cfg.lifecycle.infrequentAccessDays) },
+        // Glacier Instant Retrieval: still readable by Athena, unlike Flexible Retrieval.
+        { storageClass: s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transitionAfter: Duration.days(cfg.lifecycle.glacierIrDays) },
+      ],
+      expiration: Duration.days(cfg.lifecycle.expireDays),
+      noncurrentVersionExpiration: Duration.days(30),
+      abortIncompleteMultipartUploadAfter: Duration.days(7),
+    });
+    return [
+      data('samples/'),
+      data('runs/'),
+      data('records/'),
+      {
+        id: 'expire-exports',
+        prefix: 'exports/',
+        expiration: Duration.days(cfg.lifecycle.exportsExpireDays),
+        noncurrentVersionExpiration: Duration.days(1),
+        abortIncompleteMultipartUploadAfter: Duration.days(1),
+      },
+      {
+        id: 'expire-athena-results',
+        prefix: 'athena-results/',
+        expiration: Duration.days(30),
+        noncurrentVersionExpiration: Duration.days(1),
+        abortIncompleteMultipartUploadAfter: Duration.days(1),
+      },
+      { id: 'old-agent-versions', prefix: 'agent/', noncurrentVersionExpiration: Duration.days(30) },
+    ];
+  }
+}
+
+function pascal(name: string): string {
+  return name
+    .split('-')
+    .map((w) => w[0].toUpperCase() + w.slice(1))
+    .join('');
+}
+
+/**
+ * The definition may only use the placeholders we substitute, and only call Lambda: anything
+ * else would run with permissions this stack does not grant, so fail synth instead of the run.
+ */
+export function checkAsl(asl: string, file: string): void {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(asl);
+  } catch (e) {
+    throw new Error(`${file}: not JSON: ${(e as Error).message}`);
+  }
+  for (const m of asl.matchAll(/\$\{([^}]*)\}/g)) {
+    if (!(m[1] in SUBSTITUTIONS)) {
+      throw new Error(`${file}: unknown placeholder \${${m[1]}} (known: ${Object.keys(SUBSTITUTIONS).join(', ')})`);
+    }
+  }
+  const walk = (states: Record<string, Record<string, unknown>>) => {
+    for (const [name, st] of Object.entries(states)) {
+      if (st.Type === 'Task' && typeof st.Resource === 'string' && !ALLOWED_TASK_RESOURCES.test(st.Resource)) {
+        throw new Error(`${file}: state ${name} uses ${st.Resource}; the stack grants the state machine lambda:invoke only`);
+      }
+      const nested = [
+        ...(((st.Branches as { States: Record<string, Record<string, unknown>> }[]) ?? []).map((b) => b.States)),
+        ...(st.Iterator ? [(st.Iterator as { States: Record<string, Record<string, unknown>> }).States] : []),
+        ...(st.ItemProcessor ? [(st.ItemProcessor as { States: Record<string, Record<string, unknown>> }).States] : []),
+      ];
+      nested.forEach(walk);
+    }
+  };
+  walk((doc as { States: Record<string, Record<string, unknown>> }).States ?? {});
+}
