@@ -164,6 +164,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         job: spec.name.clone(),
         run_id: run_id.clone(),
         spool_dir: Some(store.dir.join("spool").join(&run_id)),
+        timeout: spec.timeout_s.map(Duration::from_secs),
         upload: Some(spotfit_monitor::UploadOptions {
             store: objects,
             every: UPLOAD_EVERY,

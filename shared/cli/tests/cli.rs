@@ -257,3 +257,21 @@ fn recommend_ranks_fitting_instances() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--memory"));
 }
+
+#[test]
+fn a_job_past_its_timeout_is_stopped_and_recorded_as_timed_out() {
+    // GIVEN a spec with a 1 s timeout whose command would sleep for a minute
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("slow.json");
+    std::fs::write(&spec, r#"{"name":"slow","command":["sleep","60"],"timeout_s":1}"#).unwrap();
+    let t0 = std::time::Instant::now();
+    // WHEN run, THEN it is stopped by SIGTERM soon after the timeout
+    spotfit(dir.path())
+        .args(["run", "--interval", "0.2"])
+        .arg(&spec)
+        .assert()
+        .code(143);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{:?}", t0.elapsed());
+    let out = spotfit(dir.path()).args(["runs", "slow", "--json"]).output().unwrap();
+    assert_eq!(json_of(&out.stdout)[0]["status"], "timed_out");
+}

@@ -131,6 +131,9 @@ pub struct MonitorOptions {
     pub keep_samples: bool,
     /// Root of the cgroup mounts (tests point it at fixtures).
     pub cgroup_root: PathBuf,
+    /// Wall-clock limit for a command (the spec's `timeout_s`): past it the job gets SIGTERM,
+    /// then SIGKILL after a grace, and the run is marked timed out. Checked at each tick.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for MonitorOptions {
@@ -147,6 +150,7 @@ impl Default for MonitorOptions {
             handle_signals: true,
             keep_samples: true,
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
+            timeout: None,
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct Outcome {
     pub oom_killed: bool,
     /// SIGTERM/SIGINT or a spot notice arrived before the job ended.
     pub interrupted: bool,
+    /// The job ran past [`MonitorOptions::timeout`] and was stopped.
+    pub timed_out: bool,
     pub spot_notice: Option<SpotNotice>,
     pub summary: RunSummary,
     /// What reached the store (None without upload).

@@ -210,6 +210,8 @@ pub fn monitor(
     let mut interrupted = false;
     let mut spot_notice = None;
     let mut signalled_at = None;
+    let mut timed_out = false;
+    let deadline = opts.timeout.map(|t| start + t);
     let mut next_tick = start + opts.interval;
     loop {
         let timeout = next_tick.saturating_duration_since(Instant::now());
@@ -248,6 +250,20 @@ pub fn monitor(
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
+                if let (Some(pid), Some(d)) = (child_pid, deadline) {
+                    if now >= d {
+                        tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
+                        timed_out = true;
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                        if !wait_exited(&rx, JOB_GRACE) {
+                            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                            wait_exited(&rx, Duration::from_millis(300));
+                        }
+                        emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+                        exit = reap(&mut child);
+                        break;
+                    }
+                }
                 let s = sampler.sample(now, now_ms());
                 // Attached: the run is over when the tree or the cgroup has no process left.
                 let gone = child_pid.is_none() && s.processes == 0;
@@ -288,7 +304,7 @@ pub fn monitor(
         exit,
         oom_killed,
         interrupted,
-        timed_out: false,
+        timed_out,
     };
     let summary = summarize(&samples, &end);
 
@@ -319,6 +335,7 @@ pub fn monitor(
         samples,
         oom_killed: summary.oom_killed,
         interrupted,
+        timed_out,
         spot_notice,
         summary,
         upload,
