@@ -7,6 +7,7 @@ use spotfit_core::run::RunRecord;
 use spotfit_core::sizing::Requirement;
 use spotfit_core::summary::RunSummary;
 use spotfit_core::units::{bytes_to_gib, fmt_bytes};
+use spotfit_core::MemoryMetric;
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -105,6 +106,14 @@ pub fn requirement_line(r: &Requirement) -> String {
     s
 }
 
+fn metric_name(m: MemoryMetric) -> &'static str {
+    match m {
+        MemoryMetric::Rss => "rss",
+        MemoryMetric::Pss => "pss",
+        MemoryMetric::Cgroup => "cgroup working set",
+    }
+}
+
 pub fn summary_table(s: &RunSummary, rec: &RunRecord) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -136,7 +145,7 @@ pub fn summary_table(s: &RunSummary, rec: &RunRecord) -> Table {
         ),
         (
             "memory max",
-            format!("{} ({:?})", fmt_bytes(s.mem_max_bytes), s.mem_metric).to_lowercase(),
+            format!("{} ({})", fmt_bytes(s.mem_max_bytes), metric_name(s.mem_metric)),
         ),
         (
             "disk read / write",
