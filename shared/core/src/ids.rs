@@ -27,7 +27,13 @@ pub struct Pool {
 
 impl fmt::Display for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.instance_type, if self.az.is_empty() { "*" } else { &self.az }, self.market.as_str())
+        write!(
+            f,
+            "{}/{}/{}",
+            self.instance_type,
+            if self.az.is_empty() { "*" } else { &self.az },
+            self.market.as_str()
+        )
     }
 }
 
@@ -51,7 +57,9 @@ pub fn valid_run_id(id: &str) -> bool {
         && id.len() <= 128
         && id != "."
         && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Object keys of one run, identical in S3 and in the local store.
@@ -64,7 +72,11 @@ pub struct RunKeys {
 
 impl RunKeys {
     pub fn new(job: &str, started_at_ms: i64, run_id: &str) -> Self {
-        Self { job: job.to_string(), day: day_of(started_at_ms), run_id: run_id.to_string() }
+        Self {
+            job: job.to_string(),
+            day: day_of(started_at_ms),
+            run_id: run_id.to_string(),
+        }
     }
     /// `samples/job=<job>/dt=<day>/run=<run_id>/`
     pub fn samples_prefix(&self) -> String {
@@ -92,7 +104,10 @@ mod tests {
     fn keys_follow_the_hive_layout() {
         // 2026-11-26T00:00:00Z
         let k = RunKeys::new("etl", 1_795_651_200_000, "r1");
-        assert_eq!(k.sample_part(3), "samples/job=etl/dt=2026-11-26/run=r1/part-00003.ndjson.gz");
+        assert_eq!(
+            k.sample_part(3),
+            "samples/job=etl/dt=2026-11-26/run=r1/part-00003.ndjson.gz"
+        );
         assert_eq!(k.summary(), "runs/job=etl/dt=2026-11-26/r1.json");
         assert!(valid_run_id(&new_run_id(1_795_651_200_000, 0xdead_beef)));
         assert!(!valid_run_id("../x"));

@@ -10,12 +10,14 @@ pub mod ids;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;
-pub mod run;
 pub mod ranking;
+pub mod run;
 pub mod sample;
 pub mod sizing;
 pub mod spec;
 pub mod summary;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod units;
 
 pub use sample::{GpuSample, MemoryMetric, Sample};

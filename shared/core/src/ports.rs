@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 pub enum StoreError {
     /// A conditional write lost: someone else wrote `key` since we read it.
     #[error("conflict writing {key}: expected version {expected:?}, found {found:?}")]
-    Conflict { key: String, expected: Option<u64>, found: Option<u64> },
+    Conflict {
+        key: String,
+        expected: Option<u64>,
+        found: Option<u64>,
+    },
     /// Stored data could not be read back; nothing was overwritten.
     #[error("stored data at {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
@@ -30,13 +34,20 @@ pub enum StoreError {
     Unavailable { service: String, message: String },
     /// Anything else, with the service's own error code where there is one.
     #[error("{service} error {code}: {message}")]
-    Other { service: String, code: String, message: String },
+    Other {
+        service: String,
+        code: String,
+        message: String,
+    },
 }
 
 impl StoreError {
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. } | StoreError::Conflict { .. })
+        matches!(
+            self,
+            StoreError::Throttled { .. } | StoreError::Unavailable { .. } | StoreError::Conflict { .. }
+        )
     }
 }
 
@@ -107,6 +118,9 @@ pub struct InstanceInfo {
     /// From the spotfit tags.
     pub job: Option<String>,
     pub run_id: Option<String>,
+    /// The run attempt (tag `spotfit:attempt`), if tagged.
+    #[serde(default)]
+    pub attempt: Option<u32>,
     pub deadline_ms: Option<i64>,
     pub launched_at_ms: Option<i64>,
     /// EC2 state reason code (e.g. `Server.SpotInstanceTermination`), if any.

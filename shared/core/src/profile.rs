@@ -48,7 +48,13 @@ impl Default for Sketch {
 
 impl std::fmt::Debug for Sketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sketch(n={}, p50={:?}, max={:?})", self.0.count(), self.quantile(0.5), self.0.max())
+        write!(
+            f,
+            "Sketch(n={}, p50={:?}, max={:?})",
+            self.0.count(),
+            self.quantile(0.5),
+            self.0.max()
+        )
     }
 }
 
@@ -110,7 +116,10 @@ pub struct JobProfile {
 
 impl JobProfile {
     pub fn new(job: &str) -> Self {
-        JobProfile { job: job.to_string(), ..Default::default() }
+        JobProfile {
+            job: job.to_string(),
+            ..Default::default()
+        }
     }
 
     /// Folds one finished run into the profile. Idempotent per run id: a run already in
@@ -133,7 +142,10 @@ impl JobProfile {
         }
         // Interrupted or lost runs stopped early: their peaks understate the job, their
         // durations are wrong. Keep them in `recent` for the record, but out of the sketches.
-        if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::OomKilled) {
+        if matches!(
+            run.status,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::OomKilled
+        ) {
             self.cpu_avg_cores.add(run.cpu.avg);
             self.cpu_p95_cores.add(run.cpu.p95);
             self.cpu_max_cores.add(run.cpu.max);
@@ -159,9 +171,12 @@ impl JobProfile {
 
     /// Runs usable for sizing (completed, not interrupted).
     pub fn usable_runs(&self) -> impl Iterator<Item = &RunSummary> {
-        self.recent
-            .iter()
-            .filter(|r| matches!(r.status, RunStatus::Succeeded | RunStatus::Failed | RunStatus::OomKilled))
+        self.recent.iter().filter(|r| {
+            matches!(
+                r.status,
+                RunStatus::Succeeded | RunStatus::Failed | RunStatus::OomKilled
+            )
+        })
     }
 }
 
@@ -175,7 +190,12 @@ mod tests {
             job: "j".into(),
             run_id: id.into(),
             duration_s: 60.0,
-            cpu: CpuStats { avg: cpu, p50: cpu, p95: cpu, max: cpu },
+            cpu: CpuStats {
+                avg: cpu,
+                p50: cpu,
+                p95: cpu,
+                max: cpu,
+            },
             mem_max_bytes: mem_gib * crate::units::GIB,
             status,
             ..Default::default()
@@ -187,7 +207,12 @@ mod tests {
         // GIVEN 10,000 runs, WHEN folded in, THEN the profile stays small and the quantiles are right
         let mut p = JobProfile::new("j");
         for i in 0..10_000u64 {
-            p.record(&run(&format!("r{i}"), (i % 100) as f64 / 10.0, 1 + i % 8, RunStatus::Succeeded));
+            p.record(&run(
+                &format!("r{i}"),
+                (i % 100) as f64 / 10.0,
+                1 + i % 8,
+                RunStatus::Succeeded,
+            ));
         }
         assert_eq!(p.runs, 10_000);
         assert_eq!(p.recent.len(), RECENT_RUNS);

@@ -38,6 +38,12 @@ pub struct RankOptions {
     pub limit: usize,
 }
 
-pub fn rank(_catalog: &Catalog, _req: &Requirement, _placement: &Placement, _market: Market, _opts: &RankOptions) -> Vec<Candidate> {
+pub fn rank(
+    _catalog: &Catalog,
+    _req: &Requirement,
+    _placement: &Placement,
+    _market: Market,
+    _opts: &RankOptions,
+) -> Vec<Candidate> {
     Vec::new()
 }

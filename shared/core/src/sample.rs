@@ -119,7 +119,13 @@ mod tests {
     #[test]
     fn round_trips_and_omits_unmeasured_fields() {
         // GIVEN a sample without GPU or cgroup data
-        let s = Sample { ts_ms: 1, run_id: "r".into(), cpu_cores: 1.5, mem_bytes: 10, ..Default::default() };
+        let s = Sample {
+            ts_ms: 1,
+            run_id: "r".into(),
+            cpu_cores: 1.5,
+            mem_bytes: 10,
+            ..Default::default()
+        };
         // WHEN encoded
         let line = s.to_json_line();
         // THEN absent means absent, and decoding gives it back

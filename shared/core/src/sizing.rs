@@ -64,7 +64,11 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, _now_ms: i64) -> Requi
         }
         None => match (spec.hints.vcpu, spec.hints.memory_gib) {
             (None, None) => (DEFAULT_VCPU as f64, DEFAULT_MEMORY_GIB, SizingBasis::Default),
-            (c, m) => (c.unwrap_or(DEFAULT_VCPU as f64), m.unwrap_or(DEFAULT_MEMORY_GIB), SizingBasis::Hints),
+            (c, m) => (
+                c.unwrap_or(DEFAULT_VCPU as f64),
+                m.unwrap_or(DEFAULT_MEMORY_GIB),
+                SizingBasis::Hints,
+            ),
         },
     };
     if let Some(lo) = spec.resources.min_vcpu {
@@ -86,7 +90,9 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, _now_ms: i64) -> Requi
         gpu: spec.hints.gpu.unwrap_or(0).max(spec.resources.min_gpu.unwrap_or(0)),
         gpu_memory_bytes: gib_to_bytes(spec.hints.gpu_memory_gib.unwrap_or(0.0)),
         architectures: spec.placement.architectures.clone(),
-        expected_duration_s: history.and_then(|p| p.duration_s.quantile(0.5)).or(spec.hints.duration_s),
+        expected_duration_s: history
+            .and_then(|p| p.duration_s.quantile(0.5))
+            .or(spec.hints.duration_s),
         class: SizeClass::Dedicated,
         basis,
         notes: vec![],

@@ -167,7 +167,10 @@ fn default_oom_factor() -> f64 {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: default_attempts(), oom_memory_factor: default_oom_factor() }
+        Self {
+            max_attempts: default_attempts(),
+            oom_memory_factor: default_oom_factor(),
+        }
     }
 }
 
@@ -209,7 +212,9 @@ pub fn valid_job_name(name: &str) -> bool {
         && name.len() <= MAX_NAME_LEN
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn valid_env_name(name: &str) -> bool {
@@ -219,7 +224,10 @@ fn valid_env_name(name: &str) -> bool {
 }
 
 fn valid_family(f: &str) -> bool {
-    !f.is_empty() && f.len() <= 16 && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !f.is_empty()
+        && f.len() <= 16
+        && f.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 impl JobSpec {
@@ -227,13 +235,23 @@ impl JobSpec {
     pub fn from_json(json: &str) -> Result<JobSpec, SpecError> {
         if !json.trim_start().starts_with('{') {
             let reason = "must be a JSON object ({\"name\": …, \"command\": [...]})".to_string();
-            return Err(SpecError::Parse(FieldError { field: "(spec)".into(), reason }));
+            return Err(SpecError::Parse(FieldError {
+                field: "(spec)".into(),
+                reason,
+            }));
         }
         let de = &mut serde_json::Deserializer::from_str(json);
         let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." || path.is_empty() { "(spec)".to_string() } else { path };
-            SpecError::Parse(FieldError { field, reason: e.into_inner().to_string() })
+            let field = if path == "." || path.is_empty() {
+                "(spec)".to_string()
+            } else {
+                path
+            };
+            SpecError::Parse(FieldError {
+                field,
+                reason: e.into_inner().to_string(),
+            })
         })?;
         spec.validate()?;
         Ok(spec)
@@ -241,22 +259,43 @@ impl JobSpec {
 
     /// A spec for an ad-hoc command (`spotfit run -- CMD…`).
     pub fn for_command(name: &str, argv: Vec<String>) -> JobSpec {
-        JobSpec { name: name.to_string(), command: argv, ..Default::default() }
+        JobSpec {
+            name: name.to_string(),
+            command: argv,
+            ..Default::default()
+        }
     }
 
     /// Checks every rule and returns all violations at once.
     pub fn validate(&self) -> Result<(), SpecError> {
         let mut errs: Vec<FieldError> = Vec::new();
-        let mut err = |field: &str, reason: String| errs.push(FieldError { field: field.to_string(), reason });
+        let mut err = |field: &str, reason: String| {
+            errs.push(FieldError {
+                field: field.to_string(),
+                reason,
+            })
+        };
 
         if !valid_job_name(&self.name) {
-            err("name", format!("must be 1–{MAX_NAME_LEN} characters of [a-z0-9._-] (got {:?})", truncate(&self.name)));
+            err(
+                "name",
+                format!(
+                    "must be 1–{MAX_NAME_LEN} characters of [a-z0-9._-] (got {:?})",
+                    truncate(&self.name)
+                ),
+            );
         }
         if self.command.is_empty() && self.image.is_none() {
-            err("command", "must have at least one element (the program), or give an image".into());
+            err(
+                "command",
+                "must have at least one element (the program), or give an image".into(),
+            );
         }
         if self.command.len() > MAX_ARGS {
-            err("command", format!("has {} elements; at most {MAX_ARGS}", self.command.len()));
+            err(
+                "command",
+                format!("has {} elements; at most {MAX_ARGS}", self.command.len()),
+            );
         }
         if let Some(first) = self.command.first() {
             if first.trim().is_empty() {
@@ -268,12 +307,18 @@ impl JobSpec {
                 err(&format!("command[{i}]"), "must not contain a NUL byte".into());
             }
             if a.len() > MAX_ARG_LEN {
-                err(&format!("command[{i}]"), format!("is {} bytes; at most {MAX_ARG_LEN}", a.len()));
+                err(
+                    &format!("command[{i}]"),
+                    format!("is {} bytes; at most {MAX_ARG_LEN}", a.len()),
+                );
             }
         }
         if let Some(image) = &self.image {
             if image.is_empty() || image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                err("image", "must be a non-empty image reference without spaces (e.g. rocker/r-ver:4.4)".into());
+                err(
+                    "image",
+                    "must be a non-empty image reference without spaces (e.g. rocker/r-ver:4.4)".into(),
+                );
             }
         }
         if self.env.len() > MAX_ENV {
@@ -281,13 +326,19 @@ impl JobSpec {
         }
         for (k, v) in &self.env {
             if !valid_env_name(k) {
-                err(&format!("env.{k}"), "variable name must match [A-Za-z_][A-Za-z0-9_]*".into());
+                err(
+                    &format!("env.{k}"),
+                    "variable name must match [A-Za-z_][A-Za-z0-9_]*".into(),
+                );
             }
             if v.contains('\0') {
                 err(&format!("env.{k}"), "value must not contain a NUL byte".into());
             }
             if v.len() > MAX_ARG_LEN {
-                err(&format!("env.{k}"), format!("value is {} bytes; at most {MAX_ARG_LEN}", v.len()));
+                err(
+                    &format!("env.{k}"),
+                    format!("value is {} bytes; at most {MAX_ARG_LEN}", v.len()),
+                );
             }
         }
 
@@ -305,26 +356,38 @@ impl JobSpec {
         }
         if let (Some(lo), Some(hi)) = (r.min_vcpu, r.max_vcpu) {
             if hi < lo {
-                err("resources.max_vcpu", format!("must be >= resources.min_vcpu ({hi} < {lo})"));
+                err(
+                    "resources.max_vcpu",
+                    format!("must be >= resources.min_vcpu ({hi} < {lo})"),
+                );
             }
         }
         positive_opt(&mut err, "resources.min_memory_gib", r.min_memory_gib, 65536.0);
         positive_opt(&mut err, "resources.max_memory_gib", r.max_memory_gib, 65536.0);
         if let (Some(lo), Some(hi)) = (r.min_memory_gib, r.max_memory_gib) {
             if hi < lo {
-                err("resources.max_memory_gib", format!("must be >= resources.min_memory_gib ({hi} < {lo})"));
+                err(
+                    "resources.max_memory_gib",
+                    format!("must be >= resources.min_memory_gib ({hi} < {lo})"),
+                );
             }
         }
         if let (Some(lo), Some(hi)) = (r.min_gpu, r.max_gpu) {
             if hi < lo {
-                err("resources.max_gpu", format!("must be >= resources.min_gpu ({hi} < {lo})"));
+                err(
+                    "resources.max_gpu",
+                    format!("must be >= resources.min_gpu ({hi} < {lo})"),
+                );
             }
         }
         positive_opt(&mut err, "resources.min_gpu_memory_gib", r.min_gpu_memory_gib, 4096.0);
         positive_opt(&mut err, "resources.max_gpu_memory_gib", r.max_gpu_memory_gib, 4096.0);
         if let (Some(lo), Some(hi)) = (r.min_gpu_memory_gib, r.max_gpu_memory_gib) {
             if hi < lo {
-                err("resources.max_gpu_memory_gib", format!("must be >= resources.min_gpu_memory_gib ({hi} < {lo})"));
+                err(
+                    "resources.max_gpu_memory_gib",
+                    format!("must be >= resources.min_gpu_memory_gib ({hi} < {lo})"),
+                );
             }
         }
         positive_opt(&mut err, "resources.max_price_per_hour", r.max_price_per_hour, 1000.0);
@@ -335,45 +398,77 @@ impl JobSpec {
         }
         if let (Some(hint), Some(max)) = (self.hints.memory_gib, r.max_memory_gib) {
             if hint > max {
-                err("hints.memory_gib", format!("must be <= resources.max_memory_gib ({hint} > {max})"));
+                err(
+                    "hints.memory_gib",
+                    format!("must be <= resources.max_memory_gib ({hint} > {max})"),
+                );
             }
         }
         if let Some(t) = self.timeout_s {
             if t == 0 || t > 14 * 86400 {
-                err("timeout_s", format!("must be between 1 and {} seconds (14 days) (got {t})", 14 * 86400));
+                err(
+                    "timeout_s",
+                    format!("must be between 1 and {} seconds (14 days) (got {t})", 14 * 86400),
+                );
             }
         }
 
         let p = &self.placement;
         for (i, region) in p.regions.iter().enumerate() {
             if !looks_like_region(region) {
-                err(&format!("placement.regions[{i}]"), format!("{:?} is not an AWS region code (e.g. us-east-1)", truncate(region)));
+                err(
+                    &format!("placement.regions[{i}]"),
+                    format!("{:?} is not an AWS region code (e.g. us-east-1)", truncate(region)),
+                );
             }
         }
         for (i, az) in p.availability_zones.iter().enumerate() {
-            if az.is_empty() || az.len() > 32 || !az.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                err(&format!("placement.availability_zones[{i}]"), format!("{:?} is not an AZ id or name", truncate(az)));
+            if az.is_empty()
+                || az.len() > 32
+                || !az
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                err(
+                    &format!("placement.availability_zones[{i}]"),
+                    format!("{:?} is not an AZ id or name", truncate(az)),
+                );
             }
         }
         for (i, f) in p.allowed_families.iter().enumerate() {
             if !valid_family(f) {
-                err(&format!("placement.allowed_families[{i}]"), format!("{:?} is not an instance family (e.g. m7i)", truncate(f)));
+                err(
+                    &format!("placement.allowed_families[{i}]"),
+                    format!("{:?} is not an instance family (e.g. m7i)", truncate(f)),
+                );
             }
         }
         for (i, f) in p.excluded_families.iter().enumerate() {
             if !valid_family(f) {
-                err(&format!("placement.excluded_families[{i}]"), format!("{:?} is not an instance family", truncate(f)));
+                err(
+                    &format!("placement.excluded_families[{i}]"),
+                    format!("{:?} is not an instance family", truncate(f)),
+                );
             }
             if p.allowed_families.contains(f) {
-                err(&format!("placement.excluded_families[{i}]"), format!("{f} is also in placement.allowed_families"));
+                err(
+                    &format!("placement.excluded_families[{i}]"),
+                    format!("{f} is also in placement.allowed_families"),
+                );
             }
         }
 
         if self.retry.max_attempts == 0 || self.retry.max_attempts > 10 {
-            err("retry.max_attempts", format!("must be between 1 and 10 (got {})", self.retry.max_attempts));
+            err(
+                "retry.max_attempts",
+                format!("must be between 1 and 10 (got {})", self.retry.max_attempts),
+            );
         }
         if !(self.retry.oom_memory_factor.is_finite() && (1.0..=8.0).contains(&self.retry.oom_memory_factor)) {
-            err("retry.oom_memory_factor", format!("must be between 1.0 and 8.0 (got {})", self.retry.oom_memory_factor));
+            err(
+                "retry.oom_memory_factor",
+                format!("must be between 1.0 and 8.0 (got {})", self.retry.oom_memory_factor),
+            );
         }
 
         if errs.is_empty() {
@@ -397,7 +492,9 @@ fn positive_opt(err: &mut impl FnMut(&str, String), field: &str, v: Option<f64>,
 fn looks_like_region(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
         && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -436,18 +533,45 @@ mod tests {
             (r#"{"name":"j","command":[]}"#, "command"),
             (r#"{"name":"j","command":["x"],"colour":"red"}"#, "colour"),
             (r#"{"name":"j","command":"echo hi"}"#, "command"),
-            (r#"{"name":"j","command":["x"],"resources":{"min_vcpu":4,"max_vcpu":2}}"#, "resources.max_vcpu"),
-            (r#"{"name":"j","command":["x"],"resources":{"min_memory_gib":8,"max_memory_gib":4}}"#, "resources.max_memory_gib"),
-            (r#"{"name":"j","command":["x"],"resources":{"max_price_per_hour":-1}}"#, "resources.max_price_per_hour"),
-            (r#"{"name":"j","command":["x"],"hints":{"memory_gib":0}}"#, "hints.memory_gib"),
+            (
+                r#"{"name":"j","command":["x"],"resources":{"min_vcpu":4,"max_vcpu":2}}"#,
+                "resources.max_vcpu",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"resources":{"min_memory_gib":8,"max_memory_gib":4}}"#,
+                "resources.max_memory_gib",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"resources":{"max_price_per_hour":-1}}"#,
+                "resources.max_price_per_hour",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"hints":{"memory_gib":0}}"#,
+                "hints.memory_gib",
+            ),
             (r#"{"name":"j","command":["x"],"market":"cheap"}"#, "market"),
-            (r#"{"name":"j","command":["x"],"placement":{"regions":["mars"]}}"#, "placement.regions[0]"),
-            (r#"{"name":"j","command":["x"],"placement":{"architectures":["sparc"]}}"#, "placement.architectures[0]"),
+            (
+                r#"{"name":"j","command":["x"],"placement":{"regions":["mars"]}}"#,
+                "placement.regions[0]",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"placement":{"architectures":["sparc"]}}"#,
+                "placement.architectures[0]",
+            ),
             (r#"{"name":"j","command":["x"],"env":{"1BAD":"v"}}"#, "env.1BAD"),
             (r#"{"name":"j","command":["x"],"timeout_s":0}"#, "timeout_s"),
-            (r#"{"name":"j","command":["x"],"retry":{"max_attempts":0}}"#, "retry.max_attempts"),
-            (r#"{"name":"j","command":["x"],"resources":{"max_vcpu":"four"}}"#, "resources.max_vcpu"),
-            (r#"{"name":"j","command":["x"],"placement":{"allowed_families":["m7i"],"excluded_families":["m7i"]}}"#, "placement.excluded_families[0]"),
+            (
+                r#"{"name":"j","command":["x"],"retry":{"max_attempts":0}}"#,
+                "retry.max_attempts",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"resources":{"max_vcpu":"four"}}"#,
+                "resources.max_vcpu",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"placement":{"allowed_families":["m7i"],"excluded_families":["m7i"]}}"#,
+                "placement.excluded_families[0]",
+            ),
             (r#"{"name":"j","command":["", "a"]}"#, "command[0]"),
             (r#"[1,2]"#, "(spec)"),
         ];
@@ -465,8 +589,12 @@ mod tests {
 
     #[test]
     fn message_gives_the_reason_with_values() {
-        let e = JobSpec::from_json(r#"{"name":"j","command":["x"],"resources":{"min_vcpu":4,"max_vcpu":2}}"#).unwrap_err();
-        assert_eq!(e.to_string(), "invalid job spec: resources.max_vcpu: must be >= resources.min_vcpu (2 < 4)");
+        let e =
+            JobSpec::from_json(r#"{"name":"j","command":["x"],"resources":{"min_vcpu":4,"max_vcpu":2}}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid job spec: resources.max_vcpu: must be >= resources.min_vcpu (2 < 4)"
+        );
     }
 
     proptest::proptest! {

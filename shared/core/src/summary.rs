@@ -18,10 +18,16 @@ pub struct ExitInfo {
 
 impl ExitInfo {
     pub fn code(code: i32) -> Self {
-        Self { code: Some(code), signal: None }
+        Self {
+            code: Some(code),
+            signal: None,
+        }
     }
     pub fn signal(signal: i32) -> Self {
-        Self { code: None, signal: Some(signal) }
+        Self {
+            code: None,
+            signal: Some(signal),
+        }
     }
     /// The shell convention: the code, or 128 + signal.
     pub fn shell_code(&self) -> i32 {
@@ -151,11 +157,19 @@ pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
     let duration_s = ((end.ended_at_ms - end.started_at_ms).max(0) as f64) / 1000.0;
     let mut cpu: Vec<f64> = samples.iter().map(|s| s.cpu_cores).filter(|c| c.is_finite()).collect();
     cpu.sort_by(|a, b| a.total_cmp(b));
-    let cpu_seconds: f64 = samples.iter().map(|s| s.cpu_cores * s.interval_s).filter(|v| v.is_finite()).sum();
+    let cpu_seconds: f64 = samples
+        .iter()
+        .map(|s| s.cpu_cores * s.interval_s)
+        .filter(|v| v.is_finite())
+        .sum();
     let sampled_s: f64 = samples.iter().map(|s| s.interval_s).filter(|v| v.is_finite()).sum();
     let avg = if sampled_s > 0.0 { cpu_seconds / sampled_s } else { 0.0 };
     let mem_max_bytes = samples.iter().map(|s| s.mem_bytes).max().unwrap_or(0);
-    let mem_metric = samples.iter().max_by_key(|s| s.mem_bytes).map(|s| s.mem_metric).unwrap_or_default();
+    let mem_metric = samples
+        .iter()
+        .max_by_key(|s| s.mem_bytes)
+        .map(|s| s.mem_metric)
+        .unwrap_or_default();
     let gpu = gpu_stats(samples);
     let last = samples.iter().max_by_key(|s| s.seq);
     let io = IoTotals {
@@ -219,7 +233,11 @@ fn gpu_stats(samples: &[Sample]) -> Option<GpuStats> {
         count: count as u32,
         util_avg_pct: utils.iter().sum::<f64>() / utils.len().max(1) as f64,
         util_max_pct: utils.iter().copied().fold(0.0, f64::max),
-        mem_max_bytes: samples.iter().flat_map(|s| s.gpus.iter().map(|g| g.mem_used_bytes)).max().unwrap_or(0),
+        mem_max_bytes: samples
+            .iter()
+            .flat_map(|s| s.gpus.iter().map(|g| g.mem_used_bytes))
+            .max()
+            .unwrap_or(0),
     })
 }
 
@@ -228,7 +246,14 @@ mod tests {
     use super::*;
 
     fn sample(seq: u64, cpu: f64, mem: u64) -> Sample {
-        Sample { seq, ts_ms: seq as i64 * 1000, interval_s: 1.0, cpu_cores: cpu, mem_bytes: mem, ..Default::default() }
+        Sample {
+            seq,
+            ts_ms: seq as i64 * 1000,
+            interval_s: 1.0,
+            cpu_cores: cpu,
+            mem_bytes: mem,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -236,7 +261,11 @@ mod tests {
         // GIVEN ten one-second samples, mostly 1 core with one 4-core spike
         let mut s: Vec<Sample> = (0..10).map(|i| sample(i, 1.0, 100 + i)).collect();
         s[5].cpu_cores = 4.0;
-        let end = RunEnd { ended_at_ms: 10_000, exit: ExitInfo::code(0), ..Default::default() };
+        let end = RunEnd {
+            ended_at_ms: 10_000,
+            exit: ExitInfo::code(0),
+            ..Default::default()
+        };
         // WHEN summarized
         let r = summarize(&s, &end);
         // THEN the average is time-weighted, the max is the spike, p50 ignores it
@@ -252,10 +281,37 @@ mod tests {
     fn status_precedence() {
         let s = vec![sample(0, 1.0, 1)];
         let cases = [
-            (RunEnd { exit: ExitInfo::code(3), ..Default::default() }, RunStatus::Failed),
-            (RunEnd { exit: ExitInfo::signal(9), oom_killed: true, ..Default::default() }, RunStatus::OomKilled),
-            (RunEnd { exit: ExitInfo::signal(15), interrupted: true, ..Default::default() }, RunStatus::Interrupted),
-            (RunEnd { exit: ExitInfo::signal(9), timed_out: true, ..Default::default() }, RunStatus::TimedOut),
+            (
+                RunEnd {
+                    exit: ExitInfo::code(3),
+                    ..Default::default()
+                },
+                RunStatus::Failed,
+            ),
+            (
+                RunEnd {
+                    exit: ExitInfo::signal(9),
+                    oom_killed: true,
+                    ..Default::default()
+                },
+                RunStatus::OomKilled,
+            ),
+            (
+                RunEnd {
+                    exit: ExitInfo::signal(15),
+                    interrupted: true,
+                    ..Default::default()
+                },
+                RunStatus::Interrupted,
+            ),
+            (
+                RunEnd {
+                    exit: ExitInfo::signal(9),
+                    timed_out: true,
+                    ..Default::default()
+                },
+                RunStatus::TimedOut,
+            ),
         ];
         for (end, want) in cases {
             assert_eq!(summarize(&s, &end).status, want, "{end:?}");

@@ -24,14 +24,20 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a memory size (e.g. 16GiB, 512MiB)"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a memory size (e.g. 16GiB, 512MiB)"))?;
     let mult = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "g" | "gb" | "gib" => GIB,
         "m" | "mb" | "mib" => MIB,
         "k" | "kb" | "kib" => KIB,
         "t" | "tb" | "tib" => 1024 * GIB,
         "b" => 1,
-        other => return Err(format!("unknown memory unit `{other}` in `{s}` (use KiB, MiB, GiB or TiB)")),
+        other => {
+            return Err(format!(
+                "unknown memory unit `{other}` in `{s}` (use KiB, MiB, GiB or TiB)"
+            ))
+        }
     };
     if !value.is_finite() || value < 0.0 {
         return Err(format!("`{s}` must be a non-negative size"));
