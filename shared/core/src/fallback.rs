@@ -135,6 +135,10 @@ mod tests {
             est_duration_s: None,
             est_cost_usd: None,
             interruption_bucket: None,
+            interruption_penalty_usd: None,
+            rank_cost: 0.0,
+            spot_source: Default::default(),
+            score_source: Default::default(),
         }
     }
 

@@ -29,6 +29,10 @@ fn cand(t: &str, spot: f64) -> Candidate {
         est_duration_s: None,
         est_cost_usd: None,
         interruption_bucket: None,
+        interruption_penalty_usd: None,
+        rank_cost: spot,
+        spot_source: Default::default(),
+        score_source: Default::default(),
     }
 }
 

@@ -1,8 +1,12 @@
-//! Ranking: the instance types that fit a requirement, cheapest per performance first
-//! (placeholder; the catalog/ranking work fills it).
+//! Ranking: the instance types that fit a requirement and a placement, cheapest expected cost
+//! of the run first. Expected cost = price × predicted duration on that type (the duration
+//! scales with the benchmark score that fits the cores the job really uses, so extra cores do
+//! not make a single-threaded job faster) + the spot interruption risk as an expected re-run
+//! cost. On-demand rows follow as the fallback for `spot-then-on-demand`.
 
-use crate::catalog::Catalog;
-use crate::sizing::Requirement;
+use crate::catalog::{Catalog, Offer, ScoreSource, SpotSource};
+use crate::cost::{billed_cost, interruption_penalty};
+use crate::sizing::{Requirement, STARTUP_OVERHEAD_S};
 use crate::spec::{Market, Placement};
 use serde::{Deserialize, Serialize};
 
@@ -28,22 +32,466 @@ pub struct Candidate {
     pub est_duration_s: Option<f64>,
     pub est_cost_usd: Option<f64>,
     pub interruption_bucket: Option<u8>,
+    /// Expected cost of an interruption (re-run of the lost work), included in `est_cost_usd`.
+    #[serde(default)]
+    pub interruption_penalty_usd: Option<f64>,
+    /// The ranking key: expected cost of this run, or of a nominal hour when the duration is
+    /// unknown. Lower is better.
+    #[serde(default)]
+    pub rank_cost: f64,
+    #[serde(default)]
+    pub spot_source: SpotSource,
+    #[serde(default)]
+    pub score_source: ScoreSource,
 }
 
-#[derive(Debug, Clone, Default)]
+/// How run time depends on the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeedModel {
+    /// Duration scales with the benchmark score that fits the cores used (the default).
+    #[default]
+    Benchmark,
+    /// Every type runs a core at the same speed; only a shortage of vCPUs slows the job
+    /// (the simulator's world, whose traces carry no per-machine speed).
+    Uniform,
+}
+
+#[derive(Debug, Clone)]
 pub struct RankOptions {
     /// Default region when the placement names none.
     pub default_region: String,
-    /// Most rows to return (0 = all).
+    /// Most rows to return (0 = all); on-demand fallback rows come on top.
     pub limit: usize,
+    /// On-demand rows appended for `spot-then-on-demand`.
+    pub on_demand_fallback_rows: usize,
+    /// Burstable (t*) types throttle a busy job to their baseline once credits run out.
+    pub include_burstable: bool,
+    pub speed: SpeedModel,
+    /// Billed start-up overhead per instance, seconds.
+    pub startup_s: f64,
+    /// Single-thread score of the machine the history was measured on; None = the median of
+    /// the catalog's region (history from a typical instance).
+    pub reference_single_score: Option<f64>,
 }
 
+impl Default for RankOptions {
+    fn default() -> Self {
+        RankOptions {
+            default_region: "us-east-1".into(),
+            limit: 0,
+            on_demand_fallback_rows: 3,
+            include_burstable: false,
+            speed: SpeedModel::Benchmark,
+            startup_s: STARTUP_OVERHEAD_S,
+            reference_single_score: None,
+        }
+    }
+}
+
+/// Duration used for the ranking key when the job's duration is unknown.
+const NOMINAL_DURATION_S: f64 = 3600.0;
+
+fn family_matches(pattern: &str, family: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => family.starts_with(prefix),
+        None => pattern == family,
+    }
+}
+
+fn looks_like_az_id(s: &str) -> bool {
+    s.contains("-az")
+}
+
+/// Whether `o` offers what `req` needs and `placement` allows (not the market or the region).
+pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOptions) -> bool {
+    if o.vcpu < req.vcpu || o.memory_bytes < req.memory_bytes {
+        return false;
+    }
+    if req.gpu == 0 {
+        // GPU and accelerator hosts cost a premium for hardware a CPU job leaves idle.
+        if o.gpu > 0 || o.accelerator {
+            return false;
+        }
+    } else if o.gpu < req.gpu || o.gpu_memory_bytes < req.gpu_memory_bytes {
+        return false;
+    }
+    if o.burstable && !opts.include_burstable {
+        return false;
+    }
+    if !req.architectures.is_empty() && !req.architectures.contains(&o.arch) {
+        return false;
+    }
+    if !placement.architectures.is_empty() && !placement.architectures.contains(&o.arch) {
+        return false;
+    }
+    if !placement.allowed_families.is_empty()
+        && !placement.allowed_families.iter().any(|f| family_matches(f, &o.family))
+    {
+        return false;
+    }
+    if placement.excluded_families.iter().any(|f| family_matches(f, &o.family)) {
+        return false;
+    }
+    true
+}
+
+/// Median single-thread score of a region's offers (the reference machine by default).
+pub fn median_single_score(offers: &[Offer]) -> Option<f64> {
+    let mut s: Vec<f64> = offers.iter().filter_map(|o| o.score_single).collect();
+    if s.is_empty() {
+        return None;
+    }
+    s.sort_by(f64::total_cmp);
+    Some(s[s.len() / 2])
+}
+
+/// Predicted run time on `o` of a job that took `duration_s` with `cores` busy on the
+/// reference machine, and the score that fits it. None when the type cannot be judged.
+fn predict(
+    o: &Offer,
+    req: &Requirement,
+    duration_s: f64,
+    reference: Option<f64>,
+    speed: SpeedModel,
+) -> Option<(f64, f64)> {
+    let cores = req.cores_used.max(0.01);
+    let shortage = (cores / o.vcpu as f64).max(1.0);
+    match (speed, o.score_for(cores), reference) {
+        (SpeedModel::Benchmark, Some(score), Some(reference)) => {
+            let reference_throughput = reference * cores.max(1.0);
+            Some((duration_s * reference_throughput / score, score))
+        }
+        // GPU jobs: CPU benchmarks do not tell a GPU's speed and the largest GPU types have none.
+        (SpeedModel::Benchmark, None, _) if req.gpu > 0 => Some((duration_s * shortage, 0.0)),
+        (SpeedModel::Benchmark, _, _) => None,
+        (SpeedModel::Uniform, score, _) => Some((duration_s * shortage, score.unwrap_or(0.0))),
+    }
+}
+
+/// The instance types that fit, in order of expected cost (cheapest first).
 pub fn rank(
-    _catalog: &Catalog,
-    _req: &Requirement,
-    _placement: &Placement,
-    _market: Market,
-    _opts: &RankOptions,
+    catalog: &Catalog,
+    req: &Requirement,
+    placement: &Placement,
+    market_wanted: Market,
+    opts: &RankOptions,
 ) -> Vec<Candidate> {
-    Vec::new()
+    let regions: Vec<&str> = if placement.regions.is_empty() {
+        vec![opts.default_region.as_str()]
+    } else {
+        placement.regions.iter().map(String::as_str).collect()
+    };
+    let az_ids: Vec<&str> = placement
+        .availability_zones
+        .iter()
+        .map(String::as_str)
+        .filter(|a| looks_like_az_id(a))
+        .collect();
+    let az_names: Vec<&str> = placement
+        .availability_zones
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !looks_like_az_id(a))
+        .collect();
+
+    // Rows are keyed first and materialised only for the ones returned: most offers fit a
+    // small job, and building a Candidate (strings) for each would dominate the ranking time.
+    struct Row<'a> {
+        offer: &'a Offer,
+        market: Market,
+        price: f64,
+        az: Option<String>,
+        pred_d: f64,
+        score: f64,
+        billed: f64,
+        penalty: f64,
+    }
+    let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
+    let mut spot: Vec<Row> = Vec::new();
+    let mut on_demand: Vec<Row> = Vec::new();
+    for region in regions {
+        let offers = catalog.region(region);
+        let reference = opts.reference_single_score.or_else(|| median_single_score(offers));
+        let names_here: Vec<&str> = az_names.iter().copied().filter(|n| n.starts_with(region)).collect();
+        if !az_names.is_empty() && az_ids.is_empty() && names_here.is_empty() {
+            continue; // AZs named, none in this region
+        }
+        for o in offers.iter().filter(|o| fits(o, req, placement, opts)) {
+            // AZ ids are checked against the offerings; AZ names are account-specific, so
+            // they pass through to the launcher unchecked.
+            let azs: Vec<Option<String>> = if !az_ids.is_empty() {
+                let here: Vec<Option<String>> = o
+                    .azs
+                    .iter()
+                    .filter(|a| az_ids.contains(&a.as_str()))
+                    .map(|a| Some(a.clone()))
+                    .chain(names_here.iter().map(|n| Some(n.to_string())))
+                    .collect();
+                if here.is_empty() {
+                    continue;
+                }
+                here
+            } else if !names_here.is_empty() {
+                names_here.iter().map(|n| Some(n.to_string())).collect()
+            } else {
+                vec![None]
+            };
+            let Some((pred_d, score)) = predict(o, req, d.unwrap_or(NOMINAL_DURATION_S), reference, opts.speed) else {
+                continue;
+            };
+            let prices = [
+                (Market::Spot, o.spot_per_hour),
+                (Market::OnDemand, o.on_demand_per_hour),
+            ];
+            for (market, p) in prices {
+                let Some(price) = p else { continue };
+                if market == Market::Spot && matches!(market_wanted, Market::OnDemand) {
+                    continue;
+                }
+                if market == Market::OnDemand && matches!(market_wanted, Market::Spot) {
+                    continue;
+                }
+                if req.max_price_per_hour.is_some_and(|max| price > max) {
+                    continue;
+                }
+                let billed = billed_cost(price, opts.startup_s + pred_d);
+                let penalty = if market == Market::Spot {
+                    interruption_penalty(price, pred_d, opts.startup_s, o.interruption_bucket)
+                } else {
+                    0.0
+                };
+                for az in &azs {
+                    let row = Row {
+                        offer: o,
+                        market,
+                        price,
+                        az: az.clone(),
+                        pred_d,
+                        score,
+                        billed,
+                        penalty,
+                    };
+                    if market == Market::Spot {
+                        spot.push(row);
+                    } else {
+                        on_demand.push(row);
+                    }
+                }
+            }
+        }
+    }
+    let order = |a: &Row, b: &Row| {
+        (a.billed + a.penalty)
+            .total_cmp(&(b.billed + b.penalty))
+            .then(a.price.total_cmp(&b.price))
+            .then_with(|| a.offer.instance_type.cmp(&b.offer.instance_type))
+            .then_with(|| a.offer.region.cmp(&b.offer.region))
+            .then_with(|| a.az.cmp(&b.az))
+    };
+    fn top<'a>(
+        mut rows: Vec<Row<'a>>,
+        n: usize,
+        order: impl Fn(&Row<'a>, &Row<'a>) -> std::cmp::Ordering,
+    ) -> Vec<Row<'a>> {
+        if n > 0 && rows.len() > n {
+            rows.select_nth_unstable_by(n - 1, &order);
+            rows.truncate(n);
+        }
+        rows.sort_by(order);
+        rows
+    }
+    let to_candidate = |r: Row| Candidate {
+        instance_type: r.offer.instance_type.clone(),
+        region: r.offer.region.clone(),
+        az: r.az,
+        market: r.market,
+        spot_per_hour: r.offer.spot_per_hour,
+        on_demand_per_hour: r.offer.on_demand_per_hour,
+        price_per_hour: r.price,
+        vcpu: r.offer.vcpu,
+        memory_bytes: r.offer.memory_bytes,
+        gpu: r.offer.gpu,
+        gpu_memory_bytes: r.offer.gpu_memory_bytes,
+        score: r.score,
+        cost_per_perf: if r.score > 0.0 {
+            r.price / r.score
+        } else {
+            f64::INFINITY
+        },
+        est_duration_s: d.map(|_| r.pred_d),
+        est_cost_usd: d.map(|_| r.billed + r.penalty),
+        interruption_bucket: r.offer.interruption_bucket,
+        interruption_penalty_usd: d.map(|_| r.penalty),
+        rank_cost: r.billed + r.penalty,
+        spot_source: r.offer.spot_source,
+        score_source: r.offer.score_source,
+    };
+    let spot = top(spot, opts.limit, order);
+    let on_demand = match market_wanted {
+        Market::SpotThenOnDemand => top(on_demand, opts.on_demand_fallback_rows.max(1), order),
+        _ => top(on_demand, opts.limit, order),
+    };
+    spot.into_iter().chain(on_demand).map(to_candidate).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Offer;
+    use crate::sizing::{SizeClass, SizingBasis};
+    use crate::spec::Arch;
+    use crate::units::GIB;
+
+    #[allow(clippy::too_many_arguments)]
+    fn offer(name: &str, vcpu: u32, mem_gib: u64, arch: Arch, spot: f64, od: f64, single: f64, azs: &[&str]) -> Offer {
+        Offer {
+            instance_type: name.into(),
+            family: name.split('.').next().unwrap_or("").into(),
+            region: "us-east-1".into(),
+            vcpu,
+            memory_bytes: mem_gib * GIB,
+            arch,
+            gpu: 0,
+            gpu_memory_bytes: 0,
+            on_demand_per_hour: Some(od),
+            spot_per_hour: Some(spot),
+            score_multi: Some(single * vcpu as f64),
+            score_single: Some(single),
+            interruption_bucket: Some(0),
+            azs: azs.iter().map(|a| a.to_string()).collect(),
+            spot_source: SpotSource::AdvisorEstimate,
+            score_source: ScoreSource::Measured,
+            score_multi_cores: Some(vcpu),
+            burstable: false,
+            current_generation: true,
+            accelerator: false,
+        }
+    }
+
+    fn req(vcpu: u32, cores: f64, mem_gib: u64) -> Requirement {
+        Requirement {
+            vcpu,
+            cores_used: cores,
+            memory_bytes: mem_gib * GIB,
+            gpu: 0,
+            gpu_memory_bytes: 0,
+            architectures: vec![],
+            expected_duration_s: Some(3600.0),
+            class: SizeClass::Dedicated,
+            basis: SizingBasis::Default,
+            notes: vec![],
+            job_memory_bytes: mem_gib * GIB,
+            max_price_per_hour: None,
+            confidence_runs: 0.0,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::from_offers(vec![
+            offer("c7g.large", 2, 4, Arch::Arm64, 0.03, 0.07, 1500.0, &["use1-az1", "use1-az2"]),
+            offer("m7g.large", 2, 8, Arch::Arm64, 0.04, 0.08, 1500.0, &["use1-az1"]),
+            offer("c7i.large", 2, 4, Arch::X86_64, 0.035, 0.09, 2000.0, &["use1-az2"]),
+            offer("r7g.xlarge", 4, 32, Arch::Arm64, 0.09, 0.21, 1500.0, &["use1-az1"]),
+            offer("c7g.4xlarge", 16, 32, Arch::Arm64, 0.20, 0.58, 1500.0, &["use1-az1"]),
+        ])
+    }
+
+    fn names(c: &[Candidate]) -> Vec<&str> {
+        c.iter().map(|c| c.instance_type.as_str()).collect()
+    }
+
+    #[test]
+    fn picks_the_cheapest_that_fits_and_never_one_that_does_not() {
+        // GIVEN a 2-vCPU, 6-GiB job WHEN ranked THEN only types with ≥2 vCPU and ≥6 GiB, cheapest first
+        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &RankOptions::default());
+        assert_eq!(names(&c), ["m7g.large", "r7g.xlarge", "c7g.4xlarge"]);
+        for cand in &c {
+            assert!(cand.vcpu >= 2 && cand.memory_bytes >= 6 * GIB);
+            assert_eq!(cand.market, Market::Spot);
+        }
+        assert!(c.windows(2).all(|w| w[0].rank_cost <= w[1].rank_cost));
+        // nothing fits 64 GiB
+        assert!(rank(&catalog(), &req(1, 1.0, 64), &Placement::default(), Market::Spot, &RankOptions::default())
+            .is_empty());
+    }
+
+    #[test]
+    fn single_core_job_weighs_single_thread_speed() {
+        // GIVEN a 1-core job: c7i.large is 17% dearer but its core is 33% faster
+        let opts = RankOptions::default();
+        let c = rank(&catalog(), &req(1, 1.0, 2), &Placement::default(), Market::Spot, &opts);
+        assert_eq!(c[0].instance_type, "c7i.large");
+        // … and a 16-core job gets no faster on a faster 2-vCPU type: c7g.4xlarge wins
+        let c = rank(&catalog(), &req(1, 16.0, 2), &Placement::default(), Market::Spot, &opts);
+        assert_eq!(c[0].instance_type, "c7g.4xlarge");
+        // with uniform speed the cheaper core wins
+        let uniform = RankOptions { speed: SpeedModel::Uniform, ..RankOptions::default() };
+        let c = rank(&catalog(), &req(1, 1.0, 2), &Placement::default(), Market::Spot, &uniform);
+        assert_eq!(c[0].instance_type, "c7g.large");
+        assert!((c[0].est_duration_s.unwrap() - 3600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn placement_filters_hold() {
+        let opts = RankOptions::default();
+        let cat = catalog();
+        let r = req(2, 2.0, 4);
+        let only_x86 = Placement { architectures: vec![Arch::X86_64], ..Placement::default() };
+        assert_eq!(names(&rank(&cat, &r, &only_x86, Market::Spot, &opts)), ["c7i.large"]);
+        let families = Placement { allowed_families: vec!["c7*".into()], ..Placement::default() };
+        assert!(rank(&cat, &r, &families, Market::Spot, &opts).iter().all(|c| c.instance_type.starts_with("c7")));
+        let excluded = Placement { excluded_families: vec!["c7g".into(), "c7i".into()], ..Placement::default() };
+        assert!(rank(&cat, &r, &excluded, Market::Spot, &opts).iter().all(|c| !c.instance_type.starts_with("c7")));
+        let az = Placement { availability_zones: vec!["use1-az2".into()], ..Placement::default() };
+        let c = rank(&cat, &r, &az, Market::Spot, &opts);
+        assert_eq!(names(&c), ["c7i.large", "c7g.large"]);
+        assert!(c.iter().all(|c| c.az.as_deref() == Some("use1-az2")));
+        let other_region = Placement { regions: vec!["eu-west-1".into()], ..Placement::default() };
+        assert!(rank(&cat, &r, &other_region, Market::Spot, &opts).is_empty());
+        let mut cheap = r.clone();
+        cheap.max_price_per_hour = Some(0.032);
+        assert_eq!(names(&rank(&cat, &cheap, &Placement::default(), Market::Spot, &opts)), ["c7g.large"]);
+    }
+
+    #[test]
+    fn markets_and_on_demand_fallback_rows() {
+        let cat = catalog();
+        let opts = RankOptions { limit: 2, on_demand_fallback_rows: 1, ..RankOptions::default() };
+        let c = rank(&cat, &req(2, 2.0, 4), &Placement::default(), Market::SpotThenOnDemand, &opts);
+        let markets: Vec<Market> = c.iter().map(|c| c.market).collect();
+        assert_eq!(markets, [Market::Spot, Market::Spot, Market::OnDemand]);
+        // the fastest core for the money on demand: c7i.large (0.09 $/h, 33% faster core)
+        assert_eq!((c[2].instance_type.as_str(), c[2].price_per_hour), ("c7i.large", 0.09));
+        let od = rank(&cat, &req(2, 2.0, 4), &Placement::default(), Market::OnDemand, &opts);
+        assert!(od.iter().all(|c| c.market == Market::OnDemand && c.interruption_penalty_usd == Some(0.0)));
+    }
+
+    #[test]
+    fn interruption_risk_can_change_the_order() {
+        // GIVEN two equal types, one in the >20% bucket WHEN a long job is ranked THEN the safer one wins
+        let mut a = offer("m7g.large", 2, 8, Arch::Arm64, 0.040, 0.08, 1500.0, &[]);
+        let mut b = offer("m6g.large", 2, 8, Arch::Arm64, 0.0399, 0.08, 1500.0, &[]);
+        a.interruption_bucket = Some(0);
+        b.interruption_bucket = Some(4);
+        let cat = Catalog::from_offers(vec![a, b]);
+        let mut r = req(2, 2.0, 4);
+        r.expected_duration_s = Some(24.0 * 3600.0);
+        let c = rank(&cat, &r, &Placement::default(), Market::Spot, &RankOptions::default());
+        assert_eq!(c[0].instance_type, "m7g.large");
+        // … while for a short job the cheaper price wins
+        r.expected_duration_s = Some(600.0);
+        let c = rank(&cat, &r, &Placement::default(), Market::Spot, &RankOptions::default());
+        assert_eq!(c[0].instance_type, "m6g.large");
+        assert!(c[0].interruption_penalty_usd.unwrap() > c[1].interruption_penalty_usd.unwrap());
+    }
+
+    #[test]
+    fn real_catalog_ranks_a_small_job() {
+        let cat = Catalog::embedded().unwrap();
+        let c = rank(cat, &req(2, 1.5, 4), &Placement::default(), Market::SpotThenOnDemand, &RankOptions::default());
+        assert!(c.len() > 50);
+        assert!(c.iter().all(|c| c.vcpu >= 2 && c.memory_bytes >= 4 * GIB && c.gpu == 0));
+        assert_eq!(c.last().map(|c| c.market), Some(Market::OnDemand));
+    }
 }

@@ -1,0 +1,13 @@
+//! spotfit-aws: adapters implementing the spotfit-core ports on the AWS SDK. Every SDK error
+//! is classified in [`errors`] by its AWS error code, never flattened to a string.
+//! Endpoints are overridable (`AWS_ENDPOINT_URL`, or per client) for the local emulator.
+
+pub mod errors;
+pub mod s3;
+
+pub use s3::S3ObjectStore;
+
+/// Loads the shared SDK config from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

@@ -1,0 +1,62 @@
+//! `spotfit`: run batch jobs measured and right-sized. `main` parses the command line and
+//! dispatches; each subcommand lives in its own module.
+
+mod output;
+mod recommend_cmd;
+mod run_cmd;
+mod store_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spotfit",
+    version,
+    about = "Run each batch job on its own right-sized spot instance, and learn from every run."
+)]
+struct Cli {
+    /// Store directory (profiles, runs, samples). Default: the per-user data directory.
+    #[arg(long, global = true, env = spotfit_local::STORE_ENV, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Log filter for diagnostics on stderr (e.g. `debug`, `spotfit=trace`).
+    #[arg(long, global = true, env = "SPOTFIT_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a job here under the monitor, record it, and recommend an instance for the next run.
+    Run(run_cmd::RunArgs),
+    /// Rank instance types for a given size.
+    Recommend(recommend_cmd::RecommendArgs),
+    /// Show a job's profile.
+    Profile(store_cmd::ProfileArgs),
+    /// List recorded runs.
+    Runs(store_cmd::RunsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let store = cli.store.as_deref();
+    let result = match cli.command {
+        Command::Run(args) => run_cmd::run(store, args),
+        Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
+        Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
+        Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("spotfit: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

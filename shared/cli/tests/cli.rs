@@ -1,0 +1,254 @@
+//! End-to-end tests of the `spotfit` binary on the embedded default: real child processes,
+//! a real SQLite store in a temporary directory, the real catalog.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::Path;
+
+fn spotfit(store: &Path) -> Command {
+    let mut c = Command::cargo_bin("spotfit").expect("binary built");
+    c.env("SPOTFIT_STORE", store).env_remove("SPOTFIT_LOG");
+    c
+}
+
+fn json_of(out: &[u8]) -> Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+fn workload(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workloads")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn measures_a_real_process_tree_within_15_percent() {
+    // GIVEN a parent+child tree that holds ~300 MiB and keeps ~1 core busy for ~5 s
+    let dir = tempfile::tempdir().unwrap();
+    let truth_file = dir.path().join("truth.json");
+    let out = spotfit(dir.path())
+        .args(["run", "--job", "tree", "--interval", "0.25", "--json", "--", "python3"])
+        .arg(workload("tree.py"))
+        .arg(&truth_file)
+        .args(["5", "300"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out.stdout);
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(&truth_file).unwrap()).unwrap();
+    // THEN CPU (time-weighted average over the run) matches the kernel's own accounting
+    let cpu_truth = truth["cpu_s"].as_f64().unwrap() / truth["wall_s"].as_f64().unwrap();
+    let cpu = v["summary"]["cpu"]["avg"].as_f64().unwrap();
+    assert!(
+        (cpu - cpu_truth).abs() <= 0.15 * cpu_truth,
+        "cpu avg {cpu:.3} vs truth {cpu_truth:.3}"
+    );
+    // (the absolute level depends on what else the machine runs; the kernel's figure is the truth)
+    assert!(cpu > 0.3, "the workload should keep a core busy, measured {cpu:.3}");
+    // AND the memory peak matches the sum of the two processes' peak RSS
+    let mem = v["summary"]["mem_max_bytes"].as_f64().unwrap();
+    let mem_truth = truth["peak_rss_sum_bytes"].as_f64().unwrap();
+    assert!(
+        (mem - mem_truth).abs() <= 0.15 * mem_truth,
+        "mem {mem} vs truth {mem_truth}"
+    );
+    assert!(mem > 280.0 * 1024.0 * 1024.0, "mem {mem}");
+}
+
+#[test]
+fn exit_code_is_the_jobs_and_the_run_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    // GIVEN a job that exits 3
+    spotfit(dir.path())
+        .args(["run", "--job", "fails", "--", "sh", "-c", "exit 3"])
+        .assert()
+        .code(3);
+    // THEN the run is recorded as failed with exit code 3
+    let out = spotfit(dir.path()).args(["runs", "fails", "--json"]).output().unwrap();
+    let runs = json_of(&out.stdout);
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["status"], "failed");
+    assert_eq!(runs[0]["summary"]["exit"]["code"], 3);
+}
+
+#[test]
+fn a_job_killed_by_sigkill_is_recorded_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    spotfit(dir.path())
+        .args(["run", "--job", "killed", "--", "sh", "-c", "kill -9 $$"])
+        .assert()
+        .code(137);
+    let out = spotfit(dir.path()).args(["runs", "killed", "--json"]).output().unwrap();
+    let runs = json_of(&out.stdout);
+    assert_eq!(runs[0]["summary"]["exit"]["signal"], 9);
+    assert!(runs[0]["summary"]["exit"].get("code").is_none());
+}
+
+#[test]
+fn second_run_is_sized_from_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |tag: &str| {
+        let out = spotfit(dir.path())
+            .args([
+                "run",
+                "--job",
+                "twice",
+                "--interval",
+                "0.2",
+                "--json",
+                "--",
+                "python3",
+                "-c",
+            ])
+            .arg(format!(
+                "import time; b = b'x' * (64 << 20); time.sleep(1); print('{tag}')"
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // the job's own stdout went to stderr, stdout is only the JSON object
+        assert!(String::from_utf8_lossy(&out.stderr).contains(tag));
+        json_of(&out.stdout)
+    };
+    let first = run("first");
+    let second = run("second");
+    assert_eq!(first["recommendation"]["requirement"]["basis"]["kind"], "history");
+    assert_eq!(second["recommendation"]["requirement"]["basis"]["runs"], 2);
+    // the job uses ~70 MiB: history must size it well below the 8 GiB cold-start default
+    let mem = second["recommendation"]["requirement"]["memory_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(mem < 4 << 30, "memory requirement {mem}");
+    assert!(!second["recommendation"]["candidates"].as_array().unwrap().is_empty());
+    let p = spotfit(dir.path())
+        .args(["profile", "twice", "--json"])
+        .output()
+        .unwrap();
+    let p = json_of(&p.stdout);
+    assert_eq!(p["profile"]["runs"], 2);
+    assert_eq!(p["profile"]["recent"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn samples_are_stored_with_the_s3_key_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = spotfit(dir.path())
+        .args([
+            "run",
+            "--job",
+            "layout",
+            "--interval",
+            "0.1",
+            "--json",
+            "--",
+            "sleep",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let v = json_of(&out.stdout);
+    let run_id = v["run"]["run_id"].as_str().unwrap();
+    let prefix = v["samples_prefix"].as_str().unwrap();
+    assert!(prefix.contains(&format!("objects/samples/job=layout/dt=")), "{prefix}");
+    assert!(prefix.ends_with(&format!("run={run_id}/")), "{prefix}");
+    let part = Path::new(prefix).join("part-00000.ndjson.gz");
+    let gz = std::fs::read(&part).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["run_id"], run_id);
+    assert_eq!(first["seq"], 0);
+}
+
+#[test]
+fn missing_and_corrupt_stores_give_clear_errors_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // missing: read commands refuse and create nothing
+    let missing = dir.path().join("nowhere");
+    let out = spotfit(&missing).args(["profile", "x"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no spotfit store at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!missing.exists());
+    // corrupt: the database file is not SQLite
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir_all(corrupt.join("objects/runs")).unwrap();
+    std::fs::write(corrupt.join("objects/runs/keep.json"), b"{\"precious\":true}").unwrap();
+    let junk = b"definitely not sqlite\n".repeat(300);
+    std::fs::write(corrupt.join("spotfit.db"), &junk).unwrap();
+    for args in [vec!["runs"], vec!["run", "--job", "j", "--", "true"]] {
+        let out = spotfit(&corrupt).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("corrupt") && err.contains("spotfit.db"), "{err}");
+    }
+    assert_eq!(std::fs::read(corrupt.join("spotfit.db")).unwrap(), junk);
+    assert_eq!(
+        std::fs::read(corrupt.join("objects/runs/keep.json")).unwrap(),
+        b"{\"precious\":true}"
+    );
+}
+
+#[test]
+fn bad_job_spec_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("bad.json");
+    std::fs::write(
+        &spec,
+        r#"{"name":"j","command":["true"],"resources":{"min_vcpu":4,"max_vcpu":2}}"#,
+    )
+    .unwrap();
+    let out = spotfit(dir.path()).arg("run").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resources.max_vcpu: must be >= resources.min_vcpu (2 < 4)"));
+}
+
+#[test]
+fn example_specs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            spotfit_core::JobSpec::from_json(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+}
+
+#[test]
+fn recommend_ranks_fitting_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = spotfit(dir.path())
+        .args(["recommend", "--vcpu", "4", "--memory", "16GiB", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&out.stdout);
+    let c = v["candidates"].as_array().unwrap();
+    assert!(!c.is_empty());
+    for cand in c {
+        assert!(cand["vcpu"].as_u64().unwrap() >= 4);
+        assert!(cand["memory_bytes"].as_u64().unwrap() >= 16 << 30);
+    }
+    // ranked by expected cost of the run (price × predicted duration + interruption risk)
+    let costs: Vec<f64> = c
+        .iter()
+        .filter(|x| x["market"] == "spot")
+        .map(|x| x["rank_cost"].as_f64().unwrap())
+        .collect();
+    assert!(costs.windows(2).all(|w| w[0] <= w[1]), "{costs:?}");
+    let bad = spotfit(dir.path())
+        .args(["recommend", "--vcpu", "4", "--memory", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--memory"));
+}

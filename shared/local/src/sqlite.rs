@@ -1,0 +1,409 @@
+//! The embedded database: SQLite (bundled), one file. Profiles are written with a version
+//! check inside an immediate transaction (the same optimistic concurrency as DynamoDB's
+//! conditional writes), in WAL mode so that concurrent `spotfit run`s wait instead of failing.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use spotfit_core::ids::Pool;
+use spotfit_core::ports::{CapacityMark, CapacityStore, ProfileStore, RunStore, StoreError};
+use spotfit_core::profile::JobProfile;
+use spotfit_core::run::RunRecord;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Bumped when the schema changes; an older binary refuses a newer store instead of damaging it.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS profiles (
+    job           TEXT PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    body          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    job           TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    cost_usd      REAL NOT NULL,
+    body          TEXT NOT NULL,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at_ms DESC);
+CREATE TABLE IF NOT EXISTS capacity (
+    pool          TEXT PRIMARY KEY,
+    instance_type TEXT NOT NULL,
+    az            TEXT NOT NULL,
+    market        TEXT NOT NULL,
+    why           TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+";
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) the database at `path` and checks it is ours and readable.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let key = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| sql_err(&key, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| sql_err(&key, e))?;
+        // The first statement that reads the file is where a corrupt one shows; nothing has
+        // been written at this point, so a bad file stays exactly as it was.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| sql_err(&key, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt {
+                key,
+                reason: format!(
+                    "store schema version {version} is newer than this spotfit understands ({SCHEMA_VERSION})"
+                ),
+            });
+        }
+        let has_foreign_tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('profiles','runs','capacity')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_err(&key, e))?;
+        if version == 0 && has_foreign_tables > 0 {
+            return Err(StoreError::Corrupt {
+                key,
+                reason: "this SQLite file is not a spotfit store (it has other tables)".into(),
+            });
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sql_err(&key, e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| sql_err(&key, e))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| sql_err(&key, e))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Every stored profile's job name, sorted.
+    pub fn jobs(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare("SELECT job FROM profiles ORDER BY job")
+                .map_err(|e| sql_err("profiles", e))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| sql_err("profiles", e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| sql_err("profiles", e))
+        })
+    }
+}
+
+fn sql_err(key: &str, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(NotADatabase) | Some(DatabaseCorrupt) => StoreError::Corrupt {
+            key: key.to_string(),
+            reason: format!("{e} — the file was left untouched; move it aside to start a new store"),
+        },
+        Some(DatabaseBusy) | Some(DatabaseLocked) => StoreError::Unavailable {
+            service: "sqlite".into(),
+            message: format!("{key}: {e}"),
+        },
+        Some(CannotOpen) | Some(PermissionDenied) | Some(ReadOnly) => StoreError::Other {
+            service: "sqlite".into(),
+            code: "CannotOpen".into(),
+            message: format!("{key}: {e}"),
+        },
+        _ => StoreError::Other {
+            service: "sqlite".into(),
+            code: "Sqlite".into(),
+            message: format!("{key}: {e}"),
+        },
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(key: &str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other {
+        service: "sqlite".into(),
+        code: "Encode".into(),
+        message: format!("{key}: {e}"),
+    })
+}
+
+#[async_trait]
+impl ProfileStore for SqliteStore {
+    async fn get(&self, job: &str) -> Result<Option<JobProfile>, StoreError> {
+        let key = format!("profiles/{job}");
+        let body: Option<String> = self.with(|c| {
+            c.query_row("SELECT body FROM profiles WHERE job = ?1", [job], |r| r.get(0))
+                .optional()
+                .map_err(|e| sql_err(&key, e))
+        })?;
+        body.map(|b| decode(&key, &b)).transpose()
+    }
+
+    async fn put_if_version(&self, profile: &JobProfile, expected: Option<u64>) -> Result<(), StoreError> {
+        let key = format!("profiles/{}", profile.job);
+        let body = encode(&key, profile)?;
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql_err(&key, e))?;
+            let found: Option<i64> = tx
+                .query_row("SELECT version FROM profiles WHERE job = ?1", [&profile.job], |r| r.get(0))
+                .optional()
+                .map_err(|e| sql_err(&key, e))?;
+            let found = found.map(|v| v as u64);
+            if found != expected {
+                return Err(StoreError::Conflict { key: key.clone(), expected, found });
+            }
+            let now = chrono_now_ms();
+            tx.execute(
+                "INSERT INTO profiles (job, version, updated_at_ms, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(job) DO UPDATE SET version = excluded.version, updated_at_ms = excluded.updated_at_ms, body = excluded.body",
+                params![profile.job, profile.version as i64, now, body],
+            )
+            .map_err(|e| sql_err(&key, e))?;
+            tx.commit().map_err(|e| sql_err(&key, e))
+        })
+    }
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn put(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let key = format!("runs/{}/{}", run.run_id, run.attempt);
+        let body = encode(&key, run)?;
+        let started = run
+            .summary
+            .as_ref()
+            .map(|s| s.started_at_ms)
+            .unwrap_or_else(chrono_now_ms);
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO runs (run_id, attempt, job, started_at_ms, status, cost_usd, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    run.run_id,
+                    run.attempt,
+                    run.job,
+                    started,
+                    run.status.as_str(),
+                    run.cost_usd,
+                    body
+                ],
+            )
+            .map_err(|e| sql_err(&key, e))?;
+            Ok(())
+        })
+    }
+
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<RunRecord>, StoreError> {
+        let key = format!("runs/{run_id}/{attempt}");
+        let body: Option<String> = self.with(|c| {
+            c.query_row(
+                "SELECT body FROM runs WHERE run_id = ?1 AND attempt = ?2",
+                params![run_id, attempt],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| sql_err(&key, e))
+        })?;
+        body.map(|b| decode(&key, &b)).transpose()
+    }
+
+    async fn list(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+        let rows: Vec<(String, u32, String)> = self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT run_id, attempt, body FROM runs WHERE (?1 IS NULL OR job = ?1)
+                     ORDER BY started_at_ms DESC, run_id DESC, attempt DESC LIMIT ?2",
+                )
+                .map_err(|e| sql_err("runs", e))?;
+            let it = st
+                .query_map(params![job, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| sql_err("runs", e))?;
+            it.collect::<Result<Vec<_>, _>>().map_err(|e| sql_err("runs", e))
+        })?;
+        rows.into_iter()
+            .map(|(id, attempt, body)| decode(&format!("runs/{id}/{attempt}"), &body))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl CapacityStore for SqliteStore {
+    async fn mark(&self, pool: &Pool, why: CapacityMark, until_ms: i64) -> Result<(), StoreError> {
+        let why = match why {
+            CapacityMark::InsufficientCapacity => "insufficient_capacity",
+            CapacityMark::Interrupted => "interrupted",
+        };
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO capacity (pool, instance_type, az, market, why, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![pool.to_string(), pool.instance_type, pool.az, pool.market.as_str(), why, until_ms],
+            )
+            .map_err(|e| sql_err("capacity", e))?;
+            Ok(())
+        })
+    }
+
+    async fn unavailable(&self, now_ms: i64) -> Result<Vec<Pool>, StoreError> {
+        let rows: Vec<(String, String, String)> = self.with(|c| {
+            let mut st = c
+                .prepare("SELECT instance_type, az, market FROM capacity WHERE expires_at_ms > ?1 ORDER BY pool")
+                .map_err(|e| sql_err("capacity", e))?;
+            let it = st
+                .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| sql_err("capacity", e))?;
+            it.collect::<Result<Vec<_>, _>>().map_err(|e| sql_err("capacity", e))
+        })?;
+        rows.into_iter()
+            .map(|(instance_type, az, market)| {
+                let market = serde_json::from_value(serde_json::Value::String(market.clone())).map_err(|_| {
+                    StoreError::Corrupt {
+                        key: "capacity".into(),
+                        reason: format!("unknown market {market:?}"),
+                    }
+                })?;
+                Ok(Pool {
+                    instance_type,
+                    az,
+                    market,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+    use spotfit_core::pipeline::update_profile;
+    use spotfit_core::summary::{RunStatus, RunSummary};
+
+    fn summary(job: &str, id: &str) -> RunSummary {
+        RunSummary {
+            job: job.into(),
+            run_id: id.into(),
+            status: RunStatus::Succeeded,
+            duration_s: 1.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn conditional_profile_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let mut p = JobProfile::new("j");
+        p.version = 1;
+        block_on(s.put_if_version(&p, None)).unwrap();
+        // a second writer that also expected "absent" loses
+        assert!(matches!(
+            block_on(s.put_if_version(&p, None)),
+            Err(StoreError::Conflict { .. })
+        ));
+        p.version = 2;
+        block_on(s.put_if_version(&p, Some(1))).unwrap();
+        assert_eq!(block_on(ProfileStore::get(&s, "j")).unwrap().unwrap().version, 2);
+    }
+
+    #[test]
+    fn concurrent_runs_lose_no_update() {
+        // GIVEN two stores on one file (two processes), WHEN 20 runs each are recorded at once
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        SqliteStore::open(&path).unwrap();
+        let handles: Vec<_> = (0..2)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let s = SqliteStore::open(&path).unwrap();
+                    for i in 0..20 {
+                        block_on(update_profile(&s, &summary("j", &format!("w{w}-{i}")))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // THEN every run is counted
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(block_on(ProfileStore::get(&s, "j")).unwrap().unwrap().runs, 40);
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let junk = b"this is not a database, it is somebody's notes\n".repeat(200);
+        std::fs::write(&path, &junk).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn corrupt_row_names_its_key_and_spares_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("db")).unwrap();
+        block_on(update_profile(&s, &summary("good", "r1"))).unwrap();
+        s.with(|c| {
+            c.execute("INSERT INTO profiles VALUES ('bad', 1, 0, '{not json')", [])
+                .unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let err = block_on(ProfileStore::get(&s, "bad")).unwrap_err();
+        assert!(err.to_string().contains("profiles/bad"), "{err}");
+        assert_eq!(block_on(ProfileStore::get(&s, "good")).unwrap().unwrap().runs, 1);
+    }
+
+    #[test]
+    fn capacity_marks_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let pool = Pool {
+            instance_type: "m7i.large".into(),
+            az: "use1-az1".into(),
+            market: spotfit_core::Market::Spot,
+        };
+        block_on(s.mark(&pool, CapacityMark::InsufficientCapacity, 1000)).unwrap();
+        assert_eq!(block_on(s.unavailable(999)).unwrap(), vec![pool]);
+        assert!(block_on(s.unavailable(1000)).unwrap().is_empty());
+    }
+}

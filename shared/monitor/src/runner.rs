@@ -1,0 +1,441 @@
+//! The monitoring loop: one thread samples at the interval and wakes early for the job's exit, a
+//! SIGTERM/SIGINT or a spot notice; helper threads (job waiter, signal listener, IMDS poller,
+//! uploader) are started once per run, never per sample.
+
+use crate::cgroup::{docker_cgroup, oom_kills_v2, own_v2_cgroup, Cgroup};
+use crate::sampler::{Sampler, Source};
+use crate::spool::{keep_final_files, Spool, Uploader};
+use crate::tree::TreeSampler;
+use crate::{CommandSpec, MonitorError, MonitorOptions, Outcome, SpotNotice, UploadReport};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
+use spotfit_core::ids::{valid_run_id, RunKeys};
+use spotfit_core::summary::{summarize, ExitInfo, RunEnd};
+use spotfit_core::Sample;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to track.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Start this command and track its process tree.
+    Command(CommandSpec),
+    /// A running process and its descendants.
+    Pid(u32),
+    /// A cgroup (v2 directory, v1 controller directory, or a `/proc/<pid>/cgroup` path).
+    Cgroup(String),
+    /// A Docker container, by id or unique id prefix, through its cgroup.
+    Docker(String),
+}
+
+/// After a SIGTERM/SIGINT the job gets this long to exit before it is killed, and the whole
+/// flush (last sample, last part, summary, exit marker) must fit in [`SIGNAL_FLUSH_BUDGET`].
+const JOB_GRACE: Duration = Duration::from_millis(700);
+const SIGNAL_FLUSH_BUDGET: Duration = Duration::from_millis(1800);
+
+enum Event {
+    /// The job exited and is a zombie, not yet reaped.
+    Exited,
+    Signal(i32),
+    Spot(SpotNotice),
+}
+
+/// Runs `cmd` and monitors it until it exits. `on_sample` sees every sample as it is taken.
+pub fn run_command(
+    cmd: &CommandSpec,
+    opts: &MonitorOptions,
+    on_sample: &mut dyn FnMut(&Sample),
+) -> Result<Outcome, MonitorError> {
+    monitor(&Target::Command(cmd.clone()), opts, on_sample)
+}
+
+/// Monitors `target` until the job exits (command), the tree or cgroup empties (attach), or a
+/// SIGTERM/SIGINT arrives.
+pub fn monitor(
+    target: &Target,
+    opts: &MonitorOptions,
+    on_sample: &mut dyn FnMut(&Sample),
+) -> Result<Outcome, MonitorError> {
+    validate(opts)?;
+    let (tx, rx) = mpsc::channel::<Event>();
+    let start = Instant::now();
+    let started_at_ms = now_ms();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // The signal listener goes first, so a SIGTERM during start-up is not lost.
+    let signals = if opts.handle_signals {
+        Some(listen_signals(tx.clone())?)
+    } else {
+        None
+    };
+
+    let mut child_pid = None;
+    let mut child: Option<std::process::Child> = None;
+    let mut oom_base = None;
+    let (source, baseline) = match target {
+        Target::Command(c) => {
+            let argv0 = c.argv.first().ok_or_else(|| MonitorError::BadInput {
+                field: "argv",
+                reason: "empty command".into(),
+            })?;
+            let mut command = Command::new(argv0);
+            command.args(&c.argv[1..]).envs(c.env.iter().map(|(k, v)| (k, v)));
+            if let Some(d) = &c.cwd {
+                command.current_dir(d);
+            }
+            if c.stdout_to_stderr {
+                let fd = std::os::fd::AsFd::as_fd(&std::io::stderr())
+                    .try_clone_to_owned()
+                    .map_err(|source| MonitorError::Setup {
+                        what: "stdout redirect",
+                        source,
+                    })?;
+                command.stdout(Stdio::from(fd));
+            }
+            let spawned = command.spawn().map_err(|source| MonitorError::Spawn {
+                program: argv0.clone(),
+                source,
+            })?;
+            let pid = spawned.id();
+            child_pid = Some(pid);
+            let cg = own_v2_cgroup(pid, &opts.cgroup_root);
+            oom_base = cg.as_ref().and_then(|d| oom_kills_v2(d).map(|n| (d.clone(), n)));
+            let wtx = tx.clone();
+            // Wait without reaping (WNOWAIT): the exited job stays a zombie whose /proc files
+            // still hold its final totals (its own and its reaped children's), so the last
+            // sample is exact; only then is it reaped. rusage of all our children would also
+            // count other children of this process.
+            std::thread::Builder::new()
+                .name("spotfit-wait".into())
+                .spawn(move || {
+                    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                    while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {}
+                    let _ = wtx.send(Event::Exited);
+                })
+                .map_err(|source| MonitorError::Setup {
+                    what: "waiter thread",
+                    source,
+                })?;
+            child = Some(spawned);
+            (Source::Tree(TreeSampler::new(vec![pid])), false)
+        }
+        Target::Pid(pid) => {
+            if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
+                return Err(MonitorError::NoSuchProcess { pid: *pid });
+            }
+            (Source::Tree(TreeSampler::new(vec![*pid])), true)
+        }
+        Target::Cgroup(path) => {
+            let cg = Cgroup::resolve(path, &opts.cgroup_root)?;
+            (
+                Source::Cgroup {
+                    cg,
+                    tree: TreeSampler::new(vec![]),
+                    procs: Vec::new(),
+                },
+                true,
+            )
+        }
+        Target::Docker(id) => {
+            let cg = docker_cgroup(id, &opts.cgroup_root)?;
+            (
+                Source::Cgroup {
+                    cg,
+                    tree: TreeSampler::new(vec![]),
+                    procs: Vec::new(),
+                },
+                true,
+            )
+        }
+    };
+    let pss_every = if opts.pss_every > 0 {
+        opts.pss_every
+    } else {
+        // About once a minute: PSS costs ~16 ms per GiB, RSS is nearly free.
+        (60.0 / opts.interval.as_secs_f64()).round().clamp(1.0, 1e6) as u32
+    };
+    let mut sampler = Sampler::new(source, &opts.run_id, pss_every, opts.gpu, start, baseline);
+    tracing::debug!(gpus = sampler.gpu_count(), "monitor started");
+
+    let keys = RunKeys::new(&opts.job, started_at_ms, &opts.run_id);
+    let spool_dir = opts
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("spotfit-spool").join(&opts.run_id));
+    let mut spool = if opts.upload.is_some() || opts.spool_dir.is_some() {
+        Some(Spool::open(&spool_dir)?)
+    } else {
+        None
+    };
+    let uploader = match &opts.upload {
+        Some(u) => Some(Uploader::start(
+            spool_dir.clone(),
+            keys.clone(),
+            u.store.clone(),
+            u.runtime.clone(),
+        )?),
+        None => None,
+    };
+    let upload_every = opts.upload.as_ref().map(|u| u.every);
+    let mut last_cut = start;
+
+    if let Some(imds) = &opts.imds {
+        let itx = tx.clone();
+        let _ = crate::imds::spawn_poller(imds.endpoint.clone(), imds.every, stop.clone(), move |n| {
+            let _ = itx.send(Event::Spot(n));
+        });
+    }
+
+    let mut samples = Vec::new();
+    let mut count = 0u64;
+    let mut emit = |s: Sample, spool: &mut Option<Spool>| {
+        if let Some(sp) = spool.as_mut() {
+            if let Err(e) = sp.append(&s) {
+                tracing::error!(error = %e, "spool write failed");
+            }
+        }
+        on_sample(&s);
+        count += 1;
+        if opts.keep_samples {
+            samples.push(s);
+        }
+    };
+
+    let mut exit = ExitInfo::default();
+    let mut interrupted = false;
+    let mut spot_notice = None;
+    let mut signalled_at = None;
+    let mut next_tick = start + opts.interval;
+    loop {
+        let timeout = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(Event::Exited) => {
+                emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+                exit = reap(&mut child);
+                break;
+            }
+            Ok(Event::Signal(sig)) => {
+                interrupted = true;
+                signalled_at = Some(Instant::now());
+                let Some(pid) = child_pid else {
+                    emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+                    break;
+                };
+                let _ = kill(
+                    Pid::from_raw(pid as i32),
+                    Signal::try_from(sig).unwrap_or(Signal::SIGTERM),
+                );
+                if !wait_exited(&rx, JOB_GRACE) {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    wait_exited(&rx, Duration::from_millis(300));
+                }
+                emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+                exit = reap(&mut child);
+                break;
+            }
+            Ok(Event::Spot(n)) => {
+                tracing::warn!(action = %n.action, time = %n.time, "spot interruption notice");
+                spot_notice = Some(n);
+                interrupted = true;
+                // Ship what we have now: the instance may vanish in two minutes.
+                cut_and_queue(&mut spool, uploader.as_ref());
+                last_cut = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                let s = sampler.sample(now, now_ms());
+                // Attached: the run is over when the tree or the cgroup has no process left.
+                let gone = child_pid.is_none() && s.processes == 0;
+                emit(s, &mut spool);
+                if gone {
+                    break;
+                }
+                next_tick += opts.interval;
+                if next_tick < now {
+                    // We fell behind (suspended, overloaded): skip ticks rather than burst.
+                    next_tick = now + opts.interval;
+                }
+                if let Some(every) = upload_every {
+                    if now.duration_since(last_cut) >= every {
+                        cut_and_queue(&mut spool, uploader.as_ref());
+                        last_cut = now;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = signals {
+        h.close();
+    }
+    let ended_at_ms = now_ms();
+
+    let oom_killed = exit.signal == Some(9)
+        && oom_base
+            .as_ref()
+            .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0));
+    let end = RunEnd {
+        job: opts.job.clone(),
+        run_id: opts.run_id.clone(),
+        started_at_ms,
+        ended_at_ms,
+        exit,
+        oom_killed,
+        interrupted,
+        timed_out: false,
+    };
+    let summary = summarize(&samples, &end);
+
+    let mut upload: Option<UploadReport> = None;
+    if let Some(sp) = spool.as_mut() {
+        cut_and_queue_spool(sp, uploader.as_ref());
+        let summary_json = serde_json::to_vec(&summary).unwrap_or_default();
+        let marker = serde_json::to_vec(&serde_json::json!({
+            "run_id": opts.run_id, "job": opts.job, "ended_at_ms": ended_at_ms,
+            "status": summary.status.as_str(), "exit": exit, "spot_notice": spot_notice,
+        }))
+        .unwrap_or_default();
+        keep_final_files(sp.dir(), &summary_json, &marker);
+        if let (Some(up), Some(u)) = (&uploader, &opts.upload) {
+            let timeout = match signalled_at {
+                Some(t) => SIGNAL_FLUSH_BUDGET.saturating_sub(t.elapsed()),
+                None => u.finish_timeout,
+            };
+            upload = Some(up.finish(summary_json, marker, timeout, sp.dir()));
+        }
+    }
+
+    Ok(Outcome {
+        exit,
+        started_at_ms,
+        ended_at_ms,
+        sample_count: count,
+        samples,
+        oom_killed: summary.oom_killed,
+        interrupted,
+        spot_notice,
+        summary,
+        upload,
+    })
+}
+
+fn cut_and_queue(spool: &mut Option<Spool>, up: Option<&Uploader>) {
+    if let Some(sp) = spool.as_mut() {
+        cut_and_queue_spool(sp, up);
+    }
+}
+
+fn cut_and_queue_spool(sp: &mut Spool, up: Option<&Uploader>) {
+    if !sp.has_pending() {
+        return;
+    }
+    match sp.cut() {
+        Ok(Some(n)) => {
+            if let Some(u) = up {
+                u.part(n);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "cutting a spool part failed"),
+    }
+}
+
+/// Waits for the job's exit event, ignoring others (a second SIGTERM changes nothing).
+fn wait_exited(rx: &mpsc::Receiver<Event>, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(Event::Exited) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Reaps the exited job (never blocks for long: called after its exit was seen, or after SIGKILL).
+fn reap(child: &mut Option<std::process::Child>) -> ExitInfo {
+    let Some(c) = child.as_mut() else {
+        return ExitInfo::default();
+    };
+    for _ in 0..50 {
+        match c.try_wait() {
+            Ok(Some(st)) => return exit_info(st),
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => break,
+        }
+    }
+    ExitInfo::default()
+}
+
+fn exit_info(s: ExitStatus) -> ExitInfo {
+    match (s.code(), s.signal()) {
+        (Some(c), _) => ExitInfo::code(c),
+        (None, Some(sig)) => ExitInfo::signal(sig),
+        _ => ExitInfo::default(),
+    }
+}
+
+fn listen_signals(tx: Sender<Event>) -> Result<signal_hook::iterator::Handle, MonitorError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(|source| MonitorError::Setup {
+        what: "signal handler",
+        source,
+    })?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("spotfit-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|source| MonitorError::Setup {
+            what: "signal thread",
+            source,
+        })?;
+    Ok(handle)
+}
+
+fn validate(opts: &MonitorOptions) -> Result<(), MonitorError> {
+    let iv = opts.interval.as_secs_f64();
+    if !(0.01..=3600.0).contains(&iv) {
+        return Err(MonitorError::BadInput {
+            field: "interval",
+            reason: format!("{iv} s is outside 0.01–3600 s"),
+        });
+    }
+    if !valid_run_id(&opts.run_id) {
+        return Err(MonitorError::BadInput {
+            field: "run_id",
+            reason: format!("{:?} is not a safe id", opts.run_id),
+        });
+    }
+    if opts.job.is_empty() || !valid_run_id(&opts.job) {
+        return Err(MonitorError::BadInput {
+            field: "job",
+            reason: format!("{:?} is not a safe job name", opts.job),
+        });
+    }
+    if let Some(u) = &opts.upload {
+        if u.every.is_zero() {
+            return Err(MonitorError::BadInput {
+                field: "upload.every",
+                reason: "must be positive".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

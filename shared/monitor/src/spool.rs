@@ -1,0 +1,410 @@
+//! The spool and the uploader: every sample is appended to `<spool>/samples.ndjson` first; every
+//! `every` seconds the lines since the last cut become `<spool>/part-<n>.ndjson.gz` (content
+//! fixed once cut, so its key `…/part-<n>.ndjson.gz` always holds the same bytes), and a single
+//! uploader thread puts pending parts in order, retrying with backoff until the store answers.
+//! An uploaded part is renamed `*.done`. Whatever is not uploaded when the agent stops stays in
+//! the spool; [`upload_spool`] finishes the job later. Retries overwrite, never duplicate.
+
+use crate::MonitorError;
+use flate2::write::GzEncoder;
+use spotfit_core::ids::RunKeys;
+use spotfit_core::ports::ObjectStore;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// First retry after this; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Long enough not to hammer a store that is down, short enough to catch up soon after it returns.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// One PUT of a part (≤ a minute of samples, a few KiB gzipped) should never take longer.
+const PUT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What reached the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    pub parts_uploaded: u64,
+    /// Parts still only in the spool (the store was unreachable until the deadline).
+    pub parts_pending: u64,
+    pub summary_uploaded: bool,
+    pub exit_marker_uploaded: bool,
+    pub retries: u64,
+}
+
+/// Appends samples and cuts parts. Lives on the sampling thread.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    dir: PathBuf,
+    file: File,
+    pending: Vec<u8>,
+    line: Vec<u8>,
+    next_part: u64,
+}
+
+impl Spool {
+    pub(crate) fn open(dir: &Path) -> Result<Self, MonitorError> {
+        let err = |source| MonitorError::Spool {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        // Continue numbering after parts a previous agent left, so a restart never reuses a name.
+        let next_part = existing_parts(dir)
+            .map_err(err)?
+            .iter()
+            .map(|(n, _)| n + 1)
+            .max()
+            .unwrap_or(0);
+        let path = dir.join("samples.ndjson");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| MonitorError::Spool { path, source })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            pending: Vec::with_capacity(64 * 1024),
+            line: Vec::new(),
+            next_part,
+        })
+    }
+
+    /// Appends one sample (one `write` call; the page cache keeps it if we die).
+    pub(crate) fn append(&mut self, s: &spotfit_core::Sample) -> std::io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, s).map_err(std::io::Error::other)?;
+        self.line.push(b'\n');
+        self.file.write_all(&self.line)?;
+        self.pending.extend_from_slice(&self.line);
+        Ok(())
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Turns the lines since the last cut into the next part file; returns its number.
+    pub(crate) fn cut(&mut self) -> std::io::Result<Option<u64>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let n = self.next_part;
+        let tmp = self.dir.join(format!(".part-{n:05}.tmp"));
+        let mut gz = GzEncoder::new(File::create(&tmp)?, flate2::Compression::default());
+        gz.write_all(&self.pending)?;
+        gz.finish()?.sync_all()?;
+        std::fs::rename(&tmp, part_path(&self.dir, n))?;
+        self.pending.clear();
+        self.next_part += 1;
+        Ok(Some(n))
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn part_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("part-{n:05}.ndjson.gz"))
+}
+
+/// Parts in a spool directory: (number, uploaded?).
+fn existing_parts(dir: &Path) -> std::io::Result<Vec<(u64, bool)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        let Some(rest) = name.strip_prefix("part-") else {
+            continue;
+        };
+        let (num, done) = if let Some(r) = rest.strip_suffix(".ndjson.gz.done") {
+            (r, true)
+        } else if let Some(r) = rest.strip_suffix(".ndjson.gz") {
+            (r, false)
+        } else {
+            continue;
+        };
+        if let Ok(n) = num.parse() {
+            out.push((n, done));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+pub(crate) enum UpCmd {
+    Part(u64),
+    /// Upload the summary then the exit marker after every part, and report.
+    Finish {
+        summary: Vec<u8>,
+        exit_marker: Vec<u8>,
+        done: Sender<UploadReport>,
+    },
+}
+
+/// Handle to the uploader thread.
+#[derive(Debug)]
+pub(crate) struct Uploader {
+    tx: Sender<UpCmd>,
+}
+
+impl std::fmt::Debug for UpCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpCmd::Part(n) => write!(f, "Part({n})"),
+            UpCmd::Finish { .. } => f.write_str("Finish"),
+        }
+    }
+}
+
+impl Uploader {
+    pub(crate) fn start(
+        dir: PathBuf,
+        keys: RunKeys,
+        store: Arc<dyn ObjectStore>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Result<Self, MonitorError> {
+        let (tx, rx) = mpsc::channel();
+        // Parts a previous agent cut but never uploaded go first.
+        let leftover: Vec<u64> = existing_parts(&dir)
+            .map_err(|source| MonitorError::Spool {
+                path: dir.clone(),
+                source,
+            })?
+            .into_iter()
+            .filter(|(_, done)| !done)
+            .map(|(n, _)| n)
+            .collect();
+        let rt = match runtime {
+            Some(h) => Rt::Handle(h),
+            None => Rt::Own(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .enable_io()
+                    .build()
+                    .map_err(|source| MonitorError::Setup {
+                        what: "uploader runtime",
+                        source,
+                    })?,
+            ),
+        };
+        std::thread::Builder::new()
+            .name("spotfit-upload".into())
+            .spawn(move || upload_loop(dir, keys, store, rt, rx, leftover))
+            .map_err(|source| MonitorError::Setup {
+                what: "uploader thread",
+                source,
+            })?;
+        Ok(Self { tx })
+    }
+
+    pub(crate) fn part(&self, n: u64) {
+        let _ = self.tx.send(UpCmd::Part(n));
+    }
+
+    /// Queues the summary and exit marker and waits up to `timeout` for everything to land.
+    pub(crate) fn finish(&self, summary: Vec<u8>, exit_marker: Vec<u8>, timeout: Duration, dir: &Path) -> UploadReport {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self
+            .tx
+            .send(UpCmd::Finish {
+                summary,
+                exit_marker,
+                done: done_tx,
+            })
+            .is_err()
+        {
+            return pending_report(dir);
+        }
+        done_rx.recv_timeout(timeout).unwrap_or_else(|_| pending_report(dir))
+    }
+}
+
+fn pending_report(dir: &Path) -> UploadReport {
+    let parts = existing_parts(dir).unwrap_or_default();
+    UploadReport {
+        parts_uploaded: parts.iter().filter(|(_, d)| *d).count() as u64,
+        parts_pending: parts.iter().filter(|(_, d)| !*d).count() as u64,
+        summary_uploaded: dir.join("summary.json.done").exists(),
+        exit_marker_uploaded: dir.join("exit.json.done").exists(),
+        retries: 0,
+    }
+}
+
+enum Rt {
+    Handle(tokio::runtime::Handle),
+    Own(tokio::runtime::Runtime),
+}
+
+impl Rt {
+    fn put(&self, store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool {
+        let fut = async { tokio::time::timeout(PUT_TIMEOUT, store.put(key, bytes)).await };
+        let r = match self {
+            Rt::Handle(h) => h.block_on(fut),
+            Rt::Own(rt) => rt.block_on(fut),
+        };
+        match r {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(key, error = %e, "upload failed; will retry");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(key, "upload timed out; will retry");
+                false
+            }
+        }
+    }
+}
+
+fn upload_loop(
+    dir: PathBuf,
+    keys: RunKeys,
+    store: Arc<dyn ObjectStore>,
+    rt: Rt,
+    rx: Receiver<UpCmd>,
+    mut queue: Vec<u64>,
+) {
+    let mut report = UploadReport::default();
+    let mut finish: Option<(Vec<u8>, Vec<u8>, Sender<UploadReport>)> = None;
+    let mut backoff = FIRST_BACKOFF;
+    let mut closed = false;
+    loop {
+        // Take every command that has arrived; block only when there is nothing to do.
+        loop {
+            let idle = queue.is_empty() && finish.is_none();
+            let cmd = if idle && !closed {
+                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match cmd {
+                Ok(UpCmd::Part(n)) => queue.push(n),
+                Ok(UpCmd::Finish {
+                    summary,
+                    exit_marker,
+                    done,
+                }) => finish = Some((summary, exit_marker, done)),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed && queue.is_empty() && finish.is_none() {
+            return;
+        }
+        let ok = if let Some(&n) = queue.first() {
+            let path = part_path(&dir, n);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let ok = rt.put(store.as_ref(), &keys.sample_part(n), bytes);
+                    if ok {
+                        let _ = std::fs::rename(&path, path.with_extension("gz.done"));
+                        report.parts_uploaded += 1;
+                        queue.remove(0);
+                    }
+                    ok
+                }
+                Err(e) => {
+                    // A part file that vanished cannot be uploaded; say so and move on.
+                    tracing::error!(part = n, error = %e, "spool part unreadable; skipped");
+                    queue.remove(0);
+                    true
+                }
+            }
+        } else if let Some((summary, marker, _)) = &finish {
+            let ok = (report.summary_uploaded || {
+                report.summary_uploaded = rt.put(store.as_ref(), &keys.summary(), summary.clone());
+                report.summary_uploaded
+            }) && {
+                report.exit_marker_uploaded = rt.put(store.as_ref(), &keys.exit_marker(), marker.clone());
+                report.exit_marker_uploaded
+            };
+            if ok {
+                let _ = std::fs::write(dir.join("summary.json.done"), b"");
+                let _ = std::fs::write(dir.join("exit.json.done"), b"");
+                if let Some((_, _, done)) = finish.take() {
+                    let _ = done.send(report.clone());
+                }
+                return;
+            }
+            false
+        } else {
+            true
+        };
+        if ok {
+            backoff = FIRST_BACKOFF;
+        } else {
+            report.retries += 1;
+            // Wait out the backoff, but wake for new commands (a Finish must not wait longer).
+            let until = Instant::now() + backoff;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                match rx.recv_timeout(left) {
+                    Ok(UpCmd::Part(n)) => queue.push(n),
+                    Ok(UpCmd::Finish {
+                        summary,
+                        exit_marker,
+                        done,
+                    }) => finish = Some((summary, exit_marker, done)),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        closed = true;
+                        std::thread::sleep(left);
+                        break;
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Uploads what a stopped agent left in `dir` (parts not marked done, then `summary.json` and
+/// `exit.json` if present). Safe to run any number of times: keys are deterministic.
+pub async fn upload_spool(dir: &Path, keys: &RunKeys, store: &dyn ObjectStore) -> Result<UploadReport, MonitorError> {
+    let err = |source| MonitorError::Spool {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut report = UploadReport::default();
+    for (n, done) in existing_parts(dir).map_err(err)? {
+        if done {
+            continue;
+        }
+        let path = part_path(dir, n);
+        let bytes = std::fs::read(&path).map_err(err)?;
+        match store.put(&keys.sample_part(n), bytes).await {
+            Ok(()) => {
+                let _ = std::fs::rename(&path, path.with_extension("gz.done"));
+                report.parts_uploaded += 1;
+            }
+            Err(_) => report.parts_pending += 1,
+        }
+    }
+    if report.parts_pending == 0 {
+        for (file, key, flag) in [
+            ("summary.json", keys.summary(), &mut report.summary_uploaded),
+            ("exit.json", keys.exit_marker(), &mut report.exit_marker_uploaded),
+        ] {
+            if let Ok(bytes) = std::fs::read(dir.join(file)) {
+                *flag = store.put(&key, bytes).await.is_ok();
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Writes the summary and exit marker into the spool too, so [`upload_spool`] can finish later.
+pub(crate) fn keep_final_files(dir: &Path, summary: &[u8], marker: &[u8]) {
+    let _ = std::fs::write(dir.join("summary.json"), summary);
+    let _ = std::fs::write(dir.join("exit.json"), marker);
+}
