@@ -5,6 +5,7 @@ mod output;
 mod recommend_cmd;
 mod run_cmd;
 mod store_cmd;
+mod submit_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ enum Command {
     Profile(store_cmd::ProfileArgs),
     /// List recorded runs.
     Runs(store_cmd::RunsArgs),
+    /// Start the job on AWS through the deployed pipeline (Step Functions); --wait follows it.
+    Submit(submit_cmd::SubmitArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
         Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
+        Command::Submit(args) => submit_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

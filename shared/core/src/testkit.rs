@@ -270,3 +270,41 @@ impl CapacityStore for InMemoryCapacityStore {
             .collect())
     }
 }
+
+/// A ranked candidate with a spot price (on-demand at 4×), for tests that need no catalog.
+pub fn candidate(instance_type: &str, spot_per_hour: f64) -> crate::ranking::Candidate {
+    crate::ranking::Candidate {
+        instance_type: instance_type.into(),
+        region: "us-east-1".into(),
+        az: None,
+        market: crate::spec::Market::Spot,
+        spot_per_hour: Some(spot_per_hour),
+        on_demand_per_hour: Some(spot_per_hour * 4.0),
+        price_per_hour: spot_per_hour,
+        vcpu: 2,
+        memory_bytes: 8 << 30,
+        gpu: 0,
+        gpu_memory_bytes: 0,
+        score: 1.0,
+        cost_per_perf: spot_per_hour,
+        est_duration_s: None,
+        est_cost_usd: None,
+        interruption_bucket: None,
+        interruption_penalty_usd: None,
+        rank_cost: spot_per_hour,
+        spot_source: Default::default(),
+        score_source: Default::default(),
+    }
+}
+
+/// The state after the size step for `spec` (JSON), with `candidates` as the ranking.
+pub fn sized_state(
+    spec: serde_json::Value,
+    run_id: &str,
+    candidates: Vec<crate::ranking::Candidate>,
+    now_ms: i64,
+) -> crate::pipeline::RunState {
+    let input = crate::pipeline::SizeInput { spec, execution: Some(run_id.into()), previous: None };
+    let profiles = InMemoryProfileStore::default();
+    block_on(crate::pipeline::size_step(&profiles, |_, _| candidates.clone(), input, now_ms)).unwrap()
+}
