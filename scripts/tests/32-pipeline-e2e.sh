@@ -16,7 +16,10 @@ ensure_npm statemachine/tests
 t_start=$(date +%s)
 
 log "building the handlers' local invoker and the agent stand-in"
-cargo build -q -p spotfit-local-invoke -p spotfit-aws --example agent_standin 2>&1
+# The whole workspace with every target: the same feature set as `cargo test --workspace`, so the
+# AWS SDK crates built for it are reused (a `-p` build would unify features differently and
+# rebuild them, ~20 min here).
+cargo build -q --workspace --all-targets 2>&1
 export SPOTFIT_LOCAL_INVOKE="$PWD/target/debug/spotfit-local-invoke"
 agent="$PWD/target/debug/examples/agent_standin"
 
@@ -54,7 +57,7 @@ standin_pid=$!
 
 # --- 1. capacity fallback, then a full run -------------------------------------------------
 cat > "$dir/job.json" <<'JSON'
-{"name": "e2e-etl", "command": ["python3", "-c", "import time\nx = bytearray(64 << 20)\nt = time.time()\nwhile time.time() - t < 3: pass\nprint('it''s done: $(not run)')"],
+{"name": "e2e-etl", "command": ["python3", "-c", "import time\nx = b'x' * (64 << 20)\nt = time.time()\nwhile time.time() - t < 3: pass\nprint('it''s done: $(not run)')"],
  "env": {"HOSTILE": "$(touch /tmp/spotfit-e2e-pwned) 'q' \"d\""}, "hints": {"vcpu": 1, "memory_gib": 2}, "timeout_s": 600, "market": "spot"}
 JSON
 # The ranking is deterministic: ask the size handler for the order, then fail the first two types.

@@ -8,7 +8,7 @@
 use serde_json::Value;
 use spotfit_core::ids::{Pool, RunKeys};
 use spotfit_core::pipeline::*;
-use spotfit_core::ports::{InstanceState, ObjectStore};
+use spotfit_core::ports::{Clock, InstanceState, ObjectStore};
 use spotfit_core::spec::Market;
 use spotfit_core::summary::{ExitInfo, RunStatus, RunSummary};
 use spotfit_core::testkit::*;
@@ -27,9 +27,9 @@ fn fixture(name: &str, value: &impl serde::Serialize, mismatches: &mut Vec<Strin
         std::fs::write(&path, &json).unwrap();
         return;
     }
+    // Text comparison: both sides are written by serde_json, and parsing floats back is not exact.
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    let (a, b): (Value, Value) = (serde_json::from_str(&json).unwrap(), serde_json::from_str(&on_disk).unwrap_or(Value::Null));
-    if a != b {
+    if json != on_disk {
         mismatches.push(format!("{} differs (run with SPOTFIT_BLESS=1 after checking the change)", path.display()));
     }
 }
