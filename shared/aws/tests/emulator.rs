@@ -143,27 +143,19 @@ async fn profile_writes_are_conditional_and_concurrent_updates_all_land() {
             ..Default::default()
         })
         .collect();
-    let futs = summaries.iter().map(|r| pipeline::update_profile(&p, r));
-    for r in futures_join(futs).await {
-        r.unwrap();
+    let handles: Vec<_> = summaries
+        .into_iter()
+        .map(|r| {
+            let p = p.clone();
+            tokio::spawn(async move { pipeline::update_profile(&p, &r).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
     }
     let got = p.get("race-job").await.unwrap().unwrap();
     assert_eq!(got.runs, 8);
     assert_eq!(got.version, 8);
-}
-
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: Send + 'static,
-    F::Output: Send + 'static,
-{
-    // Runs them concurrently on the test runtime (no extra dependency for join_all).
-    let mut out = Vec::new();
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
 }
 
 #[tokio::test]
@@ -245,26 +237,26 @@ async fn capacity_errors_fall_back_and_mark_the_pools() {
     let l = s.launcher();
     let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
     // GIVEN the first type refusing in every zone and the second refusing once with another code
-    s.inject("fb1.large", "InsufficientInstanceCapacity", -1);
-    s.inject("fb2.large", "SpotMaxPriceTooLow", 1);
-    let st = state("ec2-fallback", &["fb1.large", "fb2.large", "fb3.large"]);
+    s.inject("c5.large", "InsufficientInstanceCapacity", -1);
+    s.inject("c5.xlarge", "SpotMaxPriceTooLow", 1);
+    let st = state("ec2-fallback", &["c5.large", "c5.xlarge", "c5.2xlarge"]);
     let zones = vec![s.zones()[0].clone()];
     // WHEN launched with the real adapters
     let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones }, st).await.unwrap();
     // THEN the third type runs, the two failures were tried in order, classified, and marked
     let inst = st.instance.as_ref().unwrap();
-    assert_eq!(inst.pool.instance_type, "fb3.large");
+    assert_eq!(inst.pool.instance_type, "c5.2xlarge");
     let codes: Vec<&str> = inst.tried.iter().map(|t| t.code.as_str()).collect();
     assert_eq!(codes, ["InsufficientInstanceCapacity", "SpotMaxPriceTooLow"]);
     let marked = caps.unavailable(now_ms()).await.unwrap();
-    assert!(marked.iter().any(|p| p.instance_type == "fb1.large"));
-    assert!(marked.iter().any(|p| p.instance_type == "fb2.large"));
+    assert!(marked.iter().any(|p| p.instance_type == "c5.large"));
+    assert!(marked.iter().any(|p| p.instance_type == "c5.xlarge"));
     assert_eq!(
-        s.launches_of(&["fb1.large", "fb2.large", "fb3.large"]),
+        s.launches_of(&["c5.large", "c5.xlarge", "c5.2xlarge"]),
         [
-            ("fb1.large".to_string(), "InsufficientInstanceCapacity".to_string()),
-            ("fb2.large".to_string(), "SpotMaxPriceTooLow".to_string()),
-            ("fb3.large".to_string(), "launched".to_string()),
+            ("c5.large".to_string(), "InsufficientInstanceCapacity".to_string()),
+            ("c5.xlarge".to_string(), "SpotMaxPriceTooLow".to_string()),
+            ("c5.2xlarge".to_string(), "launched".to_string()),
         ]
     );
     terminate_run(&l, "ec2-fallback").await;
@@ -274,9 +266,9 @@ async fn capacity_errors_fall_back_and_mark_the_pools() {
 async fn a_non_capacity_error_is_fatal_with_its_code() {
     let s = stack().await;
     let l = s.launcher();
-    s.inject("bad.large", "InvalidParameterValue", -1);
+    s.inject("t3.micro", "InvalidParameterValue", -1);
     let req = LaunchRequest {
-        pool: Pool { instance_type: "bad.large".into(), az: s.zones()[0].clone(), market: Market::Spot },
+        pool: Pool { instance_type: "t3.micro".into(), az: s.zones()[0].clone(), market: Market::Spot },
         job: "j".into(),
         run_id: "ec2-fatal".into(),
         attempt: 1,
@@ -291,8 +283,9 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
         Err(LaunchError::Fatal { code, .. }) => assert_eq!(code, "InvalidParameterValue"),
         other => panic!("expected Fatal, got {other:?}"),
     }
-    s.inject("thr.large", "RequestLimitExceeded", 1);
-    let req = LaunchRequest { pool: Pool { instance_type: "thr.large".into(), ..req.pool.clone() }, client_token: "thr".into(), ..req };
+    // always: the SDK itself retries throttling (standard mode, 3 tries) before we see it
+    s.inject("t3.small", "RequestLimitExceeded", -1);
+    let req = LaunchRequest { pool: Pool { instance_type: "t3.small".into(), ..req.pool.clone() }, client_token: "thr".into(), ..req };
     assert!(matches!(l.launch(&req).await, Err(LaunchError::Throttled { .. })));
     terminate_run(&l, "ec2-fatal").await;
 }
@@ -302,7 +295,7 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
     let s = stack().await;
     let l = s.launcher();
     let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
-    let st = state("ec2-idem", &["idem.large"]);
+    let st = state("ec2-idem", &["m5.xlarge"]);
     let settings = LaunchSettings { zones: s.zones() };
     let a = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st.clone()).await.unwrap();
     let b = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st).await.unwrap();
@@ -332,14 +325,14 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
     let s = stack().await;
     let l = s.launcher();
     let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
-    let st = state("ec2-intr", &["intr.large"]);
+    let st = state("ec2-intr", &["m5.large"]);
     let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st).await.unwrap();
     let id = st.instance.as_ref().unwrap().instance_id.clone();
     s.control("POST", "/interrupt", &serde_json::json!({"instance_id": id.0}).to_string());
     let st = pipeline::check_step(&l, &s.objects(), &caps, &runs, &SystemClock, st).await.unwrap();
     assert_eq!(st.check.as_ref().unwrap().status, RunStatus::Interrupted);
     assert_eq!(st.outcome, Some(pipeline::Outcome::Retry));
-    assert!(caps.unavailable(now_ms()).await.unwrap().iter().any(|p| p.instance_type == "intr.large"));
+    assert!(caps.unavailable(now_ms()).await.unwrap().iter().any(|p| p.instance_type == "m5.large"));
     terminate_run(&l, "ec2-intr").await;
 }
 
@@ -349,12 +342,12 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
     let l = s.launcher();
     let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
     let settings = LaunchSettings { zones: s.zones() };
-    let old = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, state("reap-old", &["reap.large"])).await.unwrap();
+    let old = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, state("reap-old", &["r5.large"])).await.unwrap();
     // its execution stopped polling long ago
     let mut row = runs.get("reap-old", 1).await.unwrap().unwrap();
     row.heartbeat_ms = Some(now_ms() - 3_600_000);
     runs.put(&row).await.unwrap();
-    pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, state("reap-live", &["reap.large"])).await.unwrap();
+    pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, state("reap-live", &["r5.large"])).await.unwrap();
     let report = pipeline::reap_step(&l, &runs, &SystemClock, &ReapPolicy::default()).await.unwrap();
     let reaped: Vec<_> = report.terminated.iter().filter_map(|r| r.run_id.clone()).collect();
     assert!(reaped.contains(&"reap-old".to_string()), "{report:?}");
