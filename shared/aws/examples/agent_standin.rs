@@ -39,7 +39,8 @@ fn main() -> anyhow::Result<()> {
             runtime: Some(rt.handle().clone()),
             finish_timeout: Duration::from_secs(20),
         }),
-        keep_samples: false,
+        // The library summarises from the kept samples: false would give an empty summary.
+        keep_samples: true,
         ..Default::default()
     };
     let cmd = CommandSpec { argv, ..Default::default() };
