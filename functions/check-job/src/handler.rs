@@ -25,7 +25,15 @@ where
     K: Clock,
 {
     let state: RunState = decode(event.payload)?;
-    let state = check_step(&deps.launcher, &deps.objects, &deps.capacity, &deps.runs, &deps.clock, state).await?;
+    let state = check_step(
+        &deps.launcher,
+        &deps.objects,
+        &deps.capacity,
+        &deps.runs,
+        &deps.clock,
+        state,
+    )
+    .await?;
     encode(&state)
 }
 
@@ -51,15 +59,26 @@ mod tests {
         };
         let spec = serde_json::json!({"name": "etl", "command": ["true"]});
         let state = sized_state(spec, "run-1", vec![candidate("m7i.large", 0.03)], T0);
-        let settings = LaunchSettings { zones: vec!["use1-az1".into()] };
-        let state = block_on(launch_step(&d.launcher, &d.capacity, &d.runs, &d.clock, &settings, state)).unwrap();
+        let settings = LaunchSettings {
+            zones: vec!["use1-az1".into()],
+        };
+        let state = block_on(launch_step(
+            &d.launcher,
+            &d.capacity,
+            &d.runs,
+            &d.clock,
+            &settings,
+            state,
+        ))
+        .unwrap();
         let ev = serde_json::to_value(&state).unwrap();
         let out = block_on(handle(LambdaEvent::new(ev, Context::default()), &d)).unwrap();
         assert_eq!(out["check"]["status"], "running");
         assert!(out.get("outcome").is_none());
 
         let id = state.instance.as_ref().unwrap().instance_id.clone();
-        d.launcher.set_state(&id, InstanceState::Terminated, Some("Server.SpotInstanceTermination"));
+        d.launcher
+            .set_state(&id, InstanceState::Terminated, Some("Server.SpotInstanceTermination"));
         let out = block_on(handle(LambdaEvent::new(out, Context::default()), &d)).unwrap();
         assert_eq!(out["check"]["status"], "interrupted");
         assert_eq!(out["outcome"], "retry");

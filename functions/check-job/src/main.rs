@@ -1,5 +1,5 @@
-use lambda_runtime::{service_fn, Error};
 use check_job::handler::handle;
+use lambda_runtime::{service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -33,7 +33,10 @@ impl TaskError {
 
 impl From<TaskError> for Diagnostic {
     fn from(e: TaskError) -> Diagnostic {
-        Diagnostic { error_type: e.name().to_string(), error_message: e.to_string() }
+        Diagnostic {
+            error_type: e.name().to_string(),
+            error_message: e.to_string(),
+        }
     }
 }
 
@@ -47,7 +50,10 @@ pub fn decode<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T, Task
 
 /// Encodes a step's result (plain data: cannot fail in practice, but never panics).
 pub fn encode<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, TaskError> {
-    serde_json::to_value(v).map_err(|e| TaskError::Input { path: "(output)".into(), reason: e.to_string() })
+    serde_json::to_value(v).map_err(|e| TaskError::Input {
+        path: "(output)".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// The AWS adapters, built once per cold start from the environment.

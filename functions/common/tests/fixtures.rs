@@ -30,18 +30,27 @@ fn fixture(name: &str, value: &impl serde::Serialize, mismatches: &mut Vec<Strin
     // Text comparison: both sides are written by serde_json, and parsing floats back is not exact.
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     if json != on_disk {
-        mismatches.push(format!("{} differs (run with SPOTFIT_BLESS=1 after checking the change)", path.display()));
+        mismatches.push(format!(
+            "{} differs (run with SPOTFIT_BLESS=1 after checking the change)",
+            path.display()
+        ));
     }
 }
 
 fn spot(t: &str) -> Pool {
-    Pool { instance_type: t.into(), az: "use1-az1".into(), market: Market::Spot }
+    Pool {
+        instance_type: t.into(),
+        az: "use1-az1".into(),
+        market: Market::Spot,
+    }
 }
 
 #[test]
 fn every_state_input_and_output_matches_its_fixture() {
     let mut bad = Vec::new();
-    let launcher = FakeLauncher::new().insufficient(spot("m7i.large"), u32::MAX).insufficient(spot("c7i.large"), u32::MAX);
+    let launcher = FakeLauncher::new()
+        .insufficient(spot("m7i.large"), u32::MAX)
+        .insufficient(spot("c7i.large"), u32::MAX);
     launcher.now_ms.store(T0, std::sync::atomic::Ordering::SeqCst);
     let (objects, profiles, runs, capacity) = (
         InMemoryObjectStore::default(),
@@ -50,8 +59,14 @@ fn every_state_input_and_output_matches_its_fixture() {
         InMemoryCapacityStore::default(),
     );
     let clock = FakeClock::at(T0);
-    let settings = LaunchSettings { zones: vec!["use1-az1".into(), "use1-az2".into()] };
-    let cands = vec![candidate("m7i.large", 0.0302), candidate("c7i.large", 0.0315), candidate("r7i.large", 0.0397)];
+    let settings = LaunchSettings {
+        zones: vec!["use1-az1".into(), "use1-az2".into()],
+    };
+    let cands = vec![
+        candidate("m7i.large", 0.0302),
+        candidate("c7i.large", 0.0315),
+        candidate("r7i.large", 0.0397),
+    ];
     let ranked = |_: &_, _: &_| cands.clone();
     let spec: Value = serde_json::from_str(include_str!("../../size-job/events/size.json")).unwrap();
 

@@ -24,7 +24,15 @@ where
     K: Clock,
 {
     let state: RunState = decode(event.payload)?;
-    let state = launch_step(&deps.launcher, &deps.capacity, &deps.runs, &deps.clock, &deps.settings, state).await?;
+    let state = launch_step(
+        &deps.launcher,
+        &deps.capacity,
+        &deps.runs,
+        &deps.clock,
+        &deps.settings,
+        state,
+    )
+    .await?;
     encode(&state)
 }
 
@@ -40,7 +48,11 @@ mod tests {
     const T0: i64 = 1_795_651_200_000;
 
     fn spot(t: &str) -> Pool {
-        Pool { instance_type: t.into(), az: "use1-az1".into(), market: Market::Spot }
+        Pool {
+            instance_type: t.into(),
+            az: "use1-az1".into(),
+            market: Market::Spot,
+        }
     }
 
     fn deps(launcher: FakeLauncher) -> Deps<FakeLauncher, InMemoryCapacityStore, InMemoryRunStore, FakeClock> {
@@ -49,12 +61,18 @@ mod tests {
             capacity: Default::default(),
             runs: Default::default(),
             clock: FakeClock::at(T0),
-            settings: LaunchSettings { zones: vec!["use1-az1".into()] },
+            settings: LaunchSettings {
+                zones: vec!["use1-az1".into()],
+            },
         }
     }
 
     fn event() -> Value {
-        let cands = vec![candidate("m7i.large", 0.03), candidate("c7i.large", 0.035), candidate("r7i.large", 0.04)];
+        let cands = vec![
+            candidate("m7i.large", 0.03),
+            candidate("c7i.large", 0.035),
+            candidate("r7i.large", 0.04),
+        ];
         let spec = serde_json::json!({"name": "etl", "command": ["true"]});
         serde_json::to_value(sized_state(spec, "run-1", cands, T0)).unwrap()
     }
@@ -62,11 +80,22 @@ mod tests {
     #[test]
     fn capacity_errors_fall_back_in_rank_order() {
         // GIVEN a launcher whose two best pools have no capacity
-        let d = deps(FakeLauncher::new().insufficient(spot("m7i.large"), u32::MAX).insufficient(spot("c7i.large"), u32::MAX));
+        let d = deps(
+            FakeLauncher::new()
+                .insufficient(spot("m7i.large"), u32::MAX)
+                .insufficient(spot("c7i.large"), u32::MAX),
+        );
         // WHEN the handler runs
         let out = block_on(handle(LambdaEvent::new(event(), Context::default()), &d)).unwrap();
         // THEN it tried them in order and launched the third
-        assert_eq!(d.launcher.tried(), ["m7i.large/use1-az1/spot", "c7i.large/use1-az1/spot", "r7i.large/use1-az1/spot"]);
+        assert_eq!(
+            d.launcher.tried(),
+            [
+                "m7i.large/use1-az1/spot",
+                "c7i.large/use1-az1/spot",
+                "r7i.large/use1-az1/spot"
+            ]
+        );
         assert_eq!(out["instance"]["pool"]["instance_type"], "r7i.large");
         assert_eq!(out["instance"]["tried"].as_array().unwrap().len(), 2);
     }
@@ -95,7 +124,11 @@ mod tests {
     #[test]
     fn a_malformed_state_is_invalid_state() {
         let d = deps(FakeLauncher::new());
-        let err = block_on(handle(LambdaEvent::new(serde_json::json!({"run_id": "x"}), Context::default()), &d)).unwrap_err();
+        let err = block_on(handle(
+            LambdaEvent::new(serde_json::json!({"run_id": "x"}), Context::default()),
+            &d,
+        ))
+        .unwrap_err();
         assert_eq!(err.name(), "InvalidState");
     }
 }

@@ -21,7 +21,9 @@ async fn invoke(function: &str, payload: Value) -> anyhow::Result<Result<Value, 
             terminate_instance::handler::handle(ev, &terminate_instance::from_env().await.map_err(anyhow::Error::msg)?)
                 .await
         }
-        "record-run" => record_run::handler::handle(ev, &record_run::from_env().await.map_err(anyhow::Error::msg)?).await,
+        "record-run" => {
+            record_run::handler::handle(ev, &record_run::from_env().await.map_err(anyhow::Error::msg)?).await
+        }
         "reap-instances" => {
             reap_instances::handler::handle(ev, &reap_instances::from_env().await.map_err(anyhow::Error::msg)?).await
         }
@@ -37,7 +39,10 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let mut input = String::new();
-    let payload = match std::io::stdin().read_to_string(&mut input).map(|_| serde_json::from_str::<Value>(&input)) {
+    let payload = match std::io::stdin()
+        .read_to_string(&mut input)
+        .map(|_| serde_json::from_str::<Value>(&input))
+    {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             eprintln!("spotfit-local-invoke: payload is not JSON: {e}");
@@ -54,7 +59,10 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(d)) => {
-            println!("{}", serde_json::json!({"errorType": d.error_type, "errorMessage": d.error_message}));
+            println!(
+                "{}",
+                serde_json::json!({"errorType": d.error_type, "errorMessage": d.error_message})
+            );
             ExitCode::from(1)
         }
         Err(e) => {

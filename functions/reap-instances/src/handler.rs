@@ -46,12 +46,25 @@ mod tests {
             launcher: FakeLauncher::new(),
             runs: InMemoryRunStore::default(),
             clock: FakeClock::at(T0),
-            policy: ReapPolicy { launch_grace_ms: 60_000, stale_heartbeat_ms: 60_000 },
+            policy: ReapPolicy {
+                launch_grace_ms: 60_000,
+                stale_heartbeat_ms: 60_000,
+            },
         };
         let spec = serde_json::json!({"name": "etl", "command": ["true"]});
         let state = sized_state(spec, "run-1", vec![candidate("m7i.large", 0.03)], T0);
-        let settings = LaunchSettings { zones: vec!["use1-az1".into()] };
-        block_on(launch_step(&d.launcher, &InMemoryCapacityStore::default(), &d.runs, &d.clock, &settings, state)).unwrap();
+        let settings = LaunchSettings {
+            zones: vec!["use1-az1".into()],
+        };
+        block_on(launch_step(
+            &d.launcher,
+            &InMemoryCapacityStore::default(),
+            &d.runs,
+            &d.clock,
+            &settings,
+            state,
+        ))
+        .unwrap();
         let ev = || LambdaEvent::new(serde_json::json!({}), Context::default());
         let out = block_on(handle(ev(), &d)).unwrap();
         assert_eq!(out["terminated"].as_array().unwrap().len(), 0);

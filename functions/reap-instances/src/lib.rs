@@ -1,10 +1,10 @@
 //! reap-instances: the scheduled safety net against orphaned instances.
 pub mod handler;
 
+use handler::Deps;
 use spotfit_aws::{DynamoRunStore, Ec2Launcher, ReapConfig};
 use spotfit_core::pipeline::ReapPolicy;
 use spotfit_core::ports::SystemClock;
-use handler::Deps;
 
 /// The adapters from the environment (once per cold start); an error names what is missing.
 pub async fn from_env() -> Result<Deps<Ec2Launcher, DynamoRunStore, SystemClock>, lambda_runtime::Error> {
@@ -15,5 +15,10 @@ pub async fn from_env() -> Result<Deps<Ec2Launcher, DynamoRunStore, SystemClock>
         launch_grace_ms: reap.grace.as_millis() as i64,
         stale_heartbeat_ms: reap.stale.as_millis() as i64,
     };
-    Ok(Deps { launcher, runs: aws.runs, clock: SystemClock, policy })
+    Ok(Deps {
+        launcher,
+        runs: aws.runs,
+        clock: SystemClock,
+        policy,
+    })
 }

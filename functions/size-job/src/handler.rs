@@ -20,9 +20,15 @@ pub struct Deps<P, K> {
     pub clock: K,
 }
 
-pub async fn handle<P: ProfileStore, K: Clock>(event: LambdaEvent<Value>, deps: &Deps<P, K>) -> Result<Value, TaskError> {
+pub async fn handle<P: ProfileStore, K: Clock>(
+    event: LambdaEvent<Value>,
+    deps: &Deps<P, K>,
+) -> Result<Value, TaskError> {
     let input: SizeInput = decode(event.payload)?;
-    let opts = RankOptions { default_region: deps.region.clone(), ..Default::default() };
+    let opts = RankOptions {
+        default_region: deps.region.clone(),
+        ..Default::default()
+    };
     let ranker = |req: &Requirement, spec: &JobSpec| rank(deps.catalog, req, &spec.placement, spec.market, &opts);
     let state = size_step(&deps.profiles, ranker, input, deps.clock.now_ms()).await?;
     encode(&state)
@@ -55,7 +61,8 @@ mod tests {
 
     #[test]
     fn a_bad_spec_is_invalid_job_spec_naming_the_field() {
-        let event = serde_json::json!({"spec": {"name": "etl", "command": ["x"], "resources": {"min_vcpu": 4, "max_vcpu": 2}}});
+        let event =
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "resources": {"min_vcpu": 4, "max_vcpu": 2}}});
         let err = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap_err();
         assert_eq!(err.name(), "InvalidJobSpec");
         assert!(err.to_string().contains("resources.max_vcpu"), "{err}");

@@ -14,7 +14,10 @@ pub struct Deps<L, K> {
     pub clock: K,
 }
 
-pub async fn handle<L: InstanceLauncher, K: Clock>(event: LambdaEvent<Value>, deps: &Deps<L, K>) -> Result<Value, TaskError> {
+pub async fn handle<L: InstanceLauncher, K: Clock>(
+    event: LambdaEvent<Value>,
+    deps: &Deps<L, K>,
+) -> Result<Value, TaskError> {
     let mut payload = event.payload;
     // A Catch puts the error beside the state (ResultPath `$.error`); keep it in the output.
     let error = payload.as_object_mut().and_then(|o| o.remove("error"));
@@ -39,11 +42,16 @@ mod tests {
 
     #[test]
     fn terminates_and_keeps_the_caught_error() {
-        let d = Deps { launcher: FakeLauncher::new(), clock: FakeClock::at(T0) };
+        let d = Deps {
+            launcher: FakeLauncher::new(),
+            clock: FakeClock::at(T0),
+        };
         let spec = serde_json::json!({"name": "etl", "command": ["true"]});
         let state = sized_state(spec, "run-1", vec![candidate("m7i.large", 0.03)], T0);
         let (cap, runs) = (InMemoryCapacityStore::default(), InMemoryRunStore::default());
-        let settings = LaunchSettings { zones: vec!["use1-az1".into()] };
+        let settings = LaunchSettings {
+            zones: vec!["use1-az1".into()],
+        };
         let state = block_on(launch_step(&d.launcher, &cap, &runs, &d.clock, &settings, state)).unwrap();
         let mut ev = serde_json::to_value(&state).unwrap();
         ev["error"] = serde_json::json!({"Error": "Throttled", "Cause": "x"});

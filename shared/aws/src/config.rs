@@ -82,7 +82,9 @@ fn optional(env: Env<'_>, var: &'static str) -> Option<String> {
 }
 
 fn region(env: Env<'_>) -> Result<String, ConfigError> {
-    optional(env, REGION).or_else(|| optional(env, "AWS_REGION")).ok_or(ConfigError::Missing(REGION))
+    optional(env, REGION)
+        .or_else(|| optional(env, "AWS_REGION"))
+        .ok_or(ConfigError::Missing(REGION))
 }
 
 fn seconds(env: Env<'_>, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
@@ -91,7 +93,10 @@ fn seconds(env: Env<'_>, var: &'static str, default: u64) -> Result<Duration, Co
         Some(v) => v
             .parse::<u64>()
             .map(Duration::from_secs)
-            .map_err(|e| ConfigError::Invalid { var, reason: format!("{v:?} is not a number of seconds: {e}") }),
+            .map_err(|e| ConfigError::Invalid {
+                var,
+                reason: format!("{v:?} is not a number of seconds: {e}"),
+            }),
     }
 }
 
@@ -101,7 +106,10 @@ fn plain(var: &'static str, v: String) -> Result<String, ConfigError> {
     if v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@".contains(&b)) {
         Ok(v)
     } else {
-        Err(ConfigError::Invalid { var, reason: "only letters, digits and -_./:=+@ are allowed".into() })
+        Err(ConfigError::Invalid {
+            var,
+            reason: "only letters, digits and -_./:=+@ are allowed".into(),
+        })
     }
 }
 
@@ -126,12 +134,16 @@ impl LaunchConfig {
     }
     pub fn from_lookup(env: Env<'_>) -> Result<Self, ConfigError> {
         let subnets_json = required(env, SUBNETS)?;
-        let subnets: BTreeMap<String, String> = serde_json::from_str(&subnets_json).map_err(|e| ConfigError::Invalid {
-            var: SUBNETS,
-            reason: format!("must be a JSON object of AZ id to subnet id ({e})"),
-        })?;
+        let subnets: BTreeMap<String, String> =
+            serde_json::from_str(&subnets_json).map_err(|e| ConfigError::Invalid {
+                var: SUBNETS,
+                reason: format!("must be a JSON object of AZ id to subnet id ({e})"),
+            })?;
         if subnets.is_empty() {
-            return Err(ConfigError::Invalid { var: SUBNETS, reason: "names no subnet".into() });
+            return Err(ConfigError::Invalid {
+                var: SUBNETS,
+                reason: "names no subnet".into(),
+            });
         }
         let security_group_ids = match optional(env, SECURITY_GROUP_IDS) {
             None => Vec::new(),
@@ -144,7 +156,10 @@ impl LaunchConfig {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
-                return Err(ConfigError::Invalid { var: ASSOCIATE_PUBLIC_IP, reason: format!("{other:?} is not true or false") })
+                return Err(ConfigError::Invalid {
+                    var: ASSOCIATE_PUBLIC_IP,
+                    reason: format!("{other:?} is not true or false"),
+                })
             }
         };
         if associate_public_ip && security_group_ids.is_empty() {
@@ -175,7 +190,10 @@ impl ReapConfig {
         Self::from_lookup(&|k| std::env::var(k).ok())
     }
     pub fn from_lookup(env: Env<'_>) -> Result<Self, ConfigError> {
-        Ok(ReapConfig { stale: seconds(env, REAP_STALE_S, 15 * 60)?, grace: seconds(env, REAP_GRACE_S, 10 * 60)? })
+        Ok(ReapConfig {
+            stale: seconds(env, REAP_STALE_S, 15 * 60)?,
+            grace: seconds(env, REAP_GRACE_S, 10 * 60)?,
+        })
     }
 }
 
@@ -204,13 +222,22 @@ mod tests {
 
         let mut bad = base.to_vec();
         bad[1] = (SUBNETS, "[1]");
-        assert!(LaunchConfig::from_lookup(&env(&bad)).unwrap_err().to_string().contains(SUBNETS));
+        assert!(LaunchConfig::from_lookup(&env(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains(SUBNETS));
         let mut bad = base.to_vec();
         bad.push((ASSOCIATE_PUBLIC_IP, "true"));
-        assert!(LaunchConfig::from_lookup(&env(&bad)).unwrap_err().to_string().contains(SECURITY_GROUP_IDS));
+        assert!(LaunchConfig::from_lookup(&env(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains(SECURITY_GROUP_IDS));
         let mut bad = base.to_vec();
         bad[3] = (AGENT_KEY, "x'; rm -rf /");
-        assert!(LaunchConfig::from_lookup(&env(&bad)).unwrap_err().to_string().contains(AGENT_KEY));
+        assert!(LaunchConfig::from_lookup(&env(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains(AGENT_KEY));
         let err = StoreConfig::from_lookup(&env(&[])).unwrap_err();
         assert!(err.to_string().contains(BUCKET), "{err}");
         let r = ReapConfig::from_lookup(&env(&[(REAP_STALE_S, "5")])).unwrap();

@@ -32,12 +32,21 @@ fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
 }
 
 fn doc<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
-    let json = get_s(item, "doc").ok_or_else(|| StoreError::Corrupt { key: key.into(), reason: "no doc attribute".into() })?;
-    serde_json::from_str(json).map_err(|e| StoreError::Corrupt { key: key.into(), reason: e.to_string() })
+    let json = get_s(item, "doc").ok_or_else(|| StoreError::Corrupt {
+        key: key.into(),
+        reason: "no doc attribute".into(),
+    })?;
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        key: key.into(),
+        reason: e.to_string(),
+    })
 }
 
 fn to_json<T: serde::Serialize>(v: &T, key: &str) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt { key: key.into(), reason: e.to_string() })
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
+        key: key.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// [`ProfileStore`] on the `profiles` table (pk `job`).
@@ -49,7 +58,10 @@ pub struct DynamoProfileStore {
 
 impl DynamoProfileStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -81,14 +93,20 @@ impl ProfileStore for DynamoProfileStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         call = match expected {
             None => call.condition_expression("attribute_not_exists(job)"),
-            Some(v) => call.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+            Some(v) => call
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
         };
         match call.send().await {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
                     let found = c.item().and_then(|i| get_n::<u64>(i, "version"));
-                    Err(StoreError::Conflict { key: profile.job.clone(), expected, found })
+                    Err(StoreError::Conflict {
+                        key: profile.job.clone(),
+                        expected,
+                        found,
+                    })
                 }
                 _ => Err(store_error("dynamodb", e)),
             },
@@ -105,13 +123,20 @@ pub struct DynamoRunStore {
 
 impl DynamoRunStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
 /// The time a run row sorts by: the agent's start when known, else its latest heartbeat.
 fn started_at(run: &RunRecord) -> i64 {
-    run.summary.as_ref().map(|s| s.started_at_ms).or(run.heartbeat_ms).unwrap_or(0)
+    run.summary
+        .as_ref()
+        .map(|s| s.started_at_ms)
+        .or(run.heartbeat_ms)
+        .unwrap_or(0)
 }
 
 #[async_trait]
@@ -146,7 +171,9 @@ impl RunStore for DynamoRunStore {
             .send()
             .await
             .map_err(|e| store_error("dynamodb", e))?;
-        out.item().map(|item| doc(item, &format!("{run_id}/{attempt}"))).transpose()
+        out.item()
+            .map(|item| doc(item, &format!("{run_id}/{attempt}")))
+            .transpose()
     }
 
     #[tracing::instrument(skip(self), err, fields(table = %self.table))]
@@ -198,7 +225,10 @@ pub struct DynamoCapacityStore {
 
 impl DynamoCapacityStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -247,12 +277,17 @@ impl CapacityStore for DynamoCapacityStore {
         let mut pools = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(|e| store_error("dynamodb", e))?.items() {
-                let (Some(t), Some(az), Some(m)) = (get_s(item, "instance_type"), get_s(item, "az"), get_s(item, "market"))
+                let (Some(t), Some(az), Some(m)) =
+                    (get_s(item, "instance_type"), get_s(item, "az"), get_s(item, "market"))
                 else {
                     continue;
                 };
                 if let Some(market) = market_of(m) {
-                    pools.push(Pool { instance_type: t.to_string(), az: az.to_string(), market });
+                    pools.push(Pool {
+                        instance_type: t.to_string(),
+                        az: az.to_string(),
+                        market,
+                    });
                 }
             }
         }

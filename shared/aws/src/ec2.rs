@@ -17,7 +17,9 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 use spotfit_core::ids::{InstanceId, Pool};
 use spotfit_core::pipeline::attempt_run_id;
-use spotfit_core::ports::{InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance};
+use spotfit_core::ports::{
+    InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance,
+};
 use spotfit_core::spec::Market;
 
 pub const TAG_MANAGED: &str = "spotfit:managed";
@@ -52,7 +54,10 @@ impl Ec2Launcher {
             (TAG_ATTEMPT, req.attempt.to_string()),
             (TAG_DEADLINE, deadline),
             (TAG_AZ_ID, req.pool.az.clone()),
-            ("Name", format!("spotfit {} {}", req.job, attempt_run_id(&req.run_id, req.attempt))),
+            (
+                "Name",
+                format!("spotfit {} {}", req.job, attempt_run_id(&req.run_id, req.attempt)),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -74,17 +79,31 @@ fn state_of(name: Option<&InstanceStateName>) -> InstanceState {
 
 /// Our view of an EC2 instance, from its state and tags.
 pub fn instance_info(i: &Instance) -> InstanceInfo {
-    let tag = |k: &str| i.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+    let tag = |k: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
     let az = tag(TAG_AZ_ID)
         .filter(|a| !a.is_empty())
-        .or_else(|| i.placement().and_then(|p| p.availability_zone_id().or(p.availability_zone())).map(str::to_string))
+        .or_else(|| {
+            i.placement()
+                .and_then(|p| p.availability_zone_id().or(p.availability_zone()))
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     InstanceInfo {
         instance_id: InstanceId(i.instance_id().unwrap_or_default().to_string()),
         state: state_of(i.state().and_then(|s| s.name())),
         instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
         az,
-        market: if i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot") { Market::Spot } else { Market::OnDemand },
+        market: if i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot") {
+            Market::Spot
+        } else {
+            Market::OnDemand
+        },
         job: tag(TAG_JOB),
         run_id: tag(TAG_RUN_ID),
         attempt: tag(TAG_ATTEMPT).and_then(|a| a.parse().ok()),
@@ -92,7 +111,10 @@ pub fn instance_info(i: &Instance) -> InstanceInfo {
             .and_then(|d| chrono::DateTime::parse_from_rfc3339(&d).ok())
             .map(|d| d.timestamp_millis()),
         launched_at_ms: i.launch_time().map(|t| t.to_millis().unwrap_or(0)),
-        state_reason: i.state_reason().and_then(|r| r.code().or(r.message())).map(str::to_string),
+        state_reason: i
+            .state_reason()
+            .and_then(|r| r.code().or(r.message()))
+            .map(str::to_string),
     }
 }
 
@@ -100,10 +122,18 @@ pub fn instance_info(i: &Instance) -> InstanceInfo {
 impl InstanceLauncher for Ec2Launcher {
     #[tracing::instrument(skip(self, req), err, fields(pool = %req.pool, run_id = %req.run_id, attempt = req.attempt))]
     async fn launch(&self, req: &LaunchRequest) -> Result<LaunchedInstance, LaunchError> {
-        let fatal = |code: &str, message: String| LaunchError::Fatal { code: code.into(), message };
+        let fatal = |code: &str, message: String| LaunchError::Fatal {
+            code: code.into(),
+            message,
+        };
         let subnet = match self.cfg.subnets.get(&req.pool.az) {
             Some(s) => s.clone(),
-            None => return Err(fatal("NoSubnet", format!("no subnet configured for AZ {:?}", req.pool.az))),
+            None => {
+                return Err(fatal(
+                    "NoSubnet",
+                    format!("no subnet configured for AZ {:?}", req.pool.az),
+                ))
+            }
         };
         let agent_run_id = attempt_run_id(&req.run_id, req.attempt);
         let script = user_data::render(&UserDataInput {
@@ -123,7 +153,11 @@ impl InstanceLauncher for Ec2Launcher {
         let mut call = self
             .client
             .run_instances()
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&self.cfg.launch_template_id).build())
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&self.cfg.launch_template_id)
+                    .build(),
+            )
             .instance_type(InstanceType::from(req.pool.instance_type.as_str()))
             .min_count(1)
             .max_count(1)
@@ -138,8 +172,18 @@ impl InstanceLauncher for Ec2Launcher {
                     .http_put_response_hop_limit(1)
                     .build(),
             )
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags.clone())).build())
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Volume).set_tags(Some(tags)).build());
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(tags.clone()))
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
         call = if self.cfg.security_group_ids.is_empty() {
             // The subnet decides about public IPs; the deployment's subnets do not assign them.
             call.subnet_id(subnet)
@@ -165,7 +209,10 @@ impl InstanceLauncher for Ec2Launcher {
                 spot = spot.max_price(format!("{max:.5}"));
             }
             call = call.instance_market_options(
-                InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).spot_options(spot.build()).build(),
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(spot.build())
+                    .build(),
             );
         }
         let out = call.send().await.map_err(|e| launch_error(&req.pool, e))?;
@@ -177,14 +224,21 @@ impl InstanceLauncher for Ec2Launcher {
         Ok(LaunchedInstance {
             instance_id: info.instance_id,
             pool: req.pool.clone(),
-            launched_at_ms: info.launched_at_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+            launched_at_ms: info
+                .launched_at_ms
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         })
     }
 
     #[tracing::instrument(skip(self), err, fields(instance_id = %id))]
     async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError> {
         match self.client.describe_instances().instance_ids(&id.0).send().await {
-            Ok(out) => Ok(out.reservations().iter().flat_map(|r| r.instances()).next().map(instance_info)),
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()
+                .map(instance_info)),
             Err(e) if e.code().is_some_and(|c| NOT_FOUND_CODES.contains(&c)) => Ok(None),
             Err(e) => Err(ec2_error(e)),
         }
@@ -204,11 +258,20 @@ impl InstanceLauncher for Ec2Launcher {
         let mut pages = self
             .client
             .describe_instances()
-            .filters(Filter::builder().name(format!("tag:{TAG_MANAGED}")).values("true").build())
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{TAG_MANAGED}"))
+                    .values("true")
+                    .build(),
+            )
             .filters(
                 Filter::builder()
                     .name("instance-state-name")
-                    .set_values(Some(["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from).to_vec()))
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped", "shutting-down"]
+                            .map(String::from)
+                            .to_vec(),
+                    ))
                     .build(),
             )
             .into_paginator()
@@ -216,7 +279,12 @@ impl InstanceLauncher for Ec2Launcher {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(ec2_error)?;
-            out.extend(page.reservations().iter().flat_map(|r| r.instances()).map(instance_info));
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(instance_info),
+            );
         }
         Ok(out)
     }
@@ -224,5 +292,9 @@ impl InstanceLauncher for Ec2Launcher {
 
 /// The pool an instance is in, from its info.
 pub fn pool_of(info: &InstanceInfo) -> Pool {
-    Pool { instance_type: info.instance_type.clone(), az: info.az.clone(), market: info.market }
+    Pool {
+        instance_type: info.instance_type.clone(),
+        az: info.az.clone(),
+        market: info.market,
+    }
 }

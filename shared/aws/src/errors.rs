@@ -68,7 +68,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match ec2_error(err) {
-        LaunchError::Fatal { code, message } if is_capacity(&code) => LaunchError::Capacity { pool: pool.clone(), code, message },
+        LaunchError::Fatal { code, message } if is_capacity(&code) => LaunchError::Capacity {
+            pool: pool.clone(),
+            code,
+            message,
+        },
         other => other,
     }
 }
@@ -80,10 +84,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => LaunchError::Throttled {
-            code: "Unavailable".into(),
-            message: format!("{}", DisplayChain(&err)),
-        },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            LaunchError::Throttled {
+                code: "Unavailable".into(),
+                message: format!("{}", DisplayChain(&err)),
+            }
+        }
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("Unknown").to_string();
             let message = se.err().message().unwrap_or("").to_string();
@@ -94,7 +100,10 @@ where
                 LaunchError::Fatal { code, message }
             }
         }
-        _ => LaunchError::Fatal { code: err.code().unwrap_or("Unknown").to_string(), message: format!("{}", DisplayChain(&err)) },
+        _ => LaunchError::Fatal {
+            code: err.code().unwrap_or("Unknown").to_string(),
+            message: format!("{}", DisplayChain(&err)),
+        },
     }
 }
 

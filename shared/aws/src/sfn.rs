@@ -64,7 +64,12 @@ impl SfnExecutions {
 
     /// Names of the states entered so far, oldest first (for progress lines).
     pub async fn states_entered(&self, execution_arn: &str) -> Result<Vec<String>, StoreError> {
-        let mut pages = self.client.get_execution_history().execution_arn(execution_arn).into_paginator().send();
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
             for ev in page.map_err(|e| store_error("states", e))?.events() {

@@ -38,10 +38,17 @@ pub struct UserDataInput<'a> {
 }
 
 fn plain(field: &'static str, value: &str) -> Result<(), UserDataError> {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@".contains(&b)) {
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@".contains(&b))
+    {
         Ok(())
     } else {
-        Err(UserDataError::NotPlain { field, value: value.chars().take(64).collect() })
+        Err(UserDataError::NotPlain {
+            field,
+            value: value.chars().take(64).collect(),
+        })
     }
 }
 
@@ -49,7 +56,9 @@ fn nul_list<'s>(field: &str, items: impl Iterator<Item = (String, &'s str)>) -> 
     let mut bytes = Vec::new();
     for (name, item) in items {
         if item.contains('\0') {
-            return Err(UserDataError::Nul { field: format!("{field}{name}") });
+            return Err(UserDataError::Nul {
+                field: format!("{field}{name}"),
+            });
         }
         bytes.extend_from_slice(item.as_bytes());
         bytes.push(0);
@@ -64,11 +73,28 @@ pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
     plain("region", input.region)?;
     plain("job", input.job)?;
     plain("run_id", input.run_id)?;
-    let argv = nul_list("command", input.argv.iter().enumerate().map(|(i, a)| (format!("[{i}]"), a.as_str())))?;
-    let env_pairs: Vec<(String, String)> = input.env.iter().map(|(k, v)| (format!(".{k}"), format!("{k}={v}"))).collect();
-    for (k, _) in input.env {
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.as_bytes()[0].is_ascii_digit() {
-            return Err(UserDataError::NotPlain { field: "env name", value: k.chars().take(64).collect() });
+    let argv = nul_list(
+        "command",
+        input
+            .argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("[{i}]"), a.as_str())),
+    )?;
+    let env_pairs: Vec<(String, String)> = input
+        .env
+        .iter()
+        .map(|(k, v)| (format!(".{k}"), format!("{k}={v}")))
+        .collect();
+    for k in input.env.keys() {
+        if k.is_empty()
+            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || k.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(UserDataError::NotPlain {
+                field: "env name",
+                value: k.chars().take(64).collect(),
+            });
         }
     }
     let env = nul_list("env", env_pairs.iter().map(|(n, kv)| (n.clone(), kv.as_str())))?;
@@ -112,7 +138,10 @@ mod tests {
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         write_exec(&bin.join("curl"), "#!/bin/bash\nfor a in \"$@\"; do case \"$a\" in *api/token) echo tok; exit 0;; *instance-id) echo i-test; exit 0;; esac; done\n");
-        write_exec(&bin.join("shutdown"), &format!("#!/bin/bash\necho \"$*\" >> {}/shutdown.log\n", dir.display()));
+        write_exec(
+            &bin.join("shutdown"),
+            &format!("#!/bin/bash\necho \"$*\" >> {}/shutdown.log\n", dir.display()),
+        );
         let agent = dir.join("agent");
         write_exec(
             &agent,
@@ -121,7 +150,13 @@ mod tests {
                 d = dir.display()
             ),
         );
-        write_exec(&bin.join("aws"), &format!("#!/bin/bash\n# aws s3 cp SRC DEST\ncp {} \"${{@: -1}}\"\n", agent.display()));
+        write_exec(
+            &bin.join("aws"),
+            &format!(
+                "#!/bin/bash\n# aws s3 cp SRC DEST\ncp {} \"${{@: -1}}\"\n",
+                agent.display()
+            ),
+        );
         let out = Command::new("bash")
             .arg("-c")
             .arg(script)
@@ -134,7 +169,10 @@ mod tests {
         assert!(out.status.success(), "script failed: {stderr}");
         let split = |p: &str| -> Vec<String> {
             let b = std::fs::read(dir.join(p)).unwrap();
-            b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8(s.to_vec()).unwrap()).collect()
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8(s.to_vec()).unwrap())
+                .collect()
         };
         (split("agent.argv"), split("agent.env"), stderr)
     }
@@ -182,16 +220,31 @@ mod tests {
         let sep = got_argv.iter().position(|a| a == "--").unwrap();
         assert_eq!(
             &got_argv[..sep],
-            ["monitor", "--job", "etl", "--run-id", "run-1-a2", "--upload", "s3://bucket-1", "--summary"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain([dir.path().join("home/summary.json").display().to_string()])
-                .collect::<Vec<_>>()
+            [
+                "monitor",
+                "--job",
+                "etl",
+                "--run-id",
+                "run-1-a2",
+                "--upload",
+                "s3://bucket-1",
+                "--summary"
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.path().join("home/summary.json").display().to_string()])
+            .collect::<Vec<_>>()
         );
         assert_eq!(&got_argv[sep + 1..], &argv[..]);
-        assert_eq!(got_env, vec![env["HOSTILE_A"].clone(), env["PLAIN"].clone(), env["MULTI"].clone()]);
+        assert_eq!(
+            got_env,
+            vec![env["HOSTILE_A"].clone(), env["PLAIN"].clone(), env["MULTI"].clone()]
+        );
         for f in ["PWNED", "PWNED2", "PWNED3"] {
-            assert!(!dir.path().join(f).exists(), "{f} was created: a job string was executed");
+            assert!(
+                !dir.path().join(f).exists(),
+                "{f} was created: a job string was executed"
+            );
         }
         // AND the deadline shutdown was scheduled, then the final power-off
         let log = std::fs::read_to_string(dir.path().join("shutdown.log")).unwrap();
@@ -220,7 +273,18 @@ mod tests {
         let sep = got.iter().position(|a| a == "--").unwrap();
         assert_eq!(
             &got[sep + 1..],
-            ["docker", "run", "--rm", "--network", "host", "-e", "HOSTILE_A", "rocker/r-ver:4.4", "Rscript", "train.R"]
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                "-e",
+                "HOSTILE_A",
+                "rocker/r-ver:4.4",
+                "Rscript",
+                "train.R"
+            ]
         );
     }
 
@@ -239,11 +303,19 @@ mod tests {
             env: &env,
             image: None,
         };
-        assert_eq!(render(&input).unwrap_err(), UserDataError::Nul { field: "command[0]".into() });
+        assert_eq!(
+            render(&input).unwrap_err(),
+            UserDataError::Nul {
+                field: "command[0]".into()
+            }
+        );
         let ok = vec!["x".to_string()];
         input.argv = &ok;
         input.bucket = "b' ; reboot '";
-        assert!(matches!(render(&input).unwrap_err(), UserDataError::NotPlain { field: "bucket", .. }));
+        assert!(matches!(
+            render(&input).unwrap_err(),
+            UserDataError::NotPlain { field: "bucket", .. }
+        ));
         input.bucket = "b";
         let big = vec!["y".repeat(MAX_USER_DATA)];
         input.argv = &big;

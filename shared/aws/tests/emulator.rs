@@ -84,7 +84,12 @@ impl Stack {
             .unwrap()
             .iter()
             .filter(|c| token_prefix_types.contains(&c["instance_type"].as_str().unwrap()))
-            .map(|c| (c["instance_type"].as_str().unwrap().to_string(), c["outcome"].as_str().unwrap().to_string()))
+            .map(|c| {
+                (
+                    c["instance_type"].as_str().unwrap().to_string(),
+                    c["outcome"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 }
@@ -95,7 +100,11 @@ fn now_ms() -> i64 {
 
 fn state(run_id: &str, types: &[&str]) -> RunState {
     let spec = serde_json::json!({"name": "adapter-test", "command": ["python3", "-c", "print(1)"], "timeout_s": 600});
-    let cands = types.iter().enumerate().map(|(i, t)| candidate(t, 0.01 * (i + 1) as f64)).collect();
+    let cands = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| candidate(t, 0.01 * (i + 1) as f64))
+        .collect();
     sized_state(spec, run_id, cands, now_ms())
 }
 
@@ -105,7 +114,13 @@ async fn terminate_run(l: &Ec2Launcher, run_id: &str) {
             l.terminate(&i.instance_id).await.unwrap();
         }
     }
-    let left: Vec<_> = l.list_managed().await.unwrap().into_iter().filter(|i| i.run_id.as_deref() == Some(run_id)).collect();
+    let left: Vec<_> = l
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.run_id.as_deref() == Some(run_id))
+        .collect();
     assert!(left.is_empty(), "instances of {run_id} left running: {left:?}");
 }
 
@@ -132,7 +147,10 @@ async fn profile_writes_are_conditional_and_concurrent_updates_all_land() {
         Err(StoreError::Conflict { found, .. }) => assert_eq!(found, Some(1)),
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert!(matches!(p.put_if_version(&prof, Some(7)).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(
+        p.put_if_version(&prof, Some(7)).await,
+        Err(StoreError::Conflict { .. })
+    ));
     // eight runs of one job recorded at once: every one lands
     let summaries: Vec<RunSummary> = (0..8)
         .map(|i| RunSummary {
@@ -174,13 +192,26 @@ async fn run_store_puts_gets_and_lists_by_job_newest_first() {
         };
         r.put(&rec).await.unwrap();
     }
-    let two = RunRecord { run_id: "rs-3".into(), job: "list-job".into(), attempt: 2, heartbeat_ms: Some(5000), ..Default::default() };
+    let two = RunRecord {
+        run_id: "rs-3".into(),
+        job: "list-job".into(),
+        attempt: 2,
+        heartbeat_ms: Some(5000),
+        ..Default::default()
+    };
     r.put(&two).await.unwrap();
     assert_eq!(r.get("rs-2", 1).await.unwrap().unwrap().heartbeat_ms, Some(1001));
     assert_eq!(r.get("rs-2", 9).await.unwrap(), None);
     let listed = r.list(Some("list-job"), 3).await.unwrap();
     let ids: Vec<(String, u32)> = listed.iter().map(|x| (x.run_id.clone(), x.attempt)).collect();
-    assert_eq!(ids, [("rs-3".to_string(), 2), ("rs-3".to_string(), 1), ("rs-2".to_string(), 1)]);
+    assert_eq!(
+        ids,
+        [
+            ("rs-3".to_string(), 2),
+            ("rs-3".to_string(), 1),
+            ("rs-2".to_string(), 1)
+        ]
+    );
     assert!(r.list(None, 0).await.unwrap().len() >= 4);
 }
 
@@ -188,7 +219,11 @@ async fn run_store_puts_gets_and_lists_by_job_newest_first() {
 async fn capacity_marks_expire() {
     let s = stack().await;
     let c = DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table);
-    let pool = Pool { instance_type: "cap.test".into(), az: "use1-az9".into(), market: Market::Spot };
+    let pool = Pool {
+        instance_type: "cap.test".into(),
+        az: "use1-az9".into(),
+        market: Market::Spot,
+    };
     c.mark(&pool, CapacityMark::InsufficientCapacity, 10_000).await.unwrap();
     assert!(c.unavailable(9_999).await.unwrap().contains(&pool));
     assert!(!c.unavailable(10_000).await.unwrap().contains(&pool));
@@ -198,9 +233,14 @@ async fn capacity_marks_expire() {
 async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
     let s = stack().await;
     let l = s.launcher();
-    let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
+    let (caps, runs) = (
+        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
+        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
+    );
     let st = state("ec2-props", &["m6i.large"]);
-    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st).await.unwrap();
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st)
+        .await
+        .unwrap();
     let id = st.instance.as_ref().unwrap().instance_id.clone();
     let ec2 = aws_sdk_ec2::Client::new(&s.sdk);
     let out = ec2.describe_instances().instance_ids(&id.0).send().await.unwrap();
@@ -212,22 +252,39 @@ async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
     assert_eq!(info.job.as_deref(), Some("adapter-test"));
     assert!(info.deadline_ms.unwrap() > now_ms());
     assert_eq!(
-        inst.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()),
+        inst.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
         Some("required"),
         "IMDSv2 must be required"
     );
     assert_eq!(inst.public_ip_address(), None);
-    let ud = ec2.describe_instance_attribute().instance_id(&id.0).attribute("userData".into()).send().await.unwrap();
+    let ud = ec2
+        .describe_instance_attribute()
+        .instance_id(&id.0)
+        .attribute("userData".into())
+        .send()
+        .await
+        .unwrap();
     let b64 = ud.user_data().and_then(|u| u.value()).unwrap().to_string();
     use base64::Engine;
     let script = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
     assert!(script.contains("RUN_ID='ec2-props'"), "{script}");
-    assert!(!script.contains("print(1)"), "argv must travel as base64 data, not text");
+    assert!(
+        !script.contains("print(1)"),
+        "argv must travel as base64 data, not text"
+    );
     // the run row exists as running, so the reaper knows the instance
-    assert_eq!(runs.get("ec2-props", 1).await.unwrap().unwrap().status, RunStatus::Running);
+    assert_eq!(
+        runs.get("ec2-props", 1).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
     terminate_run(&l, "ec2-props").await;
     assert_eq!(l.describe(&id).await.unwrap().unwrap().state, InstanceState::Terminated);
-    assert_eq!(l.describe(&InstanceId("i-0000000000000dead".into())).await.unwrap(), None);
+    assert_eq!(
+        l.describe(&InstanceId("i-0000000000000dead".into())).await.unwrap(),
+        None
+    );
     l.terminate(&InstanceId("i-0000000000000dead".into())).await.unwrap();
 }
 
@@ -235,14 +292,19 @@ async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
 async fn capacity_errors_fall_back_and_mark_the_pools() {
     let s = stack().await;
     let l = s.launcher();
-    let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
+    let (caps, runs) = (
+        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
+        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
+    );
     // GIVEN the first type refusing in every zone and the second refusing once with another code
     s.inject("c5.large", "InsufficientInstanceCapacity", -1);
     s.inject("c5.xlarge", "SpotMaxPriceTooLow", 1);
     let st = state("ec2-fallback", &["c5.large", "c5.xlarge", "c5.2xlarge"]);
     let zones = vec![s.zones()[0].clone()];
     // WHEN launched with the real adapters
-    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones }, st).await.unwrap();
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones }, st)
+        .await
+        .unwrap();
     // THEN the third type runs, the two failures were tried in order, classified, and marked
     let inst = st.instance.as_ref().unwrap();
     assert_eq!(inst.pool.instance_type, "c5.2xlarge");
@@ -268,7 +330,11 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
     let l = s.launcher();
     s.inject("t3.micro", "InvalidParameterValue", -1);
     let req = LaunchRequest {
-        pool: Pool { instance_type: "t3.micro".into(), az: s.zones()[0].clone(), market: Market::Spot },
+        pool: Pool {
+            instance_type: "t3.micro".into(),
+            az: s.zones()[0].clone(),
+            market: Market::Spot,
+        },
         job: "j".into(),
         run_id: "ec2-fatal".into(),
         attempt: 1,
@@ -285,7 +351,14 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
     }
     // always: the SDK itself retries throttling (standard mode, 3 tries) before we see it
     s.inject("t3.small", "RequestLimitExceeded", -1);
-    let req = LaunchRequest { pool: Pool { instance_type: "t3.small".into(), ..req.pool.clone() }, client_token: "thr".into(), ..req };
+    let req = LaunchRequest {
+        pool: Pool {
+            instance_type: "t3.small".into(),
+            ..req.pool.clone()
+        },
+        client_token: "thr".into(),
+        ..req
+    };
     assert!(matches!(l.launch(&req).await, Err(LaunchError::Throttled { .. })));
     terminate_run(&l, "ec2-fatal").await;
 }
@@ -294,13 +367,29 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
 async fn the_same_launch_twice_starts_exactly_one_instance() {
     let s = stack().await;
     let l = s.launcher();
-    let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
+    let (caps, runs) = (
+        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
+        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
+    );
     let st = state("ec2-idem", &["m5.xlarge"]);
     let settings = LaunchSettings { zones: s.zones() };
-    let a = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st.clone()).await.unwrap();
-    let b = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st).await.unwrap();
-    assert_eq!(a.instance.as_ref().unwrap().instance_id, b.instance.as_ref().unwrap().instance_id);
-    let live: Vec<_> = l.list_managed().await.unwrap().into_iter().filter(|i| i.run_id.as_deref() == Some("ec2-idem")).collect();
+    let a = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st.clone())
+        .await
+        .unwrap();
+    let b = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.instance.as_ref().unwrap().instance_id,
+        b.instance.as_ref().unwrap().instance_id
+    );
+    let live: Vec<_> = l
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.run_id.as_deref() == Some("ec2-idem"))
+        .collect();
     assert_eq!(live.len(), 1, "{live:?}");
     // and the ClientToken alone (no tag lookup) also returns the first instance
     let req = LaunchRequest {
@@ -324,15 +413,31 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
 async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
     let s = stack().await;
     let l = s.launcher();
-    let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
+    let (caps, runs) = (
+        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
+        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
+    );
     let st = state("ec2-intr", &["m5.large"]);
-    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st).await.unwrap();
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st)
+        .await
+        .unwrap();
     let id = st.instance.as_ref().unwrap().instance_id.clone();
-    s.control("POST", "/interrupt", &serde_json::json!({"instance_id": id.0}).to_string());
-    let st = pipeline::check_step(&l, &s.objects(), &caps, &runs, &SystemClock, st).await.unwrap();
+    s.control(
+        "POST",
+        "/interrupt",
+        &serde_json::json!({"instance_id": id.0}).to_string(),
+    );
+    let st = pipeline::check_step(&l, &s.objects(), &caps, &runs, &SystemClock, st)
+        .await
+        .unwrap();
     assert_eq!(st.check.as_ref().unwrap().status, RunStatus::Interrupted);
     assert_eq!(st.outcome, Some(pipeline::Outcome::Retry));
-    assert!(caps.unavailable(now_ms()).await.unwrap().iter().any(|p| p.instance_type == "m5.large"));
+    assert!(caps
+        .unavailable(now_ms())
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.instance_type == "m5.large"));
     terminate_run(&l, "ec2-intr").await;
 }
 
@@ -340,18 +445,48 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
 async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
     let s = stack().await;
     let l = s.launcher();
-    let (caps, runs) = (DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table), DynamoRunStore::new(s.ddb(), &s.store.runs_table));
+    let (caps, runs) = (
+        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
+        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
+    );
     let settings = LaunchSettings { zones: s.zones() };
-    let old = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, state("reap-old", &["r5.large"])).await.unwrap();
+    let old = pipeline::launch_step(
+        &l,
+        &caps,
+        &runs,
+        &SystemClock,
+        &settings,
+        state("reap-old", &["r5.large"]),
+    )
+    .await
+    .unwrap();
     // its execution stopped polling long ago
     let mut row = runs.get("reap-old", 1).await.unwrap().unwrap();
     row.heartbeat_ms = Some(now_ms() - 3_600_000);
     runs.put(&row).await.unwrap();
-    pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, state("reap-live", &["r5.large"])).await.unwrap();
-    let report = pipeline::reap_step(&l, &runs, &SystemClock, &ReapPolicy::default()).await.unwrap();
+    pipeline::launch_step(
+        &l,
+        &caps,
+        &runs,
+        &SystemClock,
+        &settings,
+        state("reap-live", &["r5.large"]),
+    )
+    .await
+    .unwrap();
+    let report = pipeline::reap_step(&l, &runs, &SystemClock, &ReapPolicy::default())
+        .await
+        .unwrap();
     let reaped: Vec<_> = report.terminated.iter().filter_map(|r| r.run_id.clone()).collect();
     assert!(reaped.contains(&"reap-old".to_string()), "{report:?}");
     assert!(!reaped.contains(&"reap-live".to_string()), "{report:?}");
-    assert_eq!(l.describe(&old.instance.unwrap().instance_id).await.unwrap().unwrap().state, InstanceState::Terminated);
+    assert_eq!(
+        l.describe(&old.instance.unwrap().instance_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        InstanceState::Terminated
+    );
     terminate_run(&l, "reap-live").await;
 }

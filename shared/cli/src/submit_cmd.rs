@@ -36,7 +36,10 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
         Some(id) => bail!("--run-id {id:?}: use letters, digits, '-', '_' or '.' (at most 128)"),
         None => {
             let now = chrono::Utc::now();
-            new_run_id(now.timestamp_millis(), now.timestamp_subsec_nanos() as u64 ^ std::process::id() as u64)
+            new_run_id(
+                now.timestamp_millis(),
+                now.timestamp_subsec_nanos() as u64 ^ std::process::id() as u64,
+            )
         }
     };
     if !(args.poll.is_finite() && args.poll > 0.0) {
@@ -62,7 +65,11 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
             let ex = sfn.describe(&arn).await?;
             if !ex.is_running() {
                 println!("{}", ex.status);
-                if let Some(out) = ex.output.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()) {
+                if let Some(out) = ex
+                    .output
+                    .as_deref()
+                    .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                {
                     for a in out["history"].as_array().into_iter().flatten() {
                         println!(
                             "  attempt {} {} on {} ${:.4}",

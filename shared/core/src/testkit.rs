@@ -304,7 +304,17 @@ pub fn sized_state(
     candidates: Vec<crate::ranking::Candidate>,
     now_ms: i64,
 ) -> crate::pipeline::RunState {
-    let input = crate::pipeline::SizeInput { spec, execution: Some(run_id.into()), previous: None };
+    let input = crate::pipeline::SizeInput {
+        spec,
+        execution: Some(run_id.into()),
+        previous: None,
+    };
     let profiles = InMemoryProfileStore::default();
-    block_on(crate::pipeline::size_step(&profiles, |_, _| candidates.clone(), input, now_ms)).unwrap()
+    block_on(crate::pipeline::size_step(
+        &profiles,
+        |_, _| candidates.clone(),
+        input,
+        now_ms,
+    ))
+    .unwrap()
 }
