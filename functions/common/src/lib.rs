@@ -56,6 +56,24 @@ pub fn encode<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, TaskError
     })
 }
 
+/// Splits a Catch's error (ResultPath `$.error`) off a state payload, so the state decodes.
+pub fn take_caught_error(payload: &mut serde_json::Value) -> Option<serde_json::Value> {
+    payload.as_object_mut().and_then(|o| o.remove("error"))
+}
+
+/// Encodes a step's output with the caught error (if any) put back beside it, so the
+/// `Failed` state can still report it.
+pub fn encode_with_error<T: serde::Serialize>(
+    v: &T,
+    error: Option<serde_json::Value>,
+) -> Result<serde_json::Value, TaskError> {
+    let mut out = encode(v)?;
+    if let (Some(e), Some(o)) = (error, out.as_object_mut()) {
+        o.insert("error".into(), e);
+    }
+    Ok(out)
+}
+
 /// The AWS adapters, built once per cold start from the environment.
 #[derive(Debug, Clone)]
 pub struct Aws {

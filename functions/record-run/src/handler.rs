@@ -5,7 +5,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::pipeline::{record_step, RunState};
 use spotfit_core::ports::{Clock, ObjectStore, ProfileStore, RunStore};
-use spotfit_lambda::{decode, encode, TaskError};
+use spotfit_lambda::{decode, encode_with_error, take_caught_error, TaskError};
 
 #[derive(Debug)]
 pub struct Deps<P, R, O, K> {
@@ -23,14 +23,10 @@ where
     K: Clock,
 {
     let mut payload = event.payload;
-    let error = payload.as_object_mut().and_then(|o| o.remove("error"));
+    let error = take_caught_error(&mut payload);
     let state: RunState = decode(payload)?;
     let state = record_step(&deps.profiles, &deps.runs, &deps.objects, &deps.clock, state).await?;
-    let mut out = encode(&state)?;
-    if let (Some(e), Some(o)) = (error, out.as_object_mut()) {
-        o.insert("error".into(), e);
-    }
-    Ok(out)
+    encode_with_error(&state, error)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::pipeline::{terminate_step, RunState};
 use spotfit_core::ports::{Clock, InstanceLauncher};
-use spotfit_lambda::{decode, encode, TaskError};
+use spotfit_lambda::{decode, encode_with_error, take_caught_error, TaskError};
 
 #[derive(Debug)]
 pub struct Deps<L, K> {
@@ -19,15 +19,10 @@ pub async fn handle<L: InstanceLauncher, K: Clock>(
     deps: &Deps<L, K>,
 ) -> Result<Value, TaskError> {
     let mut payload = event.payload;
-    // A Catch puts the error beside the state (ResultPath `$.error`); keep it in the output.
-    let error = payload.as_object_mut().and_then(|o| o.remove("error"));
+    let error = take_caught_error(&mut payload);
     let state: RunState = decode(payload)?;
     let state = terminate_step(&deps.launcher, &deps.clock, state).await?;
-    let mut out = encode(&state)?;
-    if let (Some(e), Some(o)) = (error, out.as_object_mut()) {
-        o.insert("error".into(), e);
-    }
-    Ok(out)
+    encode_with_error(&state, error)
 }
 
 #[cfg(test)]
