@@ -16,6 +16,8 @@ export interface SpotfitConfig {
   readonly egressPorts: number[];
   /** AMI of the launch template: an id or `resolve:ssm:` reference (`spotfit:imageId`). */
   readonly imageId: string;
+  /** Architecture of that AMI (`spotfit:architecture`): size-job ranks only types that can boot it. */
+  readonly architecture: string;
   /** Owners whose AMIs the launcher may start (`spotfit:amiOwners`). */
   readonly amiOwners: string[];
   readonly rootVolumeGiB: number;
@@ -163,6 +165,7 @@ export function loadConfig(node: Node): SpotfitConfig {
     subnets,
     egressPorts,
     imageId: str(node, 'spotfit:imageId', 'resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64'),
+    architecture: str(node, 'spotfit:architecture', 'x86_64'),
     amiOwners: list(node, 'spotfit:amiOwners', ['amazon']),
     rootVolumeGiB: int(node, 'spotfit:rootVolumeGiB', 30, 8, 16384),
     imdsHopLimit: int(node, 'spotfit:imdsHopLimit', 1, 1, 64),

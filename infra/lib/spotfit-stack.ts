@@ -120,7 +120,7 @@ export class SpotfitStack extends Stack {
       sortKey: { name: 'attempt', type: dynamodb.AttributeType.NUMBER },
     });
     runs.addGlobalSecondaryIndex({
-      indexName: 'job-started_at_ms',
+      indexName: 'by-job',
       partitionKey: { name: 'job', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'started_at_ms', type: dynamodb.AttributeType.NUMBER },
     });
@@ -221,6 +221,7 @@ export class SpotfitStack extends Stack {
       SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
       SPOTFIT_AGENT_KEY: cfg.agentKey,
       SPOTFIT_REGION: Aws.REGION,
+      SPOTFIT_ARCHITECTURES: cfg.architecture,
     };
     const timeouts: Record<FunctionName, number> = {
       'size-job': 30,

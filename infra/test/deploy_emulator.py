@@ -192,7 +192,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
         expect(keys[outputs["CapacityTable"]] == [("pool", "HASH")], f"capacity keys {keys}")
         runs = ddb.describe_table(TableName=outputs["RunsTable"])["Table"]
         gsi = [(g["IndexName"], [k["AttributeName"] for k in g["KeySchema"]]) for g in runs.get("GlobalSecondaryIndexes", [])]
-        expect(gsi == [("job-started_at_ms", ["job", "started_at_ms"])], f"GSI {gsi}")
+        expect(gsi == [("by-job", ["job", "started_at_ms"])], f"GSI {gsi}")
         # A conditional write works on the deployed table (what record-run relies on).
         ddb.put_item(TableName=outputs["ProfilesTable"], Item={"job": {"S": "probe"}, "version": {"N": "1"}},
                      ConditionExpression="attribute_not_exists(job)")

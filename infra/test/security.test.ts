@@ -232,6 +232,7 @@ test('every function runs provided.al2023 with the full SPOTFIT_* environment', 
     const vars = Object.keys((f.Environment as any).Variables).sort();
     assert.deepEqual(vars, [
       'SPOTFIT_AGENT_KEY',
+      'SPOTFIT_ARCHITECTURES',
       'SPOTFIT_BUCKET',
       'SPOTFIT_CAPACITY_TABLE',
       'SPOTFIT_INSTANCE_PROFILE_ARN',

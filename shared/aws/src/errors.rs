@@ -2,8 +2,10 @@
 //! (as Karpenter's pkg/errors does). Adapters call these; nothing else inspects SDK errors.
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use spotfit_core::ports::StoreError;
+use spotfit_core::ids::Pool;
+use spotfit_core::ports::{LaunchError, StoreError};
 
 /// Codes AWS services use for "slow down".
 pub const THROTTLING_CODES: &[&str] = &[
@@ -19,6 +21,91 @@ pub const THROTTLING_CODES: &[&str] = &[
     "PriorRequestNotComplete",
     "BandwidthLimitExceeded",
 ];
+
+/// EC2 codes meaning "this pool cannot take the instance now, another may": the launch moves
+/// on to the next candidate and marks the pool (Karpenter's unfulfillable-capacity set).
+pub const CAPACITY_CODES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientHostCapacity",
+    "InsufficientReservedInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientCapacityOnHost",
+    "UnfulfillableCapacity",
+    "ReservationCapacityExceeded",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+    "VcpuLimitExceeded",
+    "InsufficientFreeAddressesInSubnet",
+    // "The requested instance type is not supported in the requested Availability Zone."
+    "Unsupported",
+];
+
+/// EC2 codes meaning "the instance is not there" (describe/terminate treat it as gone).
+pub const NOT_FOUND_CODES: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
+
+/// Whether `code` is a per-pool capacity error.
+pub fn is_capacity(code: &str) -> bool {
+    CAPACITY_CODES.contains(&code)
+}
+
+/// The AWS error code of an SDK error, if the service answered with one.
+pub fn code_of<E, R>(err: &SdkError<E, R>) -> Option<&str>
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(se) => se.err().code(),
+        _ => None,
+    }
+}
+
+/// Classifies an EC2 error of a launch in `pool`: capacity codes → `Capacity` (try the next
+/// pool), throttling or no answer at all → `Throttled` (retry the same call: with the same
+/// ClientToken a launch that did happen is returned, not repeated), the rest → `Fatal` with
+/// the AWS code.
+pub fn launch_error<E>(pool: &Pool, err: SdkError<E, HttpResponse>) -> LaunchError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match ec2_error(err) {
+        LaunchError::Fatal { code, message } if is_capacity(&code) => LaunchError::Capacity {
+            pool: pool.clone(),
+            code,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Classifies an EC2 error outside a launch (describe, terminate, list): throttling or no
+/// answer → `Throttled`, else `Fatal` with the AWS code.
+pub fn ec2_error<E>(err: SdkError<E, HttpResponse>) -> LaunchError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            LaunchError::Throttled {
+                code: "Unavailable".into(),
+                message: format!("{}", DisplayChain(&err)),
+            }
+        }
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("Unknown").to_string();
+            let message = se.err().message().unwrap_or("").to_string();
+            let status = se.raw().status().as_u16();
+            if is_throttling(&code) || status >= 500 || code == "InternalError" || code == "Unavailable" {
+                LaunchError::Throttled { code, message }
+            } else {
+                LaunchError::Fatal { code, message }
+            }
+        }
+        _ => LaunchError::Fatal {
+            code: err.code().unwrap_or("Unknown").to_string(),
+            message: format!("{}", DisplayChain(&err)),
+        },
+    }
+}
 
 /// Whether `code` means throttling.
 pub fn is_throttling(code: &str) -> bool {

@@ -2,10 +2,19 @@
 //! is classified in [`errors`] by its AWS error code, never flattened to a string.
 //! Endpoints are overridable (`AWS_ENDPOINT_URL`, or per client) for the local emulator.
 
+pub mod config;
+pub mod dynamo;
+pub mod ec2;
 pub mod errors;
 pub mod s3;
+pub mod sfn;
+pub mod user_data;
 
+pub use config::{ConfigError, LaunchConfig, ReapConfig, StoreConfig};
+pub use dynamo::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore};
+pub use ec2::Ec2Launcher;
 pub use s3::S3ObjectStore;
+pub use sfn::SfnExecutions;
 
 /// Loads the shared SDK config from the environment (region, credentials, `AWS_ENDPOINT_URL`).
 pub async fn load_sdk_config() -> aws_config::SdkConfig {

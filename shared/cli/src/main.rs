@@ -7,6 +7,7 @@ mod recommend_cmd;
 mod run_cmd;
 mod simulate_cmd;
 mod store_cmd;
+mod submit_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Monitor(spotfit_monitor::cli::MonitorArgs),
     /// Replay a job trace and price it under the batch baselines, spotfit, the Spare Cores rule and the floor.
     Simulate(simulate_cmd::SimulateArgs),
+    /// Start the job on AWS through the deployed pipeline (Step Functions); --wait follows it.
+    Submit(submit_cmd::SubmitArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
         Command::Monitor(args) => monitor_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(&args),
+        Command::Submit(args) => submit_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

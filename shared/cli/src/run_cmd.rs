@@ -219,6 +219,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         summary: Some(summary.clone()),
         requested_vcpu: req.vcpu,
         requested_memory_bytes: req.memory_bytes,
+        heartbeat_ms: None,
     };
     block_on(
         store

@@ -16,6 +16,8 @@ pub mod sample;
 pub mod sizing;
 pub mod spec;
 pub mod summary;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod units;
 
 pub use sample::{GpuSample, MemoryMetric, Sample};

@@ -118,6 +118,9 @@ pub struct InstanceInfo {
     /// From the spotfit tags.
     pub job: Option<String>,
     pub run_id: Option<String>,
+    /// The run attempt (tag `spotfit:attempt`), if tagged.
+    #[serde(default)]
+    pub attempt: Option<u32>,
     pub deadline_ms: Option<i64>,
     pub launched_at_ms: Option<i64>,
     /// EC2 state reason code (e.g. `Server.SpotInstanceTermination`), if any.
@@ -154,6 +157,18 @@ pub trait ProfileStore: Send + Sync {
     /// Writes `profile` only if the stored version is still `expected` (`None` = must not exist).
     /// `Err(Conflict)` means re-read, re-apply, retry — see [`crate::pipeline::update_profile`].
     async fn put_if_version(&self, profile: &JobProfile, expected: Option<u64>) -> Result<(), StoreError>;
+    /// Read-modify-write of one job's profile in a single atomic step, for stores that can
+    /// hold a lock across it (an embedded database). `apply` gets the stored profile and
+    /// returns the one to write, or `None` to write nothing. `Ok(None)` from this method means
+    /// "not supported here": the caller falls back to the optimistic loop over
+    /// [`ProfileStore::put_if_version`] (DynamoDB's conditional writes).
+    async fn update_atomically(
+        &self,
+        _job: &str,
+        _apply: &(dyn Fn(Option<JobProfile>) -> Option<JobProfile> + Send + Sync),
+    ) -> Result<Option<JobProfile>, StoreError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]

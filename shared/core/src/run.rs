@@ -39,4 +39,9 @@ pub struct RunRecord {
     pub requested_vcpu: u32,
     #[serde(default)]
     pub requested_memory_bytes: u64,
+    /// Last time the pipeline saw this attempt alive (launch, then every poll), Unix ms. The
+    /// reaper terminates an instance whose running attempt has not been polled for a while:
+    /// its execution was stopped or lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<i64>,
 }

@@ -190,6 +190,36 @@ impl ProfileStore for SqliteStore {
             tx.commit().map_err(|e| sql_err(&key, e))
         })
     }
+
+    /// Read, apply and write inside one immediate transaction: concurrent `spotfit run`s of a
+    /// job (other processes included) serialise on SQLite's write lock instead of retrying.
+    async fn update_atomically(
+        &self,
+        job: &str,
+        apply: &(dyn Fn(Option<JobProfile>) -> Option<JobProfile> + Send + Sync),
+    ) -> Result<Option<JobProfile>, StoreError> {
+        let key = format!("profiles/{job}");
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql_err(&key, e))?;
+            let body: Option<String> = tx
+                .query_row("SELECT body FROM profiles WHERE job = ?1", [job], |r| r.get(0))
+                .optional()
+                .map_err(|e| sql_err(&key, e))?;
+            let current: Option<JobProfile> = body.map(|b| decode(&key, &b)).transpose()?;
+            let Some(next) = apply(current.clone()) else {
+                return Ok(current); // nothing to write (e.g. the run was already recorded)
+            };
+            let body = encode(&key, &next)?;
+            tx.execute(
+                "INSERT INTO profiles (job, version, updated_at_ms, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(job) DO UPDATE SET version = excluded.version, updated_at_ms = excluded.updated_at_ms, body = excluded.body",
+                params![job, next.version as i64, chrono_now_ms(), body],
+            )
+            .map_err(|e| sql_err(&key, e))?;
+            tx.commit().map_err(|e| sql_err(&key, e))?;
+            Ok(Some(next))
+        })
+    }
 }
 
 fn chrono_now_ms() -> i64 {

@@ -54,7 +54,8 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub no_gpu: bool,
     /// Spot interruption polling: `auto` (on when uploading to S3), `off`, or an IMDS URL.
-    #[arg(long, default_value = "auto", value_name = "auto|off|URL")]
+    /// (`SPOTFIT_IMDS` lets tests that run the real user data off EC2 keep it off the network.)
+    #[arg(long, env = "SPOTFIT_IMDS", default_value = "auto", value_name = "auto|off|URL")]
     pub imds: String,
     /// Seconds the end of a run waits for the last uploads (the spool keeps the rest).
     #[arg(long, default_value = "120", value_name = "SECS")]

@@ -1,0 +1,125 @@
+//! What every spotfit Lambda shares: [`TaskError`] (its `Diagnostic` error type is one of
+//! [`spotfit_core::error_names`], the names the ASL's Retry/Catch match), payload decoding that
+//! names the bad field, and building the AWS adapters from the environment.
+
+use lambda_runtime::Diagnostic;
+use serde::de::DeserializeOwned;
+use spotfit_aws::config::{ConfigError, LaunchConfig, StoreConfig};
+use spotfit_aws::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, Ec2Launcher, S3ObjectStore};
+use spotfit_core::error_names;
+use spotfit_core::pipeline::PipelineError;
+
+/// A step's failure as Step Functions sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("invalid input at {path}: {reason}")]
+    Input { path: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl TaskError {
+    /// The stable error type.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskError::Pipeline(e) => e.name(),
+            TaskError::Input { .. } => error_names::INVALID_STATE,
+            TaskError::Config(_) => error_names::CONFIG_INVALID,
+        }
+    }
+}
+
+impl From<TaskError> for Diagnostic {
+    fn from(e: TaskError) -> Diagnostic {
+        Diagnostic {
+            error_type: e.name().to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Decodes a step's payload, naming the field that does not fit.
+pub fn decode<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T, TaskError> {
+    serde_path_to_error::deserialize(payload).map_err(|e| TaskError::Input {
+        path: e.path().to_string(),
+        reason: e.inner().to_string(),
+    })
+}
+
+/// Encodes a step's result (plain data: cannot fail in practice, but never panics).
+pub fn encode<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, TaskError> {
+    serde_json::to_value(v).map_err(|e| TaskError::Input {
+        path: "(output)".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Splits a Catch's error (ResultPath `$.error`) off a state payload, so the state decodes.
+pub fn take_caught_error(payload: &mut serde_json::Value) -> Option<serde_json::Value> {
+    payload.as_object_mut().and_then(|o| o.remove("error"))
+}
+
+/// Encodes a step's output with the caught error (if any) put back beside it, so the
+/// `Failed` state can still report it.
+pub fn encode_with_error<T: serde::Serialize>(
+    v: &T,
+    error: Option<serde_json::Value>,
+) -> Result<serde_json::Value, TaskError> {
+    let mut out = encode(v)?;
+    if let (Some(e), Some(o)) = (error, out.as_object_mut()) {
+        o.insert("error".into(), e);
+    }
+    Ok(out)
+}
+
+/// The AWS adapters, built once per cold start from the environment.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub objects: S3ObjectStore,
+    pub profiles: DynamoProfileStore,
+    pub runs: DynamoRunStore,
+    pub capacity: DynamoCapacityStore,
+    pub store_config: StoreConfig,
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl Aws {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let cfg = StoreConfig::from_env()?;
+        let sdk = spotfit_aws::load_sdk_config().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        Ok(Aws {
+            objects: S3ObjectStore::new(S3ObjectStore::client_from(&sdk), &cfg.bucket),
+            profiles: DynamoProfileStore::new(ddb.clone(), &cfg.profiles_table),
+            runs: DynamoRunStore::new(ddb.clone(), &cfg.runs_table),
+            capacity: DynamoCapacityStore::new(ddb, &cfg.capacity_table),
+            store_config: cfg,
+            sdk,
+        })
+    }
+
+    /// The EC2 launcher (launch, check, terminate, reap need it).
+    pub fn launcher(&self) -> Result<(Ec2Launcher, LaunchConfig), ConfigError> {
+        let cfg = LaunchConfig::from_env()?;
+        Ok((Ec2Launcher::new(aws_sdk_ec2::Client::new(&self.sdk), cfg.clone()), cfg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn errors_become_diagnostics_with_stable_names() {
+        let e = TaskError::from(PipelineError::CapacityExhausted { tried: vec![] });
+        let d: Diagnostic = e.into();
+        assert_eq!(d.error_type, "CapacityExhausted");
+        let bad: Result<spotfit_core::pipeline::RunState, _> = decode(serde_json::json!({"run_id": 3}));
+        let d: Diagnostic = bad.unwrap_err().into();
+        assert_eq!(d.error_type, "InvalidState");
+        assert!(d.error_message.contains("run_id"), "{}", d.error_message);
+    }
+}

@@ -1,0 +1,18 @@
+//! record-run: records the attempt and folds it into the job's profile.
+pub mod handler;
+
+use handler::Deps;
+use spotfit_aws::{DynamoProfileStore, DynamoRunStore, S3ObjectStore};
+use spotfit_core::ports::SystemClock;
+
+/// The adapters from the environment (once per cold start); an error names what is missing.
+pub async fn from_env(
+) -> Result<Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock>, lambda_runtime::Error> {
+    let aws = spotfit_lambda::Aws::from_env().await?;
+    Ok(Deps {
+        profiles: aws.profiles,
+        runs: aws.runs,
+        objects: aws.objects,
+        clock: SystemClock,
+    })
+}

@@ -1,0 +1,107 @@
+//! Validates the job spec, sizes the next attempt from the job's profile and ranks the
+//! candidate instances ([`spotfit_core::pipeline::size_step`]).
+
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use spotfit_core::catalog::Catalog;
+use spotfit_core::pipeline::{size_step, SizeInput};
+use spotfit_core::ports::{Clock, ProfileStore};
+use spotfit_core::ranking::{rank, RankOptions};
+use spotfit_core::sizing::Requirement;
+use spotfit_core::spec::Arch;
+use spotfit_core::JobSpec;
+use spotfit_lambda::{decode, encode, TaskError};
+
+#[derive(Debug)]
+pub struct Deps<P, K> {
+    pub profiles: P,
+    pub catalog: &'static Catalog,
+    /// The deployment's region: where candidates are ranked unless the spec names regions.
+    pub region: String,
+    /// Architectures the deployment can boot (its launch templates' AMIs): a candidate of
+    /// another architecture would fail at RunInstances, so ranking never offers one.
+    pub architectures: Vec<Arch>,
+    pub clock: K,
+}
+
+pub async fn handle<P: ProfileStore, K: Clock>(
+    event: LambdaEvent<Value>,
+    deps: &Deps<P, K>,
+) -> Result<Value, TaskError> {
+    let input: SizeInput = decode(event.payload)?;
+    let opts = RankOptions {
+        default_region: deps.region.clone(),
+        ..Default::default()
+    };
+    let ranker = |req: &Requirement, spec: &JobSpec| {
+        let mut placement = spec.placement.clone();
+        placement.architectures = if placement.architectures.is_empty() {
+            deps.architectures.clone()
+        } else {
+            placement
+                .architectures
+                .into_iter()
+                .filter(|a| deps.architectures.contains(a))
+                .collect()
+        };
+        if placement.architectures.is_empty() {
+            return Vec::new(); // the spec allows none the deployment can boot: no candidate
+        }
+        rank(deps.catalog, req, &placement, spec.market, &opts)
+    };
+    let state = size_step(&deps.profiles, ranker, input, deps.clock.now_ms()).await?;
+    encode(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use lambda_runtime::Context;
+    use spotfit_core::testkit::{block_on, FakeClock, InMemoryProfileStore};
+
+    fn deps() -> Deps<InMemoryProfileStore, FakeClock> {
+        Deps {
+            profiles: Default::default(),
+            catalog: Catalog::embedded().unwrap(),
+            region: "us-east-1".into(),
+            architectures: vec![Arch::X86_64],
+            clock: FakeClock::at(1_795_651_200_000),
+        }
+    }
+
+    #[test]
+    fn sizes_and_ranks_from_the_real_catalog() {
+        let event = serde_json::from_str(include_str!("../events/size.json")).unwrap();
+        let out = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap();
+        assert_eq!(out["run_id"], "20261126T000000Z-0000abcd");
+        assert_eq!(out["attempt"], 1);
+        assert!(!out["candidates"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn never_offers_an_architecture_the_deployment_cannot_boot() {
+        // GIVEN a deployment with x86_64 AMIs only and a spec that allows any architecture
+        let event =
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "hints": {"vcpu": 1, "memory_gib": 1}}});
+        let out = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap();
+        let cands = out["candidates"].as_array().unwrap();
+        assert!(!cands.is_empty());
+        // THEN no Graviton (arm64) type is ranked, though they are often the cheapest
+        let catalog = Catalog::embedded().unwrap();
+        for c in cands {
+            let t = c["instance_type"].as_str().unwrap();
+            let offer = catalog.find("us-east-1", t).unwrap();
+            assert_eq!(offer.arch, Arch::X86_64, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_bad_spec_is_invalid_job_spec_naming_the_field() {
+        let event =
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "resources": {"min_vcpu": 4, "max_vcpu": 2}}});
+        let err = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap_err();
+        assert_eq!(err.name(), "InvalidJobSpec");
+        assert!(err.to_string().contains("resources.max_vcpu"), "{err}");
+    }
+}

@@ -1,0 +1,36 @@
+//! size-job: the first (and, on a retry, the re-)sizing step of the state machine.
+pub mod handler;
+
+use handler::Deps;
+use spotfit_aws::DynamoProfileStore;
+use spotfit_core::catalog::Catalog;
+use spotfit_core::ports::SystemClock;
+
+/// The adapters from the environment (once per cold start); an error names what is missing.
+pub async fn from_env() -> Result<Deps<DynamoProfileStore, SystemClock>, lambda_runtime::Error> {
+    let aws = spotfit_lambda::Aws::from_env().await?;
+    let catalog = Catalog::embedded()?;
+    Ok(Deps {
+        profiles: aws.profiles,
+        catalog,
+        region: aws.store_config.region,
+        architectures: architectures_from_env()?,
+        clock: SystemClock,
+    })
+}
+
+/// Architectures the deployment's launch templates can boot, comma-separated
+/// (`x86_64`, `arm64`); default `x86_64`, the architecture of the stack's one AMI.
+pub const ARCHITECTURES: &str = "SPOTFIT_ARCHITECTURES";
+
+fn architectures_from_env() -> Result<Vec<spotfit_core::spec::Arch>, lambda_runtime::Error> {
+    let raw = std::env::var(ARCHITECTURES).unwrap_or_else(|_| "x86_64".into());
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            spotfit_core::spec::Arch::parse(s)
+                .ok_or_else(|| format!("{ARCHITECTURES}: {s:?} is not x86_64 or arm64").into())
+        })
+        .collect()
+}

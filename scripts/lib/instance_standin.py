@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Stand-in for the EC2 instances moto pretends to start: for each new spotfit-managed
+instance, fetch its user data from the emulator and run it, as cloud-init would, with bash.
+The script's outside world is replaced on PATH only where a laptop differs from an instance:
+`curl` answers the IMDSv2 token and instance-id calls, `aws s3 cp` downloads the agent from
+the emulated bucket (boto3), `shutdown` is logged. When the script ends, the instance is
+terminated (InstanceInitiatedShutdownBehavior=terminate); when the pipeline terminates the
+instance first, the script's process group is killed (the machine is gone).
+
+  instance_standin.py WORKDIR [--interrupt-run RUN_ID --after S]
+
+With --interrupt-run, the first attempt of that run is interrupted S seconds after it starts:
+its processes are killed and the fault layer marks it terminated by a spot interruption.
+Runs until SIGTERM; writes WORKDIR/standin.log.
+"""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+
+WORK = sys.argv[1]
+ARGS = sys.argv[2:]
+INTERRUPT_RUN = ARGS[ARGS.index("--interrupt-run") + 1] if "--interrupt-run" in ARGS else None
+INTERRUPT_AFTER = float(ARGS[ARGS.index("--after") + 1]) if "--after" in ARGS else 2.0
+EC2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"], region_name=os.environ["AWS_REGION"])
+LOG = open(os.path.join(WORK, "standin.log"), "a", buffering=1)
+BIN = os.path.join(WORK, "bin")
+
+STUBS = {
+    "curl": """#!/bin/bash
+for a in "$@"; do case "$a" in *api/token) echo standin-token; exit 0;; *instance-id) echo "$STANDIN_INSTANCE_ID"; exit 0;; esac; done
+exit 22
+""",
+    "shutdown": """#!/bin/bash
+echo "shutdown $*" >> "$SPOTFIT_HOME/shutdown.log"
+""",
+    "aws": f"""#!{sys.executable}
+# aws s3 cp [--only-show-errors] s3://BUCKET/KEY DEST, from the emulated bucket
+import os, sys, boto3
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+assert args[:2] == ["s3", "cp"], args
+bucket, key = args[2][len("s3://"):].split("/", 1)
+boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).download_file(bucket, key, args[3])
+""",
+}
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, file=LOG)
+
+
+def managed():
+    out = {}
+    pages = EC2.get_paginator("describe_instances").paginate(Filters=[{"Name": "tag:spotfit:managed", "Values": ["true"]}])
+    for page in pages:
+        for r in page["Reservations"]:
+            for i in r["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+                out[i["InstanceId"]] = (i["State"]["Name"], tags)
+    return out
+
+
+def start(iid, tags):
+    ud = EC2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]
+    home = os.path.join(WORK, iid)
+    os.makedirs(home, exist_ok=True)
+    script = os.path.join(home, "user-data.sh")
+    with open(script, "wb") as f:
+        f.write(base64.b64decode(ud))
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid)
+    out = open(os.path.join(home, "console.log"), "wb")
+    p = subprocess.Popen(["bash", script], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    log("started", iid, tags.get("spotfit:run-id"), tags.get("spotfit:attempt"), "pid", p.pid)
+    return p
+
+
+def fault(path, body):
+    req = urllib.request.Request(os.environ["SPOTFIT_FAULTS_URL"] + path, data=json.dumps(body).encode(), method="POST")
+    urllib.request.urlopen(req).read()
+
+
+def main():
+    os.makedirs(BIN, exist_ok=True)
+    for name, body in STUBS.items():
+        path = os.path.join(BIN, name)
+        with open(path, "w") as f:
+            f.write(body)
+        os.chmod(path, 0o755)
+    running = {}  # iid -> (Popen, started_at, tags)
+    done = set()
+    interrupted = False
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    while not stop:
+        try:
+            seen = managed()
+        except Exception as e:  # the emulator may be going away
+            log("describe failed", e)
+            time.sleep(0.5)
+            continue
+        for iid, (state, tags) in seen.items():
+            if iid in done or iid in running:
+                if iid in running and state in ("shutting-down", "terminated"):
+                    p = running.pop(iid)[0]
+                    if p.poll() is None:
+                        os.killpg(p.pid, signal.SIGKILL)
+                        log("instance", iid, state, "by the pipeline: killed its processes")
+                    done.add(iid)
+                continue
+            if state in ("pending", "running"):
+                running[iid] = (start(iid, tags), time.time(), tags)
+        for iid, (p, t0, tags) in list(running.items()):
+            if (INTERRUPT_RUN and not interrupted and tags.get("spotfit:run-id") == INTERRUPT_RUN
+                    and time.time() - t0 > INTERRUPT_AFTER and p.poll() is None):
+                os.killpg(p.pid, signal.SIGKILL)
+                fault("/interrupt", {"instance_id": iid})
+                interrupted = True
+                running.pop(iid)
+                done.add(iid)
+                log("interrupted", iid)
+                continue
+            if p.poll() is not None:
+                EC2.terminate_instances(InstanceIds=[iid])
+                running.pop(iid)
+                done.add(iid)
+                log("user data of", iid, "exited", p.returncode, "-> instance terminated")
+        time.sleep(0.3)
+    for iid, (p, _, _) in running.items():
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

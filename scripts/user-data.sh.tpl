@@ -1,0 +1,80 @@
+#!/bin/bash
+# spotfit instance user data: fetch the agent, run the job under `spotfit monitor`, power off.
+#
+# Rendered by spotfit-aws (src/user_data.rs). Only the @@NAME@@ placeholders below are
+# substituted, each inside single quotes, and each value is either checked to be a plain token
+# (bucket, key, region, job name, run id, a number) or base64 (the job's argv, env and image).
+# The job's strings never reach a shell parser: argv and env travel as NUL-separated lists,
+# decoded into files and read into arrays with `mapfile -d ''`.
+set -euo pipefail
+
+SPOTFIT_HOME="${SPOTFIT_HOME:-/var/lib/spotfit}"
+IMDS="${SPOTFIT_IMDS_ENDPOINT:-http://169.254.169.254}"
+BUCKET='@@BUCKET@@'
+AGENT_KEY='@@AGENT_KEY@@'
+REGION='@@REGION@@'
+JOB_NAME='@@JOB@@'
+RUN_ID='@@RUN_ID@@'
+DEADLINE_EPOCH_S='@@DEADLINE_EPOCH_S@@'
+ARGV_B64='@@ARGV_B64@@'
+ENV_B64='@@ENV_B64@@'
+IMAGE_B64='@@IMAGE_B64@@'
+
+log() { printf 'spotfit-user-data: %s\n' "$*" >&2; }
+
+# Safety net: whatever happens to the pipeline, the instance powers off (and, launched with
+# InstanceInitiatedShutdownBehavior=terminate, is terminated) at its deadline.
+now_s=$(date +%s)
+minutes=$(( (DEADLINE_EPOCH_S - now_s + 59) / 60 ))
+if [ "$minutes" -lt 1 ]; then minutes=1; fi
+shutdown -h "+$minutes" >/dev/null 2>&1 || log "could not schedule the deadline shutdown"
+
+# IMDSv2 only (the launch sets HttpTokens=required): a session token, then the instance id.
+imds_token=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  imds_token=$(curl -sf -X PUT "$IMDS/latest/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 300') && break
+  sleep 1
+done
+instance_id=$(curl -sf -H "X-aws-ec2-metadata-token: $imds_token" "$IMDS/latest/meta-data/instance-id" || echo unknown)
+log "instance $instance_id, job $JOB_NAME, run $RUN_ID"
+
+umask 077
+mkdir -p "$SPOTFIT_HOME"
+export AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION"
+
+# The agent binary, from the deployment's bucket (credentials: the instance profile via IMDSv2).
+for attempt in 1 2 3 4 5; do
+  if aws s3 cp --only-show-errors "s3://$BUCKET/$AGENT_KEY" "$SPOTFIT_HOME/spotfit"; then break; fi
+  if [ "$attempt" -eq 5 ]; then log "cannot fetch the agent"; shutdown -h now; exit 1; fi
+  sleep $((attempt * 2))
+done
+chmod 0755 "$SPOTFIT_HOME/spotfit"
+
+# The job, as data: NUL-separated argv and NAME=VALUE env, read into arrays without evaluation.
+printf '%s' "$ARGV_B64" | base64 -d > "$SPOTFIT_HOME/argv"
+printf '%s' "$ENV_B64" | base64 -d > "$SPOTFIT_HOME/env"
+mapfile -d '' -t job_argv < "$SPOTFIT_HOME/argv"
+mapfile -d '' -t job_env < "$SPOTFIT_HOME/env"
+
+if [ -n "$IMAGE_B64" ]; then
+  image=$(printf '%s' "$IMAGE_B64" | base64 -d)
+  # `-e NAME` without a value hands the variable from docker's own environment (set below by
+  # `env`), so values never pass through a command line or an env file's line syntax.
+  docker_env=()
+  for kv in ${job_env[@]+"${job_env[@]}"}; do docker_env+=(-e "${kv%%=*}"); done
+  job_cmd=(docker run --rm --network host ${docker_env[@]+"${docker_env[@]}"} "$image" ${job_argv[@]+"${job_argv[@]}"})
+else
+  job_cmd=(${job_argv[@]+"${job_argv[@]}"})
+fi
+
+set +e
+env ${job_env[@]+"${job_env[@]}"} "$SPOTFIT_HOME/spotfit" monitor \
+  --job "$JOB_NAME" --run-id "$RUN_ID" --upload "s3://$BUCKET" \
+  --summary "$SPOTFIT_HOME/summary.json" -- "${job_cmd[@]}"
+rc=$?
+set -e
+log "job ended with status $rc"
+
+# Done: power off at once (the pipeline terminates the instance too; this saves the poll gap).
+shutdown -h now >/dev/null 2>&1 || true
+exit 0

@@ -1,0 +1,297 @@
+//! DynamoDB stores: job profiles (conditional writes on `version`), run attempts (one item per
+//! run id and attempt, a `by-job` index on job and start time), capacity marks (TTL on
+//! `expires_at`). Items carry the domain object as JSON in `doc` plus the key and index
+//! attributes, so the schema of the domain types can grow without a table migration.
+
+use crate::errors::store_error;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use spotfit_core::ids::Pool;
+use spotfit_core::ports::{CapacityMark, CapacityStore, ProfileStore, RunStore, StoreError};
+use spotfit_core::profile::JobProfile;
+use spotfit_core::run::RunRecord;
+use spotfit_core::spec::Market;
+use std::collections::HashMap;
+
+/// Name of the runs table's index on (`job`, `started_at_ms`).
+pub const RUNS_BY_JOB_INDEX: &str = "by-job";
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn get_s<'a>(item: &'a Item, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn doc<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
+    let json = get_s(item, "doc").ok_or_else(|| StoreError::Corrupt {
+        key: key.into(),
+        reason: "no doc attribute".into(),
+    })?;
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        key: key.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T, key: &str) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
+        key: key.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// [`ProfileStore`] on the `profiles` table (pk `job`).
+#[derive(Debug, Clone)]
+pub struct DynamoProfileStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoProfileStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ProfileStore for DynamoProfileStore {
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn get(&self, job: &str) -> Result<Option<JobProfile>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("job", s(job))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb", e))?;
+        out.item().map(|item| doc(item, job)).transpose()
+    }
+
+    #[tracing::instrument(skip(self, profile), err, fields(table = %self.table, job = %profile.job))]
+    async fn put_if_version(&self, profile: &JobProfile, expected: Option<u64>) -> Result<(), StoreError> {
+        let mut call = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("job", s(&profile.job))
+            .item("version", n(profile.version))
+            .item("doc", s(to_json(profile, &profile.job)?))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        call = match expected {
+            None => call.condition_expression("attribute_not_exists(job)"),
+            Some(v) => call
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        match call.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    let found = c.item().and_then(|i| get_n::<u64>(i, "version"));
+                    Err(StoreError::Conflict {
+                        key: profile.job.clone(),
+                        expected,
+                        found,
+                    })
+                }
+                _ => Err(store_error("dynamodb", e)),
+            },
+        }
+    }
+}
+
+/// [`RunStore`] on the `runs` table (pk `run_id`, sk `attempt`, index `by-job`).
+#[derive(Debug, Clone)]
+pub struct DynamoRunStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoRunStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+/// The time a run row sorts by: the agent's start when known, else its latest heartbeat.
+fn started_at(run: &RunRecord) -> i64 {
+    run.summary
+        .as_ref()
+        .map(|s| s.started_at_ms)
+        .or(run.heartbeat_ms)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl RunStore for DynamoRunStore {
+    #[tracing::instrument(skip(self, run), err, fields(table = %self.table, run_id = %run.run_id, attempt = run.attempt))]
+    async fn put(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let key = format!("{}/{}", run.run_id, run.attempt);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("run_id", s(&run.run_id))
+            .item("attempt", n(run.attempt))
+            .item("job", s(&run.job))
+            .item("started_at_ms", n(started_at(run)))
+            .item("status", s(run.status.as_str()))
+            .item("doc", s(to_json(run, &key)?))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb", e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<RunRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("run_id", s(run_id))
+            .key("attempt", n(attempt))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb", e))?;
+        out.item()
+            .map(|item| doc(item, &format!("{run_id}/{attempt}")))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn list(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let mut items: Vec<Item> = Vec::new();
+        match job {
+            Some(job) => {
+                let mut pages = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(RUNS_BY_JOB_INDEX)
+                    .key_condition_expression("job = :j")
+                    .expression_attribute_values(":j", s(job))
+                    .scan_index_forward(false)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    items.extend(page.map_err(|e| store_error("dynamodb", e))?.items().iter().cloned());
+                    if limit > 0 && items.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            None => {
+                // All jobs: a scan (the CLI's `runs` without a job; small tables or rare use).
+                let mut pages = self.client.scan().table_name(&self.table).into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    items.extend(page.map_err(|e| store_error("dynamodb", e))?.items().iter().cloned());
+                }
+            }
+        }
+        let mut runs: Vec<RunRecord> = items.iter().map(|i| doc(i, "runs")).collect::<Result<_, _>>()?;
+        runs.sort_by_key(|r| std::cmp::Reverse((started_at(r), r.attempt)));
+        if limit > 0 {
+            runs.truncate(limit);
+        }
+        Ok(runs)
+    }
+}
+
+/// [`CapacityStore`] on the `capacity` table (pk `pool`, TTL `expires_at` in epoch seconds).
+/// DynamoDB deletes expired items lazily (within days), so reads also filter on `until_ms`.
+#[derive(Debug, Clone)]
+pub struct DynamoCapacityStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoCapacityStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn market_of(s: &str) -> Option<Market> {
+    match s {
+        "spot" => Some(Market::Spot),
+        "on-demand" => Some(Market::OnDemand),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl CapacityStore for DynamoCapacityStore {
+    #[tracing::instrument(skip(self), err, fields(table = %self.table, pool = %pool))]
+    async fn mark(&self, pool: &Pool, why: CapacityMark, until_ms: i64) -> Result<(), StoreError> {
+        let why = match why {
+            CapacityMark::InsufficientCapacity => "insufficient_capacity",
+            CapacityMark::Interrupted => "interrupted",
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pool", s(pool.to_string()))
+            .item("instance_type", s(&pool.instance_type))
+            .item("az", s(&pool.az))
+            .item("market", s(pool.market.as_str()))
+            .item("why", s(why))
+            .item("until_ms", n(until_ms))
+            .item("expires_at", n(until_ms.div_euclid(1000) + 1))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb", e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn unavailable(&self, now_ms: i64) -> Result<Vec<Pool>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("until_ms > :now")
+            .expression_attribute_values(":now", n(now_ms))
+            .into_paginator()
+            .send();
+        let mut pools = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(|e| store_error("dynamodb", e))?.items() {
+                let (Some(t), Some(az), Some(m)) =
+                    (get_s(item, "instance_type"), get_s(item, "az"), get_s(item, "market"))
+                else {
+                    continue;
+                };
+                if let Some(market) = market_of(m) {
+                    pools.push(Pool {
+                        instance_type: t.to_string(),
+                        az: az.to_string(),
+                        market,
+                    });
+                }
+            }
+        }
+        pools.sort();
+        Ok(pools)
+    }
+}

@@ -1,0 +1,300 @@
+//! EC2 launcher: one instance per run attempt, from the deployment's launch template, in the
+//! subnet of the pool's AZ, spot or on-demand, IMDSv2 required, tagged as spotfit-managed,
+//! with the user data rendered from `scripts/user-data.sh.tpl`. Errors are classified in
+//! [`crate::errors`].
+
+use crate::config::LaunchConfig;
+use crate::errors::{ec2_error, launch_error, NOT_FOUND_CODES};
+use crate::user_data::{self, UserDataInput};
+use async_trait::async_trait;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, LaunchTemplateSpecification, MarketType,
+    ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+};
+use base64::Engine;
+use spotfit_core::ids::{InstanceId, Pool};
+use spotfit_core::pipeline::attempt_run_id;
+use spotfit_core::ports::{
+    InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance,
+};
+use spotfit_core::spec::Market;
+
+pub const TAG_MANAGED: &str = "spotfit:managed";
+pub const TAG_JOB: &str = "spotfit:job";
+pub const TAG_RUN_ID: &str = "spotfit:run-id";
+pub const TAG_ATTEMPT: &str = "spotfit:attempt";
+/// RFC 3339 UTC; after it the reaper terminates the instance whatever its run says.
+pub const TAG_DEADLINE: &str = "spotfit:deadline";
+/// The pool's AZ id as launched (DescribeInstances gives the AZ name).
+pub const TAG_AZ_ID: &str = "spotfit:az-id";
+
+/// [`InstanceLauncher`] on EC2.
+#[derive(Debug, Clone)]
+pub struct Ec2Launcher {
+    client: aws_sdk_ec2::Client,
+    cfg: LaunchConfig,
+}
+
+impl Ec2Launcher {
+    pub fn new(client: aws_sdk_ec2::Client, cfg: LaunchConfig) -> Self {
+        Self { client, cfg }
+    }
+
+    fn tags(&self, req: &LaunchRequest) -> Vec<Tag> {
+        let deadline = chrono::DateTime::from_timestamp_millis(req.deadline_ms)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        [
+            (TAG_MANAGED, "true".to_string()),
+            (TAG_JOB, req.job.clone()),
+            (TAG_RUN_ID, req.run_id.clone()),
+            (TAG_ATTEMPT, req.attempt.to_string()),
+            (TAG_DEADLINE, deadline),
+            (TAG_AZ_ID, req.pool.az.clone()),
+            (
+                "Name",
+                format!("spotfit {} {}", req.job, attempt_run_id(&req.run_id, req.attempt)),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+    }
+}
+
+fn state_of(name: Option<&InstanceStateName>) -> InstanceState {
+    match name {
+        Some(InstanceStateName::Pending) => InstanceState::Pending,
+        Some(InstanceStateName::Running) => InstanceState::Running,
+        Some(InstanceStateName::ShuttingDown) => InstanceState::ShuttingDown,
+        Some(InstanceStateName::Stopping) | Some(InstanceStateName::Stopped) => InstanceState::Stopped,
+        Some(InstanceStateName::Terminated) => InstanceState::Terminated,
+        // An unknown new state: treat as running so nothing is decided on it but the deadline.
+        _ => InstanceState::Running,
+    }
+}
+
+/// Our view of an EC2 instance, from its state and tags.
+pub fn instance_info(i: &Instance) -> InstanceInfo {
+    let tag = |k: &str| {
+        i.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    let az = tag(TAG_AZ_ID)
+        .filter(|a| !a.is_empty())
+        .or_else(|| {
+            i.placement()
+                .and_then(|p| p.availability_zone_id().or(p.availability_zone()))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    InstanceInfo {
+        instance_id: InstanceId(i.instance_id().unwrap_or_default().to_string()),
+        state: state_of(i.state().and_then(|s| s.name())),
+        instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        az,
+        market: if i.instance_lifecycle().is_some_and(|l| l.as_str() == "spot") {
+            Market::Spot
+        } else {
+            Market::OnDemand
+        },
+        job: tag(TAG_JOB),
+        run_id: tag(TAG_RUN_ID),
+        attempt: tag(TAG_ATTEMPT).and_then(|a| a.parse().ok()),
+        deadline_ms: tag(TAG_DEADLINE)
+            .and_then(|d| chrono::DateTime::parse_from_rfc3339(&d).ok())
+            .map(|d| d.timestamp_millis()),
+        launched_at_ms: i.launch_time().map(|t| t.to_millis().unwrap_or(0)),
+        state_reason: i
+            .state_reason()
+            .and_then(|r| r.code().or(r.message()))
+            .map(str::to_string),
+    }
+}
+
+#[async_trait]
+impl InstanceLauncher for Ec2Launcher {
+    #[tracing::instrument(skip(self, req), err, fields(pool = %req.pool, run_id = %req.run_id, attempt = req.attempt))]
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchedInstance, LaunchError> {
+        let fatal = |code: &str, message: String| LaunchError::Fatal {
+            code: code.into(),
+            message,
+        };
+        let subnet = match self.cfg.subnets.get(&req.pool.az) {
+            Some(s) => s.clone(),
+            None => {
+                return Err(fatal(
+                    "NoSubnet",
+                    format!("no subnet configured for AZ {:?}", req.pool.az),
+                ))
+            }
+        };
+        let agent_run_id = attempt_run_id(&req.run_id, req.attempt);
+        let script = user_data::render(&UserDataInput {
+            bucket: &self.cfg.bucket,
+            agent_key: &self.cfg.agent_key,
+            region: &self.cfg.region,
+            job: &req.job,
+            run_id: &agent_run_id,
+            deadline_epoch_s: req.deadline_ms / 1000,
+            argv: &req.argv,
+            env: &req.env,
+            image: req.image.as_deref(),
+        })
+        .map_err(|e| fatal("InvalidUserData", e.to_string()))?;
+
+        let tags = self.tags(req);
+        let mut call = self
+            .client
+            .run_instances()
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(&self.cfg.launch_template_id)
+                    .build(),
+            )
+            .instance_type(InstanceType::from(req.pool.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .client_token(&req.client_token)
+            .user_data(base64::engine::general_purpose::STANDARD.encode(script))
+            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    // Only the host reaches IMDS; a job's containers do not.
+                    .http_put_response_hop_limit(1)
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(tags.clone()))
+                    .build(),
+            )
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
+        call = if self.cfg.security_group_ids.is_empty() {
+            // The subnet decides about public IPs; the deployment's subnets do not assign them.
+            call.subnet_id(subnet)
+        } else {
+            call.network_interfaces(
+                InstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .subnet_id(subnet)
+                    .set_groups(Some(self.cfg.security_group_ids.clone()))
+                    .associate_public_ip_address(self.cfg.associate_public_ip)
+                    .delete_on_termination(true)
+                    .build(),
+            )
+        };
+        if let Some(arn) = &self.cfg.instance_profile_arn {
+            call = call.iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
+        }
+        if req.pool.market != Market::OnDemand {
+            let mut spot = SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate);
+            if let Some(max) = req.max_price_per_hour {
+                spot = spot.max_price(format!("{max:.5}"));
+            }
+            call = call.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(spot.build())
+                    .build(),
+            );
+        }
+        let out = call.send().await.map_err(|e| launch_error(&req.pool, e))?;
+        let inst = out
+            .instances()
+            .first()
+            .ok_or_else(|| fatal("NoInstance", "RunInstances returned no instance".into()))?;
+        let info = instance_info(inst);
+        Ok(LaunchedInstance {
+            instance_id: info.instance_id,
+            pool: req.pool.clone(),
+            launched_at_ms: info
+                .launched_at_ms
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        })
+    }
+
+    #[tracing::instrument(skip(self), err, fields(instance_id = %id))]
+    async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError> {
+        match self.client.describe_instances().instance_ids(&id.0).send().await {
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()
+                .map(instance_info)),
+            Err(e) if e.code().is_some_and(|c| NOT_FOUND_CODES.contains(&c)) => Ok(None),
+            Err(e) => Err(ec2_error(e)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), err, fields(instance_id = %id))]
+    async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError> {
+        match self.client.terminate_instances().instance_ids(&id.0).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code().is_some_and(|c| NOT_FOUND_CODES.contains(&c)) => Ok(()),
+            Err(e) => Err(ec2_error(e)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{TAG_MANAGED}"))
+                    .values("true")
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped", "shutting-down"]
+                            .map(String::from)
+                            .to_vec(),
+                    ))
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(ec2_error)?;
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(instance_info),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// The pool an instance is in, from its info.
+pub fn pool_of(info: &InstanceInfo) -> Pool {
+    Pool {
+        instance_type: info.instance_type.clone(),
+        az: info.az.clone(),
+        market: info.market,
+    }
+}

@@ -1,0 +1,91 @@
+//! `spotfit submit JOB.json [--wait]`: starts an execution of the deployed pipeline (Step
+//! Functions) with the job spec as input, named by a new run id; with `--wait`, prints each
+//! state as the execution enters it and ends with its result (exit 0 only if it succeeded).
+
+use anyhow::{bail, Context};
+use spotfit_aws::SfnExecutions;
+use spotfit_core::ids::new_run_id;
+use spotfit_core::JobSpec;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// The job spec (JSON), validated here before anything is started.
+    pub spec: PathBuf,
+    /// The pipeline's state machine.
+    #[arg(long, env = spotfit_aws::config::STATE_MACHINE_ARN, value_name = "ARN")]
+    pub state_machine: String,
+    /// Run id, used as the execution name (default: a new one). Step Functions refuses a
+    /// second execution of the same name, so resubmitting with the same id cannot run a job twice.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Follow the execution until it ends.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between polls with --wait.
+    #[arg(long, default_value_t = 10.0)]
+    pub poll: f64,
+}
+
+pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
+    let spec = JobSpec::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.spec.display()))?;
+    let run_id = match args.run_id {
+        Some(id) if spotfit_core::ids::valid_run_id(&id) => id,
+        Some(id) => bail!("--run-id {id:?}: use letters, digits, '-', '_' or '.' (at most 128)"),
+        None => {
+            let now = chrono::Utc::now();
+            new_run_id(
+                now.timestamp_millis(),
+                now.timestamp_subsec_nanos() as u64 ^ std::process::id() as u64,
+            )
+        }
+    };
+    if !(args.poll.is_finite() && args.poll > 0.0) {
+        bail!("--poll must be a positive number of seconds");
+    }
+    let input = serde_json::to_string(&spec)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let sdk = spotfit_aws::load_sdk_config().await;
+        let sfn = SfnExecutions::new(aws_sdk_sfn::Client::new(&sdk));
+        let arn = sfn.start(&args.state_machine, &run_id, &input).await?;
+        println!("submitted {} as run {run_id}\nexecution {arn}", spec.name);
+        if !args.wait {
+            return Ok(0);
+        }
+        let mut shown = 0;
+        loop {
+            let states = sfn.states_entered(&arn).await?;
+            for s in &states[shown.min(states.len())..] {
+                println!("  {} {s}", chrono::Utc::now().format("%H:%M:%S"));
+            }
+            shown = states.len();
+            let ex = sfn.describe(&arn).await?;
+            if !ex.is_running() {
+                println!("{}", ex.status);
+                if let Some(out) = ex
+                    .output
+                    .as_deref()
+                    .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                {
+                    for a in out["history"].as_array().into_iter().flatten() {
+                        println!(
+                            "  attempt {} {} on {} ${:.4}",
+                            a["attempt"],
+                            a["status"].as_str().unwrap_or("?"),
+                            a["pool"]["instance_type"].as_str().unwrap_or("?"),
+                            a["cost_usd"].as_f64().unwrap_or(0.0)
+                        );
+                    }
+                }
+                if let (Some(e), c) = (ex.error, ex.cause) {
+                    println!("  {e}: {}", c.unwrap_or_default());
+                }
+                return Ok(if ex.status == "SUCCEEDED" { 0 } else { 1 });
+            }
+            tokio::time::sleep(Duration::from_secs_f64(args.poll)).await;
+        }
+    })
+}

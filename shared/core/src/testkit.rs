@@ -1,0 +1,320 @@
+//! In-memory fakes of every port, for domain and handler tests only (feature `testkit`). Not
+//! intended for production: nothing is persisted, and the launcher starts nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::ids::{InstanceId, Pool};
+use crate::ports::{
+    CapacityMark, CapacityStore, Clock, InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest,
+    LaunchedInstance, ObjectStore, ProfileStore, RunStore, StoreError,
+};
+use crate::profile::JobProfile;
+use crate::run::RunRecord;
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// Runs a future to completion on this thread (the fakes never block, so no runtime is needed).
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug, Default)]
+pub struct FakeClock(pub AtomicI64);
+
+impl FakeClock {
+    pub fn at(ms: i64) -> Self {
+        FakeClock(AtomicI64::new(ms))
+    }
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A scripted launcher: pools in `insufficient` answer with a capacity error (as many times as
+/// their count says, `u32::MAX` = always), everything else launches. Honours ClientToken like
+/// EC2. Every call is logged in `calls` so tests can check the fallback order.
+#[derive(Debug, Default)]
+pub struct FakeLauncher {
+    pub insufficient: Mutex<HashMap<Pool, u32>>,
+    /// Launches answered with a throttling error before any pool is tried (count).
+    pub throttle_next: Mutex<u32>,
+    pub calls: Mutex<Vec<LaunchRequest>>,
+    pub instances: Mutex<BTreeMap<InstanceId, InstanceInfo>>,
+    tokens: Mutex<HashMap<String, InstanceId>>,
+    pub now_ms: AtomicI64,
+}
+
+impl FakeLauncher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// `pool` refuses capacity `times` times.
+    pub fn insufficient(self, pool: Pool, times: u32) -> Self {
+        self.insufficient.lock().unwrap().insert(pool, times);
+        self
+    }
+    /// The pools tried, in order.
+    pub fn tried(&self) -> Vec<String> {
+        self.calls.lock().unwrap().iter().map(|r| r.pool.to_string()).collect()
+    }
+    pub fn live(&self) -> Vec<InstanceInfo> {
+        self.instances
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|i| i.state != InstanceState::Terminated)
+            .cloned()
+            .collect()
+    }
+    /// Sets an instance's state (e.g. a spot interruption) as EC2 would report it.
+    pub fn set_state(&self, id: &InstanceId, state: InstanceState, reason: Option<&str>) {
+        if let Some(i) = self.instances.lock().unwrap().get_mut(id) {
+            i.state = state;
+            i.state_reason = reason.map(Into::into);
+        }
+    }
+}
+
+#[async_trait]
+impl InstanceLauncher for FakeLauncher {
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchedInstance, LaunchError> {
+        self.calls.lock().unwrap().push(req.clone());
+        {
+            let mut t = self.throttle_next.lock().unwrap();
+            if *t > 0 {
+                *t -= 1;
+                return Err(LaunchError::Throttled {
+                    code: "RequestLimitExceeded".into(),
+                    message: "slow down".into(),
+                });
+            }
+        }
+        if let Some(id) = self.tokens.lock().unwrap().get(&req.client_token) {
+            let i = &self.instances.lock().unwrap()[id];
+            return Ok(LaunchedInstance {
+                instance_id: id.clone(),
+                pool: req.pool.clone(),
+                launched_at_ms: i.launched_at_ms.unwrap_or(0),
+            });
+        }
+        if let Some(left) = self.insufficient.lock().unwrap().get_mut(&req.pool) {
+            if *left > 0 {
+                *left = left.saturating_sub(1);
+                return Err(LaunchError::Capacity {
+                    pool: req.pool.clone(),
+                    code: "InsufficientInstanceCapacity".into(),
+                    message: "no capacity".into(),
+                });
+            }
+        }
+        let mut instances = self.instances.lock().unwrap();
+        let id = InstanceId(format!("i-{:017x}", instances.len() + 1));
+        let launched_at_ms = self.now_ms.load(Ordering::SeqCst);
+        instances.insert(
+            id.clone(),
+            InstanceInfo {
+                instance_id: id.clone(),
+                state: InstanceState::Running,
+                instance_type: req.pool.instance_type.clone(),
+                az: req.pool.az.clone(),
+                market: req.pool.market,
+                job: Some(req.job.clone()),
+                run_id: Some(req.run_id.clone()),
+                attempt: Some(req.attempt),
+                deadline_ms: Some(req.deadline_ms),
+                launched_at_ms: Some(launched_at_ms),
+                state_reason: None,
+            },
+        );
+        self.tokens.lock().unwrap().insert(req.client_token.clone(), id.clone());
+        Ok(LaunchedInstance {
+            instance_id: id,
+            pool: req.pool.clone(),
+            launched_at_ms,
+        })
+    }
+
+    async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError> {
+        Ok(self.instances.lock().unwrap().get(id).cloned())
+    }
+
+    async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError> {
+        if let Some(i) = self.instances.lock().unwrap().get_mut(id) {
+            i.state = InstanceState::Terminated;
+        }
+        Ok(())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
+        Ok(self.live())
+    }
+}
+
+/// Objects in a map.
+#[derive(Debug, Default)]
+pub struct InMemoryObjectStore(pub Mutex<BTreeMap<String, Vec<u8>>>);
+
+#[async_trait]
+impl ObjectStore for InMemoryObjectStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.0.lock().unwrap().insert(key.to_string(), bytes);
+        Ok(())
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+/// Profiles in a map, with the version check of the real stores.
+#[derive(Debug, Default)]
+pub struct InMemoryProfileStore(pub Mutex<BTreeMap<String, JobProfile>>);
+
+#[async_trait]
+impl ProfileStore for InMemoryProfileStore {
+    async fn get(&self, job: &str) -> Result<Option<JobProfile>, StoreError> {
+        Ok(self.0.lock().unwrap().get(job).cloned())
+    }
+    async fn put_if_version(&self, profile: &JobProfile, expected: Option<u64>) -> Result<(), StoreError> {
+        let mut m = self.0.lock().unwrap();
+        let found = m.get(&profile.job).map(|p| p.version);
+        if found != expected {
+            return Err(StoreError::Conflict {
+                key: profile.job.clone(),
+                expected,
+                found,
+            });
+        }
+        m.insert(profile.job.clone(), profile.clone());
+        Ok(())
+    }
+}
+
+/// Run rows in a map keyed by (run id, attempt).
+#[derive(Debug, Default)]
+pub struct InMemoryRunStore(pub Mutex<BTreeMap<(String, u32), RunRecord>>);
+
+#[async_trait]
+impl RunStore for InMemoryRunStore {
+    async fn put(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert((run.run_id.clone(), run.attempt), run.clone());
+        Ok(())
+    }
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.0.lock().unwrap().get(&(run_id.to_string(), attempt)).cloned())
+    }
+    async fn list(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let m = self.0.lock().unwrap();
+        let mut v: Vec<RunRecord> = m.values().filter(|r| job.is_none_or(|j| r.job == j)).cloned().collect();
+        v.reverse();
+        v.truncate(limit);
+        Ok(v)
+    }
+}
+
+/// Capacity marks in a map.
+#[derive(Debug, Default)]
+pub struct InMemoryCapacityStore(pub Mutex<HashMap<Pool, (CapacityMark, i64)>>);
+
+#[async_trait]
+impl CapacityStore for InMemoryCapacityStore {
+    async fn mark(&self, pool: &Pool, why: CapacityMark, until_ms: i64) -> Result<(), StoreError> {
+        self.0.lock().unwrap().insert(pool.clone(), (why, until_ms));
+        Ok(())
+    }
+    async fn unavailable(&self, now_ms: i64) -> Result<Vec<Pool>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, (_, until))| *until > now_ms)
+            .map(|(p, _)| p.clone())
+            .collect())
+    }
+}
+
+/// A ranked candidate with a spot price (on-demand at 4×), for tests that need no catalog.
+pub fn candidate(instance_type: &str, spot_per_hour: f64) -> crate::ranking::Candidate {
+    crate::ranking::Candidate {
+        instance_type: instance_type.into(),
+        region: "us-east-1".into(),
+        az: None,
+        market: crate::spec::Market::Spot,
+        spot_per_hour: Some(spot_per_hour),
+        on_demand_per_hour: Some(spot_per_hour * 4.0),
+        price_per_hour: spot_per_hour,
+        vcpu: 2,
+        memory_bytes: 8 << 30,
+        gpu: 0,
+        gpu_memory_bytes: 0,
+        score: 1.0,
+        cost_per_perf: spot_per_hour,
+        est_duration_s: None,
+        est_cost_usd: None,
+        interruption_bucket: None,
+        interruption_penalty_usd: None,
+        rank_cost: spot_per_hour,
+        spot_source: Default::default(),
+        score_source: Default::default(),
+    }
+}
+
+/// The state after the size step for `spec` (JSON), with `candidates` as the ranking.
+pub fn sized_state(
+    spec: serde_json::Value,
+    run_id: &str,
+    candidates: Vec<crate::ranking::Candidate>,
+    now_ms: i64,
+) -> crate::pipeline::RunState {
+    let input = crate::pipeline::SizeInput {
+        spec,
+        execution: Some(run_id.into()),
+        previous: None,
+    };
+    let profiles = InMemoryProfileStore::default();
+    block_on(crate::pipeline::size_step(
+        &profiles,
+        |_, _| candidates.clone(),
+        input,
+        now_ms,
+    ))
+    .unwrap()
+}
