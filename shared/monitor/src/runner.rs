@@ -306,7 +306,16 @@ pub fn monitor(
         interrupted,
         timed_out,
     };
-    let summary = summarize(&samples, &end);
+    let mut summary = summarize(&samples, &end);
+    if child_pid.is_some() && summary.mem_metric == spotfit_core::MemoryMetric::Rss {
+        // A job shorter than the interval may leave only its exit sample, taken from the zombie
+        // (RSS 0). The kernel kept the largest reaped descendant's peak RSS for us: a lower
+        // bound of the tree's peak that costs one syscall, so a short job never reads as 0 bytes.
+        if let Ok(usage) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN) {
+            let peak = (usage.max_rss().max(0) as u64).saturating_mul(1024);
+            summary.mem_max_bytes = summary.mem_max_bytes.max(peak);
+        }
+    }
 
     let mut upload: Option<UploadReport> = None;
     if let Some(sp) = spool.as_mut() {
