@@ -2,38 +2,12 @@
 //! is recorded, marks the run interrupted, and ships the spool at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
-use spotfit_core::ports::{ObjectStore, StoreError};
 use spotfit_core::summary::RunStatus;
+use spotfit_core::testkit::InMemoryObjectStore;
 use spotfit_monitor::{run_command, CommandSpec, ImdsOptions, MonitorOptions, UploadOptions};
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Default)]
-struct MemStore(Mutex<BTreeMap<String, Vec<u8>>>);
-
-#[async_trait]
-impl ObjectStore for MemStore {
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.0.lock().unwrap().insert(key.to_string(), bytes);
-        Ok(())
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.lock().unwrap().get(key).cloned())
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
-}
 
 /// IMDSv2 stand-in: 404 for the first `quiet` metadata requests, then a terminate notice.
 fn imds(quiet: usize) -> String {
@@ -68,7 +42,7 @@ fn imds(quiet: usize) -> String {
 fn spot_notice_is_recorded_and_ships_the_spool() {
     // GIVEN IMDS answering "no notice" twice, then a terminate notice, and a 3 s job
     let spool = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemStore::default());
+    let store = Arc::new(InMemoryObjectStore::default());
     let opts = MonitorOptions {
         interval: Duration::from_millis(200),
         job: "spot".into(),
