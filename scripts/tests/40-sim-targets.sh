@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
 
-cargo build -q -p spotfit-sim --bin spotfit-sim
-cargo build -q -p spotfit-cli --bin spotfit
+# One workspace build (the feature set `cargo test --workspace` built): per-package builds would
+# unify features differently and rebuild the AWS SDK crates.
+cargo build -q --workspace --all-targets
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 

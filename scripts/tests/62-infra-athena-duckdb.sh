@@ -20,7 +20,9 @@ TEMPLATE="$WORK/cdk.out/Spotfit.template.json"
 
 real_monitor_data() {
   local store="$WORK/store"
-  (cd "$SPOTFIT_ROOT" && cargo build -q -p spotfit-cli)
+  # --workspace --all-targets: the feature set `cargo test --workspace` already built (a `-p`
+  # build unifies features differently and would rebuild the AWS SDK crates)
+  (cd "$SPOTFIT_ROOT" && cargo build -q --workspace --all-targets)
   local spotfit="$SPOTFIT_ROOT/target/debug/spotfit"
   # A job that keeps one core busy for ~1.5 s holding 64 MiB, run twice, and one that sleeps.
   local busy=$'import time\nx = bytearray(64 << 20)\nt = time.time()\nwhile time.time() - t < 1.5:\n    pass\n'
