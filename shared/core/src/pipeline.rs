@@ -515,7 +515,7 @@ fn attempt_record(state: &RunState, status: RunStatus, now_ms: i64) -> RunRecord
         az: i.pool.az.clone(),
         market: i.pool.market,
         price_per_hour: i.price_per_hour,
-        local: false,
+        local: i.instance_id.is_local(),
     });
     RunRecord {
         run_id: state.run_id.clone(),

@@ -134,6 +134,10 @@ pub struct MonitorOptions {
     /// Wall-clock limit for a command (the spec's `timeout_s`): past it the job gets SIGTERM,
     /// then SIGKILL after a grace, and the run is marked timed out. Checked at each tick.
     pub timeout: Option<Duration>,
+    /// Set from another thread to stop a command as a terminating instance would (SIGTERM, then
+    /// SIGKILL after a grace; the run is marked interrupted). Checked at each tick. The local
+    /// launcher's `terminate` uses it.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for MonitorOptions {
@@ -151,6 +155,7 @@ impl Default for MonitorOptions {
             keep_samples: true,
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
             timeout: None,
+            cancel: None,
         }
     }
 }

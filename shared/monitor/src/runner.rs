@@ -250,6 +250,20 @@ pub fn monitor(
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
+                let cancelled = opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+                if let (Some(pid), true) = (child_pid, cancelled) {
+                    tracing::warn!("stop requested; stopping the job");
+                    interrupted = true;
+                    signalled_at = Some(now);
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                    if !wait_exited(&rx, JOB_GRACE) {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        wait_exited(&rx, Duration::from_millis(300));
+                    }
+                    emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+                    exit = reap(&mut child);
+                    break;
+                }
                 if let (Some(pid), Some(d)) = (child_pid, deadline) {
                     if now >= d {
                         tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
