@@ -454,6 +454,7 @@ where
             env: state.spec.env.clone(),
             deadline_ms,
             max_price_per_hour: state.spec.resources.max_price_per_hour,
+            memory_limit_bytes: Some(state.requirement.memory_bytes),
         };
         match launcher.launch(&req).await {
             Ok(launched) => {

@@ -170,6 +170,7 @@ impl InstanceLauncher for LocalLauncher {
                 finish_timeout: Duration::from_secs(30),
             }),
             cancel: Some(cancel.clone()),
+            memory_limit: req.memory_limit_bytes,
             ..Default::default()
         };
         let on_sample = self.settings.on_sample.clone();

@@ -138,6 +138,10 @@ pub struct MonitorOptions {
     /// SIGKILL after a grace; the run is marked interrupted). Checked at each tick. The local
     /// launcher's `terminate` uses it.
     pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Command mode: run the job in a memory cgroup of this many bytes that the monitor creates
+    /// (see [`cgroup::JobCgroup`]), so exceeding it is a real, recorded OOM kill. Where the host
+    /// allows no such group the job runs unlimited and a warning says so.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for MonitorOptions {
@@ -156,6 +160,7 @@ impl Default for MonitorOptions {
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
             timeout: None,
             cancel: None,
+            memory_limit: None,
         }
     }
 }
