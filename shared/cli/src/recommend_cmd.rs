@@ -78,6 +78,10 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         job_memory_bytes: args.memory,
         max_price_per_hour: None,
         confidence_runs: 0.0,
+        max_slowdown: spotfit_core::spec::DEFAULT_MAX_SLOWDOWN,
+        memory_risk: None,
+        oom_retry_factor: 1.5,
+        cpu_need_unknown: false,
     };
     let placement = Placement {
         regions: args.regions.clone(),

@@ -31,6 +31,9 @@ fn cand(t: &str, spot: f64) -> Candidate {
         interruption_bucket: None,
         interruption_penalty_usd: None,
         rank_cost: spot,
+        oom_risk: 0.0,
+        oom_cost_usd: None,
+        expected_slowdown: 1.0,
         spot_source: Default::default(),
         score_source: Default::default(),
     }
