@@ -110,6 +110,20 @@ impl Requirement {
         };
         c.max(0.05)
     }
+
+    /// Cores a shared host must have really free (not only unreserved: co-tenants taken at
+    /// their use when above their slots) to admit the slot: its reservation when the need is
+    /// known; when it is not (a cold start, a censored job), room for
+    /// [`CPU_CENSORED_GROWTH`] × the reservation, so the run that measures the need is not the
+    /// one slowed by not knowing it.
+    pub fn slot_admission_cores(&self) -> f64 {
+        let known = matches!(self.basis, SizingBasis::History { .. }) && !self.cpu_need_unknown;
+        if known {
+            self.slot_cores()
+        } else {
+            self.slot_cores() * CPU_CENSORED_GROWTH
+        }
+    }
 }
 
 /// Conservative default for a job with neither history nor hints: a general-purpose shape
@@ -225,8 +239,8 @@ pub fn history(profile: &JobProfile) -> Option<History> {
 
 /// Statistics over the profile's usable runs, or None without any. `max_slowdown` decides when
 /// a saturated run is explained by a measured need (a run with more cores used no more than
-/// `given × max_slowdown`: sizing would give it as many again); `hint_vcpu` is the least a
-/// censored job grows to.
+/// `given × max_slowdown`: sizing would give it as many again); a censored job
+/// below its request (`hint_vcpu`) grows to the request first.
 pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f64>) -> Option<History> {
     let runs: Vec<&RunSummary> = profile.usable_runs().collect();
     let n = runs.len();
@@ -240,12 +254,12 @@ pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f6
     let sw2: f64 = weights.iter().map(|w| w * w).sum();
     let n_eff = sw * sw / sw2;
 
-    // CPU censoring. A saturated run at g cores is explained when a recent run (one of the last
-    // HALF_LIFE_RUNS) that was not saturated, with more cores, used at most g × max_slowdown
-    // (the job needs about g: sizing it at g is within the slowdown allowed, and it saturates
-    // g because it is sized to its need). An unexplained one is censored; it stays binding until
-    // a later unsaturated run with more cores measures the need. The explanation expires with
-    // the run that gave it, so a job whose need grew is probed again within HALF_LIFE_RUNS runs.
+    // CPU censoring. A saturated run at g cores is explained when a run of the window that was
+    // not saturated, with more cores, used at most g × max_slowdown (the job needs about g:
+    // sizing it at g is within the slowdown allowed, and it saturates g because it is sized to
+    // its need). An unexplained one is censored; it stays binding until a later unsaturated run
+    // with more cores measures the need. The explanation leaves with the run that gave it (the
+    // profile keeps RECENT_RUNS), so a job whose need grew is probed again within that many runs.
     let busy: Vec<f64> = runs.iter().map(|r| busy_cores(r)).collect();
     let given: Vec<f64> = runs
         .iter()
@@ -257,8 +271,7 @@ pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f6
         .map(|i| {
             saturated[i]
                 && !(0..n).any(|j| {
-                    weights[j] >= 0.5 - 1e-9
-                        && !saturated[j]
+                    !saturated[j]
                         && given[j] > given[i] + 1e-9
                         && busy[j] <= given[i] * max_slowdown
                 })
@@ -268,7 +281,11 @@ pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f6
     for i in (0..n).filter(|i| censored[*i]) {
         let resolved = (i + 1..n).any(|j| !censored[j] && given[j] > given[i] + 1e-9);
         if !resolved {
-            let grow = (given[i] * CPU_CENSORED_GROWTH).max(hint_vcpu.unwrap_or(0.0));
+            // Up to the request first (what the batch service would give), beyond it by doubling.
+            let grow = match hint_vcpu {
+                Some(h) if h > given[i] + 1e-9 => h.min(given[i] * CPU_CENSORED_GROWTH),
+                _ => given[i] * CPU_CENSORED_GROWTH,
+            };
             floor = Some(floor.map_or(grow, |f: f64| f.max(grow)));
         }
     }
@@ -888,7 +905,7 @@ mod tests {
         // GIVEN a job sized to its need of 2 cores whose need then grows to 6 (bigger inputs)
         let mut runs: Vec<RunSummary> = (0..10).map(|i| capped(i, 2.0, 8.0)).collect();
         let mut seq = vec![];
-        for i in 10..40 {
+        for i in 10..60 {
             let r = size(&spec(), Some(&profile(&runs)), 0);
             let given = r.vcpu as f64;
             let last = runs.last().unwrap();
@@ -899,9 +916,10 @@ mod tests {
             seq.push(given);
             runs.push(capped(i, if i < 12 { 2.0 } else { 6.0 }, given));
         }
-        // … and within HALF_LIFE_RUNS runs of the change it is probed again and grows to the need
+        // … and once the runs that measured the old need leave the window it is probed again and
+        // grows to the new need
         let reached = seq.iter().position(|g| 6.0 / g <= DEFAULT_MAX_SLOWDOWN + 1e-9);
-        assert!(reached.is_some_and(|k| k <= 2 + HALF_LIFE_RUNS as usize + 3), "{seq:?}");
+        assert!(reached.is_some_and(|k| k <= crate::profile::RECENT_RUNS + 4), "{seq:?}");
         assert!(
             seq[seq.len() - 5..]
                 .iter()

@@ -280,6 +280,9 @@ impl Pool {
     /// On a soft-CPU pool a job is guaranteed its slot's cores and may use, beyond them, the
     /// cores its co-tenants leave idle at its start (each co-tenant taken at the larger of its
     /// slot and its use, for its whole run); `busy` is what the job would keep busy unhindered.
+    /// A host takes the job only where `free_cpu` cores are really free (not only unreserved):
+    /// the slot, or for a job whose need is not known yet the room to grow into (the host
+    /// agent's admission rule, as for memory).
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
@@ -290,6 +293,7 @@ impl Pool {
         dur: impl Fn(f64) -> f64,
         peak: f64,
         busy: f64,
+        free_cpu: f64,
         new_shape: impl FnOnce() -> Option<Shape>,
     ) -> Option<Placed> {
         self.advance(t);
@@ -305,7 +309,13 @@ impl Pool {
             let used_gpu: u32 = h.allocs.iter().map(|a| a.gpu).sum();
             let ready = h.launched + self.startup_s;
             let usable = h.shape.mem_gib - self.reserve_gib;
+            let really_free_cpu = if soft_cpu {
+                h.shape.vcpu - h.allocs.iter().map(|a| a.cpu.max(a.used_cpu)).sum::<f64>()
+            } else {
+                f64::INFINITY
+            };
             if used_cpu + cpu <= h.shape.vcpu + 1e-9
+                && really_free_cpu + 1e-9 >= free_cpu
                 && held_mem + mem <= usable + 1e-9
                 && (gpu == 0) == (h.shape.gpu == 0)
                 && used_gpu + gpu <= h.shape.gpu
@@ -604,6 +614,7 @@ pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) 
             |_| job.duration_s,
             mem,
             cpu,
+            cpu,
             || cheapest_fit(&types, cpu, mem, job.gpu),
         ) {
             Some(Placed { shape, .. }) => per_job.push(JobOutcome {
@@ -728,6 +739,9 @@ struct Decision {
     est_run_s: Option<f64>,
     /// The job's max_slowdown.
     max_slowdown: f64,
+    /// Cores that must be really free on a shared host for the slot (its reservation, or the
+    /// room a job whose need is unknown may grow into).
+    probe_cores: f64,
     /// `--explain`: the decision in words (the outcome is appended by the replay).
     explain: Option<String>,
 }
@@ -864,9 +878,14 @@ fn replay(
             };
             // Without a load estimate, the type ranking picked for this job (it weighs the
             // interruption risk too).
+            // A new host must have the room the slot may grow into (`probe` cores).
+            let probe = pl.probe_cores.max(pl.slot.0);
             let new_host = || match load {
                 Some(load) if load.0 >= 2.0 => {
-                    packed_host(shared_types, reserve, pl.slot.0, pl.slot.1, load).or(Some(pl.shape.clone()))
+                    packed_host(shared_types, reserve, probe, pl.slot.1, load).or(Some(pl.shape.clone()))
+                }
+                _ if pl.shape.vcpu + 1e-9 < probe => {
+                    cheapest_fit(shared_types, probe, pl.slot.1 + reserve, 0).or(Some(pl.shape.clone()))
                 }
                 _ => Some(pl.shape.clone()),
             };
@@ -878,6 +897,7 @@ fn replay(
                 run_for,
                 job.mem_peak_gib,
                 job.cpu_avg_cores,
+                probe,
                 new_host,
             ) {
                 Some(Placed {
@@ -887,7 +907,9 @@ fn replay(
                     cores,
                 }) => {
                     let run_s = run_for(cores);
-                    slot_history.push(start, start + run_s, pl.slot.0, pl.slot.1);
+                    // The mean slot counts the cores a slot really held (its use when above it).
+                    let held = pl.slot.0.max(job.cpu_avg_cores.min(cores));
+                    slot_history.push(start, start + run_s, held, pl.slot.1);
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
                         start,
@@ -1107,6 +1129,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             need,
             est_run_s: top.est_duration_s,
             max_slowdown: req.max_slowdown,
+            probe_cores: if shared { req.slot_admission_cores() } else { 0.0 },
             explain,
         })
     })
@@ -1136,6 +1159,7 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             need: (cpu, mem + reserve, job.gpu),
             est_run_s,
             max_slowdown: spotfit_core::spec::DEFAULT_MAX_SLOWDOWN,
+            probe_cores: 0.0,
             explain: None,
         })
     })
