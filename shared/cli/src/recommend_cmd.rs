@@ -82,6 +82,7 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         memory_risk: None,
         oom_retry_factor: 1.5,
         cpu_need_unknown: false,
+        shared_slot_cores: 0.0,
     };
     let placement = Placement {
         regions: args.regions.clone(),

@@ -419,6 +419,7 @@ mod tests {
             memory_risk: None,
             oom_retry_factor: 1.5,
             cpu_need_unknown: false,
+            shared_slot_cores: 0.0,
         }
     }
 

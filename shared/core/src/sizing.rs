@@ -88,6 +88,11 @@ pub struct Requirement {
     /// The job's CPU need is not yet known: its latest runs kept all their cores busy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cpu_need_unknown: bool,
+    /// Cores to reserve on a shared host when the need is known: the fewest with which the
+    /// run's expected slowdown over the job's history stays within `max_slowdown` even when
+    /// the host is full (0 = `cores_used / max_slowdown`).
+    #[serde(default)]
+    pub shared_slot_cores: f64,
 }
 
 fn default_max_slowdown() -> f64 {
@@ -104,7 +109,11 @@ impl Requirement {
     /// A cold start reserves the request as given.
     pub fn slot_cores(&self) -> f64 {
         let c = if matches!(self.basis, SizingBasis::History { .. }) && !self.cpu_need_unknown {
-            self.cores_used / self.max_slowdown.max(1.0)
+            if self.shared_slot_cores > 0.0 {
+                self.shared_slot_cores
+            } else {
+                self.cores_used / self.max_slowdown.max(1.0)
+            }
         } else {
             self.cores_used
         };
@@ -119,7 +128,8 @@ impl Requirement {
     pub fn slot_admission_cores(&self) -> f64 {
         let known = matches!(self.basis, SizingBasis::History { .. }) && !self.cpu_need_unknown;
         if known {
-            self.slot_cores()
+            // Room for the cores the job wants within max_slowdown, though it reserves less.
+            self.slot_cores().max(self.cores_used / self.max_slowdown.max(1.0))
         } else {
             self.slot_cores() * CPU_CENSORED_GROWTH
         }
@@ -187,6 +197,10 @@ pub struct History {
     /// Cores the next run must get at least because a recent run was censored (kept its cores
     /// busy) and no later run with more cores measured the need; None when the need is known.
     pub cpu_censored_floor: Option<f64>,
+    /// The fewest cores c with which the recency-weighted mean over the measured runs of
+    /// max(1, busy / c) — the expected slowdown of the next run held to c cores — is at most
+    /// `max_slowdown`.
+    pub cpu_expected_slowdown_cores: f64,
     /// Log-space weighted mean and standard deviation of per-run memory peaks (GiB).
     pub mem_log_mean: f64,
     pub mem_log_sd: f64,
@@ -270,11 +284,7 @@ pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f6
     let censored: Vec<bool> = (0..n)
         .map(|i| {
             saturated[i]
-                && !(0..n).any(|j| {
-                    !saturated[j]
-                        && given[j] > given[i] + 1e-9
-                        && busy[j] <= given[i] * max_slowdown
-                })
+                && !(0..n).any(|j| !saturated[j] && given[j] > given[i] + 1e-9 && busy[j] <= given[i] * max_slowdown)
         })
         .collect();
     let mut floor: Option<f64> = None;
@@ -297,6 +307,20 @@ pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f6
         cpu = busy.iter().zip(&weights).map(|(b, w)| (*b, *w)).collect();
     }
     let busy_q = weighted_quantile(&mut cpu, CPU_QUANTILE);
+    let expected_slowdown = |c: f64| {
+        let tw: f64 = cpu.iter().map(|v| v.1).sum();
+        cpu.iter().map(|(x, w)| w * (x / c).max(1.0)).sum::<f64>() / tw.max(1e-12)
+    };
+    let (mut lo, mut hi) = (0.01f64, cpu.iter().map(|v| v.0).fold(0.05, f64::max));
+    while hi - lo > 1e-3 {
+        let mid = 0.5 * (lo + hi);
+        if expected_slowdown(mid) <= max_slowdown {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let slot_cores = hi;
 
     let logs: Vec<f64> = runs
         .iter()
@@ -340,6 +364,7 @@ pub fn history_for(profile: &JobProfile, max_slowdown: f64, hint_vcpu: Option<f6
         n_eff,
         busy_cores: busy_q,
         cpu_censored_floor: floor,
+        cpu_expected_slowdown_cores: slot_cores,
         mem_log_mean: mean,
         mem_log_sd: var.sqrt(),
         mem_recent_max_bytes: recent_max,
@@ -738,6 +763,10 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
         memory_risk: if class == SizeClass::Shared { None } else { risk },
         oom_retry_factor: spec.retry.oom_memory_factor.max(OOM_REMEMBERED_FACTOR),
         cpu_need_unknown,
+        shared_slot_cores: match &hist {
+            Some(h) if !cpu_need_unknown => h.cpu_expected_slowdown_cores.clamp(0.05, cores.max(0.05)),
+            _ => 0.0,
+        },
     }
 }
 

@@ -134,6 +134,11 @@ pub struct JobOutcome {
     pub max_slowdown: f64,
     /// Cost of the OOM-killed attempts of this job (the retries' waste).
     pub oom_cost_usd: f64,
+    /// Largest over the attempts of run slowdown / what sizing allowed it: `max_slowdown` ×
+    /// max(1, cores the job really kept busy / cores sizing expected it to). At most 1 when
+    /// sizing honoured `max_slowdown` (a run can only be slower than allowed where it needed
+    /// more cores than its history said).
+    pub max_slowdown_ratio: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -628,6 +633,7 @@ pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) 
                 attempt_slowdown_max: 1.0,
                 max_slowdown: 1.0,
                 oom_cost_usd: 0.0,
+                max_slowdown_ratio: 1.0,
             }),
             None => unplaced += 1,
         }
@@ -676,6 +682,7 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
                 attempt_slowdown_max: 1.0,
                 max_slowdown: 1.0,
                 oom_cost_usd: 0.0,
+                max_slowdown_ratio: 1.0,
             }
         })
         .collect();
@@ -742,6 +749,8 @@ struct Decision {
     /// Cores that must be really free on a shared host for the slot (its reservation, or the
     /// room a job whose need is unknown may grow into).
     probe_cores: f64,
+    /// Cores sizing expects the job to keep busy (None: a policy without that notion).
+    wanted_cores: Option<f64>,
     /// `--explain`: the decision in words (the outcome is appended by the replay).
     explain: Option<String>,
 }
@@ -977,14 +986,24 @@ fn replay(
                 if oom { ", OOM-KILLED" } else { "" }
             ));
         }
-        let (prev_cost, prev_run, prev_max, prev_oom_cost) = prev.as_ref().map_or((0.0, 0.0, 0.0, 0.0), |o| {
-            (
-                o.cost_usd,
-                o.slowdown * job.duration_s.max(0.0),
-                o.attempt_slowdown_max,
-                o.oom_cost_usd,
-            )
-        });
+        let (prev_cost, prev_run, prev_max, prev_oom_cost, prev_ratio) =
+            prev.as_ref().map_or((0.0, 0.0, 0.0, 0.0, 0.0), |o| {
+                (
+                    o.cost_usd,
+                    o.slowdown * job.duration_s.max(0.0),
+                    o.attempt_slowdown_max,
+                    o.oom_cost_usd,
+                    o.max_slowdown_ratio,
+                )
+            });
+        let allowed = pl.max_slowdown
+            * pl.wanted_cores
+                .map_or(1.0, |w| (job.cpu_avg_cores / w.max(1e-9)).max(1.0));
+        let ratio = if pl.wanted_cores.is_some() {
+            attempt_slowdown / allowed
+        } else {
+            0.0
+        };
         let total_slow = if job.duration_s > 0.0 {
             (prev_run + run_s) / job.duration_s
         } else {
@@ -1001,6 +1020,7 @@ fn replay(
             attempt_slowdown_max: attempt_slowdown.max(prev_max),
             max_slowdown: pl.max_slowdown,
             oom_cost_usd: prev_oom_cost + if oom { cost } else { 0.0 },
+            max_slowdown_ratio: ratio.max(prev_ratio),
         });
         seq += 1;
         done.push(Done {
@@ -1130,6 +1150,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             est_run_s: top.est_duration_s,
             max_slowdown: req.max_slowdown,
             probe_cores: if shared { req.slot_admission_cores() } else { 0.0 },
+            wanted_cores: Some(req.cores_used),
             explain,
         })
     })
@@ -1160,6 +1181,7 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
             est_run_s,
             max_slowdown: spotfit_core::spec::DEFAULT_MAX_SLOWDOWN,
             probe_cores: 0.0,
+            wanted_cores: None,
             explain: None,
         })
     })
