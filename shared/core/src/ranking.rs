@@ -43,21 +43,36 @@ pub struct Candidate {
     /// unknown. Lower is better.
     #[serde(default)]
     pub rank_cost: f64,
-    /// P(the run's peak memory exceeds what this type leaves the job): its OOM risk.
-    #[serde(default)]
+    /// P(the run's peak memory exceeds what this type leaves the job): its OOM risk. (This and
+    /// the next two are left out of the JSON at their no-risk, no-slowdown defaults, so states
+    /// written before v3 keep their shape.)
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub oom_risk: f64,
     /// Expected cost of that risk (the failed attempt and the retry), in `est_cost_usd`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "no_cost")]
     pub oom_cost_usd: Option<f64>,
     /// Expected run time on this type / run time on the cores the job wants (OOM retries
     /// counted at their probability); at most the requirement's `max_slowdown` unless no type
     /// allows that.
-    #[serde(default)]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub expected_slowdown: f64,
     #[serde(default)]
     pub spot_source: SpotSource,
     #[serde(default)]
     pub score_source: ScoreSource,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+fn no_cost(v: &Option<f64>) -> bool {
+    v.is_none_or(|c| c == 0.0)
+}
+fn one() -> f64 {
+    1.0
+}
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 /// How run time depends on the instance.

@@ -74,7 +74,7 @@ pub struct Requirement {
     pub confidence_runs: f64,
     /// The spec's `max_slowdown`: no type may leave the run slower than this (expected,
     /// OOM retries included) relative to the cores it wants.
-    #[serde(default = "default_max_slowdown")]
+    #[serde(default = "default_max_slowdown", skip_serializing_if = "is_default_max_slowdown")]
     pub max_slowdown: f64,
     /// The predictive distribution of the job's peak memory, for ranking to price the OOM
     /// risk of each type. None: every type with `memory_bytes` is taken as safe (cold start:
@@ -83,7 +83,7 @@ pub struct Requirement {
     pub memory_risk: Option<MemoryRisk>,
     /// Memory factor of the retry after an OOM kill (the spec's `retry.oom_memory_factor`):
     /// the retry costs about this many times the killed run.
-    #[serde(default = "default_oom_factor")]
+    #[serde(default = "default_oom_factor", skip_serializing_if = "is_default_oom_factor")]
     pub oom_retry_factor: f64,
     /// The job's CPU need is not yet known: its latest runs kept all their cores busy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -91,15 +91,26 @@ pub struct Requirement {
     /// Cores to reserve on a shared host when the need is known: the fewest with which the
     /// run's expected slowdown over the job's history stays within `max_slowdown` even when
     /// the host is full (0 = `cores_used / max_slowdown`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub shared_slot_cores: f64,
 }
 
+// Fields at their defaults are left out of the JSON, so states written before v3 (and the
+// contract fixtures) keep their shape.
 fn default_max_slowdown() -> f64 {
     DEFAULT_MAX_SLOWDOWN
 }
 fn default_oom_factor() -> f64 {
     1.5
+}
+fn is_default_max_slowdown(v: &f64) -> bool {
+    *v == DEFAULT_MAX_SLOWDOWN
+}
+fn is_default_oom_factor(v: &f64) -> bool {
+    *v == default_oom_factor()
+}
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Requirement {
@@ -621,7 +632,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
                 )
             }
             (c, m) => {
-                notes.push("no history: the request (hints) as given".to_string());
+                notes.push("no history: the spec's hints".to_string());
                 let c = c.unwrap_or(DEFAULT_VCPU as f64);
                 let m = m.unwrap_or(gib_to_bytes(DEFAULT_MEMORY_GIB));
                 (c, m, SizingBasis::Hints, hints.duration_s, 0.0)
