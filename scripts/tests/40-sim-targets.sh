@@ -42,7 +42,7 @@ V3 = ["below_batch_spot", "mean_slowdown", "p95_slowdown", "oom_retries_1pct"]
 met = {
     "sizey_iwd": ["oom_retries", "beats_sparecores"],
     "ksegments_eager": ["oom_retries", "beats_sparecores"],
-    "lotaru": ["oom_retries", "beats_sparecores"],
+    "lotaru": ["oom_retries", "vs_batch_on_demand", "beats_sparecores"],
 }
 # spotfit's saving vs batch-spot with sizing v3, less half a point (regression guard, not a
 # target): sizey 1.1%, ksegments 8.5%, lotaru 25.8% (docs/sizing.md).
