@@ -372,7 +372,11 @@ fn oom_kill_retries_once_with_more_memory() {
     );
     // … and at least ×1.5 the memory of the instance it was killed on (8 GiB here), which
     // ranking may have bought above the requirement's floor
-    assert!(s2.requirement.memory_bytes >= 12 << 30, "{}", s2.requirement.memory_bytes);
+    assert!(
+        s2.requirement.memory_bytes >= 12 << 30,
+        "{}",
+        s2.requirement.memory_bytes
+    );
     assert_eq!(s2.oom_retries, 1);
     // a second OOM fails the run
     let s2 = w.launch(s2).unwrap();
