@@ -321,7 +321,16 @@ where
             }
             let oom = prev.check.as_ref().is_some_and(|c| c.status == RunStatus::OomKilled);
             if oom {
-                let bumped = (prev.requirement.memory_bytes as f64 * spec.retry.oom_memory_factor) as u64;
+                // From the memory the killed attempt really had: ranking may buy a type above
+                // the requirement's floor when its OOM risk is priced (sizing v3).
+                let killed_on = prev.instance.as_ref().and_then(|i| {
+                    prev.candidates
+                        .iter()
+                        .find(|c| c.instance_type == i.pool.instance_type)
+                        .map(|c| c.memory_bytes)
+                });
+                let had = prev.requirement.memory_bytes.max(killed_on.unwrap_or(0));
+                let bumped = (had as f64 * spec.retry.oom_memory_factor) as u64;
                 if bumped > requirement.memory_bytes {
                     requirement.memory_bytes = bumped;
                     requirement.notes.push(format!(
