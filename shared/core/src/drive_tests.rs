@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::ids::{Pool, RunKeys};
+use crate::ids::Pool;
 use crate::pipeline::attempt_run_id;
 use crate::ports::{InstanceState, RunStore};
 use crate::spec::Market;
@@ -59,23 +59,19 @@ impl Pause for World {
                 Some("Server.SpotInstanceTermination: Spot instance termination"),
             ),
             Act::Exit(status, code) => {
-                let job = inst.job.clone().unwrap();
-                let agent = attempt_run_id(inst.run_id.as_deref().unwrap(), inst.attempt.unwrap());
-                let keys = RunKeys::new(&job, inst.launched_at_ms.unwrap(), &agent);
+                let started = inst.launched_at_ms.unwrap();
                 let summary = RunSummary {
-                    job,
-                    run_id: agent,
-                    started_at_ms: inst.launched_at_ms.unwrap(),
+                    job: inst.job.clone().unwrap(),
+                    run_id: attempt_run_id(inst.run_id.as_deref().unwrap(), inst.attempt.unwrap()),
+                    started_at_ms: started,
                     ended_at_ms: self.clock.now_ms(),
                     duration_s: 42.0,
-                    samples: 9,
                     mem_max_bytes: 1 << 30,
                     exit: ExitInfo::code(code),
                     status,
                     ..Default::default()
                 };
-                block_on(self.objects.put(&keys.summary(), serde_json::to_vec(&summary).unwrap())).unwrap();
-                block_on(self.objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
+                agent_exits(&self.objects, &summary, started);
             }
         }
     }

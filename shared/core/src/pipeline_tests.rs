@@ -116,7 +116,6 @@ impl World {
     /// What the agent writes when the job ends.
     fn agent_exits(&self, s: &RunState, status: RunStatus, code: i32) {
         let inst = s.instance.as_ref().unwrap();
-        let keys = RunKeys::new(&s.job, inst.launched_at_ms, &inst.agent_run_id);
         let summary = RunSummary {
             job: s.job.clone(),
             run_id: inst.agent_run_id.clone(),
@@ -129,8 +128,7 @@ impl World {
             status,
             ..Default::default()
         };
-        block_on(self.objects.put(&keys.summary(), serde_json::to_vec(&summary).unwrap())).unwrap();
-        block_on(self.objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
+        agent_exits(&self.objects, &summary, inst.launched_at_ms);
     }
 }
 

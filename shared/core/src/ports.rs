@@ -131,6 +131,25 @@ pub struct InstanceInfo {
     pub state_reason: Option<String>,
 }
 
+impl InstanceInfo {
+    /// A just-launched instance of `req`, as a launcher's own bookkeeping records it.
+    pub fn launched(req: &LaunchRequest, instance_id: InstanceId, launched_at_ms: i64) -> Self {
+        InstanceInfo {
+            instance_id,
+            state: InstanceState::Running,
+            instance_type: req.pool.instance_type.clone(),
+            az: req.pool.az.clone(),
+            market: req.pool.market,
+            job: Some(req.job.clone()),
+            run_id: Some(req.run_id.clone()),
+            attempt: Some(req.attempt),
+            deadline_ms: Some(req.deadline_ms),
+            launched_at_ms: Some(launched_at_ms),
+            state_reason: None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait InstanceLauncher: Send + Sync {
     /// Launches one instance in `req.pool`. Idempotent on `req.client_token`.

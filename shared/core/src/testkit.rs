@@ -135,22 +135,7 @@ impl InstanceLauncher for FakeLauncher {
         let mut instances = self.instances.lock().unwrap();
         let id = InstanceId(format!("i-{:017x}", instances.len() + 1));
         let launched_at_ms = self.now_ms.load(Ordering::SeqCst);
-        instances.insert(
-            id.clone(),
-            InstanceInfo {
-                instance_id: id.clone(),
-                state: InstanceState::Running,
-                instance_type: req.pool.instance_type.clone(),
-                az: req.pool.az.clone(),
-                market: req.pool.market,
-                job: Some(req.job.clone()),
-                run_id: Some(req.run_id.clone()),
-                attempt: Some(req.attempt),
-                deadline_ms: Some(req.deadline_ms),
-                launched_at_ms: Some(launched_at_ms),
-                state_reason: None,
-            },
-        );
+        instances.insert(id.clone(), InstanceInfo::launched(req, id.clone(), launched_at_ms));
         self.tokens.lock().unwrap().insert(req.client_token.clone(), id.clone());
         Ok(LaunchedInstance {
             instance_id: id,
@@ -173,6 +158,14 @@ impl InstanceLauncher for FakeLauncher {
     async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
         Ok(self.live())
     }
+}
+
+/// What the agent writes when a job ends: the run summary, then the exit marker, under the
+/// keys of `summary.run_id` for a run started at `started_at_ms`.
+pub fn agent_exits(objects: &InMemoryObjectStore, summary: &crate::summary::RunSummary, started_at_ms: i64) {
+    let keys = crate::ids::RunKeys::new(&summary.job, started_at_ms, &summary.run_id);
+    block_on(objects.put(&keys.summary(), serde_json::to_vec(summary).unwrap())).unwrap();
+    block_on(objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
 }
 
 /// Objects in a map.

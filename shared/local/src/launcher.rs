@@ -201,19 +201,7 @@ impl InstanceLauncher for LocalLauncher {
                 code: "LocalSpawn".into(),
                 message: format!("cannot start the local agent thread: {e}"),
             })?;
-        let info = InstanceInfo {
-            instance_id: id.clone(),
-            state: InstanceState::Running,
-            instance_type: req.pool.instance_type.clone(),
-            az: req.pool.az.clone(),
-            market: req.pool.market,
-            job: Some(req.job.clone()),
-            run_id: Some(req.run_id.clone()),
-            attempt: Some(req.attempt),
-            deadline_ms: Some(req.deadline_ms),
-            launched_at_ms: Some(launched_at_ms),
-            state_reason: None,
-        };
+        let info = InstanceInfo::launched(req, id.clone(), launched_at_ms);
         instances.insert(
             id.clone(),
             Local {

@@ -240,14 +240,7 @@ pub fn monitor(
                     emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
                     break;
                 };
-                let _ = kill(
-                    Pid::from_raw(pid as i32),
-                    Signal::try_from(sig).unwrap_or(Signal::SIGTERM),
-                );
-                if !wait_exited(&rx, JOB_GRACE) {
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                    wait_exited(&rx, Duration::from_millis(300));
-                }
+                stop_job(pid, Signal::try_from(sig).unwrap_or(Signal::SIGTERM), &rx);
                 emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
                 exit = reap(&mut child);
                 break;
@@ -263,32 +256,20 @@ pub fn monitor(
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
                 let cancelled = opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
-                if let (Some(pid), true) = (child_pid, cancelled) {
-                    tracing::warn!("stop requested; stopping the job");
-                    interrupted = true;
-                    signalled_at = Some(now);
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                    if !wait_exited(&rx, JOB_GRACE) {
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                        wait_exited(&rx, Duration::from_millis(300));
+                let past_deadline = deadline.is_some_and(|d| now >= d);
+                if let (Some(pid), true) = (child_pid, cancelled || past_deadline) {
+                    if cancelled {
+                        tracing::warn!("stop requested; stopping the job");
+                        interrupted = true;
+                        signalled_at = Some(now);
+                    } else {
+                        tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
+                        timed_out = true;
                     }
+                    stop_job(pid, Signal::SIGTERM, &rx);
                     emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
                     exit = reap(&mut child);
                     break;
-                }
-                if let (Some(pid), Some(d)) = (child_pid, deadline) {
-                    if now >= d {
-                        tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
-                        timed_out = true;
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                        if !wait_exited(&rx, JOB_GRACE) {
-                            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                            wait_exited(&rx, Duration::from_millis(300));
-                        }
-                        emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
-                        exit = reap(&mut child);
-                        break;
-                    }
                 }
                 let s = sampler.sample(now, now_ms());
                 // Attached: the run is over when the tree or the cgroup has no process left.
@@ -319,7 +300,9 @@ pub fn monitor(
     let ended_at_ms = now_ms();
 
     let oom_killed = exit.signal == Some(9)
-        && (job_cgroup.as_ref().is_some_and(|g| g.oom_kills().is_some_and(|n| n > 0))
+        && (job_cgroup
+            .as_ref()
+            .is_some_and(|g| g.oom_kills().is_some_and(|n| n > 0))
             || oom_base
                 .as_ref()
                 .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0)));
@@ -400,6 +383,16 @@ fn cut_and_queue_spool(sp: &mut Spool, up: Option<&Uploader>) {
 }
 
 /// Waits for the job's exit event, ignoring others (a second SIGTERM changes nothing).
+/// Sends `sig` to the job and, if it has not exited within [`JOB_GRACE`], SIGKILL — the one
+/// escalation used for signals, timeouts and stop requests alike.
+fn stop_job(pid: u32, sig: Signal, rx: &mpsc::Receiver<Event>) {
+    let _ = kill(Pid::from_raw(pid as i32), sig);
+    if !wait_exited(rx, JOB_GRACE) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        wait_exited(rx, Duration::from_millis(300));
+    }
+}
+
 fn wait_exited(rx: &mpsc::Receiver<Event>, within: Duration) -> bool {
     let until = Instant::now() + within;
     while let Some(left) = until.checked_duration_since(Instant::now()) {
