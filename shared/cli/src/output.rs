@@ -7,7 +7,6 @@ use spotfit_core::run::RunRecord;
 use spotfit_core::sizing::Requirement;
 use spotfit_core::summary::RunSummary;
 use spotfit_core::units::{bytes_to_gib, fmt_bytes};
-use spotfit_core::MemoryMetric;
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -106,69 +105,12 @@ pub fn requirement_line(r: &Requirement) -> String {
     s
 }
 
-fn metric_name(m: MemoryMetric) -> &'static str {
-    match m {
-        MemoryMetric::Rss => "rss",
-        MemoryMetric::Pss => "pss",
-        MemoryMetric::Cgroup => "cgroup working set",
-    }
-}
-
 pub fn summary_table(s: &RunSummary, rec: &RunRecord) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
-    let exit = match (s.exit.code, s.exit.signal) {
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => "unknown".into(),
-    };
-    let rows: Vec<(&str, String)> = vec![
-        ("job", s.job.clone()),
-        ("run id", s.run_id.clone()),
-        (
-            "status",
-            format!(
-                "{} ({exit}{})",
-                s.status.as_str(),
-                if s.oom_killed { ", OOM-killed" } else { "" }
-            ),
-        ),
-        ("duration", format!("{:.2} s", s.duration_s)),
-        ("samples", s.samples.to_string()),
-        (
-            "CPU cores avg / p50 / p95 / max",
-            format!(
-                "{:.2} / {:.2} / {:.2} / {:.2}",
-                s.cpu.avg, s.cpu.p50, s.cpu.p95, s.cpu.max
-            ),
-        ),
-        (
-            "memory max",
-            format!("{} ({})", fmt_bytes(s.mem_max_bytes), metric_name(s.mem_metric)),
-        ),
-        (
-            "disk read / write",
-            format!(
-                "{} / {}",
-                fmt_bytes(s.io.disk_read_bytes),
-                fmt_bytes(s.io.disk_write_bytes)
-            ),
-        ),
-    ];
-    for (k, v) in rows {
+    for (k, v) in spotfit_core::summary::summary_rows(s) {
         t.add_row(vec![Cell::new(k), Cell::new(v)]);
-    }
-    if let Some(g) = s.gpu {
-        t.add_row(vec![
-            Cell::new("GPU util avg / max, mem max"),
-            Cell::new(format!(
-                "{:.0}% / {:.0}%, {}",
-                g.util_avg_pct,
-                g.util_max_pct,
-                fmt_bytes(g.mem_max_bytes)
-            )),
-        ]);
     }
     if let Some(p) = &rec.placed {
         t.add_row(vec![

@@ -393,7 +393,12 @@ fn a_local_job_over_its_memory_is_oom_killed_and_retried_bigger() {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy().to_string();
-            n.starts_with("spotfit-") && runs.as_array().unwrap().iter().any(|r| n.contains(r["run_id"].as_str().unwrap()))
+            n.starts_with("spotfit-")
+                && runs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| n.contains(r["run_id"].as_str().unwrap()))
         })
         .collect();
     assert!(left.is_empty(), "cgroups left behind: {left:?}");

@@ -138,6 +138,70 @@ pub struct RunSummary {
 }
 
 /// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
+/// The rows of a run's summary as people read it, label and value: the one rendering that
+/// `spotfit run` (a table with the cost added) and `spotfit monitor` (plain text with the upload
+/// added) both show.
+pub fn summary_rows(s: &RunSummary) -> Vec<(&'static str, String)> {
+    use crate::units::fmt_bytes;
+    let exit = match (s.exit.code, s.exit.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "exit unknown (attached)".into(),
+    };
+    let metric = match s.mem_metric {
+        MemoryMetric::Rss => "rss",
+        MemoryMetric::Pss => "pss",
+        MemoryMetric::Cgroup => "cgroup working set",
+    };
+    let mut rows = vec![
+        ("job", s.job.clone()),
+        ("run id", s.run_id.clone()),
+        (
+            "status",
+            format!(
+                "{} ({exit}{})",
+                s.status.as_str(),
+                if s.oom_killed { ", OOM-killed" } else { "" }
+            ),
+        ),
+        ("duration", format!("{:.2} s", s.duration_s)),
+        ("samples", s.samples.to_string()),
+        (
+            "CPU cores avg / p50 / p95 / max",
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                s.cpu.avg, s.cpu.p50, s.cpu.p95, s.cpu.max
+            ),
+        ),
+        ("memory max", format!("{} ({metric})", fmt_bytes(s.mem_max_bytes))),
+        (
+            "disk read / write",
+            format!(
+                "{} / {}",
+                fmt_bytes(s.io.disk_read_bytes),
+                fmt_bytes(s.io.disk_write_bytes)
+            ),
+        ),
+        (
+            "net rx / tx",
+            format!("{} / {}", fmt_bytes(s.io.net_rx_bytes), fmt_bytes(s.io.net_tx_bytes)),
+        ),
+    ];
+    if let Some(g) = &s.gpu {
+        rows.push((
+            "GPU util avg / max, mem max",
+            format!(
+                "{} device(s), {:.0}% / {:.0}%, {}",
+                g.count,
+                g.util_avg_pct,
+                g.util_max_pct,
+                fmt_bytes(g.mem_max_bytes)
+            ),
+        ));
+    }
+    rows
+}
+
 pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -267,6 +331,29 @@ mod tests {
             mem_bytes: mem,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn summary_rows_say_how_the_run_ended_and_what_it_used() {
+        let s = RunSummary {
+            job: "etl".into(),
+            status: RunStatus::OomKilled,
+            oom_killed: true,
+            exit: ExitInfo {
+                code: None,
+                signal: Some(9),
+            },
+            mem_max_bytes: 3 << 30,
+            ..Default::default()
+        };
+        let rows = summary_rows(&s);
+        let get = |k: &str| rows.iter().find(|(l, _)| *l == k).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(get("status"), "oom_killed (killed by signal 9, OOM-killed)");
+        assert_eq!(get("memory max"), "3.00 GiB (rss)");
+        assert!(
+            rows.iter().all(|(l, _)| !l.starts_with("GPU")),
+            "no GPU row without a GPU"
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use crate::{monitor, CommandSpec, ImdsOptions, MonitorError, MonitorOptions, Outcome, Target, UploadOptions};
 use clap::Args;
 use spotfit_core::ports::{ObjectStore, StoreError};
-use spotfit_core::summary::RunSummary;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -308,61 +307,7 @@ fn default_job(t: &Target) -> String {
 
 /// The end-of-run table on stderr.
 pub fn summary_table(o: &Outcome) -> String {
-    let s: &RunSummary = &o.summary;
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let mut rows: Vec<(&str, String)> = vec![
-        ("run", format!("{} ({})", s.run_id, s.job)),
-        ("status", s.status.as_str().to_string()),
-        (
-            "exit",
-            match (s.exit.code, s.exit.signal) {
-                (Some(c), _) => format!("code {c}"),
-                (None, Some(sig)) => format!("signal {sig}"),
-                _ => "unknown (attached)".into(),
-            },
-        ),
-        ("duration", format!("{:.1} s, {} samples", s.duration_s, s.samples)),
-        (
-            "cpu cores",
-            format!(
-                "avg {:.2}  p50 {:.2}  p95 {:.2}  max {:.2}",
-                s.cpu.avg, s.cpu.p50, s.cpu.p95, s.cpu.max
-            ),
-        ),
-        (
-            "memory max",
-            format!(
-                "{:.3} GiB ({})",
-                gib(s.mem_max_bytes),
-                format!("{:?}", s.mem_metric).to_lowercase()
-            ),
-        ),
-        (
-            "disk read/write",
-            format!(
-                "{:.3} / {:.3} GiB",
-                gib(s.io.disk_read_bytes),
-                gib(s.io.disk_write_bytes)
-            ),
-        ),
-        (
-            "net rx/tx",
-            format!("{:.3} / {:.3} GiB", gib(s.io.net_rx_bytes), gib(s.io.net_tx_bytes)),
-        ),
-        ("oom killed", s.oom_killed.to_string()),
-    ];
-    if let Some(g) = &s.gpu {
-        rows.push((
-            "gpu",
-            format!(
-                "{} device(s), util avg {:.1} % max {:.1} %, memory max {:.3} GiB",
-                g.count,
-                g.util_avg_pct,
-                g.util_max_pct,
-                gib(g.mem_max_bytes)
-            ),
-        ));
-    }
+    let mut rows = spotfit_core::summary::summary_rows(&o.summary);
     if let Some(n) = &o.spot_notice {
         rows.push(("spot notice", format!("{} at {}", n.action, n.time)));
     }
