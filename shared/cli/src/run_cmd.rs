@@ -13,7 +13,7 @@ use futures_executor::block_on;
 use indicatif::{ProgressBar, ProgressStyle};
 use spotfit_core::catalog::Catalog;
 use spotfit_core::drive::{drive, DriveOptions, DrivePorts, Pause};
-use spotfit_core::ids::{new_run_id, RunKeys};
+use spotfit_core::ids::{fresh_run_id, RunKeys};
 use spotfit_core::pipeline::MAX_CANDIDATES;
 use spotfit_core::ports::{ProfileStore, RunStore, SystemClock};
 use spotfit_core::ranking::{rank, RankOptions};
@@ -103,19 +103,6 @@ fn load_spec(args: &RunArgs) -> anyhow::Result<JobSpec> {
     Ok(spec)
 }
 
-fn entropy() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
 /// The local pause between checks: a thread sleep (the ports are driven on this thread).
 struct Sleep;
 
@@ -157,7 +144,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     let store = LocalStore::open(&dir, true)?;
     let catalog = Catalog::embedded().context("loading the instance catalog")?;
 
-    let run_id = new_run_id(chrono::Utc::now().timestamp_millis(), entropy());
+    let run_id = fresh_run_id(chrono::Utc::now().timestamp_millis());
     let interactive = !args.json && std::io::stdout().is_terminal();
     let progress = interactive.then(|| {
         let pb = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context};
 use spotfit_aws::SfnExecutions;
-use spotfit_core::ids::new_run_id;
+use spotfit_core::ids::fresh_run_id;
 use spotfit_core::JobSpec;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,13 +34,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
     let run_id = match args.run_id {
         Some(id) if spotfit_core::ids::valid_run_id(&id) => id,
         Some(id) => bail!("--run-id {id:?}: use letters, digits, '-', '_' or '.' (at most 128)"),
-        None => {
-            let now = chrono::Utc::now();
-            new_run_id(
-                now.timestamp_millis(),
-                now.timestamp_subsec_nanos() as u64 ^ std::process::id() as u64,
-            )
-        }
+        None => fresh_run_id(chrono::Utc::now().timestamp_millis()),
     };
     if !(args.poll.is_finite() && args.poll > 0.0) {
         bail!("--poll must be a positive number of seconds");

@@ -62,6 +62,22 @@ pub fn new_run_id(now_ms: i64, entropy: u64) -> String {
     format!("{}-{:08x}", t.format("%Y%m%dT%H%M%SZ"), entropy as u32)
 }
 
+/// A new run id for a run started now by this process (`spotfit run`, `spotfit submit`): the
+/// time, and entropy from the process's randomly keyed hasher, the clock's nanoseconds and the
+/// pid, so two runs started in the same second by two processes do not collide.
+pub fn fresh_run_id(now_ms: i64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    new_run_id(now_ms, h.finish())
+}
+
 /// True if `id` is safe as a run id in keys and paths.
 pub fn valid_run_id(id: &str) -> bool {
     !id.is_empty()
@@ -128,6 +144,10 @@ mod tests {
         assert_eq!(k.summary(), "runs/job=etl/dt=2026-11-26/r1.json");
         assert_eq!(k.record(2), "records/dt=2026-11-26/r1-2.json");
         assert!(valid_run_id(&new_run_id(1_795_651_200_000, 0xdead_beef)));
+        // two fresh ids in the same millisecond differ, and both are valid
+        let (a, b) = (fresh_run_id(1_795_651_200_000), fresh_run_id(1_795_651_200_000));
+        assert_ne!(a, b);
+        assert!(valid_run_id(&a) && a.starts_with("20261126T000000Z-"), "{a}");
         assert!(!valid_run_id("../x"));
     }
 }

@@ -168,13 +168,10 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
         }),
     };
     let now = chrono::Utc::now();
-    let run_id = args.run_id.clone().unwrap_or_else(|| {
-        let entropy = u64::from(std::process::id()) ^ now.timestamp_subsec_nanos() as u64;
-        spotfit_core::ids::new_run_id(
-            now.timestamp_millis(),
-            entropy.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32,
-        )
-    });
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| spotfit_core::ids::fresh_run_id(now.timestamp_millis()));
     let job = args.job.clone().unwrap_or_else(|| default_job(&target));
     let upload_url = args.upload.as_deref().map(UploadUrl::parse).transpose()?;
     let upload = match &upload_url {
