@@ -76,6 +76,8 @@ const SUMMARY_FIELDS: [string, string][] = [
   ['exit', EXIT],
   ['oom_killed', 'boolean'],
   ['status', 'string'],
+  ['cpu_given_cores', 'double'],
+  ['cpu_throttled', 'boolean'],
 ];
 export const RUN_COLUMNS = SUMMARY_FIELDS;
 
@@ -83,7 +85,7 @@ const SUMMARY_STRUCT = `struct<job:string,${SUMMARY_FIELDS.map(([n, t]) => `${n}
 const PLACED_STRUCT =
   'struct<instance_id:string,instance_type:string,region:string,az:string,market:string,price_per_hour:double,local:boolean>';
 
-/** shared/core/src/run.rs `RunRecord`. */
+/** shared/core/src/run.rs `RunRecord`. Checked against infra/athena/schema.json (written from the Rust types by shared/core/tests/athena_contract.rs) in infra/test/contract.test.ts. */
 export const RECORD_COLUMNS: [string, string][] = [
   ['run_id', 'string'],
   ['job', 'string'],
@@ -94,6 +96,7 @@ export const RECORD_COLUMNS: [string, string][] = [
   ['summary', SUMMARY_STRUCT],
   ['requested_vcpu', 'int'],
   ['requested_memory_bytes', 'bigint'],
+  ['heartbeat_ms', 'bigint'],
 ];
 
 /** First day the date projection covers. */

@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { namedQueries, RECORD_COLUMNS, SAMPLE_COLUMNS } from '../lib/analytics';
+import { namedQueries, RECORD_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS } from '../lib/analytics';
 import { defaultStateMachineFile, repoRoot } from '../lib/config';
 import { loadJobs } from '../lib/jobs';
 import { checkAsl, SUBSTITUTIONS } from '../lib/spotfit-stack';
@@ -138,4 +138,52 @@ test('profiles are exported daily to S3 by EventBridge Scheduler, with a scoped 
   const target = sch.Target as any;
   assert.equal(target.Arn, 'arn:aws:scheduler:::aws-sdk:dynamodb:exportTableToPointInTime');
   assert.match(render(target.Input), /"S3Prefix":"exports\/profiles"/);
+});
+
+/** An Athena column type as the coarse shape shared/core/tests/athena_contract.rs writes. */
+function shapeOf(type: string): unknown {
+  let i = 0;
+  const parse = (): unknown => {
+    const word = /^[a-z]+/.exec(type.slice(i))?.[0] ?? '';
+    i += word.length;
+    if (word === 'struct' || word === 'array') {
+      assert.equal(type[i], '<', type);
+      i += 1;
+      if (word === 'array') {
+        const inner = parse();
+        assert.equal(type[i], '>', type);
+        i += 1;
+        return { array: inner };
+      }
+      const fields: Record<string, unknown> = {};
+      for (;;) {
+        const name = /^[a-z_0-9]+/.exec(type.slice(i))?.[0] ?? '';
+        i += name.length;
+        assert.equal(type[i], ':', type);
+        i += 1;
+        fields[name] = parse();
+        if (type[i] === ',') { i += 1; continue; }
+        assert.equal(type[i], '>', type);
+        i += 1;
+        return fields;
+      }
+    }
+    const coarse: Record<string, string> = { int: 'integer', bigint: 'integer', double: 'double', string: 'string', boolean: 'boolean' };
+    assert.ok(coarse[word], `unknown Athena type ${word} in ${type}`);
+    return coarse[word];
+  };
+  return parse();
+}
+
+const sortKeys = (v: unknown): unknown =>
+  v && typeof v === 'object' && !Array.isArray(v)
+    ? Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]))
+    : v;
+
+test('the Athena columns are what the Rust types write (infra/athena/schema.json)', () => {
+  const schema = JSON.parse(fs.readFileSync(path.join(root, 'infra', 'athena', 'schema.json'), 'utf8'));
+  const table = (cols: [string, string][]) => sortKeys(Object.fromEntries(cols.map(([n, t]) => [n, shapeOf(t)])));
+  assert.deepEqual(table(SAMPLE_COLUMNS), sortKeys(schema.samples), 'samples');
+  assert.deepEqual(table(RUN_COLUMNS), sortKeys(schema.runs), 'runs');
+  assert.deepEqual(table(RECORD_COLUMNS), sortKeys(schema.run_records), 'run_records');
 });
