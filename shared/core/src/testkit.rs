@@ -12,29 +12,12 @@ use crate::profile::JobProfile;
 use crate::run::RunRecord;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Mutex;
 
-/// Runs a future to completion on this thread (the fakes never block, so no runtime is needed).
-pub fn block_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park(),
-        }
-    }
-}
+/// Runs a future to completion on this thread: the fakes never wait on I/O, so no reactor is
+/// needed. The same executor the CLI drives the embedded store with.
+pub use futures_executor::block_on;
 
 /// A clock the test moves by hand.
 #[derive(Debug, Default)]
@@ -164,8 +147,11 @@ impl InstanceLauncher for FakeLauncher {
 /// keys of `summary.run_id` for a run started at `started_at_ms`.
 pub fn agent_exits(objects: &InMemoryObjectStore, summary: &crate::summary::RunSummary, started_at_ms: i64) {
     let keys = crate::ids::RunKeys::new(&summary.job, started_at_ms, &summary.run_id);
-    block_on(objects.put(&keys.summary(), serde_json::to_vec(summary).unwrap())).unwrap();
-    block_on(objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
+    // Straight into the map, not through an executor: callers may already be inside one (the
+    // driver's pause plays the agent).
+    let mut map = objects.0.lock().unwrap();
+    map.insert(keys.summary(), serde_json::to_vec(summary).unwrap());
+    map.insert(keys.exit_marker(), b"{}".to_vec());
 }
 
 /// Objects in a map.
