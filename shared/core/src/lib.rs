@@ -7,6 +7,7 @@ pub mod cost;
 pub mod error_names;
 pub mod fallback;
 pub mod ids;
+pub mod image;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;
@@ -19,6 +20,7 @@ pub mod summary;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod units;
+pub mod user_data;
 
 pub use sample::{GpuSample, MemoryMetric, Sample};
 pub use spec::{JobSpec, Market, SpecError};
