@@ -205,11 +205,15 @@ mod tests {
             &bin.join("shutdown"),
             &format!("#!/bin/bash\necho \"$*\" >> {}/shutdown.log\n", dir.display()),
         );
+        write_exec(
+            &bin.join("iptables"),
+            &format!("#!/bin/bash\necho \"$*\" >> {}/iptables.log\n", dir.display()),
+        );
         let agent = dir.join("agent");
         write_exec(
             &agent,
             &format!(
-                "#!/bin/bash\nprintf '%s\\0' \"$@\" > {d}/agent.argv\nprintf '%s\\0' \"$HOSTILE_A\" \"$PLAIN\" \"$MULTI\" > {d}/agent.env\n",
+                "#!/bin/bash\nprintf '%s\\0' \"$@\" > {d}/agent.argv\nprintf '%s\\0' \"${{HOSTILE_A-unset}}\" \"${{PLAIN-unset}}\" \"${{MULTI-unset}}\" > {d}/agent.env\n",
                 d = dir.display()
             ),
         );
@@ -295,13 +299,24 @@ mod tests {
             ]
             .iter()
             .map(|s| s.to_string())
-            .chain([dir.path().join("home/summary.json").display().to_string()])
+            .chain([
+                dir.path().join("home/summary.json").display().to_string(),
+                "--job-env".to_string(),
+                dir.path().join("home/env").display().to_string(),
+            ])
             .collect::<Vec<_>>()
         );
         assert_eq!(&got_argv[sep + 1..], &argv[..]);
+        // AND the job's env went to the agent as a file (for the job), never into its own env
+        assert_eq!(got_env, vec!["unset", "unset", "unset"]);
+        let file = std::fs::read(dir.path().join("home/env")).unwrap();
+        let entries: Vec<&[u8]> = file.split(|b| *b == 0).filter(|e| !e.is_empty()).collect();
         assert_eq!(
-            got_env,
-            vec![env["HOSTILE_A"].clone(), env["PLAIN"].clone(), env["MULTI"].clone()]
+            entries,
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .map(|s| s.into_bytes())
+                .collect::<Vec<_>>()
         );
         for f in ["PWNED", "PWNED2", "PWNED3"] {
             assert!(
@@ -316,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn image_jobs_pass_env_by_name_to_docker() {
+    fn image_jobs_hand_the_image_to_the_agent_and_block_imds_for_containers() {
         let dir = tempfile::tempdir().unwrap();
         let argv = vec!["Rscript".to_string(), "train.R".to_string()];
         let mut env = BTreeMap::new();
@@ -332,23 +347,17 @@ mod tests {
             env: &env,
             image: Some("rocker/r-ver:4.4"),
         };
-        let (got, _, _) = run_script(&render(&input).unwrap(), dir.path());
+        let (got, agent_env, _) = run_script(&render(&input).unwrap(), dir.path());
         let sep = got.iter().position(|a| a == "--").unwrap();
-        assert_eq!(
-            &got[sep + 1..],
-            [
-                "docker",
-                "run",
-                "--rm",
-                "--network",
-                "host",
-                "-e",
-                "HOSTILE_A",
-                "rocker/r-ver:4.4",
-                "Rscript",
-                "train.R"
-            ]
-        );
+        // THEN the agent (which builds the container command line) gets the image as one
+        // `--image=` word, the argv after `--`, and no job variable in its own environment
+        assert_eq!(got[sep - 1], "--image=rocker/r-ver:4.4");
+        assert_eq!(&got[sep + 1..], ["Rscript", "train.R"]);
+        assert!(!got.iter().any(|a| a == "docker" || a == "host"), "{got:?}");
+        assert_eq!(agent_env[0], "unset");
+        // AND forwarded traffic to IMDS is dropped before the job starts
+        let fw = std::fs::read_to_string(dir.path().join("iptables.log")).unwrap();
+        assert!(fw.contains("-I DOCKER-USER -d 169.254.169.254/32 -j DROP"), "{fw}");
     }
 
     #[test]
