@@ -341,7 +341,6 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
             let raw = base64::engine::general_purpose::STANDARD.decode(v).unwrap();
             let argv: Vec<String> = raw
                 .split(|b| *b == 0)
-                .filter(|_| true)
                 .map(|s| String::from_utf8(s.to_vec()).unwrap())
                 .collect();
             let mut want = spec.command.clone();
