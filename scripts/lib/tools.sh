@@ -5,6 +5,11 @@ SPOTFIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TOOLS="${SPOTFIT_TOOLS:-$SPOTFIT_ROOT/.tools}"
 mkdir -p "$TOOLS"
 
+# The workspace's one feature set for tests and test scripts: every build a script makes uses it,
+# so cargo reuses what `cargo test --workspace` built instead of rebuilding the AWS SDK crates
+# for another feature set. `spotfit-cli/aws` gives the CLI `submit` and `monitor --upload s3://`.
+export SPOTFIT_FEATURES="spotfit-cli/aws"
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # ensure_py PKG[==VER]...: a project venv at .tools/venv with these packages.

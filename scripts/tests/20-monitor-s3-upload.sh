@@ -23,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -n "${SPOTFIT_BIN:-}" ]; then BIN=("$SPOTFIT_BIN" monitor); else
-  cargo build -q --workspace --all-targets # the feature set `cargo test --workspace` built
+  cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES" # the feature set `cargo test --workspace` built
   BIN=("$PWD/target/debug/spotfit" monitor)
 fi
 PORT="$(free_port)"

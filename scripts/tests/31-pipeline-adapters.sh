@@ -12,7 +12,7 @@ scripts/local-stack seed "$dir" >/dev/null
 # shellcheck disable=SC1091
 source "$dir/env"
 # --workspace keeps the feature set of `cargo test --workspace` (no rebuild of the SDK crates).
-cargo test --workspace --features spotfit-aws/integration --test emulator -- --test-threads 4 2>&1
+cargo test --workspace --features "$SPOTFIT_FEATURES,spotfit-aws/integration" --test emulator -- --test-threads 4 2>&1
 # No test may leave an instance running.
 left=$("$TOOLS/venv/bin/python" -c '
 import boto3, os

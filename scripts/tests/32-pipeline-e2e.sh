@@ -19,7 +19,7 @@ log "building the handlers' local invoker and the agent"
 # The whole workspace with every target: the same feature set as `cargo test --workspace`, so the
 # AWS SDK crates built for it are reused (a `-p` build would unify features differently and
 # rebuild them, ~20 min here).
-cargo build -q --workspace --all-targets 2>&1
+cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES" 2>&1
 export SPOTFIT_LOCAL_INVOKE="$PWD/target/debug/spotfit-local-invoke"
 # The real agent: the same `spotfit` binary that user data fetches and starts on EC2. Off EC2 its
 # IMDS poller must not reach for 169.254.169.254, so the stand-in instances run with it off.

@@ -10,7 +10,7 @@ source scripts/lib/tools.sh
 
 # One workspace build (the feature set `cargo test --workspace` built): per-package builds would
 # unify features differently and rebuild the AWS SDK crates.
-cargo build -q --workspace --all-targets
+cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 

@@ -22,7 +22,7 @@ real_monitor_data() {
   local store="$WORK/store"
   # --workspace --all-targets: the feature set `cargo test --workspace` already built (a `-p`
   # build unifies features differently and would rebuild the AWS SDK crates)
-  (cd "$SPOTFIT_ROOT" && cargo build -q --workspace --all-targets)
+  (cd "$SPOTFIT_ROOT" && cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES")
   local spotfit="$SPOTFIT_ROOT/target/debug/spotfit"
   # A job that keeps one core busy for ~1.5 s holding 64 MiB, run twice, and one that sleeps.
   local busy=$'import time\nx = bytearray(64 << 20)\nt = time.time()\nwhile time.time() - t < 1.5:\n    pass\n'

@@ -7,6 +7,7 @@ mod recommend_cmd;
 mod run_cmd;
 mod simulate_cmd;
 mod store_cmd;
+#[cfg(feature = "aws")]
 mod submit_cmd;
 
 use clap::{Parser, Subcommand};
@@ -45,7 +46,23 @@ enum Command {
     /// Replay a job trace and price it under the batch baselines, spotfit, the Spare Cores rule and the floor.
     Simulate(simulate_cmd::SimulateArgs),
     /// Start the job on AWS through the deployed pipeline (Step Functions); --wait follows it.
+    #[cfg(feature = "aws")]
     Submit(submit_cmd::SubmitArgs),
+    /// Start the job on AWS (this build has no AWS support: build with `--features aws`).
+    #[cfg(not(feature = "aws"))]
+    Submit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
+}
+
+/// What a command that needs the AWS side says in a build without it.
+#[cfg(not(feature = "aws"))]
+pub(crate) fn no_aws(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs AWS support, which this build of spotfit leaves out to build fast; \
+         rebuild with `cargo build -p spotfit-cli --features aws` (the release CLI and the agent have it)"
+    )
 }
 
 fn main() -> ExitCode {
@@ -62,7 +79,10 @@ fn main() -> ExitCode {
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
         Command::Monitor(args) => monitor_cmd::run(args),
         Command::Simulate(args) => simulate_cmd::run(&args),
+        #[cfg(feature = "aws")]
         Command::Submit(args) => submit_cmd::run(args),
+        #[cfg(not(feature = "aws"))]
+        Command::Submit { .. } => Err(no_aws("`spotfit submit`")),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
