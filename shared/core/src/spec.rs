@@ -617,11 +617,6 @@ impl JobSpec {
                 );
             }
         }
-        if let (Some(lo), Some(hint)) = (r.min_vcpu, self.hints.vcpu) {
-            if hint < lo as f64 && r.max_vcpu.is_some_and(|hi| hi < lo) {
-                err("hints.vcpu", format!("contradicts resources ({hint} < min_vcpu {lo})"));
-            }
-        }
         if let Some(t) = self.timeout_s {
             if t == 0 || t > 14 * 86400 {
                 err(
