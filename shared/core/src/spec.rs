@@ -254,7 +254,7 @@ fn valid_family(f: &str) -> bool {
 
 /// Longest field path / reason text an error carries: a hostile key or value cannot flood a
 /// terminal or a Step Functions `Cause` (32 KiB), whatever the spec holds.
-pub const MAX_ERROR_TEXT: usize = 200;
+pub const MAX_ERROR_TEXT: usize = 320;
 /// Most problems listed in one [`SpecError::Invalid`] message (the rest are counted).
 pub const MAX_LISTED_ERRORS: usize = 20;
 
