@@ -343,7 +343,13 @@ pub fn monitor(
             upload = Some(up.finish(summary_json, marker, timeout, sp.dir()));
         }
     }
-    drop(uploader); // joins the upload thread: nothing touches the store after this
+    if let Some(up) = uploader {
+        // Nothing touches the store after this (within the signal budget when signalled).
+        up.close(match signalled_at {
+            Some(t) => SIGNAL_FLUSH_BUDGET.saturating_sub(t.elapsed()),
+            None => crate::spool::PUT_TIMEOUT + Duration::from_secs(1),
+        });
+    }
     if default_spool
         && upload
             .as_ref()

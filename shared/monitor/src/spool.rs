@@ -22,7 +22,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One PUT of a part (a minute of samples is a few KiB gzipped) never takes this long when the
 /// store is healthy; a hung connection is abandoned and retried.
-const PUT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const PUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const RUN_FILE: &str = "run.json";
 
@@ -189,17 +189,33 @@ pub(crate) enum UpCmd {
 pub(crate) struct Uploader {
     tx: Option<Sender<UpCmd>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Closed when the upload thread has returned.
+    ended: Option<Receiver<()>>,
 }
 
-/// Ends the upload thread when the run is over: closing the channel makes it stop after the
-/// put in flight (at most [`PUT_TIMEOUT`]); waiting for it keeps that put from outliving the
-/// caller's tokio runtime (a put on a runtime being shut down panics). What it did not ship
-/// stays in the spool for `--resume-spool`.
+impl Uploader {
+    /// Ends the upload thread when the run is over: closing the channel makes it stop after the
+    /// put in flight (at most [`PUT_TIMEOUT`]); waiting for it keeps that put from outliving the
+    /// caller's tokio runtime (a put on a runtime being shut down panics). `budget` bounds the
+    /// wait (a signalled agent has under 2 s in all); what was not shipped stays in the spool
+    /// for `--resume-spool`.
+    pub(crate) fn close(mut self, budget: Duration) {
+        self.tx.take();
+        let ended = self
+            .ended
+            .take()
+            .is_some_and(|rx| matches!(rx.recv_timeout(budget), Err(RecvTimeoutError::Disconnected)));
+        if let (true, Some(t)) = (ended, self.thread.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Drop for Uploader {
     fn drop(&mut self) {
         self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(rx) = self.ended.take() {
+            let _ = rx.recv_timeout(PUT_TIMEOUT + Duration::from_secs(1));
         }
     }
 }
@@ -294,9 +310,13 @@ impl Uploader {
                     })?,
             ),
         };
+        let (ended_tx, ended) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("spotfit-upload".into())
-            .spawn(move || upload_loop(dir, keys, store, rt, rx, leftover))
+            .spawn(move || {
+                let _ended = ended_tx; // dropped, closing `ended`, when the loop returns
+                upload_loop(dir, keys, store, rt, rx, leftover)
+            })
             .map_err(|source| MonitorError::Setup {
                 what: "uploader thread",
                 source,
@@ -304,6 +324,7 @@ impl Uploader {
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
+            ended: Some(ended),
         })
     }
 
