@@ -344,6 +344,7 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
         env: Default::default(),
         deadline_ms: now_ms() + 60_000,
         max_price_per_hour: None,
+        memory_limit_bytes: None,
     };
     match l.launch(&req).await {
         Err(LaunchError::Fatal { code, .. }) => assert_eq!(code, "InvalidParameterValue"),
@@ -403,6 +404,7 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
         env: Default::default(),
         deadline_ms: now_ms() + 60_000,
         max_price_per_hour: None,
+        memory_limit_bytes: None,
     };
     let again = l.launch(&req).await.unwrap();
     assert_eq!(again.instance_id, a.instance.as_ref().unwrap().instance_id);

@@ -78,6 +78,11 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         job_memory_bytes: args.memory,
         max_price_per_hour: None,
         confidence_runs: 0.0,
+        max_slowdown: spotfit_core::spec::DEFAULT_MAX_SLOWDOWN,
+        memory_risk: None,
+        oom_retry_factor: 1.5,
+        cpu_need_unknown: false,
+        shared_slot_cores: 0.0,
     };
     let placement = Placement {
         regions: args.regions.clone(),

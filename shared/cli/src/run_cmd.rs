@@ -1,7 +1,9 @@
-//! `spotfit run`: the embedded default end to end. Sizes the job from its profile, runs it here
-//! as a child process under the monitor, stores its samples with the S3 key layout, records the
-//! run and updates the profile in the embedded database, and recommends the instance for the
-//! next run with its estimated cost.
+//! `spotfit run`: the embedded default end to end, through the same pipeline steps as an
+//! execution on AWS ([`spotfit_core::drive`]): size from the profile, rank, "launch" on the
+//! local launcher (the job runs here under the monitor, its samples, summary and exit marker
+//! stored with the S3 key layout), check, terminate, record (run row, profile update, cost by
+//! the pipeline's rule), with the OOM and interruption retries; then recommend the instance for
+//! the next run with its estimated cost.
 
 use crate::output::{candidates_table, requirement_line, summary_table, Recommendation, RunOutput};
 use crate::recommend_cmd::DEFAULT_REGION;
@@ -10,17 +12,17 @@ use clap::Args;
 use futures_executor::block_on;
 use indicatif::{ProgressBar, ProgressStyle};
 use spotfit_core::catalog::Catalog;
-use spotfit_core::cost::billed_cost;
+use spotfit_core::drive::{drive, DriveOptions, DrivePorts, Pause};
 use spotfit_core::ids::{new_run_id, RunKeys};
-use spotfit_core::pipeline::record_run;
-use spotfit_core::ports::{ObjectStore, ProfileStore};
-use spotfit_core::ranking::{rank, Candidate, RankOptions};
-use spotfit_core::run::{Placed, RunRecord};
+use spotfit_core::pipeline::MAX_CANDIDATES;
+use spotfit_core::ports::{ProfileStore, RunStore, SystemClock};
+use spotfit_core::ranking::{rank, RankOptions};
 use spotfit_core::sample::Sample;
-use spotfit_core::sizing::size;
+use spotfit_core::sizing::{size, Requirement};
 use spotfit_core::spec::{valid_job_name, JobSpec};
 use spotfit_core::units::fmt_bytes;
-use spotfit_local::{resolve_store_dir, LocalStore};
+use spotfit_local::launcher::OnSample;
+use spotfit_local::{resolve_store_dir, LocalLauncher, LocalRunSettings, LocalStore};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +116,34 @@ fn entropy() -> u64 {
     h.finish()
 }
 
+/// The local pause between checks: a thread sleep (the ports are driven on this thread).
+struct Sleep;
+
+#[async_trait::async_trait]
+impl Pause for Sleep {
+    async fn pause(&self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// A program that is neither a path nor on `PATH` cannot be run: say so before anything is
+/// launched, as a shell would, instead of retrying a launch that cannot work.
+fn check_program(argv: &[String]) -> anyhow::Result<()> {
+    let Some(prog) = argv.first() else {
+        bail!("command: empty")
+    };
+    if prog.contains('/') {
+        return Ok(());
+    }
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false);
+    if !found {
+        bail!("command[0]: {prog:?} is not on PATH");
+    }
+    Ok(())
+}
+
 pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     if !(args.interval.is_finite() && args.interval >= 0.05 && args.interval <= 3600.0) {
         bail!(
@@ -122,23 +152,12 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let spec = load_spec(&args)?;
+    check_program(&spec.command)?;
     let dir = resolve_store_dir(store_flag)?;
     let store = LocalStore::open(&dir, spotfit_local::Access::ReadWrite)?;
     let catalog = Catalog::embedded().context("loading the instance catalog")?;
-    let profile = block_on(ProfileStore::get(&store.db, &spec.name))?;
 
-    let now = chrono::Utc::now().timestamp_millis();
-    let req = size(&spec, profile.as_ref(), now);
-    let opts = RankOptions {
-        default_region: DEFAULT_REGION.into(),
-        limit: args.top.max(1),
-        ..Default::default()
-    };
-    let this_run_choice: Option<Candidate> = rank(catalog, &req, &spec.placement, spec.market, &opts)
-        .into_iter()
-        .next();
-
-    let run_id = new_run_id(now, entropy());
+    let run_id = new_run_id(chrono::Utc::now().timestamp_millis(), entropy());
     let interactive = !args.json && std::io::stdout().is_terminal();
     let progress = interactive.then(|| {
         let pb = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
@@ -149,86 +168,111 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
     });
-
-    let command = spotfit_monitor::CommandSpec {
-        argv: spec.command.clone(),
-        env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        stdout_to_stderr: args.json,
-        cwd: None,
-    };
-    // Samples take the same path as on EC2: spool file, then gzip'd NDJSON parts, the summary
-    // and the exit marker through the ObjectStore port — here the filesystem store.
-    let objects: Arc<dyn ObjectStore> = Arc::new(store.objects.clone());
-    let mon_opts = spotfit_monitor::MonitorOptions {
-        interval: Duration::from_secs_f64(args.interval),
-        job: spec.name.clone(),
-        run_id: run_id.clone(),
-        spool_dir: Some(store.dir.join("spool").join(&run_id)),
-        timeout: spec.timeout_s.map(Duration::from_secs),
-        upload: Some(spotfit_monitor::UploadOptions {
-            store: objects,
-            every: UPLOAD_EVERY,
-            runtime: None,
-            finish_timeout: Duration::from_secs(30),
-        }),
-        ..Default::default()
-    };
-    let mut on_sample = |s: &Sample| {
-        if let Some(pb) = &progress {
+    let on_sample: Option<OnSample> = progress.clone().map(|pb| {
+        let name = spec.name.clone();
+        Arc::new(move |s: &Sample| {
             pb.set_message(format!(
-                "{} · CPU {:.2} cores · mem {} · {} procs",
-                spec.name,
+                "{name} · CPU {:.2} cores · mem {} · {} procs",
                 s.cpu_cores,
                 fmt_bytes(s.mem_bytes),
                 s.processes
-            ));
-        }
+            ))
+        }) as OnSample
+    });
+
+    // The same steps as an execution on AWS (size, launch, check, terminate, record, with the
+    // OOM and interruption retries), over the embedded store and the local launcher: the
+    // "instance" is the job run here under the monitor, writing samples, summary and exit
+    // marker through the S3 key layout into the store's object directory.
+    let launcher = LocalLauncher::new(
+        Arc::new(store.objects.clone()),
+        store.dir.join("spool"),
+        LocalRunSettings {
+            interval: Duration::from_secs_f64(args.interval),
+            upload_every: UPLOAD_EVERY,
+            stdout_to_stderr: args.json,
+            on_sample,
+        },
+    );
+    let ports = DrivePorts {
+        profiles: &store.db,
+        runs: &store.db,
+        objects: &store.objects,
+        capacity: &store.db,
+        launcher: &launcher,
+        clock: &SystemClock,
+        pause: &Sleep,
     };
-    let outcome = spotfit_monitor::run_command(&command, &mon_opts, &mut on_sample)
-        .with_context(|| format!("running {:?}", spec.command))?;
+    let rank_opts = RankOptions {
+        default_region: DEFAULT_REGION.into(),
+        limit: MAX_CANDIDATES,
+        ..Default::default()
+    };
+    let ranker = |req: &Requirement, spec: &JobSpec| rank(catalog, req, &spec.placement, spec.market, &rank_opts);
+    let drive_opts = DriveOptions {
+        // A local check is a few file reads: check often, so the run ends when the job does.
+        poll_ms: 100,
+        backoff_ms: 200,
+        max_backoff_ms: 5_000,
+        ..Default::default()
+    };
+    let driven = block_on(drive(
+        ports,
+        ranker,
+        serde_json::to_value(&spec)?,
+        Some(run_id.clone()),
+        &drive_opts,
+    ));
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    let summary = outcome.summary.clone();
-    let keys = RunKeys::new(&spec.name, outcome.started_at_ms, &run_id);
-    if let Some(report) = &outcome.upload {
-        if report.parts_pending > 0 || !report.summary_uploaded {
-            bail!("run {run_id}: not every sample part reached the store ({report:?}); the spool keeps them");
+    let state = match driven {
+        Ok(state) => state,
+        Err(f) => {
+            let why = f
+                .state
+                .as_ref()
+                .and_then(|s| s.instance.as_ref())
+                .and_then(|i| launcher.agent_error(&i.instance_id));
+            match why {
+                Some(agent) => bail!("run {run_id}: {} ({agent})", f.error),
+                None => bail!("run {run_id}: {}", f.error),
+            }
         }
-    }
-
-    let placed = this_run_choice.as_ref().map(|c| Placed {
-        instance_id: None,
-        instance_type: c.instance_type.clone(),
-        region: c.region.clone(),
-        az: c.az.clone().unwrap_or_default(),
-        market: c.market,
-        price_per_hour: c.price_per_hour,
-        local: true,
-    });
-    let record = RunRecord {
-        run_id: run_id.clone(),
-        job: spec.name.clone(),
-        attempt: 1,
-        status: summary.status,
-        cost_usd: placed
-            .as_ref()
-            .map(|p| billed_cost(p.price_per_hour, summary.duration_s))
-            .unwrap_or(0.0),
-        placed,
-        summary: Some(summary.clone()),
-        requested_vcpu: req.vcpu,
-        requested_memory_bytes: req.memory_bytes,
-        heartbeat_ms: None,
     };
-    block_on(
-        store
-            .objects
-            .put(&keys.record(record.attempt), serde_json::to_vec(&record)?),
-    )?;
-    let profile = block_on(record_run(&store.db, &store.db, &record))?;
+    let record = block_on(RunStore::get(&store.db, &state.run_id, state.attempt))?
+        .with_context(|| format!("run {run_id}: attempt {} was not recorded", state.attempt))?;
+    let Some(summary) = record.summary.clone() else {
+        let why = state
+            .instance
+            .as_ref()
+            .and_then(|i| launcher.agent_error(&i.instance_id))
+            .or_else(|| state.check.as_ref().map(|c| c.reason.clone()))
+            .unwrap_or_default();
+        bail!(
+            "run {run_id}: attempt {} ended {} without a run summary: {why}",
+            record.attempt,
+            record.status.as_str()
+        );
+    };
+    if state.attempt > 1 {
+        let earlier: Vec<String> = state
+            .history
+            .iter()
+            .filter(|h| h.attempt < state.attempt)
+            .map(|h| format!("attempt {} {} (${:.6})", h.attempt, h.status.as_str(), h.cost_usd))
+            .collect();
+        eprintln!("run {run_id}: {}; retried", earlier.join(", "));
+    }
+    let keys = RunKeys::new(&spec.name, summary.started_at_ms, &summary.run_id);
+    let profile = block_on(ProfileStore::get(&store.db, &spec.name))?;
 
     // The next run's size and ranking, now that this run is in the profile.
+    let opts = RankOptions {
+        default_region: DEFAULT_REGION.into(),
+        limit: args.top.max(1),
+        ..Default::default()
+    };
     let next_req = size(&spec, profile.as_ref(), chrono::Utc::now().timestamp_millis());
     let cands = rank(catalog, &next_req, &spec.placement, spec.market, &opts);
 

@@ -137,6 +137,9 @@ mod tests {
             interruption_bucket: None,
             interruption_penalty_usd: None,
             rank_cost: 0.0,
+            oom_risk: 0.0,
+            oom_cost_usd: None,
+            expected_slowdown: 1.0,
             spot_source: Default::default(),
             score_source: Default::default(),
         }

@@ -9,6 +9,17 @@ use std::fmt;
 #[serde(transparent)]
 pub struct InstanceId(pub String);
 
+impl InstanceId {
+    /// The prefix of the local launcher's "instances" (a job run here under the monitor).
+    pub const LOCAL_PREFIX: &'static str = "local-";
+
+    /// Whether this is a local run rather than an EC2 instance (its cost is an estimate of what
+    /// the chosen type would have cost).
+    pub fn is_local(&self) -> bool {
+        self.0.starts_with(Self::LOCAL_PREFIX)
+    }
+}
+
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

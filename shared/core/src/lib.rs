@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod cost;
+pub mod drive;
 pub mod error_names;
 pub mod fallback;
 pub mod ids;

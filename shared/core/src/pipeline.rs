@@ -321,7 +321,16 @@ where
             }
             let oom = prev.check.as_ref().is_some_and(|c| c.status == RunStatus::OomKilled);
             if oom {
-                let bumped = (prev.requirement.memory_bytes as f64 * spec.retry.oom_memory_factor) as u64;
+                // From the memory the killed attempt really had: ranking may buy a type above
+                // the requirement's floor when its OOM risk is priced (sizing v3).
+                let killed_on = prev.instance.as_ref().and_then(|i| {
+                    prev.candidates
+                        .iter()
+                        .find(|c| c.instance_type == i.pool.instance_type)
+                        .map(|c| c.memory_bytes)
+                });
+                let had = prev.requirement.memory_bytes.max(killed_on.unwrap_or(0));
+                let bumped = (had as f64 * spec.retry.oom_memory_factor) as u64;
                 if bumped > requirement.memory_bytes {
                     requirement.memory_bytes = bumped;
                     requirement.notes.push(format!(
@@ -454,6 +463,7 @@ where
             env: state.spec.env.clone(),
             deadline_ms,
             max_price_per_hour: state.spec.resources.max_price_per_hour,
+            memory_limit_bytes: Some(state.requirement.memory_bytes),
         };
         match launcher.launch(&req).await {
             Ok(launched) => {
@@ -515,7 +525,7 @@ fn attempt_record(state: &RunState, status: RunStatus, now_ms: i64) -> RunRecord
         az: i.pool.az.clone(),
         market: i.pool.market,
         price_per_hour: i.price_per_hour,
-        local: false,
+        local: i.instance_id.is_local(),
     });
     RunRecord {
         run_id: state.run_id.clone(),

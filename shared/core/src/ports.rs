@@ -86,6 +86,10 @@ pub struct LaunchRequest {
     /// Most to pay per hour for spot (None = on-demand price cap, as EC2 defaults).
     #[serde(default)]
     pub max_price_per_hour: Option<f64>,
+    /// The memory the job was sized to: the limit a launcher sets on the job where it can (the
+    /// local launcher's cgroup; a container's `--memory`), so exceeding it is an OOM kill.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// A started instance.

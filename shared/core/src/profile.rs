@@ -103,6 +103,11 @@ pub struct JobProfile {
     /// Memory the job had when last OOM-killed, bytes: the next size must exceed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_memory_floor_bytes: Option<u64>,
+    /// The latest usable run kept ≥ [`crate::sizing::CPU_CENSOR_FRACTION`] of the cores it
+    /// was given busy, or was throttled: its CPU need is not yet known (only "at least this
+    /// many"), and sizing grows its cores instead of sizing from what it used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cpu_need_unknown: bool,
     /// Per-run figures, all time, as sketches.
     pub cpu_avg_cores: Sketch,
     pub cpu_p95_cores: Sketch,
@@ -146,6 +151,7 @@ impl JobProfile {
             run.status,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::OomKilled
         ) {
+            self.cpu_need_unknown = crate::sizing::cpu_saturated(run);
             self.cpu_avg_cores.add(run.cpu.avg);
             self.cpu_p95_cores.add(run.cpu.p95);
             self.cpu_max_cores.add(run.cpu.max);

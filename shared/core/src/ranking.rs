@@ -1,12 +1,16 @@
 //! Ranking: the instance types that fit a requirement and a placement, cheapest expected cost
-//! of the run first. Expected cost = price × predicted duration on that type (the duration
-//! scales with the benchmark score that fits the cores the job really uses, so extra cores do
-//! not make a single-threaded job faster) + the spot interruption risk as an expected re-run
-//! cost. On-demand rows follow as the fallback for `spot-then-on-demand`.
+//! of the run first — size and type chosen together. Expected cost = price × predicted
+//! duration on that type (the duration scales with the benchmark score that fits the cores the
+//! job really uses, so extra cores do not make a single-threaded job faster, and a type with
+//! fewer cores than the job keeps busy slows it) × (1 + P(OOM on that type) × (1 + the retry's
+//! memory factor)) + the spot interruption risk as an expected re-run cost. P comes from the
+//! requirement's predictive distribution of peak memory. A type whose expected slowdown
+//! (CPU shortage × (1 + P)) exceeds the spec's `max_slowdown` is ranked after every type that
+//! respects it. On-demand rows follow as the fallback for `spot-then-on-demand`.
 
 use crate::catalog::{Catalog, Offer, ScoreSource, SpotSource};
 use crate::cost::{billed_cost, interruption_penalty};
-use crate::sizing::{Requirement, STARTUP_OVERHEAD_S};
+use crate::sizing::{Requirement, OS_RESERVE_BYTES, STARTUP_OVERHEAD_S};
 use crate::spec::{Market, Placement};
 use serde::{Deserialize, Serialize};
 
@@ -39,10 +43,36 @@ pub struct Candidate {
     /// unknown. Lower is better.
     #[serde(default)]
     pub rank_cost: f64,
+    /// P(the run's peak memory exceeds what this type leaves the job): its OOM risk. (This and
+    /// the next two are left out of the JSON at their no-risk, no-slowdown defaults, so states
+    /// written before v3 keep their shape.)
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oom_risk: f64,
+    /// Expected cost of that risk (the failed attempt and the retry), in `est_cost_usd`.
+    #[serde(default, skip_serializing_if = "no_cost")]
+    pub oom_cost_usd: Option<f64>,
+    /// Expected run time on this type / run time on the cores the job wants (OOM retries
+    /// counted at their probability); at most the requirement's `max_slowdown` unless no type
+    /// allows that.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub expected_slowdown: f64,
     #[serde(default)]
     pub spot_source: SpotSource,
     #[serde(default)]
     pub score_source: ScoreSource,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+fn no_cost(v: &Option<f64>) -> bool {
+    v.is_none_or(|c| c == 0.0)
+}
+fn one() -> f64 {
+    1.0
+}
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 /// How run time depends on the instance.
@@ -196,6 +226,10 @@ pub fn rank(
         score: f64,
         billed: f64,
         penalty: f64,
+        p_oom: f64,
+        oom_cost: f64,
+        slowdown: f64,
+        too_slow: bool,
     }
     let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
     let mut spot: Vec<Row> = Vec::new();
@@ -232,6 +266,14 @@ pub fn rank(
             let Some((pred_d, score)) = predict(o, req, d.unwrap_or(NOMINAL_DURATION_S), reference, opts.speed) else {
                 continue;
             };
+            let p_oom = req
+                .memory_risk
+                .as_ref()
+                .map_or(0.0, |r| r.p_exceed(o.memory_bytes.saturating_sub(OS_RESERVE_BYTES)));
+            // The slowdown max_slowdown bounds: from a shortage of vCPUs (the job keeps more
+            // cores busy than the type has). A type's slower or faster core is in its duration,
+            // hence its cost, already.
+            let cpu_slowdown = (req.cores_used.max(0.01) / o.vcpu.max(1) as f64).max(1.0);
             let prices = [
                 (Market::Spot, o.spot_per_hour),
                 (Market::OnDemand, o.on_demand_per_hour),
@@ -253,6 +295,10 @@ pub fn rank(
                 } else {
                     0.0
                 };
+                // The failed attempt is charged in full (the peak may come at the end) and the
+                // retry gets `oom_retry_factor` × the memory, at about that many times the price.
+                let oom_cost = p_oom * billed * (1.0 + req.oom_retry_factor.max(1.0));
+                let slowdown = cpu_slowdown * (1.0 + p_oom);
                 for az in &azs {
                     let row = Row {
                         offer: o,
@@ -263,6 +309,10 @@ pub fn rank(
                         score,
                         billed,
                         penalty,
+                        p_oom,
+                        oom_cost,
+                        slowdown,
+                        too_slow: slowdown > req.max_slowdown.max(1.0) + 1e-9,
                     };
                     if market == Market::Spot {
                         spot.push(row);
@@ -274,8 +324,9 @@ pub fn rank(
         }
     }
     let order = |a: &Row, b: &Row| {
-        (a.billed + a.penalty)
-            .total_cmp(&(b.billed + b.penalty))
+        a.too_slow
+            .cmp(&b.too_slow)
+            .then((a.billed + a.oom_cost + a.penalty).total_cmp(&(b.billed + b.oom_cost + b.penalty)))
             .then(a.price.total_cmp(&b.price))
             .then_with(|| a.offer.instance_type.cmp(&b.offer.instance_type))
             .then_with(|| a.offer.region.cmp(&b.offer.region))
@@ -312,10 +363,13 @@ pub fn rank(
             f64::INFINITY
         },
         est_duration_s: d.map(|_| r.pred_d),
-        est_cost_usd: d.map(|_| r.billed + r.penalty),
+        est_cost_usd: d.map(|_| r.billed + r.oom_cost + r.penalty),
         interruption_bucket: r.offer.interruption_bucket,
         interruption_penalty_usd: d.map(|_| r.penalty),
-        rank_cost: r.billed + r.penalty,
+        rank_cost: r.billed + r.oom_cost + r.penalty,
+        oom_risk: r.p_oom,
+        oom_cost_usd: d.map(|_| r.oom_cost),
+        expected_slowdown: r.slowdown,
         spot_source: r.offer.spot_source,
         score_source: r.offer.score_source,
     };
@@ -376,6 +430,11 @@ mod tests {
             job_memory_bytes: mem_gib * GIB,
             max_price_per_hour: None,
             confidence_runs: 0.0,
+            max_slowdown: crate::spec::DEFAULT_MAX_SLOWDOWN,
+            memory_risk: None,
+            oom_retry_factor: 1.5,
+            cpu_need_unknown: false,
+            shared_slot_cores: 0.0,
         }
     }
 
@@ -585,6 +644,83 @@ mod tests {
             &RankOptions::default(),
         );
         assert!(c.iter().all(|c| c.gpu == 0));
+    }
+
+    #[test]
+    fn expected_cost_prices_the_oom_risk_hand_computed() {
+        use crate::sizing::{MemoryRisk, OS_RESERVE_BYTES};
+        // GIVEN a small type leaving the job 3.75 GiB at 0.030 $/h and a larger one (7.75 GiB)
+        // at 0.033 $/h, a one-hour job, and a normal (dof → ∞) log-peak distribution put z
+        // standard deviations below ln(3.75 GiB)
+        let cat = Catalog::from_offers(vec![
+            offer("c7g.large", 2, 4, Arch::Arm64, 0.01, 0.030, 1500.0, &[]),
+            offer("m7g.large", 2, 8, Arch::Arm64, 0.01, 0.033, 1500.0, &[]),
+        ]);
+        let small_job_gib = 4.0 - crate::units::bytes_to_gib(OS_RESERVE_BYTES);
+        let with_z = |z: f64| {
+            let mut r = req(2, 2.0, 1);
+            r.memory_risk = Some(MemoryRisk {
+                log_mean: small_job_gib.ln() - z * 0.1,
+                log_scale: 0.1,
+                dof: 1e9,
+                safe_bytes: None,
+            });
+            r
+        };
+        // billed = price × (60 s start-up + 3600 s) / 3600; E = billed × (1 + P × (1 + 1.5))
+        let billed = |price: f64| price * 3660.0 / 3600.0;
+        // z = 2.0: P = 2.28%; E(small) = 0.030 × 1.01667 × 1.0570 = 0.03224 < E(large) = 0.03355
+        let r = with_z(2.0);
+        let risk = r.memory_risk.clone().unwrap();
+        // the 99th-percentile bound is above what the small type leaves: the old rule took the large one
+        assert!(risk.quantile_bytes(0.99) > crate::units::gib_to_bytes(small_job_gib));
+        let c = rank(
+            &cat,
+            &r,
+            &Placement::default(),
+            Market::OnDemand,
+            &RankOptions::default(),
+        );
+        assert_eq!(c[0].instance_type, "c7g.large");
+        assert!((c[0].oom_risk - 0.02275).abs() < 1e-4, "{}", c[0].oom_risk);
+        assert!((c[0].est_cost_usd.unwrap() - billed(0.030) * (1.0 + 0.02275 * 2.5)).abs() < 1e-5);
+        assert!((c[0].est_cost_usd.unwrap() - 0.03224).abs() < 1e-4);
+        assert!((c[1].est_cost_usd.unwrap() - 0.03355).abs() < 1e-4 && c[1].oom_risk < 1e-9);
+        // z = 1.5: P = 6.68%; E(small) = 0.030 × 1.01667 × 1.1670 = 0.03559 > E(large) = 0.03355
+        let c = rank(
+            &cat,
+            &with_z(1.5),
+            &Placement::default(),
+            Market::OnDemand,
+            &RankOptions::default(),
+        );
+        assert_eq!(c[0].instance_type, "m7g.large");
+        assert!((c[1].oom_risk - 0.0668).abs() < 1e-3);
+        assert!((c[1].est_cost_usd.unwrap() - 0.03559).abs() < 1e-4);
+        // both within max_slowdown 1.1 (1 + P): the cost decided, not the time
+        assert!(c.iter().all(|c| c.expected_slowdown <= 1.1));
+    }
+
+    #[test]
+    fn max_slowdown_bounds_the_choice() {
+        // GIVEN a 4-core job and a cheap 2-vCPU type (2× slower) next to a dearer 4-vCPU one
+        let cat = Catalog::from_offers(vec![
+            offer("c7g.large", 2, 8, Arch::Arm64, 0.01, 0.02, 1500.0, &[]),
+            offer("c7g.xlarge", 4, 8, Arch::Arm64, 0.01, 0.05, 1500.0, &[]),
+        ]);
+        let uniform = RankOptions {
+            speed: SpeedModel::Uniform,
+            ..RankOptions::default()
+        };
+        let mut r = req(1, 4.0, 2);
+        // WHEN the job allows 1.1 THEN the 4-vCPU type, though dearer for the run
+        let c = rank(&cat, &r, &Placement::default(), Market::OnDemand, &uniform);
+        assert_eq!(c[0].instance_type, "c7g.xlarge");
+        assert!(c[0].expected_slowdown <= 1.1 && c[1].expected_slowdown > 1.1);
+        // WHEN it allows 2× THEN the cheaper one
+        r.max_slowdown = 2.0;
+        let c = rank(&cat, &r, &Placement::default(), Market::OnDemand, &uniform);
+        assert_eq!(c[0].instance_type, "c7g.large");
     }
 
     proptest::proptest! {

@@ -44,6 +44,22 @@ pub struct JobSpec {
     pub market: Market,
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How much longer than on the cores it wants a run may take to save money (≥ 1; default
+    /// [`DEFAULT_MAX_SLOWDOWN`]): sizing never buys fewer cores than that allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_slowdown: Option<f64>,
+}
+
+/// A run may take 10% longer than on the cores it wants when that saves money.
+pub const DEFAULT_MAX_SLOWDOWN: f64 = 1.1;
+
+impl JobSpec {
+    /// The spec's `max_slowdown`, or [`DEFAULT_MAX_SLOWDOWN`].
+    pub fn max_slowdown(&self) -> f64 {
+        self.max_slowdown
+            .filter(|v| v.is_finite() && *v >= 1.0)
+            .unwrap_or(DEFAULT_MAX_SLOWDOWN)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -615,6 +631,11 @@ impl JobSpec {
                     "hints.gpu_memory_gib",
                     format!("must be <= resources.max_gpu_memory_gib ({hint} > {max})"),
                 );
+            }
+        }
+        if let Some(v) = self.max_slowdown {
+            if !(v.is_finite() && (1.0..=100.0).contains(&v)) {
+                err("max_slowdown", format!("must be a number between 1 and 100 (got {v})"));
             }
         }
         if let Some(t) = self.timeout_s {
@@ -1272,5 +1293,17 @@ mod tests {
             let ok = spec.validate().is_ok();
             proptest::prop_assert_eq!(ok, valid_job_name(&name));
         }
+    }
+
+    #[test]
+    fn max_slowdown_defaults_and_is_validated() {
+        let s = JobSpec::from_json(r#"{"name":"j","command":["x"]}"#).unwrap();
+        assert_eq!(s.max_slowdown(), DEFAULT_MAX_SLOWDOWN);
+        let s = JobSpec::from_json(r#"{"name":"j","command":["x"],"max_slowdown":1.5}"#).unwrap();
+        assert_eq!(s.max_slowdown(), 1.5);
+        assert_eq!(
+            fields(r#"{"name":"j","command":["x"],"max_slowdown":0.9}"#),
+            ["max_slowdown"]
+        );
     }
 }

@@ -126,6 +126,15 @@ pub struct RunSummary {
     pub exit: ExitInfo,
     pub oom_killed: bool,
     pub status: RunStatus,
+    /// Cores the job could use (the instance's vCPUs, or on a shared host its reservation
+    /// plus the idle cores it could take), when the recorder knows them. With it, sizing can
+    /// tell a run that kept all its cores busy (censored: it needed at least that) from one
+    /// that used what it needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_given_cores: Option<f64>,
+    /// The job's cgroup was CPU-throttled (cgroup `cpu.stat` `nr_throttled` > 0): censored too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cpu_throttled: bool,
 }
 
 /// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
@@ -211,6 +220,10 @@ pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
         exit: end.exit,
         oom_killed,
         status,
+        // The samples do not say how many cores the run could use; the recorder that knows
+        // (the launcher's instance, the host agent's slot) sets it.
+        cpu_given_cores: None,
+        cpu_throttled: false,
     }
 }
 

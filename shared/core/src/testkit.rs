@@ -292,6 +292,9 @@ pub fn candidate(instance_type: &str, spot_per_hour: f64) -> crate::ranking::Can
         interruption_bucket: None,
         interruption_penalty_usd: None,
         rank_cost: spot_per_hour,
+        oom_risk: 0.0,
+        oom_cost_usd: None,
+        expected_slowdown: 1.0,
         spot_source: Default::default(),
         score_source: Default::default(),
     }

@@ -3,9 +3,11 @@
 //! layout on disk, so the same Athena/DuckDB queries read both).
 
 pub mod fs_store;
+pub mod launcher;
 pub mod sqlite;
 
 pub use fs_store::FsObjectStore;
+pub use launcher::{LocalLauncher, LocalRunSettings};
 pub use sqlite::{Access, SqliteStore};
 
 use spotfit_core::ports::StoreError;

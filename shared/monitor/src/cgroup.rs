@@ -334,6 +334,79 @@ pub fn own_v2_cgroup(pid: u32, root: &Path) -> Option<PathBuf> {
         .find(|d| d.join("memory.events").is_file())
 }
 
+/// A memory cgroup the monitor creates for one job (`MonitorOptions::memory_limit`), so the
+/// job gets the memory it was sized to, and an out-of-memory kill is the kernel's, counted in
+/// the group. v2 where the unified hierarchy delegates the memory controller (Amazon Linux
+/// 2023), else the v1 memory hierarchy (this kind of build host). The job is moved in right
+/// after it starts; on v1 its early charges move with it (`memory.move_charge_at_immigrate`),
+/// on v2 the few pages of its first milliseconds stay where they were charged.
+#[derive(Debug)]
+pub struct JobCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl JobCgroup {
+    /// Creates `spotfit-<name>` with `limit` bytes. `Err` says why the host does not allow it
+    /// (no writable memory hierarchy, not root …): the caller runs the job unlimited and says so.
+    pub fn create(root: &Path, name: &str, limit: u64) -> std::io::Result<JobCgroup> {
+        let leaf = format!("spotfit-{name}");
+        let v2_root = [root.to_path_buf(), root.join("unified")].into_iter().find(|r| {
+            std::fs::read_to_string(r.join("cgroup.subtree_control"))
+                .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"))
+        });
+        if let Some(r) = v2_root {
+            let dir = r.join(&leaf);
+            std::fs::create_dir(&dir)?;
+            let cg = JobCgroup { dir, v2: true };
+            std::fs::write(cg.dir.join("memory.max"), limit.to_string())?;
+            // No swap: over its limit the job is killed, as on an instance without swap.
+            let _ = std::fs::write(cg.dir.join("memory.swap.max"), "0");
+            return Ok(cg);
+        }
+        let v1 = root.join("memory");
+        if !v1.join("cgroup.procs").is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no cgroup v2 memory controller and no v1 memory hierarchy",
+            ));
+        }
+        let dir = v1.join(&leaf);
+        std::fs::create_dir(&dir)?;
+        let cg = JobCgroup { dir, v2: false };
+        std::fs::write(cg.dir.join("memory.limit_in_bytes"), limit.to_string())?;
+        let _ = std::fs::write(cg.dir.join("memory.memsw.limit_in_bytes"), limit.to_string());
+        let _ = std::fs::write(cg.dir.join("memory.move_charge_at_immigrate"), "3");
+        Ok(cg)
+    }
+
+    /// Moves process `pid` into the group.
+    pub fn add(&self, pid: u32) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+    }
+
+    /// OOM kills in the group so far.
+    pub fn oom_kills(&self) -> Option<u64> {
+        if self.v2 {
+            oom_kills_v2(&self.dir)
+        } else {
+            let b = std::fs::read(self.dir.join("memory.oom_control")).ok()?;
+            keyed(&b, [b"oom_kill"])[0]
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for JobCgroup {
+    /// Removed once empty (the job reaped); a group still holding a process is left, not forced.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// `oom_kill` of a v2 `memory.events` file.
 pub fn oom_kills_v2(dir: &Path) -> Option<u64> {
     let b = std::fs::read(dir.join("memory.events")).ok()?;

@@ -141,6 +141,14 @@ pub struct MonitorOptions {
     /// Wall-clock limit for a command (the spec's `timeout_s`): past it the job gets SIGTERM,
     /// then SIGKILL after a grace, and the run is marked timed out. Checked at each tick.
     pub timeout: Option<Duration>,
+    /// Set from another thread to stop a command as a terminating instance would (SIGTERM, then
+    /// SIGKILL after a grace; the run is marked interrupted). Checked at each tick. The local
+    /// launcher's `terminate` uses it.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Command mode: run the job in a memory cgroup of this many bytes that the monitor creates
+    /// (see [`cgroup::JobCgroup`]), so exceeding it is a real, recorded OOM kill. Where the host
+    /// allows no such group the job runs unlimited and a warning says so.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for MonitorOptions {
@@ -158,6 +166,8 @@ impl Default for MonitorOptions {
             keep_samples: true,
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
             timeout: None,
+            cancel: None,
+            memory_limit: None,
         }
     }
 }

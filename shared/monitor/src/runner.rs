@@ -2,7 +2,7 @@
 //! SIGTERM/SIGINT or a spot notice; helper threads (job waiter, signal listener, IMDS poller,
 //! uploader) are started once per run, never per sample.
 
-use crate::cgroup::{docker_cgroup, oom_kills_v2, own_v2_cgroup, Cgroup};
+use crate::cgroup::{docker_cgroup, oom_kills_v2, own_v2_cgroup, Cgroup, JobCgroup};
 use crate::sampler::{Sampler, Source};
 use crate::spool::{keep_final_files, Spool, Uploader};
 use crate::tree::TreeSampler;
@@ -78,6 +78,8 @@ pub fn monitor(
     let mut child_pid = None;
     let mut child: Option<std::process::Child> = None;
     let mut oom_base = None;
+    // Removed (rmdir) when the run ends, by which time the job has been reaped.
+    let mut job_cgroup: Option<JobCgroup> = None;
     let (source, baseline) = match target {
         Target::Command(c) => {
             let argv0 = c.argv.first().ok_or_else(|| MonitorError::BadInput {
@@ -104,6 +106,16 @@ pub fn monitor(
             })?;
             let pid = spawned.id();
             child_pid = Some(pid);
+            if let Some(limit) = opts.memory_limit {
+                match JobCgroup::create(&opts.cgroup_root, &opts.run_id, limit).and_then(|g| g.add(pid).map(|()| g)) {
+                    Ok(g) => job_cgroup = Some(g),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        limit,
+                        "cannot give the job a memory cgroup on this host; it runs without a memory limit"
+                    ),
+                }
+            }
             let cg = own_v2_cgroup(pid, &opts.cgroup_root);
             oom_base = cg.as_ref().and_then(|d| oom_kills_v2(d).map(|n| (d.clone(), n)));
             let wtx = tx.clone();
@@ -258,6 +270,20 @@ pub fn monitor(
             }
             Err(RecvTimeoutError::Timeout) => {
                 let now = Instant::now();
+                let cancelled = opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+                if let (Some(pid), true) = (child_pid, cancelled) {
+                    tracing::warn!("stop requested; stopping the job");
+                    interrupted = true;
+                    signalled_at = Some(now);
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                    if !wait_exited(&rx, JOB_GRACE) {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        wait_exited(&rx, Duration::from_millis(300));
+                    }
+                    emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+                    exit = reap(&mut child);
+                    break;
+                }
                 if let (Some(pid), Some(d)) = (child_pid, deadline) {
                     if now >= d {
                         tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
@@ -301,9 +327,10 @@ pub fn monitor(
     let ended_at_ms = now_ms();
 
     let oom_killed = exit.signal == Some(9)
-        && oom_base
-            .as_ref()
-            .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0));
+        && (job_cgroup.as_ref().is_some_and(|g| g.oom_kills().is_some_and(|n| n > 0))
+            || oom_base
+                .as_ref()
+                .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0)));
     let end = RunEnd {
         job: opts.job.clone(),
         run_id: opts.run_id.clone(),

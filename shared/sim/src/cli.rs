@@ -39,6 +39,24 @@ pub struct SimulateArgs {
     /// the lowest price per slot over the shared class's current load.
     #[arg(long)]
     pub job_sized_shared_hosts: bool,
+    /// Make shared-host slots hard CPU caps (cgroup cpu.max) instead of cpu.weight shares.
+    #[arg(long)]
+    pub hard_slot_cpu: bool,
+    /// Ablation: size memory at the fixed 99% bound instead of pricing the OOM risk per type.
+    #[arg(long)]
+    pub fixed_headroom: bool,
+    /// Ablation: the recorder does not say how many cores a run could use (no CPU censoring).
+    #[arg(long)]
+    pub no_censoring: bool,
+    /// Ablation: no time price (max_slowdown unbounded).
+    #[arg(long)]
+    pub no_max_slowdown: bool,
+    /// Ablation: once a job has history its request is forgotten (not taken as safe memory).
+    #[arg(long)]
+    pub forget_request: bool,
+    /// Print spotfit's sizing decisions for one job name, run by run.
+    #[arg(long, value_name = "JOB")]
+    pub explain: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +109,12 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         warm_dedicated: args.warm_dedicated,
         soft_shared_memory: !args.hard_slot_memory,
         packed_shared_hosts: !args.job_sized_shared_hosts,
+        soft_shared_cpu: !args.hard_slot_cpu,
+        ablate_fixed_headroom: args.fixed_headroom,
+        ablate_no_censoring: args.no_censoring,
+        ablate_no_max_slowdown: args.no_max_slowdown,
+        ablate_forget_request: args.forget_request,
+        explain: args.explain.clone(),
     };
     let mut policies = simulate(&trace, catalog, &cfg);
     if !args.json {
@@ -110,6 +134,13 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         writeln!(out)?;
     } else {
         write!(out, "{}", report.render_text())?;
+        if let Some(job) = &args.explain {
+            let lines: Vec<&String> = report.policies.iter().flat_map(|p| p.explain.iter()).collect();
+            writeln!(out, "spotfit's decisions for {job} ({} attempts):", lines.len())?;
+            for l in lines {
+                writeln!(out, "  {l}")?;
+            }
+        }
     }
     Ok(report)
 }

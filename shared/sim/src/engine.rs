@@ -40,6 +40,19 @@ pub struct SimConfig {
     /// as many slots as the shared class runs now (else: the type ranking picks for the job
     /// that opens it).
     pub packed_shared_hosts: bool,
+    /// spotfit's shared-host slots are CPU reservations (`cpu.weight` shares: a job may use the
+    /// cores no co-tenant is using), not hard caps (`cpu.max`).
+    pub soft_shared_cpu: bool,
+    /// Ablations of sizing v3 (each off by default; docs/simulator.md): the fixed 99% memory
+    /// bound instead of the priced risk; no CPU censoring (the recorder does not say what a
+    /// run could use); no time price (max_slowdown unbounded); the request forgotten once a
+    /// job has history (it no longer marks memory the batch service would run as safe).
+    pub ablate_fixed_headroom: bool,
+    pub ablate_no_censoring: bool,
+    pub ablate_no_max_slowdown: bool,
+    pub ablate_forget_request: bool,
+    /// Job name whose spotfit sizing decisions are logged run by run (`--explain JOB`).
+    pub explain: Option<String>,
 }
 
 /// The ski-rental break-even keep-alive for an empty instance: keeping it costs its price per
@@ -61,6 +74,12 @@ impl Default for SimConfig {
             warm_dedicated: false,
             soft_shared_memory: true,
             packed_shared_hosts: true,
+            soft_shared_cpu: true,
+            ablate_fixed_headroom: false,
+            ablate_no_censoring: false,
+            ablate_no_max_slowdown: false,
+            ablate_forget_request: false,
+            explain: None,
         }
     }
 }
@@ -107,8 +126,19 @@ pub struct JobOutcome {
     /// Cost of this job: the instance for a dedicated run; on a packed host, its share of the
     /// host (the larger of its CPU and memory fractions) over its run time.
     pub cost_usd: f64,
-    /// Run time on the resources given / true duration.
+    /// Time the job ran, all its attempts (OOM-killed ones in full), / its true duration.
     pub slowdown: f64,
+    /// The largest slowdown of one attempt (run time on the cores given / true duration).
+    pub attempt_slowdown_max: f64,
+    /// The job's `max_slowdown` (what sizing was asked to respect).
+    pub max_slowdown: f64,
+    /// Cost of the OOM-killed attempts of this job (the retries' waste).
+    pub oom_cost_usd: f64,
+    /// Largest over the attempts of run slowdown / what sizing allowed it: `max_slowdown` ×
+    /// max(1, cores the job really kept busy / cores sizing expected it to). At most 1 when
+    /// sizing honoured `max_slowdown` (a run can only be slower than allowed where it needed
+    /// more cores than its history said).
+    pub max_slowdown_ratio: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,11 +150,20 @@ pub struct PolicyResult {
     /// Jobs OOM-killed at least once / jobs.
     pub oom_retry_rate: f64,
     pub mean_slowdown: f64,
+    /// 95th percentile of per-job slowdown (nearest rank).
+    pub p95_slowdown: f64,
+    /// The job slowed most: (trace row, job name, slowdown).
+    pub worst_slowdown: Option<(usize, String, f64)>,
+    /// Cost of every OOM-killed attempt (charged in full).
+    pub oom_retry_cost_usd: f64,
     pub instances_launched: usize,
     /// Jobs that found no instance at all (nothing in the catalog fits).
     pub unplaced: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_job: Vec<JobOutcome>,
+    /// `--explain JOB`: one line per sizing decision of that job (spotfit only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub explain: Vec<String>,
 }
 
 /// One instance type usable by a policy, with the price it pays.
@@ -147,6 +186,8 @@ struct Alloc {
     gpu: u32,
     /// Memory it really uses at most (over its slot only on a soft-limit host), GiB.
     used_mem: f64,
+    /// Cores it really keeps busy (over its slot only on a shares host).
+    used_cpu: f64,
 }
 
 #[derive(Debug)]
@@ -163,6 +204,8 @@ struct Placed {
     start: f64,
     /// Memory the job may use before it is OOM-killed, GiB.
     mem_limit: f64,
+    /// Cores the job may use: its slot, plus on a shares host the cores idle at its start.
+    cores: f64,
 }
 
 /// Instances that take several jobs: first fit on a running instance, else a new one; an
@@ -177,6 +220,8 @@ struct Pool {
     /// Slots are reservations (cgroup v2 `memory.low`), not limits: a job may use memory no
     /// one else holds and is OOM-killed only when the host has none left.
     soft_memory: bool,
+    /// Slots are CPU shares (cgroup v2 `cpu.weight`), not caps: a job may use cores no one uses.
+    soft_cpu: bool,
     /// Launching a new host terminates the idle hosts that could not take the job.
     retire_idle_on_launch: bool,
     cost: f64,
@@ -191,6 +236,7 @@ impl Pool {
             startup_s,
             reserve_gib,
             soft_memory: false,
+            soft_cpu: false,
             retire_idle_on_launch: true,
             cost: 0.0,
             launched: 0,
@@ -235,6 +281,13 @@ impl Pool {
     /// killed. (The rule kills the job furthest over its reservation; when that is an earlier
     /// co-tenant the model still charges the one kill to the newcomer, keeping earlier runs'
     /// outcomes fixed.)
+    ///
+    /// On a soft-CPU pool a job is guaranteed its slot's cores and may use, beyond them, the
+    /// cores its co-tenants leave idle at its start (each co-tenant taken at the larger of its
+    /// slot and its use, for its whole run); `busy` is what the job would keep busy unhindered.
+    /// A host takes the job only where `free_cpu` cores are really free (not only unreserved):
+    /// the slot, or for a job whose need is not known yet the room to grow into (the host
+    /// agent's admission rule, as for memory).
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
@@ -242,12 +295,15 @@ impl Pool {
         cpu: f64,
         mem: f64,
         gpu: u32,
-        dur: f64,
+        dur: impl Fn(f64) -> f64,
         peak: f64,
+        busy: f64,
+        free_cpu: f64,
         new_shape: impl FnOnce() -> Option<Shape>,
     ) -> Option<Placed> {
         self.advance(t);
         let soft = self.soft_memory;
+        let soft_cpu = self.soft_cpu;
         for h in &mut self.hosts {
             let used_cpu: f64 = h.allocs.iter().map(|a| a.cpu).sum();
             let held_mem: f64 = h
@@ -258,25 +314,40 @@ impl Pool {
             let used_gpu: u32 = h.allocs.iter().map(|a| a.gpu).sum();
             let ready = h.launched + self.startup_s;
             let usable = h.shape.mem_gib - self.reserve_gib;
+            let really_free_cpu = if soft_cpu {
+                h.shape.vcpu - h.allocs.iter().map(|a| a.cpu.max(a.used_cpu)).sum::<f64>()
+            } else {
+                f64::INFINITY
+            };
             if used_cpu + cpu <= h.shape.vcpu + 1e-9
+                && really_free_cpu + 1e-9 >= free_cpu
                 && held_mem + mem <= usable + 1e-9
                 && (gpu == 0) == (h.shape.gpu == 0)
                 && used_gpu + gpu <= h.shape.gpu
             {
                 let start = t.max(ready);
                 let mem_limit = if soft { mem.max(usable - held_mem) } else { mem };
+                let cores = if soft_cpu {
+                    let held_cpu: f64 = h.allocs.iter().map(|a| a.cpu.max(a.used_cpu)).sum();
+                    cpu.max(h.shape.vcpu - held_cpu)
+                } else {
+                    cpu
+                };
+                let run_s = dur(cores);
                 h.allocs.push(Alloc {
-                    end: start + dur,
+                    end: start + run_s,
                     cpu,
                     mem,
                     gpu,
                     used_mem: peak.min(mem_limit),
+                    used_cpu: busy.min(cores),
                 });
-                h.last_end = h.last_end.max(start + dur);
+                h.last_end = h.last_end.max(start + run_s);
                 return Some(Placed {
                     shape: h.shape.clone(),
                     start,
                     mem_limit,
+                    cores,
                 });
             }
         }
@@ -292,11 +363,17 @@ impl Pool {
         } else {
             mem
         };
-        self.launch(t, shape.clone(), cpu, mem, gpu, dur, peak.min(mem_limit));
+        let cores = if soft_cpu { cpu.max(shape.vcpu) } else { cpu };
+        let run_s = dur(cores);
+        self.launch(t, shape.clone(), cpu, mem, gpu, run_s, peak.min(mem_limit));
+        if let Some(a) = self.hosts.last_mut().and_then(|h| h.allocs.last_mut()) {
+            a.used_cpu = busy.min(cores);
+        }
         Some(Placed {
             shape,
             start,
             mem_limit,
+            cores,
         })
     }
 
@@ -313,6 +390,7 @@ impl Pool {
                 mem,
                 gpu,
                 used_mem,
+                used_cpu: cpu,
             }],
             last_end: start + dur,
         });
@@ -364,6 +442,7 @@ impl Pool {
             mem: h.shape.mem_gib,
             gpu: h.shape.gpu,
             used_mem: 0.0,
+            used_cpu: h.shape.vcpu,
         });
         h.last_end = h.last_end.max(start + dur);
         start
@@ -490,6 +569,17 @@ fn finish_result(
 ) -> PolicyResult {
     per_job.sort_by_key(|j| j.row);
     let n = per_job.len().max(1) as f64;
+    let mut slow: Vec<f64> = per_job.iter().map(|j| j.slowdown).collect();
+    slow.sort_by(f64::total_cmp);
+    let p95 = if slow.is_empty() {
+        1.0
+    } else {
+        slow[((0.95 * slow.len() as f64).ceil() as usize).clamp(1, slow.len()) - 1]
+    };
+    let worst = per_job
+        .iter()
+        .max_by(|a, b| a.slowdown.total_cmp(&b.slowdown).then(b.row.cmp(&a.row)))
+        .map(|j| (j.row, j.job_name.clone(), j.slowdown));
     PolicyResult {
         policy,
         total_cost_usd: total,
@@ -497,9 +587,13 @@ fn finish_result(
         attempts: per_job.iter().map(|j| j.attempts as usize).sum(),
         oom_retry_rate: per_job.iter().filter(|j| j.oom_kills > 0).count() as f64 / n,
         mean_slowdown: per_job.iter().map(|j| j.slowdown).fold(0.0, |a, b| a + b) / n,
+        p95_slowdown: p95,
+        worst_slowdown: worst,
+        oom_retry_cost_usd: per_job.iter().map(|j| j.oom_cost_usd).sum(),
         instances_launched: launched,
         unplaced,
         per_job,
+        explain: Vec::new(),
     }
 }
 
@@ -517,9 +611,17 @@ pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) 
     let mut unplaced = 0;
     for job in &trace.jobs {
         let (cpu, mem) = request(job);
-        match pool.place(job.submit_s, cpu, mem, job.gpu, job.duration_s, mem, || {
-            cheapest_fit(&types, cpu, mem, job.gpu)
-        }) {
+        match pool.place(
+            job.submit_s,
+            cpu,
+            mem,
+            job.gpu,
+            |_| job.duration_s,
+            mem,
+            cpu,
+            cpu,
+            || cheapest_fit(&types, cpu, mem, job.gpu),
+        ) {
             Some(Placed { shape, .. }) => per_job.push(JobOutcome {
                 row: job.row,
                 job_name: job.job_name.clone(),
@@ -528,6 +630,10 @@ pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) 
                 attempts: 1,
                 oom_kills: 0,
                 slowdown: 1.0,
+                attempt_slowdown_max: 1.0,
+                max_slowdown: 1.0,
+                oom_cost_usd: 0.0,
+                max_slowdown_ratio: 1.0,
             }),
             None => unplaced += 1,
         }
@@ -573,6 +679,10 @@ pub fn floor(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResult 
                 oom_kills: 0,
                 cost_usd: per_h * job.duration_s / 3600.0,
                 slowdown: 1.0,
+                attempt_slowdown_max: 1.0,
+                max_slowdown: 1.0,
+                oom_cost_usd: 0.0,
+                max_slowdown_ratio: 1.0,
             }
         })
         .collect();
@@ -626,8 +736,6 @@ impl PartialOrd for Done {
 /// What a sizing policy decides for one attempt.
 struct Decision {
     shape: Shape,
-    /// Cores the job may use (on a new instance of `shape`).
-    cores: f64,
     shared: bool,
     /// Slot on a shared host (cores, GiB), when shared.
     slot: (f64, f64),
@@ -636,6 +744,15 @@ struct Decision {
     /// instance the policy would buy.
     need: (f64, f64, u32),
     est_run_s: Option<f64>,
+    /// The job's max_slowdown.
+    max_slowdown: f64,
+    /// Cores that must be really free on a shared host for the slot (its reservation, or the
+    /// room a job whose need is unknown may grow into).
+    probe_cores: f64,
+    /// Cores sizing expects the job to keep busy (None: a policy without that notion).
+    wanted_cores: Option<f64>,
+    /// `--explain`: the decision in words (the outcome is appended by the replay).
+    explain: Option<String>,
 }
 
 impl Decision {
@@ -656,7 +773,17 @@ impl Decision {
 
 /// What the agent would have measured: CPU capped by the cores given; on an OOM kill the
 /// memory stops at the limit.
-fn observed(job: &TraceJob, attempt: u32, start: f64, run_s: f64, cores: f64, mem_gib: f64, oom: bool) -> RunSummary {
+#[allow(clippy::too_many_arguments)]
+fn observed(
+    job: &TraceJob,
+    attempt: u32,
+    start: f64,
+    run_s: f64,
+    cores: f64,
+    mem_gib: f64,
+    oom: bool,
+    report_given: bool,
+) -> RunSummary {
     let cap = |v: f64| v.min(cores);
     RunSummary {
         job: job.job_name.clone(),
@@ -685,6 +812,9 @@ fn observed(job: &TraceJob, attempt: u32, start: f64, run_s: f64, cores: f64, me
         } else {
             RunStatus::Succeeded
         },
+        // What the recorder knows: the instance's vCPUs, or the slot plus the idle cores it
+        // could take. A cap (cpu.max) would show as throttling; shares never throttle.
+        cpu_given_cores: report_given.then_some(cores),
         ..Default::default()
     }
 }
@@ -713,6 +843,8 @@ fn replay(
     let reserve = bytes_to_gib(OS_RESERVE_BYTES);
     let mut pool = Pool::new(cfg.keepalive_s, cfg.startup_s, reserve);
     pool.soft_memory = cfg.soft_shared_memory;
+    pool.soft_cpu = cfg.soft_shared_cpu;
+    let mut explain: Vec<String> = Vec::new();
     // Finished dedicated runs' instances, kept warm for the next dedicated run. Without the
     // warm pool, a keep-alive of 0: terminated as soon as the run ends.
     let mut warm = Pool::new(
@@ -741,10 +873,10 @@ fn replay(
             unplaced += 1;
             continue;
         };
+        // A job given fewer cores than it keeps busy is slowed in proportion.
+        let run_for = |cores: f64| job.duration_s * (job.cpu_avg_cores / cores.max(1e-9)).max(1.0);
         // An OOM-killed attempt is charged its full run time: the peak may come at the end.
         let (start, cost, name, cores, mem_limit, run_s) = if pl.shared {
-            // A job given fewer cores than it keeps busy is slowed in proportion.
-            let run_s = job.duration_s * (job.cpu_avg_cores / pl.cores).max(1.0);
             // Capacity is counted only for load that is both present now (the slots running, plus
             // this one) and sustained (the time-average over the recent slots).
             let load = if cfg.packed_shared_hosts && !shared_types.is_empty() {
@@ -755,25 +887,44 @@ fn replay(
             };
             // Without a load estimate, the type ranking picked for this job (it weighs the
             // interruption risk too).
+            // A new host must have the room the slot may grow into (`probe` cores).
+            let probe = pl.probe_cores.max(pl.slot.0);
             let new_host = || match load {
                 Some(load) if load.0 >= 2.0 => {
-                    packed_host(shared_types, reserve, pl.slot.0, pl.slot.1, load).or(Some(pl.shape.clone()))
+                    packed_host(shared_types, reserve, probe, pl.slot.1, load).or(Some(pl.shape.clone()))
+                }
+                _ if pl.shape.vcpu + 1e-9 < probe => {
+                    cheapest_fit(shared_types, probe, pl.slot.1 + reserve, 0).or(Some(pl.shape.clone()))
                 }
                 _ => Some(pl.shape.clone()),
             };
-            match pool.place(ev.t, pl.slot.0, pl.slot.1, 0, run_s, job.mem_peak_gib, new_host) {
+            match pool.place(
+                ev.t,
+                pl.slot.0,
+                pl.slot.1,
+                0,
+                run_for,
+                job.mem_peak_gib,
+                job.cpu_avg_cores,
+                probe,
+                new_host,
+            ) {
                 Some(Placed {
                     shape,
                     start,
                     mem_limit,
+                    cores,
                 }) => {
-                    slot_history.push(start, start + run_s, pl.slot.0, pl.slot.1);
+                    let run_s = run_for(cores);
+                    // The mean slot counts the cores a slot really held (its use when above it).
+                    let held = pl.slot.0.max(job.cpu_avg_cores.min(cores));
+                    slot_history.push(start, start + run_s, held, pl.slot.1);
                     let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
                     (
                         start,
                         shape.price * share * run_s / 3600.0,
                         format!("shared:{}", shape.name),
-                        pl.cores,
+                        cores,
                         mem_limit,
                         run_s,
                     )
@@ -791,7 +942,7 @@ fn replay(
             };
             // A dedicated instance gives the job all its cores and all memory but the reserve.
             let shape = hit.map_or_else(|| pl.shape.clone(), |i| warm.hosts[i].shape.clone());
-            let run_s = job.duration_s * (job.cpu_avg_cores / shape.vcpu).max(1.0);
+            let run_s = run_for(shape.vcpu);
             let (start, cost) = match hit {
                 Some(i) => (warm.occupy(i, ev.t, run_s), shape.price * run_s / 3600.0),
                 None => {
@@ -806,13 +957,58 @@ fn replay(
             };
             (start, cost, name, shape.vcpu, shape.mem_gib - reserve, run_s)
         };
-        let slowdown = (job.cpu_avg_cores / cores).max(1.0);
+        let attempt_slowdown = if job.duration_s > 0.0 {
+            run_s / job.duration_s
+        } else {
+            (job.cpu_avg_cores / cores.max(1e-9)).max(1.0)
+        };
         let oom = job.mem_peak_gib > mem_limit + 1e-12;
-        let summary = observed(job, ev.attempt, start, run_s, cores, mem_limit, oom);
-        let prev_cost = outcomes[ev.job].as_ref().map_or(0.0, |o| o.cost_usd);
+        let summary = observed(
+            job,
+            ev.attempt,
+            start,
+            run_s,
+            cores,
+            mem_limit,
+            oom,
+            !cfg.ablate_no_censoring,
+        );
+        let prev = outcomes[ev.job].take();
         if oom {
             ooms[ev.job] += 1;
         }
+        if let Some(line) = pl.explain {
+            explain.push(format!(
+                "{line} → {name}: ran {run_s:.1} s on {cores:.2} cores ({attempt_slowdown:.3}× its {:.1} s), peak {:.2} of {:.2} GiB{}",
+                job.duration_s,
+                job.mem_peak_gib,
+                mem_limit,
+                if oom { ", OOM-KILLED" } else { "" }
+            ));
+        }
+        let (prev_cost, prev_run, prev_max, prev_oom_cost, prev_ratio) =
+            prev.as_ref().map_or((0.0, 0.0, 0.0, 0.0, 0.0), |o| {
+                (
+                    o.cost_usd,
+                    o.slowdown * job.duration_s.max(0.0),
+                    o.attempt_slowdown_max,
+                    o.oom_cost_usd,
+                    o.max_slowdown_ratio,
+                )
+            });
+        let allowed = pl.max_slowdown
+            * pl.wanted_cores
+                .map_or(1.0, |w| (job.cpu_avg_cores / w.max(1e-9)).max(1.0));
+        let ratio = if pl.wanted_cores.is_some() {
+            attempt_slowdown / allowed
+        } else {
+            0.0
+        };
+        let total_slow = if job.duration_s > 0.0 {
+            (prev_run + run_s) / job.duration_s
+        } else {
+            attempt_slowdown.max(prev_max)
+        };
         outcomes[ev.job] = Some(JobOutcome {
             row: job.row,
             job_name: job.job_name.clone(),
@@ -820,7 +1016,11 @@ fn replay(
             attempts: ev.attempt,
             oom_kills: ooms[ev.job],
             cost_usd: prev_cost + cost,
-            slowdown,
+            slowdown: total_slow,
+            attempt_slowdown_max: attempt_slowdown.max(prev_max),
+            max_slowdown: pl.max_slowdown,
+            oom_cost_usd: prev_oom_cost + if oom { cost } else { 0.0 },
+            max_slowdown_ratio: ratio.max(prev_ratio),
         });
         seq += 1;
         done.push(Done {
@@ -840,13 +1040,15 @@ fn replay(
     let (pool_cost, pool_launched) = pool.finish();
     let (warm_cost, warm_launched) = warm.finish();
     let per_job: Vec<JobOutcome> = outcomes.into_iter().flatten().collect();
-    finish_result(
+    let mut r = finish_result(
         policy,
         warm_cost + pool_cost,
         warm_launched + pool_launched,
         per_job,
         unplaced,
-    )
+    );
+    r.explain = explain;
+    r
 }
 
 fn spec_for(job: &TraceJob) -> JobSpec {
@@ -880,9 +1082,24 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
     };
     // Shared hosts: spot CPU types of the region (the class never has GPUs).
     let shared_types = shapes(catalog.region(&cfg.region), Market::Spot, |o| o.gpu == 0);
+    let reserve_bytes = OS_RESERVE_BYTES;
     replay(trace, cfg, Policy::Spotfit, &shared_types, |job, profile, t| {
-        let spec = spec_for(job);
-        let req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
+        let mut spec = spec_for(job);
+        if cfg.ablate_no_max_slowdown {
+            spec.max_slowdown = Some(100.0);
+        }
+        if cfg.ablate_forget_request && profile.is_some_and(|p| p.usable_runs().next().is_some()) {
+            spec.hints.vcpu = None;
+            spec.hints.memory_gib = None;
+        }
+        let mut req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
+        if cfg.ablate_fixed_headroom {
+            // v2's rule: a fixed 99% bound of the same distribution as the least memory.
+            if let Some(r) = req.memory_risk.take() {
+                let floor = req.memory_bytes.saturating_sub(reserve_bytes);
+                req.memory_bytes = r.quantile_bytes(sizing::MEM_SLOT_QUANTILE).max(floor) + reserve_bytes;
+            }
+        }
         let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
             .into_iter()
             .next()?;
@@ -895,26 +1112,47 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         };
         let job_mem = bytes_to_gib(req.job_memory_bytes);
         let need = (req.vcpu as f64, bytes_to_gib(req.memory_bytes), req.gpu);
-        if req.class == SizeClass::Shared {
-            let cores = req.cores_used.max(0.05);
-            Some(Decision {
-                shape,
-                cores,
-                shared: true,
-                slot: (cores, job_mem),
-                need,
-                est_run_s: top.est_duration_s,
-            })
+        let shared = req.class == SizeClass::Shared;
+        let slot = if shared {
+            (req.slot_cores(), job_mem)
         } else {
-            Some(Decision {
-                cores: shape.vcpu,
-                shape,
-                shared: false,
-                slot: (0.0, 0.0),
-                need,
-                est_run_s: top.est_duration_s,
-            })
-        }
+            (0.0, 0.0)
+        };
+        let explain = (cfg.explain.as_deref() == Some(job.job_name.as_str())).then(|| {
+            format!(
+                "row {} t={:.0}s {:?}: wants {:.2} cores{} → {} vCPU, memory ≥ {:.2} GiB{}; {} {} {:.4} $/h, P(OOM) {:.4}, E[slowdown] {:.3}, E[cost] {} [{}]",
+                job.row,
+                t,
+                req.basis,
+                req.cores_used,
+                if req.cpu_need_unknown { " (need not known yet)" } else { "" },
+                req.vcpu,
+                bytes_to_gib(req.memory_bytes.saturating_sub(reserve_bytes)),
+                if shared {
+                    format!(", shared slot {:.2} cores / {:.2} GiB", slot.0, slot.1)
+                } else {
+                    String::new()
+                },
+                if shared { "host" } else { "type" },
+                top.instance_type,
+                top.price_per_hour,
+                top.oom_risk,
+                top.expected_slowdown,
+                top.est_cost_usd.map_or("?".to_string(), |c| format!("{c:.5} $")),
+                req.notes.join("; ")
+            )
+        });
+        Some(Decision {
+            shape,
+            shared,
+            slot,
+            need,
+            est_run_s: top.est_duration_s,
+            max_slowdown: req.max_slowdown,
+            probe_cores: if shared { req.slot_admission_cores() } else { 0.0 },
+            wanted_cores: Some(req.cores_used),
+            explain,
+        })
     })
 }
 
@@ -936,12 +1174,15 @@ pub fn sparecores(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyRe
         // Expected run time: the mean of its finished runs (what the rule's tracker records).
         let est_run_s = (!runs.is_empty()).then(|| runs.iter().map(|r| r.duration_s).sum::<f64>() / runs.len() as f64);
         Some(Decision {
-            cores: shape.vcpu,
             shape,
             shared: false,
             slot: (0.0, 0.0),
             need: (cpu, mem + reserve, job.gpu),
             est_run_s,
+            max_slowdown: spotfit_core::spec::DEFAULT_MAX_SLOWDOWN,
+            probe_cores: 0.0,
+            wanted_cores: None,
+            explain: None,
         })
     })
 }

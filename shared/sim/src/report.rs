@@ -19,6 +19,14 @@ pub struct Targets {
     pub oom_retries: bool,
     /// Cheaper than the Spare Cores rule at no more OOM retries.
     pub beats_sparecores: bool,
+    /// Sizing v3 (issue 9): cheaper than the spot batch baseline.
+    pub below_batch_spot: bool,
+    /// Mean slowdown ≤ 1.10.
+    pub mean_slowdown: bool,
+    /// p95 slowdown ≤ 1.5.
+    pub p95_slowdown: bool,
+    /// ≤ 1% of jobs OOM-retried.
+    pub oom_retries_1pct: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +68,10 @@ impl Report {
             within_floor: ratio <= 1.3,
             oom_retries: oom(Policy::Spotfit) <= 0.02,
             beats_sparecores: sf < cost(Policy::SpareCores) && oom(Policy::Spotfit) <= oom(Policy::SpareCores),
+            below_batch_spot: sf < cost(Policy::BatchSpot),
+            mean_slowdown: get(Policy::Spotfit).is_some_and(|r| r.mean_slowdown <= 1.10 + 1e-12),
+            p95_slowdown: get(Policy::Spotfit).is_some_and(|r| r.p95_slowdown <= 1.5 + 1e-12),
+            oom_retries_1pct: oom(Policy::Spotfit) <= 0.01,
         };
         Report {
             trace: trace.name.clone(),
@@ -96,13 +108,22 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<16} {:>12} {:>10} {:>10} {:>8} {:>9} {:>9} {:>10}",
-            "policy", "cost USD", "vs OD", "vs spot", "×floor", "OOM-retry", "slowdown", "instances"
+            "{:<16} {:>12} {:>10} {:>10} {:>8} {:>9} {:>10} {:>9} {:>9} {:>10}",
+            "policy",
+            "cost USD",
+            "vs OD",
+            "vs spot",
+            "×floor",
+            "OOM-retry",
+            "OOM USD",
+            "slow mean",
+            "slow p95",
+            "instances"
         );
         for r in &self.policies {
             let _ = writeln!(
                 s,
-                "{:<16} {:>12.4} {:>9.1}% {:>9.1}% {:>8.2} {:>8.2}% {:>9.3} {:>10}",
+                "{:<16} {:>12.4} {:>9.1}% {:>9.1}% {:>8.2} {:>8.2}% {:>10.4} {:>9.3} {:>9.3} {:>10}",
                 r.policy.name(),
                 r.total_cost_usd,
                 100.0 * savings(r.total_cost_usd, od),
@@ -113,9 +134,20 @@ impl Report {
                     f64::NAN
                 },
                 100.0 * r.oom_retry_rate,
+                r.oom_retry_cost_usd,
                 r.mean_slowdown,
+                r.p95_slowdown,
                 r.instances_launched
             );
+        }
+        for r in &self.policies {
+            if let Some((row, job, slow)) = r.worst_slowdown.as_ref().filter(|w| w.2 > 1.0 + 1e-9) {
+                let _ = writeln!(
+                    s,
+                    "{}: worst job slowdown {slow:.3} (row {row}, {job})",
+                    r.policy.name()
+                );
+            }
         }
         for r in self.policies.iter().filter(|r| r.unplaced > 0) {
             let _ = writeln!(
@@ -127,6 +159,19 @@ impl Report {
         }
         let t = &self.targets;
         let mark = |b: bool| if b { "met" } else { "MISSED" };
+        let sfr = self.policies.iter().find(|r| r.policy == Policy::Spotfit);
+        let _ = writeln!(
+            s,
+            "targets v3: below batch-spot {} ({:.1}%), mean slowdown ≤1.10 {} ({:.3}), p95 ≤1.5 {} ({:.3}), ≤1% OOM retries {} ({:.2}%)",
+            mark(t.below_batch_spot),
+            100.0 * self.spotfit_savings_vs_batch_spot,
+            mark(t.mean_slowdown),
+            sfr.map_or(f64::NAN, |r| r.mean_slowdown),
+            mark(t.p95_slowdown),
+            sfr.map_or(f64::NAN, |r| r.p95_slowdown),
+            mark(t.oom_retries_1pct),
+            100.0 * sfr.map_or(f64::NAN, |r| r.oom_retry_rate)
+        );
         let _ = writeln!(
             s,
             "targets: ≥40% vs batch-spot {} ({:.1}%), ≥80% vs batch-on-demand {} ({:.1}%), ≤1.3× floor {} ({:.2}×), ≤2% OOM retries {}, beats Spare Cores rule {}",

@@ -99,8 +99,10 @@ fn spotfit_buys_one_spot_instance_per_big_job() {
 
 #[test]
 fn spotfit_retries_an_oom_kill_bigger_and_charges_it() {
-    // GIVEN a job that asks for 1 GiB but peaks at 3 GiB (a small job: a 1-GiB slot on a shared host)
-    let t = trace("a,0,1,1,600,1,,3,0\n");
+    // GIVEN a job that asks for 1 GiB but peaks at 3 GiB (a small job: a 1-GiB slot on a shared
+    // host; half a core, so that the room a never-seen slot gets to grow into — 2 × 0.5 cores —
+    // fits the 1-vCPU host)
+    let t = trace("a,0,0.5,1,600,0.5,,3,0\n");
     let r = spotfit(&t, &catalog(), &SimConfig::default());
     let j = &r.per_job[0];
     // THEN killed in its 1-GiB slot on a shared x1.small (launched at 0, job 60..660, idle to 720);
@@ -166,8 +168,9 @@ fn gpu_jobs_get_gpu_types_and_cpu_jobs_never_do() {
 #[test]
 fn shared_slot_memory_is_a_reservation_not_a_limit() {
     // GIVEN a small never-seen job (hints 1 vCPU, 1 GiB: a 1-GiB slot on a shared x1.small with
-    // 2 − 0.25 GiB usable) that peaks at 1.5 GiB, alone on its host
-    let t = trace("a,0,1,1,600,1,,1.5,0\n");
+    // 2 − 0.25 GiB usable) that peaks at 1.5 GiB, alone on its host (half a core: its room to
+    // grow into, 2 × 0.5 cores, fits the 1-vCPU host)
+    let t = trace("a,0,0.5,1,600,0.5,,1.5,0\n");
     // THEN with soft slots it uses the free 0.5 GiB and is not killed (one attempt) …
     let soft = spotfit(&t, &catalog(), &SimConfig::default());
     assert_eq!((soft.per_job[0].attempts, soft.per_job[0].oom_kills), (1, 0));
@@ -185,7 +188,8 @@ fn shared_slot_memory_is_a_reservation_not_a_limit() {
 fn shared_host_kills_the_job_over_its_reservation_when_memory_runs_out() {
     // GIVEN two half-core jobs with 0.75-GiB slots on one x1.small (1.75 GiB usable): the first
     // stays within its slot (0.7), the second peaks at 1.2 GiB but only 1.75 − 0.75 = 1.0 is free
-    let t = trace("a,0,0.5,0.75,600,0.5,,0.7,0\nb,1,0.5,0.75,600,0.5,,1.2,0\n");
+    // (quarter-core jobs: each never-seen slot needs 2 × 0.25 cores really free, so both fit)
+    let t = trace("a,0,0.25,0.75,600,0.25,,0.7,0\nb,1,0.25,0.75,600,0.25,,1.2,0\n");
     let r = spotfit(&t, &catalog(), &SimConfig::default());
     // THEN the job within its reservation is never killed, the other is (and retried bigger)
     assert_eq!(r.per_job[0].instance_type, "shared:x1.small");
@@ -193,7 +197,7 @@ fn shared_host_kills_the_job_over_its_reservation_when_memory_runs_out() {
     assert_eq!(r.per_job[1].oom_kills, 1);
     // alone, the second would have fitted in the host's free memory
     let alone = spotfit(
-        &trace("b,1,0.5,0.75,600,0.5,,1.2,0\n"),
+        &trace("b,1,0.25,0.75,600,0.25,,1.2,0\n"),
         &catalog(),
         &SimConfig::default(),
     );
@@ -232,12 +236,12 @@ fn warm_dedicated_instance_takes_the_next_run_without_a_start_up() {
 fn a_sustained_shared_load_opens_hosts_priced_per_slot() {
     // GIVEN the catalog plus c1.2xlarge (8 vCPU / 16 GiB at 0.16 spot: 0.02 per 1-core slot,
     // against 0.030 for a whole x1.small) and a steady stream of small never-seen jobs
-    // (1 core, 1 GiB, 10 min each, one every 20 s: about 30 running at once)
+    // (half a core, 1 GiB, 10 min each, one every 20 s: about 30 running at once)
     let mut offers = catalog().offers;
     offers.push(offer("c1.2xlarge", 8, 16, 0.16, 0.32));
     let cat = Catalog::from_offers(offers);
     let rows: String = (0..120)
-        .map(|i| format!("j{i},{},1,1,600,1,,0.8,0\n", i * 20))
+        .map(|i| format!("j{i},{},0.5,1,600,0.5,,0.8,0\n", i * 20))
         .collect();
     let t = trace(&rows);
     let per_job = spotfit(&t, &cat, &SimConfig::default());
@@ -255,4 +259,48 @@ fn a_sustained_shared_load_opens_hosts_priced_per_slot() {
     // (the first minutes, before a load was measured, open x1.small hosts: 17 hosts against 33)
     assert!(per_job.instances_launched * 3 < job_sized.instances_launched * 2);
     assert!(per_job.total_cost_usd < job_sized.total_cost_usd);
+}
+
+#[test]
+fn a_job_saturating_its_request_grows_until_it_stops_and_is_then_within_max_slowdown() {
+    // GIVEN a long job (an hour at 10 cores; 12 GiB: dedicated) that asks for 2 vCPU, run again
+    // after each run has finished (each learns from the last)
+    let rows: String = (0..8)
+        .map(|i| format!("big,{},2,12,3600,10,,10,0\n", i * 20_000))
+        .collect();
+    let r = spotfit(&trace(&rows), &catalog_with_sizes(), &SimConfig::default());
+    let slow: Vec<f64> = r.per_job.iter().map(|j| j.slowdown).collect();
+    // THEN the first run (the request as given: 2 vCPU) is slowed 5×, the next ones double their
+    // cores (never fewer after a saturated run: 4, 8, 16 vCPU) until the job stops saturating,
+    // and from then on every run is within max_slowdown 1.1
+    assert!((slow[0] - 5.0).abs() < 1e-9, "{slow:?}");
+    assert!(
+        (slow[1] - 2.5).abs() < 1e-9 && (slow[2] - 1.25).abs() < 1e-9,
+        "{slow:?}"
+    );
+    assert!(slow.windows(2).all(|w| w[1] <= w[0] + 1e-9), "{slow:?}");
+    assert!(slow[3..].iter().all(|s| *s <= 1.1 + 1e-9), "{slow:?}");
+    // … and with censoring off (the recorder does not say what a run could use) it never grows
+    let blind = spotfit(
+        &trace(&rows),
+        &catalog_with_sizes(),
+        &SimConfig {
+            ablate_no_censoring: true,
+            ..SimConfig::default()
+        },
+    );
+    assert!(
+        blind.per_job.iter().all(|j| j.slowdown >= 5.0 - 1e-9),
+        "{:?}",
+        blind.per_job
+    );
+}
+
+/// The catalog plus r1.large (2 vCPU / 16 GiB at 0.10) and 8- and 16-vCPU compute types.
+fn catalog_with_sizes() -> Catalog {
+    let mut offers = catalog().offers;
+    offers.push(offer("r1.large", 2, 16, 0.10, 0.20));
+    offers.push(offer("c1.2xlarge", 8, 16, 0.24, 0.48));
+    offers.push(offer("c1.4xlarge", 16, 32, 0.48, 0.96));
+    Catalog::from_offers(offers)
 }
