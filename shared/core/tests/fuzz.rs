@@ -151,6 +151,7 @@ const KEYS: &[&str] = &[
     "excluded_families",
     "max_attempts",
     "oom_memory_factor",
+    "max_slowdown",
     "PATH",
     "AWS_ENDPOINT_URL",
 ];
