@@ -50,27 +50,32 @@ for attempt in 1 2 3 4 5; do
 done
 chmod 0755 "$SPOTFIT_HOME/spotfit"
 
-# The job, as data: NUL-separated argv and NAME=VALUE env, read into arrays without evaluation.
+# The job, as data: NUL-separated argv and NAME=VALUE env, read without evaluation. The env
+# file goes to the agent, which gives it to the job only (the agent and the container runtime
+# never run with it); the image goes to the agent too, which parses it as an image reference
+# and builds the container command line (its own network namespace, the image after `--`).
 printf '%s' "$ARGV_B64" | base64 -d > "$SPOTFIT_HOME/argv"
 printf '%s' "$ENV_B64" | base64 -d > "$SPOTFIT_HOME/env"
 mapfile -d '' -t job_argv < "$SPOTFIT_HOME/argv"
-mapfile -d '' -t job_env < "$SPOTFIT_HOME/env"
 
+agent_args=(--job "$JOB_NAME" --run-id "$RUN_ID" --upload "s3://$BUCKET"
+  --summary "$SPOTFIT_HOME/summary.json" --job-env "$SPOTFIT_HOME/env")
 if [ -n "$IMAGE_B64" ]; then
   image=$(printf '%s' "$IMAGE_B64" | base64 -d)
-  # `-e NAME` without a value hands the variable from docker's own environment (set below by
-  # `env`), so values never pass through a command line or an env file's line syntax.
-  docker_env=()
-  for kv in ${job_env[@]+"${job_env[@]}"}; do docker_env+=(-e "${kv%%=*}"); done
-  job_cmd=(docker run --rm --network host ${docker_env[@]+"${docker_env[@]}"} "$image" ${job_argv[@]+"${job_argv[@]}"})
-else
-  job_cmd=(${job_argv[@]+"${job_argv[@]}"})
+  agent_args+=("--image=$image")
+  # Containers must not reach the instance role's credentials: drop what they send to IMDS
+  # (forwarded traffic only; the host's own requests are not forwarded). The launch's hop
+  # limit of 1 refuses IMDSv2 tokens to them as well.
+  if iptables -N DOCKER-USER 2>/dev/null || iptables -L DOCKER-USER -n >/dev/null 2>&1; then
+    iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER || log "could not hook DOCKER-USER"
+    iptables -I DOCKER-USER -d 169.254.169.254/32 -j DROP || log "could not block IMDS for containers"
+  else
+    log "no iptables: IMDS is kept from containers by the hop limit only"
+  fi
 fi
 
 set +e
-env ${job_env[@]+"${job_env[@]}"} "$SPOTFIT_HOME/spotfit" monitor \
-  --job "$JOB_NAME" --run-id "$RUN_ID" --upload "s3://$BUCKET" \
-  --summary "$SPOTFIT_HOME/summary.json" -- "${job_cmd[@]}"
+"$SPOTFIT_HOME/spotfit" monitor "${agent_args[@]}" -- ${job_argv[@]+"${job_argv[@]}"}
 rc=$?
 set -e
 log "job ended with status $rc"

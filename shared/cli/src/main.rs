@@ -42,7 +42,7 @@ enum Command {
     /// List recorded runs.
     Runs(store_cmd::RunsArgs),
     /// Track a command, a process tree, a cgroup or a container; ship samples (the agent).
-    Monitor(spotfit_monitor::cli::MonitorArgs),
+    Monitor(Box<spotfit_monitor::cli::MonitorArgs>),
     /// Replay a job trace and price it under the batch baselines, spotfit, the Spare Cores rule and the floor.
     Simulate(simulate_cmd::SimulateArgs),
     /// Start the job on AWS through the deployed pipeline (Step Functions); --wait follows it.
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
         Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
-        Command::Monitor(args) => monitor_cmd::run(args),
+        Command::Monitor(args) => monitor_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(&args),
         #[cfg(feature = "aws")]
         Command::Submit(args) => submit_cmd::run(args),

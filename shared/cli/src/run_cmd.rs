@@ -141,7 +141,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     let spec = load_spec(&args)?;
     check_program(&spec.command)?;
     let dir = resolve_store_dir(store_flag)?;
-    let store = LocalStore::open(&dir, true)?;
+    let store = LocalStore::open(&dir, spotfit_local::Access::ReadWrite)?;
     let catalog = Catalog::embedded().context("loading the instance catalog")?;
 
     let run_id = fresh_run_id(chrono::Utc::now().timestamp_millis());

@@ -35,7 +35,7 @@ pub struct RunsArgs {
 
 pub fn open_existing(flag: Option<&Path>) -> anyhow::Result<LocalStore> {
     let dir = resolve_store_dir(flag)?;
-    Ok(LocalStore::open(&dir, false)?)
+    Ok(LocalStore::open(&dir, spotfit_local::Access::ReadOnly)?)
 }
 
 /// `profile --json` output.

@@ -200,6 +200,96 @@ fn missing_and_corrupt_stores_give_clear_errors_and_lose_nothing() {
 }
 
 #[test]
+fn hostile_stores_are_refused_by_every_command_and_left_byte_identical() {
+    let root = tempfile::tempdir().unwrap();
+    // GIVEN a real store, used once
+    let real = root.path().join("real");
+    let out = spotfit(&real)
+        .args(["run", "--job", "j", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let real_db = std::fs::read(real.join("spotfit.db")).unwrap();
+    // a store whose spotfit.db is a link to it; one whose database was truncated beside its
+    // objects; one holding someone else's SQLite file with a `profiles` table
+    let linked = root.path().join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(real.join("spotfit.db"), linked.join("spotfit.db")).unwrap();
+    let truncated = root.path().join("truncated");
+    std::fs::create_dir_all(truncated.join("objects/runs")).unwrap();
+    std::fs::write(truncated.join("objects/runs/keep.json"), b"{}").unwrap();
+    std::fs::write(truncated.join("spotfit.db"), b"").unwrap();
+    let foreign = root.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    {
+        let c = rusqlite::Connection::open(foreign.join("spotfit.db")).unwrap();
+        c.execute_batch("CREATE TABLE profiles (user TEXT, pw TEXT); INSERT INTO profiles VALUES ('a', 'b');")
+            .unwrap();
+    }
+    let foreign_db = std::fs::read(foreign.join("spotfit.db")).unwrap();
+    for (store, why) in [
+        (&linked, "symbolic link"),
+        (&truncated, "empty (0 bytes)"),
+        (&foreign, "not a spotfit store"),
+    ] {
+        for args in [
+            vec!["runs"],
+            vec!["profile", "j"],
+            vec!["run", "--job", "j", "--", "true"],
+        ] {
+            // WHEN any command opens it THEN a clear error, exit 2
+            let out = spotfit(store).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{store:?} {args:?}: {err}");
+            assert!(err.contains(why), "{store:?} {args:?}: {err}");
+        }
+    }
+    // AND every file is as it was
+    assert_eq!(std::fs::read(real.join("spotfit.db")).unwrap(), real_db);
+    assert_eq!(std::fs::read(truncated.join("spotfit.db")).unwrap(), b"");
+    assert_eq!(std::fs::read(foreign.join("spotfit.db")).unwrap(), foreign_db);
+    // AND the read-only commands leave a good store's database byte-identical
+    for args in [vec!["runs"], vec!["profile", "j"]] {
+        let out = spotfit(&real).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(real.join("spotfit.db")).unwrap(),
+            real_db,
+            "{args:?} wrote"
+        );
+    }
+}
+
+#[test]
+fn specs_with_trailing_data_duplicate_keys_or_arrays_for_objects_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (json, field) in [
+        (
+            r#"{"name":"j","command":["true"]} {"name":"k","command":["rm","-rf","x"]}"#,
+            "(spec)",
+        ),
+        (r#"{"name":"j","name":"k","command":["true"]}"#, "name"),
+        (r#"{"name":"j","command":["true"],"retry":[5,2.0]}"#, "retry"),
+        (r#"{"name":"-j","command":["true"]}"#, "name"),
+        (
+            r#"{"name":"j","command":["true"],"placement":{"allowed_families":["zz99"]}}"#,
+            "placement.allowed_families[0]",
+        ),
+    ] {
+        let spec = dir.path().join("s.json");
+        std::fs::write(&spec, json).unwrap();
+        let out = spotfit(dir.path()).arg("run").arg(&spec).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{json}: {err}");
+        assert!(err.contains(&format!("{field}:")), "{json}: {err}");
+    }
+}
+
+#[test]
 fn bad_job_spec_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("bad.json");

@@ -8,6 +8,7 @@ pub mod drive;
 pub mod error_names;
 pub mod fallback;
 pub mod ids;
+pub mod image;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;
@@ -20,6 +21,7 @@ pub mod summary;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod units;
+pub mod user_data;
 
 pub use sample::{GpuSample, MemoryMetric, Sample};
 pub use spec::{JobSpec, Market, SpecError};

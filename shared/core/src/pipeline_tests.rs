@@ -454,6 +454,26 @@ fn invalid_spec_names_the_field() {
 }
 
 #[test]
+fn size_step_refuses_a_spec_no_catalog_entry_can_take_before_anything_starts() {
+    // GIVEN a spec that keeps every rule but names a family no region has
+    let w = World::new(FakeLauncher::new());
+    let input = SizeInput {
+        spec: serde_json::json!({"name": "etl", "command": ["x"], "placement": {"allowed_families": ["m7i", "zz99"]}}),
+        execution: None,
+        previous: None,
+    };
+    // WHEN sized THEN refused as an invalid spec naming the field and why, and nothing launched
+    let err = block_on(size_step(&w.profiles, ranked, input, T0)).unwrap_err();
+    assert_eq!(err.name(), "InvalidJobSpec");
+    assert!(
+        err.to_string()
+            .contains("placement.allowed_families[1]: \"zz99\" is not an instance family in any region"),
+        "{err}"
+    );
+    assert!(w.launcher.calls.lock().unwrap().is_empty());
+}
+
+#[test]
 fn run_id_comes_from_a_valid_execution_name() {
     assert_eq!(
         run_id_for(Some("20261126T000000Z-abcd1234"), T0),

@@ -122,7 +122,7 @@ impl Default for RankOptions {
 /// Duration used for the ranking key when the job's duration is unknown.
 const NOMINAL_DURATION_S: f64 = 3600.0;
 
-fn family_matches(pattern: &str, family: &str) -> bool {
+pub(crate) fn family_matches(pattern: &str, family: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => family.starts_with(prefix),
         None => pattern == family,

@@ -2,6 +2,8 @@
 //! `spotfit run JOB.json`'s input. Parsing rejects unknown fields; [`JobSpec::validate`]
 //! reports every problem at once, each with its field path and the reason.
 
+use crate::catalog::{Catalog, Offer};
+use crate::ranking::family_matches;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -199,7 +201,13 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
+        // Escaped again here: the fields are public and may have been built without `new`.
+        write!(
+            f,
+            "{}: {}",
+            escape_bounded(&self.field, MAX_ERROR_TEXT),
+            escape_bounded(&self.reason, MAX_ERROR_TEXT)
+        )
     }
 }
 
@@ -209,8 +217,21 @@ pub enum SpecError {
     #[error("invalid job spec: {0}")]
     Parse(FieldError),
     /// The spec parsed but breaks rules; every problem is listed.
-    #[error("invalid job spec: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    #[error("invalid job spec: {}", list_errors(.0))]
     Invalid(Vec<FieldError>),
+}
+
+fn list_errors(errs: &[FieldError]) -> String {
+    let mut s = errs
+        .iter()
+        .take(MAX_LISTED_ERRORS)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errs.len() > MAX_LISTED_ERRORS {
+        s.push_str(&format!("; and {} more", errs.len() - MAX_LISTED_ERRORS));
+    }
+    s
 }
 
 impl SpecError {
@@ -222,12 +243,13 @@ impl SpecError {
     }
 }
 
-/// True for a valid job name: 1–64 of `[a-z0-9._-]`, not `.` or `..`.
+/// True for a valid job name: 1–64 of `[a-z0-9._-]`, starting with a letter or digit (a
+/// leading `-` would be read as an option by every command line the name reaches, a leading
+/// `.` makes a hidden or relative path).
 pub fn valid_job_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name != "."
-        && name != ".."
+        && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
@@ -246,30 +268,190 @@ fn valid_family(f: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-impl JobSpec {
-    /// Parses and validates a spec from JSON.
-    pub fn from_json(json: &str) -> Result<JobSpec, SpecError> {
-        if !json.trim_start().starts_with('{') {
-            let reason = "must be a JSON object ({\"name\": …, \"command\": [...]})".to_string();
-            return Err(SpecError::Parse(FieldError {
-                field: "(spec)".into(),
-                reason,
-            }));
+/// Longest field path / reason text an error carries: a hostile key or value cannot flood a
+/// terminal or a Step Functions `Cause` (32 KiB), whatever the spec holds.
+pub const MAX_ERROR_TEXT: usize = 320;
+/// Most problems listed in one [`SpecError::Invalid`] message (the rest are counted).
+pub const MAX_LISTED_ERRORS: usize = 20;
+
+/// Text safe to print: control characters (ANSI escapes, newlines, BiDi overrides) are shown
+/// as `\u{..}` escapes and the result is at most `max` characters (an ellipsis marks a cut).
+pub fn escape_bounded(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    for c in s.chars() {
+        let piece = if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            c.escape_unicode().to_string()
+        } else {
+            c.to_string()
+        };
+        let len = piece.chars().count();
+        if n + len > max {
+            out.push('…');
+            return out;
         }
-        let de = &mut serde_json::Deserializer::from_str(json);
-        let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." || path.is_empty() {
-                "(spec)".to_string()
+        n += len;
+        out.push_str(&piece);
+    }
+    out
+}
+
+impl FieldError {
+    /// A field error whose path and reason are escaped and bounded ([`escape_bounded`]).
+    pub fn new(field: impl AsRef<str>, reason: impl AsRef<str>) -> FieldError {
+        FieldError {
+            field: escape_bounded(field.as_ref(), MAX_ERROR_TEXT),
+            reason: escape_bounded(reason.as_ref(), MAX_ERROR_TEXT),
+        }
+    }
+}
+
+/// Brackets the key in a duplicate-key error, so that the field path can name it (the
+/// deserializer's path ends at the object holding it).
+const DUPLICATE_MARK: char = '\u{0}';
+
+/// A JSON value read strictly: a key given twice in one object is an error (serde_json keeps
+/// the last one silently).
+struct StrictValue(serde_json::Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StrictValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
+                Ok(StrictValue(
+                    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into),
+                ))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+                Ok(StrictValue(v.into()))
+            }
+            fn visit_unit<E>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(serde_json::Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(serde_json::Value::Null))
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<StrictValue, D::Error> {
+                StrictValue::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+                let mut v = Vec::new();
+                while let Some(StrictValue(x)) = seq.next_element()? {
+                    v.push(x);
+                }
+                Ok(StrictValue(serde_json::Value::Array(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+                let mut m = serde_json::Map::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if m.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "{DUPLICATE_MARK}{k}{DUPLICATE_MARK}"
+                        )));
+                    }
+                    let StrictValue(v) = map.next_value()?;
+                    m.insert(k, v);
+                }
+                Ok(StrictValue(serde_json::Value::Object(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn parse_error(path: &str, reason: impl AsRef<str>) -> SpecError {
+    let field = if path == "." || path.is_empty() { "(spec)" } else { path };
+    SpecError::Parse(FieldError::new(field, reason))
+}
+
+/// The first place where `input` has an array and the parsed spec an object: serde reads a
+/// struct from an array positionally (`"retry": [5, 2.0]`), which no spec author means.
+fn array_for_object(input: &serde_json::Value, parsed: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (input, parsed) {
+        (Array(_), Object(_)) => Some(path.to_string()),
+        (Object(i), Object(p)) => i.iter().find_map(|(k, iv)| {
+            let sub = if path.is_empty() {
+                k.clone()
             } else {
-                path
+                format!("{path}.{k}")
             };
-            SpecError::Parse(FieldError {
-                field,
-                reason: e.into_inner().to_string(),
-            })
-        })?;
+            p.get(k).and_then(|pv| array_for_object(iv, pv, &sub))
+        }),
+        (Array(i), Array(p)) => i
+            .iter()
+            .zip(p)
+            .enumerate()
+            .find_map(|(n, (iv, pv))| array_for_object(iv, pv, &format!("{path}[{n}]"))),
+        _ => None,
+    }
+}
+
+impl JobSpec {
+    /// Parses and validates a spec from JSON: exactly one object (nothing after it), objects
+    /// where the spec has objects, every key once, no unknown field; then [`JobSpec::validate`].
+    pub fn from_json(json: &str) -> Result<JobSpec, SpecError> {
+        let spec = JobSpec::parse_json(json)?;
         spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The parsing half of [`JobSpec::from_json`]: syntax and shape only, no rules.
+    pub fn parse_json(json: &str) -> Result<JobSpec, SpecError> {
+        if !json.trim_start().starts_with('{') {
+            return Err(parse_error(
+                "(spec)",
+                "must be a JSON object ({\"name\": …, \"command\": [...]})",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_str(json);
+        let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let mut parts = msg.split(DUPLICATE_MARK);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(""), Some(key), Some(at)) => {
+                    let field = if path == "." {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    parse_error(&field, format!("duplicate key: a key may appear once in an object{at}"))
+                }
+                _ => parse_error(&path, msg),
+            }
+        })?;
+        de.end().map_err(|e| {
+            parse_error(
+                "(spec)",
+                format!("unexpected data after the spec object ({e}); give exactly one object"),
+            )
+        })?;
+        let spec: JobSpec = serde_path_to_error::deserialize(&value)
+            .map_err(|e| parse_error(&e.path().to_string(), e.into_inner().to_string()))?;
+        let reparsed = serde_json::to_value(&spec).map_err(|e| parse_error("(spec)", e.to_string()))?;
+        if let Some(path) = array_for_object(&value, &reparsed, "") {
+            return Err(parse_error(&path, "must be an object ({…}), not an array"));
+        }
         Ok(spec)
     }
 
@@ -282,21 +464,16 @@ impl JobSpec {
         }
     }
 
-    /// Checks every rule and returns all violations at once.
-    pub fn validate(&self) -> Result<(), SpecError> {
+    /// Every rule that needs no catalog: types, ranges, lengths, names.
+    fn rule_errors(&self) -> Vec<FieldError> {
         let mut errs: Vec<FieldError> = Vec::new();
-        let mut err = |field: &str, reason: String| {
-            errs.push(FieldError {
-                field: field.to_string(),
-                reason,
-            })
-        };
+        let mut err = |field: &str, reason: String| errs.push(FieldError::new(field, reason));
 
         if !valid_job_name(&self.name) {
             err(
                 "name",
                 format!(
-                    "must be 1–{MAX_NAME_LEN} characters of [a-z0-9._-] (got {:?})",
+                    "must be 1–{MAX_NAME_LEN} characters of [a-z0-9._-] starting with a letter or digit (got {:?})",
                     truncate(&self.name)
                 ),
             );
@@ -330,10 +507,13 @@ impl JobSpec {
             }
         }
         if let Some(image) = &self.image {
-            if image.is_empty() || image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if let Err(why) = crate::image::parse_image_ref(image) {
                 err(
                     "image",
-                    "must be a non-empty image reference without spaces (e.g. rocker/r-ver:4.4)".into(),
+                    format!(
+                        "{:?} is not an image reference (e.g. rocker/r-ver:4.4): {why}",
+                        truncate(image)
+                    ),
                 );
             }
         }
@@ -356,6 +536,26 @@ impl JobSpec {
                     format!("value is {} bytes; at most {MAX_ARG_LEN}", v.len()),
                 );
             }
+            if self.image.is_some() && (v.contains('\n') || v.contains('\r')) {
+                // The container gets its env from an env file (never the runtime's own env
+                // or its command line), and that format is one NAME=VALUE per line.
+                err(
+                    &format!("env.{k}"),
+                    "value must not contain a line break when the job runs in an image".into(),
+                );
+            }
+        }
+        let payload = crate::user_data::job_payload_len(&self.command, &self.env, self.image.as_deref());
+        let budget = crate::user_data::job_payload_budget();
+        if payload > budget {
+            let argv_len = crate::user_data::job_payload_len(&self.command, &BTreeMap::new(), None);
+            err(
+                if argv_len * 2 >= payload { "command" } else { "env" },
+                format!(
+                    "the command, env and image take {payload} bytes of instance user data once encoded; \
+                     at most {budget} fit in EC2's 16 KiB limit"
+                ),
+            );
         }
 
         positive_opt(&mut err, "hints.vcpu", self.hints.vcpu, 4096.0);
@@ -417,6 +617,19 @@ impl JobSpec {
                 err(
                     "hints.memory_gib",
                     format!("must be <= resources.max_memory_gib ({hint} > {max})"),
+                );
+            }
+        }
+        if let (Some(hint), Some(max)) = (self.hints.gpu, r.max_gpu) {
+            if hint > max {
+                err("hints.gpu", format!("must be <= resources.max_gpu ({hint} > {max})"));
+            }
+        }
+        if let (Some(hint), Some(max)) = (self.hints.gpu_memory_gib, r.max_gpu_memory_gib) {
+            if hint > max {
+                err(
+                    "hints.gpu_memory_gib",
+                    format!("must be <= resources.max_gpu_memory_gib ({hint} > {max})"),
                 );
             }
         }
@@ -492,11 +705,247 @@ impl JobSpec {
             );
         }
 
+        errs
+    }
+
+    /// Checks every rule, then (when they hold) that the catalog compiled into the binary has
+    /// an instance the spec could be placed on; returns all violations at once.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match Catalog::embedded() {
+            Ok(catalog) => self.validate_with(catalog),
+            Err(e) => Err(SpecError::Invalid(vec![FieldError::new("(catalog)", e.to_string())])),
+        }
+    }
+
+    /// [`JobSpec::validate`] against a given catalog (tests, a refreshed snapshot).
+    pub fn validate_with(&self, catalog: &Catalog) -> Result<(), SpecError> {
+        let mut errs = self.rule_errors();
+        if errs.is_empty() {
+            errs = self.placement_errors(catalog);
+        }
         if errs.is_empty() {
             Ok(())
         } else {
             Err(SpecError::Invalid(errs))
         }
+    }
+}
+
+/// One filter of [`JobSpec::placement_errors`]: the field it comes from, whether an offer
+/// passes it, and what to say when none does.
+/// A floor: field, wanted amount, what an offer has, the unit.
+type Floor = (&'static str, Option<f64>, fn(&Offer) -> f64, &'static str);
+
+type PlaceStep<'a> = (
+    &'static str,
+    Box<dyn Fn(&Offer) -> bool + 'a>,
+    Box<dyn Fn(&[&Offer]) -> String + 'a>,
+);
+
+impl JobSpec {
+    /// Whether any offer of `catalog` could take this spec: the regions, families and AZs
+    /// exist, and the filters ranking applies (family, architecture, floors, GPUs, market,
+    /// price cap) leave at least one type. The first filter that leaves none names the field.
+    fn placement_errors(&self, catalog: &Catalog) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let p = &self.placement;
+        for (i, r) in p.regions.iter().enumerate() {
+            if catalog.region(r).is_empty() {
+                errs.push(FieldError::new(
+                    format!("placement.regions[{i}]"),
+                    format!("{:?} is not a region of the instance catalog", truncate(r)),
+                ));
+            }
+        }
+        if !errs.is_empty() {
+            return errs;
+        }
+        let (regions, scope): (Vec<&str>, &str) = if p.regions.is_empty() {
+            (catalog.regions().collect(), "in any region")
+        } else {
+            (p.regions.iter().map(String::as_str).collect(), "in any allowed region")
+        };
+        let offers: Vec<&Offer> = regions.iter().flat_map(|r| catalog.region(r)).collect();
+        for (i, f) in p.allowed_families.iter().enumerate() {
+            if !offers.iter().any(|o| family_matches(f, &o.family)) {
+                errs.push(FieldError::new(
+                    format!("placement.allowed_families[{i}]"),
+                    format!("{:?} is not an instance family {scope}", truncate(f)),
+                ));
+            }
+        }
+        let az_ids: std::collections::BTreeSet<&str> =
+            offers.iter().flat_map(|o| o.azs.iter().map(String::as_str)).collect();
+        for (i, az) in p.availability_zones.iter().enumerate() {
+            let field = format!("placement.availability_zones[{i}]");
+            if az.contains("-az") {
+                // Only where the catalog knows the AZs of the regions (it may not).
+                if !az_ids.is_empty() && !az_ids.contains(az.as_str()) {
+                    errs.push(FieldError::new(
+                        field,
+                        format!("{:?} is not an AZ id {scope}", truncate(az)),
+                    ));
+                }
+            } else {
+                let region = az.trim_end_matches(|c: char| c.is_ascii_lowercase());
+                if region == az || !regions.contains(&region) {
+                    errs.push(FieldError::new(
+                        field,
+                        format!("{:?} is not an AZ name {scope} (e.g. us-east-1a)", truncate(az)),
+                    ));
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return errs;
+        }
+
+        let r = &self.resources;
+        let h = &self.hints;
+        let gib = |v: f64| (v * (1u64 << 30) as f64) as u64;
+        let gpus = r.min_gpu.unwrap_or(0).max(h.gpu.unwrap_or(0));
+        let gpu_field = if h.gpu.unwrap_or(0) > r.min_gpu.unwrap_or(0) {
+            "hints.gpu"
+        } else {
+            "resources.min_gpu"
+        };
+        let market = self.market;
+        let price_of = move |o: &Offer| match market {
+            Market::Spot => o.spot_per_hour,
+            Market::OnDemand => o.on_demand_per_hour,
+            Market::SpotThenOnDemand => match (o.spot_per_hour, o.on_demand_per_hour) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        };
+        let most = |f: fn(&Offer) -> f64| move |left: &[&Offer]| left.iter().map(|o| f(o)).fold(0.0, f64::max);
+        let mut steps: Vec<PlaceStep<'_>> = vec![
+            (
+                "placement.excluded_families",
+                Box::new(|o: &Offer| !p.excluded_families.iter().any(|f| family_matches(f, &o.family))),
+                Box::new(|_: &[&Offer]| format!("excludes every instance family {scope} that is left")),
+            ),
+            (
+                "placement.architectures",
+                Box::new(|o: &Offer| p.architectures.is_empty() || p.architectures.contains(&o.arch)),
+                Box::new(|_: &[&Offer]| {
+                    format!("no instance type {scope} of the allowed families has these architectures")
+                }),
+            ),
+        ];
+        if gpus == 0 {
+            steps.push((
+                "resources.min_gpu",
+                Box::new(|o: &Offer| o.gpu == 0 && !o.accelerator),
+                Box::new(|_: &[&Offer]| {
+                    "the allowed types all carry GPUs or accelerators, which a job asking for no GPU is never placed on \
+                     (set resources.min_gpu or hints.gpu, or allow other families)"
+                        .to_string()
+                }),
+            ));
+        }
+        let floors: [Floor; 4] = [
+            (
+                "resources.min_vcpu",
+                r.min_vcpu.map(f64::from),
+                |o| o.vcpu as f64,
+                "vCPUs",
+            ),
+            ("hints.vcpu", h.vcpu, |o| o.vcpu as f64, "vCPUs"),
+            (
+                "resources.min_memory_gib",
+                r.min_memory_gib,
+                |o| o.memory_bytes as f64 / (1u64 << 30) as f64,
+                "GiB of memory",
+            ),
+            (
+                "hints.memory_gib",
+                h.memory_gib,
+                |o| o.memory_bytes as f64 / (1u64 << 30) as f64,
+                "GiB of memory",
+            ),
+        ];
+        for (field, want, have, what) in floors {
+            if let Some(want) = want {
+                let best = most(have);
+                steps.push((
+                    field,
+                    Box::new(move |o: &Offer| have(o) >= want),
+                    Box::new(move |left: &[&Offer]| {
+                        format!(
+                            "no instance type {scope} that the spec allows has {want} {what} (most: {})",
+                            best(left)
+                        )
+                    }),
+                ));
+            }
+        }
+        if gpus > 0 {
+            let best = most(|o| o.gpu as f64);
+            steps.push((
+                gpu_field,
+                Box::new(move |o: &Offer| o.gpu >= gpus),
+                Box::new(move |left: &[&Offer]| {
+                    format!(
+                        "no instance type {scope} that the spec allows has {gpus} GPUs (most: {})",
+                        best(left)
+                    )
+                }),
+            ));
+            for (field, want) in [
+                ("resources.min_gpu_memory_gib", r.min_gpu_memory_gib),
+                ("hints.gpu_memory_gib", h.gpu_memory_gib),
+            ] {
+                if let Some(want) = want {
+                    let best = most(|o| o.gpu_memory_bytes as f64 / (1u64 << 30) as f64);
+                    steps.push((
+                        field,
+                        Box::new(move |o: &Offer| o.gpu_memory_bytes >= gib(want)),
+                        Box::new(move |left: &[&Offer]| {
+                            format!(
+                                "no instance type {scope} that the spec allows has {want} GiB per GPU (most: {})",
+                                best(left)
+                            )
+                        }),
+                    ));
+                }
+            }
+        }
+        steps.push((
+            "market",
+            Box::new(move |o: &Offer| price_of(o).is_some()),
+            Box::new(move |_: &[&Offer]| format!("none of the types that fit is sold {scope} as {}", market.as_str())),
+        ));
+        if let Some(cap) = r.max_price_per_hour {
+            steps.push((
+                "resources.max_price_per_hour",
+                Box::new(move |o: &Offer| price_of(o).is_some_and(|x| x <= cap)),
+                Box::new(move |left: &[&Offer]| {
+                    let cheapest = left.iter().filter_map(|o| price_of(o)).fold(f64::INFINITY, f64::min);
+                    format!(
+                        "{cap} USD/h is below every {} offer that fits (cheapest: {cheapest:.4} USD/h)",
+                        market.as_str()
+                    )
+                }),
+            ));
+        }
+        let mut left: Vec<&Offer> = if p.allowed_families.is_empty() {
+            offers
+        } else {
+            offers
+                .into_iter()
+                .filter(|o| p.allowed_families.iter().any(|f| family_matches(f, &o.family)))
+                .collect()
+        };
+        for (field, keep, why) in &steps {
+            let next: Vec<&Offer> = left.iter().copied().filter(|o| keep(o)).collect();
+            if next.is_empty() {
+                errs.push(FieldError::new(field, why(&left)));
+                break;
+            }
+            left = next;
+        }
+        errs
     }
 }
 
@@ -616,6 +1065,221 @@ mod tests {
             e.to_string(),
             "invalid job spec: resources.max_vcpu: must be >= resources.min_vcpu (2 < 4)"
         );
+    }
+
+    #[test]
+    fn hostile_json_shapes_are_refused_naming_the_field() {
+        // GIVEN JSON that serde_json alone would read (silently ignoring or reinterpreting parts)
+        let cases: &[(&str, &str, &str)] = &[
+            // trailing data: a second object after the spec
+            (
+                r#"{"name":"j","command":["x"]} {"name":"k","command":["rm"]}"#,
+                "(spec)",
+                "after the spec",
+            ),
+            (r#"{"name":"j","command":["x"]}]"#, "(spec)", "after the spec"),
+            // arrays where objects are expected (serde reads structs positionally)
+            (
+                r#"{"name":"j","command":["x"],"retry":[5,2.0]}"#,
+                "retry",
+                "not an array",
+            ),
+            (r#"{"name":"j","command":["x"],"hints":[]}"#, "hints", "not an array"),
+            (
+                r#"{"name":"j","command":["x"],"resources":[1,2]}"#,
+                "resources",
+                "not an array",
+            ),
+            // duplicate keys (the last would win)
+            (r#"{"name":"j","name":"k","command":["x"]}"#, "name", "duplicate key"),
+            (
+                r#"{"name":"j","command":["x"],"hints":{"vcpu":1,"vcpu":64}}"#,
+                "hints.vcpu",
+                "duplicate key",
+            ),
+        ];
+        for (json, field, why) in cases {
+            // WHEN parsed THEN refused, naming the field and the reason
+            let e = JobSpec::from_json(json).expect_err(json);
+            let errs = e.errors();
+            assert!(
+                errs.iter().any(|f| f.field == *field && f.reason.contains(why)),
+                "{json}: wanted {field} / {why}, got {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn job_names_that_a_command_line_would_read_as_options_are_refused() {
+        for name in ["-rf", "--help", "-", ".hidden", "_x"] {
+            let spec = JobSpec::for_command(name, vec!["x".into()]);
+            let errs = spec.validate().expect_err(name).errors();
+            assert_eq!(errs[0].field, "name", "{name}");
+        }
+        assert!(JobSpec::for_command("etl-1.daily_x", vec!["x".into()])
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn image_must_be_an_image_reference_not_an_option() {
+        for image in ["--volume=/:/host", "-v", "ubuntu --privileged", "Ubuntu:latest"] {
+            let spec = JobSpec {
+                image: Some(image.into()),
+                ..JobSpec::for_command("j", vec!["x".into()])
+            };
+            let errs = spec.validate().expect_err(image).errors();
+            assert!(errs.iter().any(|e| e.field == "image"), "{image}: {errs:?}");
+        }
+        let mut ok = JobSpec::for_command("j", vec!["x".into()]);
+        ok.image = Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/etl:v1".into());
+        ok.validate().unwrap();
+        // a line break cannot travel in the container's env file
+        ok.env.insert("A".into(), "x\ny".into());
+        assert_eq!(ok.validate().unwrap_err().errors()[0].field, "env.A");
+    }
+
+    #[test]
+    fn specs_no_catalog_entry_can_satisfy_are_refused_before_anything_starts() {
+        // GIVEN specs that parse and keep every rule, but that no instance type could take
+        let base = r#""name":"j","command":["x"]"#;
+        let cases: &[(String, &str, &str)] = &[
+            (
+                format!(r#"{{{base},"placement":{{"allowed_families":["zz99"]}}}}"#),
+                "placement.allowed_families[0]",
+                "\"zz99\" is not an instance family in any region",
+            ),
+            (
+                format!(r#"{{{base},"placement":{{"regions":["us-east-1"],"allowed_families":["m7i","zz99"]}}}}"#),
+                "placement.allowed_families[1]",
+                "\"zz99\" is not an instance family in any allowed region",
+            ),
+            (
+                format!(r#"{{{base},"placement":{{"regions":["xx-east-9"]}}}}"#),
+                "placement.regions[0]",
+                "not a region",
+            ),
+            (
+                format!(r#"{{{base},"placement":{{"regions":["us-east-1"],"availability_zones":["eu-west-1a"]}}}}"#),
+                "placement.availability_zones[0]",
+                "not an AZ name in any allowed region",
+            ),
+            (
+                format!(r#"{{{base},"placement":{{"regions":["us-east-1"],"availability_zones":["euw1-az9"]}}}}"#),
+                "placement.availability_zones[0]",
+                "not an AZ id",
+            ),
+            (
+                format!(r#"{{{base},"resources":{{"min_gpu":64}}}}"#),
+                "resources.min_gpu",
+                "64 GPUs",
+            ),
+            (
+                format!(r#"{{{base},"hints":{{"gpu":3}},"resources":{{"max_gpu":2}}}}"#),
+                "hints.gpu",
+                "max_gpu",
+            ),
+            (
+                format!(r#"{{{base},"resources":{{"min_vcpu":100000}}}}"#),
+                "resources.min_vcpu",
+                "100000 vCPUs",
+            ),
+            (
+                format!(r#"{{{base},"resources":{{"max_price_per_hour":0.0000001}}}}"#),
+                "resources.max_price_per_hour",
+                "below every spot offer",
+            ),
+            (
+                format!(r#"{{{base},"placement":{{"allowed_families":["p4d"]}}}}"#),
+                "resources.min_gpu",
+                "GPUs or accelerators",
+            ),
+            (
+                format!(r#"{{{base},"placement":{{"allowed_families":["m7g"],"architectures":["x86_64"]}}}}"#),
+                "placement.architectures",
+                "architectures",
+            ),
+        ];
+        for (json, field, why) in cases {
+            // WHEN validated THEN refused, naming the field and why
+            let errs = JobSpec::from_json(json).expect_err(json).errors();
+            assert!(
+                errs.iter().any(|e| e.field == *field && e.reason.contains(why)),
+                "{json}: wanted {field} / {why}, got {errs:?}"
+            );
+        }
+        // AND a spec that fits still passes
+        JobSpec::from_json(&format!(
+            r#"{{{base},"placement":{{"regions":["us-east-1"],"allowed_families":["m7i"],"availability_zones":["us-east-1a"]}},"resources":{{"min_gpu":0,"max_price_per_hour":5}}}}"#
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn error_text_is_escaped_and_bounded() {
+        // GIVEN an unknown key with terminal escapes and one 100 kB long
+        let evil = "\u{1b}]0;owned\u{7}\u{1b}[2J\r\n\u{202e}";
+        let long = "k".repeat(100_000);
+        for key in [evil.to_string(), long] {
+            let json = format!(
+                r#"{{"name":"j","command":["x"],{}:1}}"#,
+                serde_json::to_string(&key).unwrap()
+            );
+            // WHEN refused
+            let msg = JobSpec::from_json(&json).unwrap_err().to_string();
+            // THEN the message has no control or BiDi characters and stays short
+            assert!(!msg.chars().any(|c| c.is_control() || c == '\u{202e}'), "{msg:?}");
+            assert!(
+                msg.chars().count() < 2 * MAX_ERROR_TEXT + 40,
+                "{} chars",
+                msg.chars().count()
+            );
+        }
+        // AND a spec with thousands of problems lists a bounded number of them
+        let env: BTreeMap<String, String> = (0..500).map(|i| (format!("{i}bad"), "v".into())).collect();
+        let spec = JobSpec {
+            env,
+            ..JobSpec::for_command("j", vec!["x".into()])
+        };
+        let msg = spec.validate().unwrap_err().to_string();
+        assert!(msg.contains("more"), "{msg}");
+        assert!(msg.len() < 20 * 2 * MAX_ERROR_TEXT, "{}", msg.len());
+    }
+
+    #[test]
+    fn a_validated_spec_always_fits_the_user_data_limit() {
+        // GIVEN the largest argv the per-element rules allow (4 × 4 KiB were 19.8 KB rendered)
+        let argv: Vec<String> = (0..4).map(|_| "a".repeat(MAX_ARG_LEN)).collect();
+        let spec = JobSpec::for_command("j", argv);
+        // THEN validation refuses it, naming the command
+        let errs = spec.validate().unwrap_err().errors();
+        assert_eq!(errs[0].field, "command", "{errs:?}");
+        assert!(errs[0].reason.contains("16 KiB"), "{errs:?}");
+        // AND the largest spec it accepts renders within 16 KiB with the longest plain tokens
+        let budget = crate::user_data::job_payload_budget();
+        let n = budget / 4 * 3 - 1;
+        let spec = JobSpec::for_command(
+            "j",
+            vec![
+                "b".repeat(n.min(MAX_ARG_LEN)),
+                "c".repeat(n.saturating_sub(MAX_ARG_LEN + 1).min(MAX_ARG_LEN)),
+            ],
+        );
+        spec.validate().unwrap();
+        let long = "x".repeat(crate::user_data::MAX_PLAIN_LEN);
+        let script = crate::user_data::render(&crate::user_data::UserDataInput {
+            bucket: &long,
+            agent_key: &long,
+            region: &long,
+            job: &long,
+            run_id: &long,
+            deadline_epoch_s: i64::MIN,
+            argv: &spec.command,
+            env: &spec.env,
+            image: None,
+        })
+        .unwrap();
+        assert!(script.len() <= crate::user_data::MAX_USER_DATA, "{}", script.len());
     }
 
     proptest::proptest! {

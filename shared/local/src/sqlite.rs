@@ -49,18 +49,107 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// `PRAGMA application_id` of a spotfit store ("SPFT"): a foreign SQLite file is told apart
+/// even when its tables happen to share our names.
+pub const APPLICATION_ID: i64 = 0x5350_4654;
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read-only commands (`runs`, `profile`): the file is opened read-only and never changed,
+    /// not even its journal mode; a missing or empty store is an error.
+    ReadOnly,
+    /// `run`: created when absent, schema created or checked.
+    ReadWrite,
+}
+
 impl SqliteStore {
-    /// Opens (creating if absent) the database at `path` and checks it is ours and readable.
+    /// Opens (creating if absent) the database at `path` for writing; see [`SqliteStore::open_with`].
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, Access::ReadWrite)
+    }
+
+    /// The one safe open: refuses a symbolic link, anything but a regular file, a file marked
+    /// read-only when writing, a foreign SQLite file and a newer schema, each with a clear
+    /// error and without writing a byte. Only a spotfit store (or a new, empty file) is
+    /// given the schema, in one transaction.
+    pub fn open_with(path: &Path, access: Access) -> Result<SqliteStore, StoreError> {
+        use rusqlite::OpenFlags;
+        use std::os::unix::fs::PermissionsExt;
         let key = path.display().to_string();
-        let conn = Connection::open(path).map_err(|e| sql_err(&key, e))?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.clone(),
+            reason: format!("{reason}; the file was left untouched"),
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(corrupt(
+                    "is a symbolic link; spotfit opens only a regular file in the store directory \
+                     (replace the link by the file itself)"
+                        .into(),
+                ))
+            }
+            Ok(m) if !m.file_type().is_file() => return Err(corrupt("is not a regular file".into())),
+            Ok(m) if access == Access::ReadWrite && m.permissions().mode() & 0o222 == 0 => {
+                return Err(StoreError::Other {
+                    service: "sqlite".into(),
+                    code: "ReadOnly".into(),
+                    message: format!(
+                        "{key}: the database file is read-only (mode {:o}); `spotfit run` needs to write it",
+                        m.permissions().mode() & 0o777
+                    ),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && access == Access::ReadWrite => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(format!("no spotfit database at {key}")))
+            }
+            Err(e) => {
+                return Err(StoreError::Other {
+                    service: "sqlite".into(),
+                    code: "CannotOpen".into(),
+                    message: format!("{key}: {e}"),
+                })
+            }
+        }
+        // NOFOLLOW closes the window between the check above and the open.
+        let flags = OpenFlags::SQLITE_OPEN_NOFOLLOW
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | match access {
+                Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+                Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            };
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_err(&key, e))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| sql_err(&key, e))?;
+        if access == Access::ReadWrite && conn.is_readonly(rusqlite::DatabaseName::Main).unwrap_or(true) {
+            return Err(StoreError::Other {
+                service: "sqlite".into(),
+                code: "ReadOnly".into(),
+                message: format!("{key}: the database can only be opened read-only; `spotfit run` needs to write it"),
+            });
+        }
         // The first statement that reads the file is where a corrupt one shows; nothing has
         // been written at this point, so a bad file stays exactly as it was.
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| sql_err(&key, e))?;
+        let app_id: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| sql_err(&key, e))?;
+        let tables: Vec<String> = {
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+                .map_err(|e| sql_err(&key, e))?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(|e| sql_err(&key, e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| sql_err(&key, e))?
+        };
+        if app_id != 0 && app_id != APPLICATION_ID {
+            return Err(corrupt(format!(
+                "is not a spotfit store (SQLite application id {app_id:#x})"
+            )));
+        }
         if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt {
                 key,
@@ -69,24 +158,42 @@ impl SqliteStore {
                 ),
             });
         }
-        let has_foreign_tables: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('profiles','runs','capacity')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| sql_err(&key, e))?;
-        if version == 0 && has_foreign_tables > 0 {
-            return Err(StoreError::Corrupt {
-                key,
-                reason: "this SQLite file is not a spotfit store (it has other tables)".into(),
-            });
+        let ours = ["capacity", "profiles", "runs"];
+        if version == 0 && !tables.is_empty() {
+            // A spotfit store gets its version in the transaction that creates its tables, so
+            // tables without a version are someone else's, whatever they are called.
+            return Err(corrupt(format!(
+                "is not a spotfit store: an SQLite file with tables {} and no spotfit schema version",
+                tables
+                    .iter()
+                    .take(8)
+                    .map(|t| format!("{t:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| sql_err(&key, e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| sql_err(&key, e))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| sql_err(&key, e))?;
+        if version > 0 && (tables.iter().any(|t| !ours.contains(&t.as_str())) || tables.len() != ours.len()) {
+            return Err(corrupt(format!(
+                "is not a spotfit store of schema {version}: its tables are {tables:?}"
+            )));
+        }
+        if access == Access::ReadOnly {
+            if version == 0 {
+                return Err(StoreError::Missing(format!(
+                    "{key} is an empty database: no spotfit store there yet (run `spotfit run` first)"
+                )));
+            }
+        } else {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(|e| sql_err(&key, e))?;
+            if version == 0 {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
+                     PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(|e| sql_err(&key, e))?;
+            }
+        }
         Ok(SqliteStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

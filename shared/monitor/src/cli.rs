@@ -63,6 +63,17 @@ pub struct MonitorArgs {
     /// summary and exit marker) to `--upload`, and exit. Safe to repeat.
     #[arg(long, value_name = "DIR", requires = "upload", conflicts_with_all = ["pid", "cgroup", "docker", "command"])]
     pub resume_spool: Option<PathBuf>,
+    /// The job's environment, for the job only: a file of NUL-separated NAME=VALUE entries
+    /// (what the instance user data writes). The agent itself never runs with it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "cgroup", "docker", "resume_spool"])]
+    pub job_env: Option<PathBuf>,
+    /// Run the command inside this container image (an image reference, given to the runtime
+    /// after `--`, in its own network namespace).
+    #[arg(long, value_name = "IMAGE", requires = "command")]
+    pub image: Option<String>,
+    /// The container runtime's command for `--image`.
+    #[arg(long, default_value = crate::container::DEFAULT_RUNTIME, value_name = "CMD")]
+    pub container_runtime: String,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -189,10 +200,13 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
     let imds = match args.imds.as_str() {
         "off" => None,
         "auto" => matches!(upload_url, Some(UploadUrl::S3 { .. })).then(ImdsOptions::default),
-        url => Some(ImdsOptions {
-            endpoint: url.to_string(),
-            ..Default::default()
-        }),
+        url => {
+            crate::imds::parse_endpoint(url).map_err(|reason| MonitorError::BadInput { field: "imds", reason })?;
+            Some(ImdsOptions {
+                endpoint: url.to_string(),
+                ..Default::default()
+            })
+        }
     };
     let opts = MonitorOptions {
         interval: secs("interval", args.interval)?,
@@ -208,35 +222,94 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
         ..Default::default()
     };
 
+    // Everything about the arguments is checked before the first side effect (creating
+    // `--output`, writing the container env file, starting the job).
+    crate::check(&target, &opts)?;
+    let job_env = args
+        .job_env
+        .as_deref()
+        .map(crate::container::read_job_env)
+        .transpose()?
+        .unwrap_or_default();
+    let mut private: Option<PathBuf> = None;
+    let target = match target {
+        Target::Command(mut c) => {
+            match &args.image {
+                Some(image) => {
+                    crate::container::run_argv(&args.container_runtime, image, None, &c.argv)?; // checks the image
+                    let env_file = if job_env.is_empty() {
+                        None
+                    } else {
+                        let dir = crate::spool::private_dir(&std::env::temp_dir(), &opts.run_id)?;
+                        private = Some(dir.clone());
+                        Some(crate::container::write_env_file(&dir, &job_env)?)
+                    };
+                    c.argv = crate::container::run_argv(&args.container_runtime, image, env_file.as_deref(), &c.argv)?;
+                }
+                None => c.env = job_env,
+            }
+            Target::Command(c)
+        }
+        t => t,
+    };
+    let result = run_checked(args, &target, &opts);
+    if let Some(dir) = private {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+/// [`run`] once the arguments are known to be good.
+fn run_checked(args: &MonitorArgs, target: &Target, opts: &MonitorOptions) -> Result<i32, MonitorError> {
+    let output_path = args.output.as_deref().filter(|p| *p != "-").map(PathBuf::from);
     let mut out: Option<Box<dyn Write>> = match args.output.as_deref() {
         None => None,
         Some("-") => Some(Box::new(std::io::LineWriter::new(std::io::stdout()))),
         Some(path) => Some(Box::new(std::io::LineWriter::new(
-            std::fs::File::create(path).map_err(|source| MonitorError::Spool {
+            std::fs::File::create(path).map_err(|source| MonitorError::Output {
                 path: PathBuf::from(path),
                 source,
             })?,
         ))),
     };
     let mut line = Vec::with_capacity(512);
+    let mut write_error: Option<std::io::Error> = None;
     let mut on_sample = |s: &spotfit_core::Sample| {
-        if let Some(w) = out.as_mut() {
+        if let (Some(w), None) = (out.as_mut(), &write_error) {
             line.clear();
             if serde_json::to_writer(&mut line, s).is_ok() {
                 line.push(b'\n');
-                let _ = w.write_all(&line);
+                if let Err(e) = w.write_all(&line) {
+                    write_error = Some(e);
+                }
             }
         }
     };
-    let outcome = monitor(&target, &opts, &mut on_sample)?;
+    let outcome = monitor(target, opts, &mut on_sample)?;
+    if let (Some(w), None) = (out.as_mut(), &write_error) {
+        if let Err(e) = w.flush() {
+            write_error = Some(e);
+        }
+    }
     if let Some(path) = &args.summary {
+        // The summary is a convenience copy (the spool and the upload carry the run): failing to
+        // write it is reported, and the job's exit status stays the job's.
         let json = serde_json::to_vec_pretty(&outcome.summary).unwrap_or_default();
-        std::fs::write(path, json).map_err(|source| MonitorError::Spool {
-            path: path.clone(),
-            source,
-        })?;
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!(
+                "spotfit monitor: warning: cannot write --summary {}: {e}",
+                path.display()
+            );
+        }
     }
     eprint!("{}", summary_table(&outcome));
+    if let Some(source) = write_error {
+        // Samples the caller asked for were lost: that is a failure of this run, whatever the job did.
+        return Err(MonitorError::Output {
+            path: output_path.unwrap_or_else(|| PathBuf::from("-")),
+            source,
+        });
+    }
     Ok(match target {
         Target::Command(_) => outcome.exit.shell_code(),
         _ => 0,

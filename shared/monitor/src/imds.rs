@@ -21,18 +21,42 @@ pub struct Imds {
     token: Option<(String, Instant)>,
 }
 
+/// Parses an IMDS endpoint, `http://host[:port][/]`, into `host:port`; the reason otherwise.
+/// IMDS speaks plain HTTP on a link-local address, so nothing else is a valid endpoint.
+pub fn parse_endpoint(endpoint: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!(
+            "{:?} is not an IMDS endpoint (http://host[:port]): {why}",
+            endpoint.chars().take(80).collect::<String>()
+        )
+    };
+    let rest = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("must start with http://"))?;
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p),
+        None => (hostport, "80"),
+    };
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        || host.starts_with(['-', '.'])
+    {
+        return Err(bad("the host must be a name or an IPv4 address"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(format!("{host}:{p}")),
+        _ => Err(bad("the port must be 1–65535")),
+    }
+}
+
 impl Imds {
-    /// `endpoint`: `http://host[:port]`.
+    /// `endpoint`: `http://host[:port]` (see [`parse_endpoint`]).
     pub fn new(endpoint: &str) -> io::Result<Self> {
-        let rest = endpoint
-            .strip_prefix("http://")
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "IMDS endpoint must be http://host[:port]"))?;
-        let host = rest.trim_end_matches('/');
-        let host = if host.contains(':') {
-            host.to_string()
-        } else {
-            format!("{host}:80")
-        };
+        let host = parse_endpoint(endpoint).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Self { host, token: None })
     }
 

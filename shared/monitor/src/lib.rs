@@ -11,6 +11,7 @@
 pub mod cgroup;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod container;
 pub mod gpu;
 pub mod imds;
 pub mod procfs;
@@ -19,7 +20,7 @@ mod sampler;
 pub mod spool;
 pub mod tree;
 
-pub use runner::{monitor, run_command, Target};
+pub use runner::{check, monitor, run_command, Target};
 pub use spool::{upload_spool, SpoolRun, UploadReport};
 
 use spotfit_core::ports::ObjectStore;
@@ -47,6 +48,12 @@ pub enum MonitorError {
     CgroupNotFound { path: String },
     #[error("spool {path}: {source}")]
     Spool {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--output {path}: {source} (samples were lost)")]
+    Output {
         path: PathBuf,
         #[source]
         source: std::io::Error,

@@ -14,6 +14,7 @@ use spotfit_core::ids::{valid_run_id, RunKeys};
 use spotfit_core::summary::{summarize, ExitInfo, RunEnd};
 use spotfit_core::Sample;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -61,7 +62,7 @@ pub fn monitor(
     opts: &MonitorOptions,
     on_sample: &mut dyn FnMut(&Sample),
 ) -> Result<Outcome, MonitorError> {
-    validate(opts)?;
+    check(target, opts)?;
     let (tx, rx) = mpsc::channel::<Event>();
     let start = Instant::now();
     let started_at_ms = now_ms();
@@ -175,10 +176,13 @@ pub fn monitor(
     tracing::debug!(gpus = sampler.gpu_count(), "monitor started");
 
     let keys = RunKeys::new(&opts.job, started_at_ms, &opts.run_id);
-    let spool_dir = opts
-        .spool_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("spotfit-spool").join(&opts.run_id));
+    // The default spool is a fresh private directory, removed once everything is shipped.
+    let default_spool = opts.spool_dir.is_none() && opts.upload.is_some();
+    let spool_dir = match &opts.spool_dir {
+        Some(d) => d.clone(),
+        None if default_spool => crate::spool::private_dir(&std::env::temp_dir(), &opts.run_id)?,
+        None => PathBuf::new(),
+    };
     let mut spool = if opts.upload.is_some() || opts.spool_dir.is_some() {
         Some(Spool::open(&spool_dir, &keys, started_at_ms)?)
     } else {
@@ -198,9 +202,13 @@ pub fn monitor(
 
     if let Some(imds) = &opts.imds {
         let itx = tx.clone();
-        let _ = crate::imds::spawn_poller(imds.endpoint.clone(), imds.every, stop.clone(), move |n| {
+        // The endpoint was checked before the job started; only a thread that cannot start
+        // fails here, and the job is already running, so say so and go on.
+        if let Err(e) = crate::imds::spawn_poller(imds.endpoint.clone(), imds.every, stop.clone(), move |n| {
             let _ = itx.send(Event::Spot(n));
-        });
+        }) {
+            tracing::error!(error = %e, "spot-notice polling could not start");
+        }
     }
 
     let mut samples = Vec::new();
@@ -345,6 +353,23 @@ pub fn monitor(
             upload = Some(up.finish(summary_json, marker, timeout, sp.dir()));
         }
     }
+    if let Some(up) = uploader {
+        // Nothing touches the store after this (within the signal budget when signalled).
+        up.close(match signalled_at {
+            Some(t) => SIGNAL_FLUSH_BUDGET.saturating_sub(t.elapsed()),
+            None => crate::spool::PUT_TIMEOUT + Duration::from_secs(1),
+        });
+    }
+    if default_spool
+        && upload
+            .as_ref()
+            .is_some_and(|u| u.parts_pending == 0 && u.summary_uploaded && u.exit_marker_uploaded)
+    {
+        drop(spool);
+        if let Err(e) = std::fs::remove_dir_all(&spool_dir) {
+            tracing::warn!(dir = %spool_dir.display(), error = %e, "could not remove the shipped spool");
+        }
+    }
 
     Ok(Outcome {
         exit,
@@ -449,6 +474,36 @@ fn listen_signals(tx: Sender<Event>) -> Result<signal_hook::iterator::Handle, Mo
             source,
         })?;
     Ok(handle)
+}
+
+/// Every check of the arguments that needs nothing started: callers run it before anything
+/// with a side effect (creating `--output`), and [`monitor`] runs it first.
+pub fn check(target: &Target, opts: &MonitorOptions) -> Result<(), MonitorError> {
+    match target {
+        Target::Cgroup(c) if c.trim().is_empty() => {
+            return Err(MonitorError::BadInput {
+                field: "cgroup",
+                reason: "must not be empty (an empty path is the host's root cgroup)".into(),
+            })
+        }
+        Target::Docker(d) if d.trim().is_empty() => {
+            return Err(MonitorError::BadInput {
+                field: "docker",
+                reason: "must not be empty".into(),
+            })
+        }
+        Target::Command(c) if c.argv.first().is_none_or(|a| a.is_empty()) => {
+            return Err(MonitorError::BadInput {
+                field: "argv",
+                reason: "empty command: the program must not be empty".into(),
+            })
+        }
+        _ => {}
+    }
+    if let Some(i) = &opts.imds {
+        crate::imds::parse_endpoint(&i.endpoint).map_err(|reason| MonitorError::BadInput { field: "imds", reason })?;
+    }
+    validate(opts)
 }
 
 fn validate(opts: &MonitorOptions) -> Result<(), MonitorError> {

@@ -22,7 +22,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One PUT of a part (a minute of samples is a few KiB gzipped) never takes this long when the
 /// store is healthy; a hung connection is abandoned and retried.
-const PUT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const PUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const RUN_FILE: &str = "run.json";
 
@@ -187,7 +187,87 @@ pub(crate) enum UpCmd {
 /// Handle to the uploader thread.
 #[derive(Debug)]
 pub(crate) struct Uploader {
-    tx: Sender<UpCmd>,
+    tx: Option<Sender<UpCmd>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Closed when the upload thread has returned.
+    ended: Option<Receiver<()>>,
+}
+
+impl Uploader {
+    /// Ends the upload thread when the run is over: closing the channel makes it stop after the
+    /// put in flight (at most [`PUT_TIMEOUT`]); waiting for it keeps that put from outliving the
+    /// caller's tokio runtime (a put on a runtime being shut down panics). `budget` bounds the
+    /// wait (a signalled agent has under 2 s in all); what was not shipped stays in the spool
+    /// for `--resume-spool`.
+    pub(crate) fn close(mut self, budget: Duration) {
+        self.tx.take();
+        let ended = self
+            .ended
+            .take()
+            .is_some_and(|rx| matches!(rx.recv_timeout(budget), Err(RecvTimeoutError::Disconnected)));
+        if let (true, Some(t)) = (ended, self.thread.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(rx) = self.ended.take() {
+            let _ = rx.recv_timeout(PUT_TIMEOUT + Duration::from_secs(1));
+        }
+    }
+}
+
+/// Creates a fresh spool directory for `run_id` under `tmp`, as `mkdtemp` does: a new name
+/// with a random suffix, mode 0700, created by us (never an existing path, so a directory or
+/// symlink another user planted under a shared `$TMPDIR` is never followed), then checked to
+/// be a directory we own that nobody else can enter.
+pub fn private_dir(tmp: &Path, run_id: &str) -> Result<PathBuf, MonitorError> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let mut last = None;
+    for attempt in 0..16u32 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(attempt);
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let dir = tmp.join(format!("spotfit-spool-{run_id}-{:016x}", h.finish()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                let bad = |reason: &str| MonitorError::Spool {
+                    path: dir.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason.to_string()),
+                };
+                let m = std::fs::symlink_metadata(&dir).map_err(|source| MonitorError::Spool {
+                    path: dir.clone(),
+                    source,
+                })?;
+                if !m.file_type().is_dir() {
+                    return Err(bad("is not a directory we created"));
+                }
+                if m.uid() != nix::unistd::geteuid().as_raw() {
+                    return Err(bad("is owned by another user"));
+                }
+                if m.permissions().mode() & 0o077 != 0 {
+                    return Err(bad("is open to other users"));
+                }
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(source) => return Err(MonitorError::Spool { path: dir, source }),
+        }
+    }
+    Err(MonitorError::Spool {
+        path: tmp.to_path_buf(),
+        source: last.unwrap_or_else(|| std::io::Error::other("no free spool name")),
+    })
 }
 
 impl std::fmt::Debug for UpCmd {
@@ -230,32 +310,42 @@ impl Uploader {
                     })?,
             ),
         };
-        std::thread::Builder::new()
+        let (ended_tx, ended) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("spotfit-upload".into())
-            .spawn(move || upload_loop(dir, keys, store, rt, rx, leftover))
+            .spawn(move || {
+                let _ended = ended_tx; // dropped, closing `ended`, when the loop returns
+                upload_loop(dir, keys, store, rt, rx, leftover)
+            })
             .map_err(|source| MonitorError::Setup {
                 what: "uploader thread",
                 source,
             })?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            ended: Some(ended),
+        })
     }
 
     pub(crate) fn part(&self, n: u64) {
-        let _ = self.tx.send(UpCmd::Part(n));
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(UpCmd::Part(n));
+        }
     }
 
     /// Queues the summary and exit marker and waits up to `timeout` for everything to land.
     pub(crate) fn finish(&self, summary: Vec<u8>, exit_marker: Vec<u8>, timeout: Duration, dir: &Path) -> UploadReport {
         let (done_tx, done_rx) = mpsc::channel();
-        if self
-            .tx
-            .send(UpCmd::Finish {
+        let sent = self.tx.as_ref().is_some_and(|tx| {
+            tx.send(UpCmd::Finish {
                 summary,
                 exit_marker,
                 done: done_tx,
             })
-            .is_err()
-        {
+            .is_ok()
+        });
+        if !sent {
             return pending_report(dir);
         }
         done_rx.recv_timeout(timeout).unwrap_or_else(|_| pending_report(dir))
@@ -337,7 +427,9 @@ fn upload_loop(
                 }
             }
         }
-        if closed && queue.is_empty() && finish.is_none() {
+        if closed {
+            // The run is over and its caller gave up waiting: stop here, before touching the
+            // caller's runtime again. The spool keeps what is left.
             return;
         }
         let ok = if let Some(&n) = queue.first() {
@@ -394,11 +486,7 @@ fn upload_loop(
                         done,
                     }) => finish = Some((summary, exit_marker, done)),
                     Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        closed = true;
-                        std::thread::sleep(left);
-                        break;
-                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -3,8 +3,9 @@
 
 use crate::engine::{simulate, SimConfig};
 use crate::report::Report;
-use crate::trace::{read_trace, TraceError};
+use crate::trace::{check_fits, read_trace, TraceError, MAX_TRACE_BYTES};
 use spotfit_core::catalog::{Catalog, CatalogError};
+use std::io::Read;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -84,7 +85,7 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         return Err(SimulateError::BadStartup(args.startup_s));
     }
     let path = args.trace.display().to_string();
-    let bytes = std::fs::read(&args.trace).map_err(|source| SimulateError::Read {
+    let bytes = read_bounded(&args.trace).map_err(|source| SimulateError::Read {
         path: path.clone(),
         source,
     })?;
@@ -92,11 +93,15 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         .trace
         .file_name()
         .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
-    let trace = read_trace(&name, &bytes).map_err(|source| SimulateError::Trace { path, source })?;
+    let trace = read_trace(&name, &bytes).map_err(|source| SimulateError::Trace {
+        path: path.clone(),
+        source,
+    })?;
     let catalog = Catalog::embedded()?;
     if catalog.region(&args.region).is_empty() {
         return Err(SimulateError::UnknownRegion(args.region.clone()));
     }
+    check_fits(&trace, catalog, &args.region).map_err(|source| SimulateError::Trace { path, source })?;
     let cfg = SimConfig {
         region: args.region.clone(),
         startup_s: args.startup_s,
@@ -138,4 +143,18 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         }
     }
     Ok(report)
+}
+
+/// The file's bytes, refusing one larger than a trace may be even before inflating.
+fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_TRACE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TRACE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_TRACE_BYTES} bytes; not a trace this simulator reads"
+        )));
+    }
+    Ok(bytes)
 }

@@ -1,0 +1,396 @@
+//! Renders the instance user data from `scripts/user-data.sh.tpl`. The job's argv, env and
+//! image are passed as base64 of NUL-separated lists and never spliced into the script as
+//! text; every other value must be a plain token. See the template for how they are decoded.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use std::collections::BTreeMap;
+
+/// The template, compiled in (a Lambda has no checkout to read it from).
+pub const TEMPLATE: &str = include_str!("../../../scripts/user-data.sh.tpl");
+
+/// EC2 accepts at most 16 KiB of user data (before base64).
+pub const MAX_USER_DATA: usize = 16 * 1024;
+
+/// Longest plain token (bucket, agent key, region, job name, run id) the renderer accepts.
+pub const MAX_PLAIN_LEN: usize = 128;
+
+/// Placeholders filled with plain tokens or the deadline (each at most [`MAX_PLAIN_LEN`]).
+const PLAIN_PLACEHOLDERS: [&str; 6] = [
+    "@@BUCKET@@",
+    "@@AGENT_KEY@@",
+    "@@REGION@@",
+    "@@JOB@@",
+    "@@RUN_ID@@",
+    "@@DEADLINE_EPOCH_S@@",
+];
+
+/// Bytes of user data left for the job's encoded argv, env and image when every plain token
+/// has its longest length: a spec whose [`job_payload_len`] fits this always renders within
+/// [`MAX_USER_DATA`], whatever the deployment's names are.
+pub fn job_payload_budget() -> usize {
+    let fixed = TEMPLATE.len()
+        - ["@@ARGV_B64@@", "@@ENV_B64@@", "@@IMAGE_B64@@"]
+            .iter()
+            .map(|p| p.len())
+            .sum::<usize>()
+        + PLAIN_PLACEHOLDERS
+            .iter()
+            .map(|p| TEMPLATE.matches(p).count() * (MAX_PLAIN_LEN.saturating_sub(p.len())))
+            .sum::<usize>();
+    MAX_USER_DATA.saturating_sub(fixed)
+}
+
+/// Bytes the job's argv, env and image take in the rendered user data (base64 of the
+/// NUL-separated lists, as [`render`] encodes them).
+pub fn job_payload_len(argv: &[String], env: &BTreeMap<String, String>, image: Option<&str>) -> usize {
+    let b64 = |raw: usize| raw.div_ceil(3) * 4;
+    let argv_raw: usize = argv.iter().map(|a| a.len() + 1).sum();
+    let env_raw: usize = env.iter().map(|(k, v)| k.len() + 1 + v.len() + 1).sum();
+    b64(argv_raw) + b64(env_raw) + image.map_or(0, |i| b64(i.len()))
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum UserDataError {
+    #[error("{field} contains a NUL byte, which cannot be passed to a process")]
+    Nul { field: String },
+    #[error("{field} must be a plain token (letters, digits and -_./:=+@), got {value:?}")]
+    NotPlain { field: &'static str, value: String },
+    #[error("user data would be {size} bytes; EC2 accepts {MAX_USER_DATA} (shorten the job's argv or env)")]
+    TooLarge { size: usize },
+}
+
+/// What goes into one instance's user data.
+#[derive(Debug, Clone)]
+pub struct UserDataInput<'a> {
+    pub bucket: &'a str,
+    pub agent_key: &'a str,
+    pub region: &'a str,
+    pub job: &'a str,
+    /// The run id the agent writes under (the attempt's).
+    pub run_id: &'a str,
+    pub deadline_epoch_s: i64,
+    pub argv: &'a [String],
+    pub env: &'a BTreeMap<String, String>,
+    pub image: Option<&'a str>,
+}
+
+fn plain(field: &'static str, value: &str) -> Result<(), UserDataError> {
+    if !value.is_empty()
+        && value.len() <= MAX_PLAIN_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@".contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(UserDataError::NotPlain {
+            field,
+            value: value.chars().take(64).collect(),
+        })
+    }
+}
+
+fn nul_list<'s>(field: &str, items: impl Iterator<Item = (String, &'s str)>) -> Result<String, UserDataError> {
+    let mut bytes = Vec::new();
+    for (name, item) in items {
+        if item.contains('\0') {
+            return Err(UserDataError::Nul {
+                field: format!("{field}{name}"),
+            });
+        }
+        bytes.extend_from_slice(item.as_bytes());
+        bytes.push(0);
+    }
+    Ok(B64.encode(bytes))
+}
+
+/// The user-data script for one instance.
+pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
+    plain("bucket", input.bucket)?;
+    plain("agent_key", input.agent_key)?;
+    plain("region", input.region)?;
+    plain("job", input.job)?;
+    plain("run_id", input.run_id)?;
+    let argv = nul_list(
+        "command",
+        input
+            .argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("[{i}]"), a.as_str())),
+    )?;
+    let env_pairs: Vec<(String, String)> = input
+        .env
+        .iter()
+        .map(|(k, v)| (format!(".{k}"), format!("{k}={v}")))
+        .collect();
+    for k in input.env.keys() {
+        if k.is_empty()
+            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || k.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(UserDataError::NotPlain {
+                field: "env name",
+                value: k.chars().take(64).collect(),
+            });
+        }
+    }
+    let env = nul_list("env", env_pairs.iter().map(|(n, kv)| (n.clone(), kv.as_str())))?;
+    let image = match input.image {
+        Some(i) if i.contains('\0') => return Err(UserDataError::Nul { field: "image".into() }),
+        Some(i) => B64.encode(i.as_bytes()),
+        None => String::new(),
+    };
+    let deadline = input.deadline_epoch_s.to_string();
+    let value = |name: &str| -> Option<&str> {
+        Some(match name {
+            "BUCKET" => input.bucket,
+            "AGENT_KEY" => input.agent_key,
+            "REGION" => input.region,
+            "JOB" => input.job,
+            "RUN_ID" => input.run_id,
+            "DEADLINE_EPOCH_S" => &deadline,
+            "ARGV_B64" => &argv,
+            "ENV_B64" => &env,
+            "IMAGE_B64" => &image,
+            _ => return None,
+        })
+    };
+    // One pass over the template: a substituted value is never scanned for placeholders again
+    // (a bucket named `@@ARGV_B64@@` stays a bucket name).
+    let mut script = String::with_capacity(TEMPLATE.len() + argv.len() + env.len() + image.len());
+    let mut rest = TEMPLATE;
+    while let Some(at) = rest.find("@@") {
+        script.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        match after.find("@@").and_then(|end| value(&after[..end]).map(|v| (end, v))) {
+            Some((end, v)) => {
+                script.push_str(v);
+                rest = &after[end + 2..];
+            }
+            None => {
+                script.push_str("@@");
+                rest = after;
+            }
+        }
+    }
+    script.push_str(rest);
+    if script.len() > MAX_USER_DATA {
+        return Err(UserDataError::TooLarge { size: script.len() });
+    }
+    Ok(script)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn write_exec(path: &Path, body: &str) {
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Runs a rendered script with stand-ins for curl, aws and shutdown on PATH; the stand-in
+    /// agent dumps its argv and the job env it was given, NUL-separated, for exact comparison.
+    fn run_script(script: &str, dir: &Path) -> (Vec<String>, Vec<String>, String) {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        write_exec(&bin.join("curl"), "#!/bin/bash\nfor a in \"$@\"; do case \"$a\" in *api/token) echo tok; exit 0;; *instance-id) echo i-test; exit 0;; esac; done\n");
+        write_exec(
+            &bin.join("shutdown"),
+            &format!("#!/bin/bash\necho \"$*\" >> {}/shutdown.log\n", dir.display()),
+        );
+        write_exec(
+            &bin.join("iptables"),
+            &format!("#!/bin/bash\necho \"$*\" >> {}/iptables.log\n", dir.display()),
+        );
+        let agent = dir.join("agent");
+        write_exec(
+            &agent,
+            &format!(
+                "#!/bin/bash\nprintf '%s\\0' \"$@\" > {d}/agent.argv\nprintf '%s\\0' \"${{HOSTILE_A-unset}}\" \"${{PLAIN-unset}}\" \"${{MULTI-unset}}\" > {d}/agent.env\n",
+                d = dir.display()
+            ),
+        );
+        write_exec(
+            &bin.join("aws"),
+            &format!(
+                "#!/bin/bash\n# aws s3 cp SRC DEST\ncp {} \"${{@: -1}}\"\n",
+                agent.display()
+            ),
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("SPOTFIT_HOME", dir.join("home"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "script failed: {stderr}");
+        let split = |p: &str| -> Vec<String> {
+            let b = std::fs::read(dir.join(p)).unwrap();
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8(s.to_vec()).unwrap())
+                .collect()
+        };
+        (split("agent.argv"), split("agent.env"), stderr)
+    }
+
+    fn hostile() -> Vec<String> {
+        vec![
+            "python3".into(),
+            "it's \"quoted\"".into(),
+            "$(touch PWNED)".into(),
+            "`touch PWNED2`".into(),
+            "line1\nline2\n".into(),
+            "; rm -rf / #".into(),
+            "${HOME} $PATH \\ * ? [a] ~".into(),
+            "--job".into(),
+            "'@@RUN_ID@@'".into(),
+            "x".repeat(4000),
+            "ünïcødé ✓".into(),
+        ]
+    }
+
+    #[test]
+    fn hostile_argv_and_env_reach_the_agent_byte_for_byte_and_run_nothing() {
+        // GIVEN a job whose argv and env hold quotes, substitutions, newlines and long values
+        let dir = tempfile::tempdir().unwrap();
+        let argv = hostile();
+        let mut env = BTreeMap::new();
+        env.insert("HOSTILE_A".to_string(), "$(touch PWNED3)'\"\n`id`".to_string());
+        env.insert("PLAIN".to_string(), "v=1 w=2".to_string());
+        env.insert("MULTI".to_string(), "a\nb\n\nc".to_string());
+        let input = UserDataInput {
+            bucket: "bucket-1",
+            agent_key: "agent/spotfit",
+            region: "us-east-1",
+            job: "etl",
+            run_id: "run-1-a2",
+            deadline_epoch_s: chrono::Utc::now().timestamp() + 3600,
+            argv: &argv,
+            env: &env,
+            image: None,
+        };
+        // WHEN the rendered script runs
+        let script = render(&input).unwrap();
+        let (got_argv, got_env, _) = run_script(&script, dir.path());
+        // THEN the agent got `monitor … -- ARGV` exactly, the env exactly, and nothing was executed
+        let sep = got_argv.iter().position(|a| a == "--").unwrap();
+        assert_eq!(
+            &got_argv[..sep],
+            [
+                "monitor",
+                "--job",
+                "etl",
+                "--run-id",
+                "run-1-a2",
+                "--upload",
+                "s3://bucket-1",
+                "--summary"
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                dir.path().join("home/summary.json").display().to_string(),
+                "--job-env".to_string(),
+                dir.path().join("home/env").display().to_string(),
+            ])
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(&got_argv[sep + 1..], &argv[..]);
+        // AND the job's env went to the agent as a file (for the job), never into its own env
+        assert_eq!(got_env, vec!["unset", "unset", "unset"]);
+        let file = std::fs::read(dir.path().join("home/env")).unwrap();
+        let entries: Vec<&[u8]> = file.split(|b| *b == 0).filter(|e| !e.is_empty()).collect();
+        assert_eq!(
+            entries,
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .map(|s| s.into_bytes())
+                .collect::<Vec<_>>()
+        );
+        for f in ["PWNED", "PWNED2", "PWNED3"] {
+            assert!(
+                !dir.path().join(f).exists(),
+                "{f} was created: a job string was executed"
+            );
+        }
+        // AND the deadline shutdown was scheduled, then the final power-off
+        let log = std::fs::read_to_string(dir.path().join("shutdown.log")).unwrap();
+        assert!(log.starts_with("-h +6"), "{log}");
+        assert!(log.ends_with("-h now\n"), "{log}");
+    }
+
+    #[test]
+    fn image_jobs_hand_the_image_to_the_agent_and_block_imds_for_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec!["Rscript".to_string(), "train.R".to_string()];
+        let mut env = BTreeMap::new();
+        env.insert("HOSTILE_A".to_string(), "$(x)".to_string());
+        let input = UserDataInput {
+            bucket: "b",
+            agent_key: "k",
+            region: "eu-west-1",
+            job: "r",
+            run_id: "r1",
+            deadline_epoch_s: 0,
+            argv: &argv,
+            env: &env,
+            image: Some("rocker/r-ver:4.4"),
+        };
+        let (got, agent_env, _) = run_script(&render(&input).unwrap(), dir.path());
+        let sep = got.iter().position(|a| a == "--").unwrap();
+        // THEN the agent (which builds the container command line) gets the image as one
+        // `--image=` word, the argv after `--`, and no job variable in its own environment
+        assert_eq!(got[sep - 1], "--image=rocker/r-ver:4.4");
+        assert_eq!(&got[sep + 1..], ["Rscript", "train.R"]);
+        assert!(!got.iter().any(|a| a == "docker" || a == "host"), "{got:?}");
+        assert_eq!(agent_env[0], "unset");
+        // AND forwarded traffic to IMDS is dropped before the job starts
+        let fw = std::fs::read_to_string(dir.path().join("iptables.log")).unwrap();
+        assert!(fw.contains("-I DOCKER-USER -d 169.254.169.254/32 -j DROP"), "{fw}");
+    }
+
+    #[test]
+    fn unsafe_tokens_nul_bytes_and_oversize_are_refused() {
+        let argv = vec!["a\0b".to_string()];
+        let env = BTreeMap::new();
+        let mut input = UserDataInput {
+            bucket: "b",
+            agent_key: "k",
+            region: "r",
+            job: "j",
+            run_id: "r",
+            deadline_epoch_s: 0,
+            argv: &argv,
+            env: &env,
+            image: None,
+        };
+        assert_eq!(
+            render(&input).unwrap_err(),
+            UserDataError::Nul {
+                field: "command[0]".into()
+            }
+        );
+        let ok = vec!["x".to_string()];
+        input.argv = &ok;
+        input.bucket = "b' ; reboot '";
+        assert!(matches!(
+            render(&input).unwrap_err(),
+            UserDataError::NotPlain { field: "bucket", .. }
+        ));
+        input.bucket = "b";
+        let big = vec!["y".repeat(MAX_USER_DATA)];
+        input.argv = &big;
+        assert!(matches!(render(&input).unwrap_err(), UserDataError::TooLarge { .. }));
+    }
+}

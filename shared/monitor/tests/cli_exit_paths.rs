@@ -1,0 +1,182 @@
+//! `spotfit monitor`'s exit paths and its boundary with the job, through the argument parser
+//! and `cli::run` as the binary calls them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use clap::Parser;
+use spotfit_core::ports::ObjectStore;
+use spotfit_monitor::cli::{run, MonitorArgs, UploadUrl};
+use spotfit_monitor::MonitorError;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(flatten)]
+    args: MonitorArgs,
+}
+
+fn args(a: &[&str]) -> MonitorArgs {
+    let mut v = vec!["spotfit-monitor", "--interval", "0.05", "--no-gpu"];
+    if !a.contains(&"--imds") {
+        v.extend(["--imds", "off"]);
+    }
+    v.extend_from_slice(a);
+    Cli::try_parse_from(v).unwrap().args
+}
+
+fn no_store(_: &UploadUrl) -> Result<(Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>), MonitorError> {
+    Err(MonitorError::BadInput {
+        field: "upload",
+        reason: "no store in this test".into(),
+    })
+}
+
+fn exec(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn output_is_not_truncated_before_the_arguments_are_checked() {
+    // GIVEN an existing --output file and arguments that are wrong in ways checked late before
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("samples.ndjson");
+    std::fs::write(&out, b"yesterday's samples\n").unwrap();
+    let o = out.to_str().unwrap();
+    for bad in [
+        vec!["--output", o, "--job", "not a name", "--", "true"],
+        vec!["--output", o, "--run-id", "../escape", "--", "true"],
+        vec!["--output", o, "--cgroup", ""],
+        vec!["--output", o, "--imds", "http://in valid", "--", "true"],
+        vec!["--output", o, "--image=--volume=/:/host", "--", "true"],
+    ] {
+        // WHEN run THEN refused, and the file is as it was
+        assert!(run(&args(&bad), &no_store).is_err(), "{bad:?}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"yesterday's samples\n", "{bad:?}");
+    }
+}
+
+#[test]
+fn an_empty_cgroup_and_an_invalid_imds_url_are_refused_naming_the_flag() {
+    let e = run(&args(&["--cgroup", ""]), &no_store).unwrap_err().to_string();
+    assert!(e.contains("cgroup"), "{e}");
+    for url in [
+        "http://in valid",
+        "https://169.254.169.254",
+        "169.254.169.254",
+        "http://h:99999",
+        "http://:80",
+    ] {
+        let e = run(&args(&["--imds", url, "--", "true"]), &no_store)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("imds"), "{url}: {e}");
+    }
+}
+
+#[test]
+fn output_to_a_full_device_fails_non_zero() {
+    // GIVEN --output /dev/full (every write fails with ENOSPC) and a job that succeeds
+    let r = run(
+        &args(&["--output", "/dev/full", "--", "sh", "-c", "sleep 0.2"]),
+        &no_store,
+    );
+    // THEN the run fails, naming --output
+    let e = r.unwrap_err();
+    assert!(matches!(e, MonitorError::Output { .. }), "{e}");
+    assert!(e.to_string().contains("/dev/full"), "{e}");
+}
+
+#[test]
+fn an_unwritable_summary_keeps_the_jobs_exit_status() {
+    for code in [0, 3] {
+        let cmd = format!("exit {code}");
+        let r = run(
+            &args(&["--summary", "/nonexistent-dir/summary.json", "--", "sh", "-c", &cmd]),
+            &no_store,
+        );
+        assert_eq!(r.unwrap(), code);
+    }
+}
+
+#[test]
+fn the_jobs_env_reaches_the_job_only() {
+    // GIVEN a job env that would redirect the agent (its IMDS, its AWS endpoint, docker's host)
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env");
+    std::fs::write(
+        &env,
+        b"SPOTFIT_IMDS=http://evil:80\0AWS_ENDPOINT_URL=http://evil\0DOCKER_HOST=tcp://evil:2375\0HOSTILE=$(touch PWNED)'\"\0",
+    )
+    .unwrap();
+    let seen = dir.path().join("seen");
+    let script = format!(
+        "printf '%s|%s|%s|%s' \"$SPOTFIT_IMDS\" \"$AWS_ENDPOINT_URL\" \"$DOCKER_HOST\" \"$HOSTILE\" > {}",
+        seen.display()
+    );
+    // WHEN a process job runs with it
+    let code = run(
+        &args(&["--job-env", env.to_str().unwrap(), "--", "sh", "-c", &script]),
+        &no_store,
+    )
+    .unwrap();
+    // THEN the job saw every value byte for byte, and the agent's own environment has none
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "http://evil:80|http://evil|tcp://evil:2375|$(touch PWNED)'\""
+    );
+    for k in ["SPOTFIT_IMDS", "AWS_ENDPOINT_URL", "DOCKER_HOST", "HOSTILE"] {
+        assert!(std::env::var_os(k).is_none(), "{k} reached the agent");
+    }
+    assert!(!dir.path().join("PWNED").exists());
+
+    // WHEN an image job runs with it (a stand-in runtime records its argv, env and env file)
+    let rt = dir.path().join("fake-docker");
+    let rec = dir.path().join("rec");
+    exec(
+        &rt,
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {r}.argv\nenv > {r}.env\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --env-file ]; then cp \"$2\" {r}.file; fi; shift; done\n",
+            r = rec.display()
+        ),
+    );
+    let code = run(
+        &args(&[
+            "--job-env",
+            env.to_str().unwrap(),
+            "--container-runtime",
+            rt.to_str().unwrap(),
+            "--image",
+            "rocker/r-ver:4.4",
+            "--",
+            "Rscript",
+            "-e",
+            "1",
+        ]),
+        &no_store,
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let argv = std::fs::read_to_string(rec.with_extension("argv")).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    // THEN the runtime got its own network namespace, the env as a file, and the image after `--`
+    let sep = argv.iter().position(|a| *a == "--").unwrap();
+    assert_eq!(&argv[sep + 1..], ["rocker/r-ver:4.4", "Rscript", "-e", "1"]);
+    assert_eq!(argv[..4], ["run", "--rm", "--network", "bridge"]);
+    assert!(!argv.contains(&"host"), "{argv:?}");
+    let file = std::fs::read_to_string(rec.with_extension("file")).unwrap();
+    assert!(
+        file.contains("DOCKER_HOST=tcp://evil:2375\n") && file.contains("HOSTILE=$(touch PWNED)'\"\n"),
+        "{file}"
+    );
+    // AND the runtime's own environment has none of the job's variables
+    let renv = std::fs::read_to_string(rec.with_extension("env")).unwrap();
+    for k in ["SPOTFIT_IMDS=", "AWS_ENDPOINT_URL=", "DOCKER_HOST=", "HOSTILE="] {
+        assert!(
+            !renv.lines().any(|l| l.starts_with(k)),
+            "{k} reached the container runtime"
+        );
+    }
+}
