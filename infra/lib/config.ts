@@ -39,6 +39,8 @@ export interface SpotfitConfig {
   readonly stateMachineFile: string;
   /** Directory holding `<name>/bootstrap.zip` (cargo-lambda's output). */
   readonly lambdaZipDir: string;
+  /** Optional e-mail subscribed to the alarm topic (`spotfit:alarmEmail`). */
+  readonly alarmEmail?: string;
   /** `retain` (default) keeps bucket and tables when the stack is deleted. */
   readonly removal: 'retain' | 'destroy';
 }
@@ -118,6 +120,15 @@ const AZ_ID = /^[a-z]{2,4}[0-9]-az[0-9]+$/;
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
 
+function optionalEmail(node: Node): string | undefined {
+  const v = ctx(node, 'spotfit:alarmEmail');
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v)) {
+    throw new ConfigError('spotfit:alarmEmail', `not an e-mail address: ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
 export function loadConfig(node: Node): SpotfitConfig {
   const root = repoRoot();
   const vpcId = str(node, 'spotfit:vpcId');
@@ -184,6 +195,7 @@ export function loadConfig(node: Node): SpotfitConfig {
     stateMachineFile,
     lambdaZipDir: path.resolve(root, str(node, 'spotfit:lambdaZipDir', 'target/lambda')),
     removal,
+    alarmEmail: optionalEmail(node),
   };
   if (cfg.lifecycle.glacierIrDays <= cfg.lifecycle.infrequentAccessDays) {
     throw new ConfigError('spotfit:glacierIrDays', 'must be later than spotfit:infrequentAccessDays');
