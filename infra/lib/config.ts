@@ -129,6 +129,27 @@ function optionalEmail(node: Node): string | undefined {
   return v;
 }
 
+const ARCHES = ['x86_64', 'arm64'];
+
+/**
+ * The stack's architecture, its AMI and the agent binary are one choice: a Graviton AMI with an
+ * x86_64 agent (or ranking) fails every launch, so an inconsistent set is refused at synth.
+ */
+function checkArchitecture(cfg: SpotfitConfig): void {
+  if (!ARCHES.includes(cfg.architecture)) {
+    throw new ConfigError('spotfit:architecture', `must be one of ${ARCHES.join(', ')}, got ${cfg.architecture}`);
+  }
+  const named = (s: string) => ARCHES.find((a) => new RegExp(`(^|[^a-z0-9])${a}([^a-z0-9]|$)`).test(s));
+  const image = cfg.imageId.startsWith('resolve:ssm:') ? named(cfg.imageId) : undefined;
+  if (image && image !== cfg.architecture) {
+    throw new ConfigError('spotfit:architecture', `is ${cfg.architecture} but spotfit:imageId ${cfg.imageId} is an ${image} image`);
+  }
+  const agent = named(cfg.agentKey);
+  if (agent && agent !== cfg.architecture) {
+    throw new ConfigError('spotfit:agentKey', `${cfg.agentKey} is an ${agent} agent but spotfit:architecture is ${cfg.architecture}`);
+  }
+}
+
 export function loadConfig(node: Node): SpotfitConfig {
   const root = repoRoot();
   const vpcId = str(node, 'spotfit:vpcId');
@@ -210,5 +231,6 @@ export function loadConfig(node: Node): SpotfitConfig {
   if (cfg.agentKey.startsWith('/') || !cfg.agentKey.startsWith('agent/')) {
     throw new ConfigError('spotfit:agentKey', 'must be a key under agent/ (the only prefix instances may read)');
   }
+  checkArchitecture(cfg);
   return cfg;
 }

@@ -216,17 +216,25 @@ export class SpotfitStack extends Stack {
       Arn.format({ service: 'ec2', resource, resourceName: name, account }, this);
 
     // ---------------------------------------------------------------- functions
-    const env: Record<string, string> = {
-      SPOTFIT_BUCKET: bucket.bucketName,
-      SPOTFIT_PROFILES_TABLE: profiles.tableName,
-      SPOTFIT_RUNS_TABLE: runs.tableName,
-      SPOTFIT_CAPACITY_TABLE: capacity.tableName,
-      SPOTFIT_LAUNCH_TEMPLATE_ID: lt.ref,
-      SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
-      SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
-      SPOTFIT_AGENT_KEY: cfg.agentKey,
-      SPOTFIT_REGION: Aws.REGION,
-      SPOTFIT_ARCHITECTURES: cfg.architecture,
+    // Each function gets only the variables it reads (its `ENV` list in functions/<name>/src/lib.rs;
+    // infra/test/contract.test.ts holds the two together).
+    const bucketVar = { SPOTFIT_BUCKET: bucket.bucketName };
+    const envs: Record<FunctionName, Record<string, string>> = {
+      'size-job': { SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_REGION: Aws.REGION, SPOTFIT_ARCHITECTURES: cfg.architecture },
+      'launch-instance': {
+        ...bucketVar,
+        SPOTFIT_CAPACITY_TABLE: capacity.tableName,
+        SPOTFIT_RUNS_TABLE: runs.tableName,
+        SPOTFIT_LAUNCH_TEMPLATE_ID: lt.ref,
+        SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
+        SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
+        SPOTFIT_AGENT_KEY: cfg.agentKey,
+        SPOTFIT_REGION: Aws.REGION,
+      },
+      'check-job': { ...bucketVar, SPOTFIT_CAPACITY_TABLE: capacity.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
+      'terminate-instance': {},
+      'record-run': { ...bucketVar, SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
+      'reap-instances': { SPOTFIT_RUNS_TABLE: runs.tableName },
     };
     const timeouts: Record<FunctionName, number> = {
       'size-job': 30,
@@ -246,7 +254,7 @@ export class SpotfitStack extends Stack {
         code: lambdaCode(cfg, name),
         memorySize: name === 'record-run' ? 512 : 256,
         timeout: Duration.seconds(timeouts[name]),
-        environment: env,
+        environment: envs[name],
         logGroup: logGroup(`${pascal(name)}Logs`),
         loggingFormat: lambda.LoggingFormat.JSON,
         tracing: lambda.Tracing.ACTIVE,
@@ -460,6 +468,9 @@ export class SpotfitStack extends Stack {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
+    });
+    skipChecks(dlq, {
+      CKV_AWS_27: 'Encrypted at rest with SQS-managed keys (SSE-SQS); a customer key would need EventBridge in its key policy and holds only event envelopes',
     });
     const startRole = new iam.Role(this, 'ScheduleRole', {
       assumedBy: new iam.ServicePrincipal('events.amazonaws.com'),

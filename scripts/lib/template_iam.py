@@ -12,8 +12,8 @@ pseudo parameters) to the emulator's resource names and ARNs.
   template_iam.py apply TEMPLATE NAMES_JSON OUT_DIR [--drop COMPONENT:ACTION]...
       create each role and its policies in moto (as the set-up's admin), assume it, and write
       OUT_DIR/<component>.env (export AWS_ACCESS_KEY_ID=… of that role's STS session) and
-      OUT_DIR/roles.json. --drop removes one action from one component's policies (the negative
-      control). Then turn moto's IAM enforcement on (POST /moto-api/reset-auth 0).
+      OUT_DIR/roles.json. --drop COMPONENT:SID removes that statement from one component's
+      policies, --drop COMPONENT:ACTION that action (the negative control). Then turn moto's IAM enforcement on (POST /moto-api/reset-auth 0).
   template_iam.py static TEMPLATE
       the static check of what moto's evaluator skips (see below); exit 1 on a finding.
 
@@ -279,7 +279,10 @@ def apply(template: dict, names: dict, out_dir: str, drops: list[str]) -> None:
             acts = as_list(s.get("Action"))
             for d in drops:
                 dc, da = d.split(":", 1)
-                if dc == comp and da in acts:
+                if dc == comp and da == s.get("Sid"):
+                    acts = []
+                    dropped.add(d)
+                elif dc == comp and da in acts:
                     acts = [a for a in acts if a != da]
                     dropped.add(d)
             if not acts:
