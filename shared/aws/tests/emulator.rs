@@ -171,13 +171,19 @@ async fn s3_object_store_round_trips_and_lists() {
     o.put(&format!("{k}/2"), b"two".to_vec()).await.unwrap();
     assert_eq!(o.get(&format!("{k}/1")).await.unwrap().unwrap(), b"one");
     assert_eq!(o.get(&format!("{k}/none")).await.unwrap(), None);
-    assert_eq!(o.list(&format!("{k}/")).await.unwrap(), [format!("{k}/1"), format!("{k}/2")]);
+    assert_eq!(
+        o.list(&format!("{k}/")).await.unwrap(),
+        [format!("{k}/1"), format!("{k}/2")]
+    );
     // and the instance role may write samples but read nothing back
     let inst = s.objects("instance");
     inst.put("samples/job=t/dt=2026-01-01/run=r/part-1.ndjson.gz", b"x".to_vec())
         .await
         .unwrap();
-    assert!(inst.get(&format!("{k}/1")).await.is_err(), "the instance role must not read runs/");
+    assert!(
+        inst.get(&format!("{k}/1")).await.is_err(),
+        "the instance role must not read runs/"
+    );
 }
 
 #[tokio::test]
@@ -258,6 +264,23 @@ async fn run_store_puts_gets_and_lists_by_job_newest_first() {
         ]
     );
     assert!(r.list(None, 0).await.unwrap().len() >= 4);
+}
+
+#[tokio::test]
+async fn subnets_are_checked_against_their_az_ids() {
+    let s = stack().await;
+    s.launcher("launch-instance").verify_subnets().await.unwrap();
+    // GIVEN the configuration with two subnets' zones swapped
+    let mut cfg = s.launch.clone();
+    let zones: Vec<String> = cfg.subnets.keys().cloned().collect();
+    assert!(zones.len() >= 2, "the local stack seeds two subnets");
+    let (a, b) = (cfg.subnets[&zones[0]].clone(), cfg.subnets[&zones[1]].clone());
+    cfg.subnets.insert(zones[0].clone(), b.clone());
+    cfg.subnets.insert(zones[1].clone(), a);
+    let l = Ec2Launcher::new(aws_sdk_ec2::Client::new(s.sdk("launch-instance")), cfg);
+    // THEN it is refused, naming the variable and the subnet
+    let err = l.verify_subnets().await.unwrap_err().to_string();
+    assert!(err.contains("SPOTFIT_SUBNETS") && err.contains(&b), "{err}");
 }
 
 #[tokio::test]
@@ -468,8 +491,8 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
         &SystemClock,
         st,
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     assert_eq!(st.check.as_ref().unwrap().status, RunStatus::Interrupted);
     assert_eq!(st.outcome, Some(pipeline::Outcome::Retry));
     assert!(caps
@@ -518,8 +541,8 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
         &SystemClock,
         &ReapPolicy::default(),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let reaped: Vec<_> = report.terminated.iter().filter_map(|r| r.run_id.clone()).collect();
     assert!(reaped.contains(&"reap-old".to_string()), "{report:?}");
     assert!(!reaped.contains(&"reap-live".to_string()), "{report:?}");
