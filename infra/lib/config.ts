@@ -39,6 +39,8 @@ export interface SpotfitConfig {
   readonly stateMachineFile: string;
   /** Directory holding `<name>/bootstrap.zip` (cargo-lambda's output). */
   readonly lambdaZipDir: string;
+  /** Optional e-mail subscribed to the alarm topic (`spotfit:alarmEmail`). */
+  readonly alarmEmail?: string;
   /** `retain` (default) keeps bucket and tables when the stack is deleted. */
   readonly removal: 'retain' | 'destroy';
 }
@@ -118,6 +120,36 @@ const AZ_ID = /^[a-z]{2,4}[0-9]-az[0-9]+$/;
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
 
+function optionalEmail(node: Node): string | undefined {
+  const v = ctx(node, 'spotfit:alarmEmail');
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v)) {
+    throw new ConfigError('spotfit:alarmEmail', `not an e-mail address: ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+const ARCHES = ['x86_64', 'arm64'];
+
+/**
+ * The stack's architecture, its AMI and the agent binary are one choice: a Graviton AMI with an
+ * x86_64 agent (or ranking) fails every launch, so an inconsistent set is refused at synth.
+ */
+function checkArchitecture(cfg: SpotfitConfig): void {
+  if (!ARCHES.includes(cfg.architecture)) {
+    throw new ConfigError('spotfit:architecture', `must be one of ${ARCHES.join(', ')}, got ${cfg.architecture}`);
+  }
+  const named = (s: string) => ARCHES.find((a) => new RegExp(`(^|[^a-z0-9])${a}([^a-z0-9]|$)`).test(s));
+  const image = cfg.imageId.startsWith('resolve:ssm:') ? named(cfg.imageId) : undefined;
+  if (image && image !== cfg.architecture) {
+    throw new ConfigError('spotfit:architecture', `is ${cfg.architecture} but spotfit:imageId ${cfg.imageId} is an ${image} image`);
+  }
+  const agent = named(cfg.agentKey);
+  if (agent && agent !== cfg.architecture) {
+    throw new ConfigError('spotfit:agentKey', `${cfg.agentKey} is an ${agent} agent but spotfit:architecture is ${cfg.architecture}`);
+  }
+}
+
 export function loadConfig(node: Node): SpotfitConfig {
   const root = repoRoot();
   const vpcId = str(node, 'spotfit:vpcId');
@@ -184,6 +216,7 @@ export function loadConfig(node: Node): SpotfitConfig {
     stateMachineFile,
     lambdaZipDir: path.resolve(root, str(node, 'spotfit:lambdaZipDir', 'target/lambda')),
     removal,
+    alarmEmail: optionalEmail(node),
   };
   if (cfg.lifecycle.glacierIrDays <= cfg.lifecycle.infrequentAccessDays) {
     throw new ConfigError('spotfit:glacierIrDays', 'must be later than spotfit:infrequentAccessDays');
@@ -198,5 +231,6 @@ export function loadConfig(node: Node): SpotfitConfig {
   if (cfg.agentKey.startsWith('/') || !cfg.agentKey.startsWith('agent/')) {
     throw new ConfigError('spotfit:agentKey', 'must be a key under agent/ (the only prefix instances may read)');
   }
+  checkArchitecture(cfg);
   return cfg;
 }

@@ -18,6 +18,11 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { Analytics } from './analytics';
@@ -211,17 +216,25 @@ export class SpotfitStack extends Stack {
       Arn.format({ service: 'ec2', resource, resourceName: name, account }, this);
 
     // ---------------------------------------------------------------- functions
-    const env: Record<string, string> = {
-      SPOTFIT_BUCKET: bucket.bucketName,
-      SPOTFIT_PROFILES_TABLE: profiles.tableName,
-      SPOTFIT_RUNS_TABLE: runs.tableName,
-      SPOTFIT_CAPACITY_TABLE: capacity.tableName,
-      SPOTFIT_LAUNCH_TEMPLATE_ID: lt.ref,
-      SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
-      SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
-      SPOTFIT_AGENT_KEY: cfg.agentKey,
-      SPOTFIT_REGION: Aws.REGION,
-      SPOTFIT_ARCHITECTURES: cfg.architecture,
+    // Each function gets only the variables it reads (its `ENV` list in functions/<name>/src/lib.rs;
+    // infra/test/contract.test.ts holds the two together).
+    const bucketVar = { SPOTFIT_BUCKET: bucket.bucketName };
+    const envs: Record<FunctionName, Record<string, string>> = {
+      'size-job': { SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_REGION: Aws.REGION, SPOTFIT_ARCHITECTURES: cfg.architecture },
+      'launch-instance': {
+        ...bucketVar,
+        SPOTFIT_CAPACITY_TABLE: capacity.tableName,
+        SPOTFIT_RUNS_TABLE: runs.tableName,
+        SPOTFIT_LAUNCH_TEMPLATE_ID: lt.ref,
+        SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
+        SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
+        SPOTFIT_AGENT_KEY: cfg.agentKey,
+        SPOTFIT_REGION: Aws.REGION,
+      },
+      'check-job': { ...bucketVar, SPOTFIT_CAPACITY_TABLE: capacity.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
+      'terminate-instance': {},
+      'record-run': { ...bucketVar, SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
+      'reap-instances': { SPOTFIT_RUNS_TABLE: runs.tableName },
     };
     const timeouts: Record<FunctionName, number> = {
       'size-job': 30,
@@ -241,7 +254,7 @@ export class SpotfitStack extends Stack {
         code: lambdaCode(cfg, name),
         memorySize: name === 'record-run' ? 512 : 256,
         timeout: Duration.seconds(timeouts[name]),
-        environment: env,
+        environment: envs[name],
         logGroup: logGroup(`${pascal(name)}Logs`),
         loggingFormat: lambda.LoggingFormat.JSON,
         tracing: lambda.Tracing.ACTIVE,
@@ -278,6 +291,13 @@ export class SpotfitStack extends Stack {
     grantTable(fns['record-run'], profiles, true);
     for (const n of ['launch-instance', 'record-run'] as const) grantTable(fns[n], runs, true);
     for (const n of ['size-job', 'check-job', 'reap-instances'] as const) grantTable(fns[n], runs, false);
+    // check-job writes the attempt's heartbeat (the reaper's "abandoned" rule reads it): PutItem
+    // on the runs table only, nothing on its index, no update or delete. Found by the emulator
+    // enforcing this template's policies: without it the first poll is denied and the Catch
+    // terminates a healthy job.
+    fns['check-job'].addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'HeartbeatRunRow', actions: ['dynamodb:PutItem'], resources: [runs.tableArn] }),
+    );
     grantTable(fns['size-job'], capacity, false);
     for (const n of ['launch-instance', 'check-job', 'record-run', 'reap-instances'] as const) grantTable(fns[n], capacity, true);
     const tableUsers: Record<string, boolean> = {
@@ -392,6 +412,29 @@ export class SpotfitStack extends Stack {
         conditions: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
       }),
     );
+    // A spot RunInstances needs the Spot service-linked role; EC2 creates it on first use when the
+    // caller may. Granted rather than declared as a CfnServiceLinkedRole, which fails the deploy
+    // in every account that already has one; conditioned to that one service and role.
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'CreateSpotServiceLinkedRole',
+        actions: ['iam:CreateServiceLinkedRole'],
+        resources: [
+          Arn.format(
+            { service: 'iam', region: '', resource: 'role', resourceName: 'aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot' },
+            this,
+          ),
+        ],
+        conditions: { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } },
+      }),
+    );
+    // A `resolve:ssm:` image id is resolved with the caller's permissions at RunInstances.
+    const ssmParam = amiParameterArn(cfg.imageId);
+    if (ssmParam) {
+      launch.addToRolePolicy(
+        new iam.PolicyStatement({ sid: 'ResolveAmiParameter', actions: ['ssm:GetParameters'], resources: [ssmParam] }),
+      );
+    }
     const terminate = new iam.PolicyStatement({
       sid: 'TerminateManagedOnly',
       actions: ['ec2:TerminateInstances'],
@@ -411,12 +454,24 @@ export class SpotfitStack extends Stack {
       stateMachineType: sfn.StateMachineType.STANDARD,
       definitionBody: sfn.DefinitionBody.fromString(asl),
       definitionSubstitutions: substitutions,
-      logs: { destination: smLogs, level: sfn.LogLevel.ERROR, includeExecutionData: false },
+      // ERROR with execution data: a failed execution's log event carries its error and cause
+      // (without the data they are left out). The group is encrypted with the data key.
+      logs: { destination: smLogs, level: sfn.LogLevel.ERROR, includeExecutionData: true },
       tracingEnabled: true,
     });
     for (const fn of new Set(Object.values(SUBSTITUTIONS))) fns[fn].grantInvoke(this.stateMachine);
 
     // ---------------------------------------------------------------- schedules and events
+    // Every EventBridge target has this dead-letter queue: an event that could not be delivered
+    // after its retries (a start refused, the reaper throttled) is kept, and alarmed on below.
+    const dlq = new sqs.Queue(this, 'EventsDeadLetters', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    skipChecks(dlq, {
+      CKV_AWS_27: 'Encrypted at rest with SQS-managed keys (SSE-SQS); a customer key would need EventBridge in its key policy and holds only event envelopes',
+    });
     const startRole = new iam.Role(this, 'ScheduleRole', {
       assumedBy: new iam.ServicePrincipal('events.amazonaws.com'),
       description: 'EventBridge rules of infra/jobs.json: start spotfit executions',
@@ -431,6 +486,7 @@ export class SpotfitStack extends Stack {
             input: events.RuleTargetInput.fromObject(job.spec),
             role: startRole,
             retryAttempts: 3,
+            deadLetterQueue: dlq,
           }),
         ],
       });
@@ -439,7 +495,7 @@ export class SpotfitStack extends Stack {
     new events.Rule(this, 'ReaperSchedule', {
       description: 'spotfit reaper: terminate managed instances whose run is over, unknown or past its deadline',
       schedule: events.Schedule.rate(Duration.minutes(cfg.reaperEveryMinutes)),
-      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2 })],
+      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
     });
     // EC2 events carry no tags, so these rules match every instance in the account and the reaper
     // ignores instances without spotfit:managed. The reaper is the target because it already
@@ -450,7 +506,7 @@ export class SpotfitStack extends Stack {
     new events.Rule(this, 'SpotInterruptions', {
       description: 'spotfit: EC2 spot interruption warnings → reaper (marks the pool)',
       eventPattern: { source: ['aws.ec2'], detailType: ['EC2 Spot Instance Interruption Warning'] },
-      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2 })],
+      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
     });
     new events.Rule(this, 'InstanceStateChanges', {
       description: 'spotfit: EC2 instances stopping or ending → reaper',
@@ -459,7 +515,7 @@ export class SpotfitStack extends Stack {
         detailType: ['EC2 Instance State-change Notification'],
         detail: { state: ['shutting-down', 'terminated', 'stopping', 'stopped'] },
       },
-      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2 })],
+      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
     });
 
     // ---------------------------------------------------------------- Athena
@@ -507,6 +563,45 @@ export class SpotfitStack extends Stack {
       },
     });
 
+    // ---------------------------------------------------------------- alarms
+    // One topic for every alarm; `spotfit:alarmEmail` subscribes an address (confirm the mail).
+    const alarmTopic = new sns.Topic(this, 'Alarms', { displayName: 'spotfit alarms', masterKey: dataKey, enforceSSL: true });
+    dataKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublishToTopic',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
+    );
+    if (cfg.alarmEmail) alarmTopic.addSubscription(new subs.EmailSubscription(cfg.alarmEmail));
+    const alarm = (aid: string, metric: cloudwatch.IMetric, description: string) => {
+      const a = new cloudwatch.Alarm(this, aid, {
+        metric,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+      a.addAlarmAction(new cwActions.SnsAction(alarmTopic));
+      return a;
+    };
+    const period = Duration.minutes(5);
+    alarm('ExecutionsFailed', this.stateMachine.metricFailed({ period, statistic: 'Sum' }), 'spotfit: a job execution failed (see the state machine log group for its cause)');
+    alarm('ExecutionsTimedOut', this.stateMachine.metricTimedOut({ period, statistic: 'Sum' }), 'spotfit: a job execution timed out');
+    alarm('ExecutionsAborted', this.stateMachine.metricAborted({ period, statistic: 'Sum' }), 'spotfit: a job execution was aborted (the reaper cleans up its instance)');
+    for (const name of FUNCTION_NAMES) {
+      const what = name === 'reap-instances' ? 'the reaper failed: orphaned instances may keep running' : `${name} returned errors`;
+      alarm(`${pascal(name)}Errors`, fns[name].metricErrors({ period, statistic: 'Sum' }), `spotfit: ${what}`);
+    }
+    alarm(
+      'EventsDeadLettersVisible',
+      dlq.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
+      'spotfit: EventBridge could not deliver an event (a scheduled start or a reaper call); see the dead-letter queue',
+    );
+
     // ---------------------------------------------------------------- outputs
     const out = (oid: string, value: string, description: string) => new CfnOutput(this, oid, { value, description });
     out('BucketName', bucket.bucketName, 'S3 bucket: samples/, runs/, records/, agent/, athena-results/');
@@ -517,6 +612,7 @@ export class SpotfitStack extends Stack {
     out('RunsTable', runs.tableName, 'DynamoDB runs table');
     out('CapacityTable', capacity.tableName, 'DynamoDB capacity marks table');
     out('AthenaWorkGroup', analytics.workgroup.ref, 'Athena workgroup (database spotfit)');
+    out('AlarmTopicArn', alarmTopic.topicArn, 'SNS topic of the spotfit alarms');
     out('AgentKey', cfg.agentKey, 'Upload the x86_64 spotfit binary to s3://<bucket>/<this key>');
   }
 
@@ -554,6 +650,19 @@ export class SpotfitStack extends Stack {
       { id: 'old-agent-versions', prefix: 'agent/', noncurrentVersionExpiration: Duration.days(30) },
     ];
   }
+}
+
+/**
+ * The ARN of the SSM parameter a `resolve:ssm:NAME[:VERSION]` image id names, or undefined for a
+ * plain AMI id. AWS's public parameters (/aws/service/...) carry no account in their ARN.
+ */
+export function amiParameterArn(imageId: string): string | undefined {
+  if (!imageId.startsWith('resolve:ssm:')) return undefined;
+  let name = imageId.slice('resolve:ssm:'.length);
+  name = name.replace(/:[^:/]+$/, '');
+  if (!name.startsWith('/')) name = `/${name}`;
+  const account = name.startsWith('/aws/service/') ? '' : Aws.ACCOUNT_ID;
+  return `arn:${Aws.PARTITION}:ssm:${Aws.REGION}:${account}:parameter${name}`;
 }
 
 function pascal(name: string): string {

@@ -187,3 +187,65 @@ test('the Athena columns are what the Rust types write (infra/athena/schema.json
   assert.deepEqual(table(RUN_COLUMNS), sortKeys(schema.runs), 'runs');
   assert.deepEqual(table(RECORD_COLUMNS), sortKeys(schema.run_records), 'run_records');
 });
+
+/**
+ * The variables a function reads, from its `pub const ENV: &[&str]` in functions/<name>/src/lib.rs,
+ * with each constant resolved in shared/aws/src/config.rs or the function's own lib.rs; and which
+ * of them are optional (documented "Optional" or with a default).
+ */
+function rustEnv(name: string): { all: Set<string>; optional: Set<string> } {
+  const lib = fs.readFileSync(path.join(root, 'functions', name, 'src', 'lib.rs'), 'utf8');
+  const config = fs.readFileSync(path.join(root, 'shared', 'aws', 'src', 'config.rs'), 'utf8');
+  const m = lib.match(/pub const ENV: &\[&str\] = &\[([^\]]*)\]/);
+  assert.ok(m, `${name}: no pub const ENV`);
+  const consts = (src: string) => {
+    const out = new Map<string, { value: string; optional: boolean }>();
+    for (const c of src.matchAll(/((?:\/\/\/[^\n]*\n)*)pub const ([A-Z_]+): &str = "([A-Z_]+)";/g)) {
+      out.set(c[2], { value: c[3], optional: /Optional|default/.test(c[1]) });
+    }
+    return out;
+  };
+  const known = new Map([...consts(config), ...consts(lib)]);
+  const all = new Set<string>();
+  const optional = new Set<string>();
+  for (const ident of m[1].split(',').map((x) => x.trim().replace(/^.*::/, '')).filter(Boolean)) {
+    const c = known.get(ident);
+    assert.ok(c, `${name}: ENV names ${ident}, which is no &str constant`);
+    all.add(c.value);
+    if (c.optional) optional.add(c.value);
+  }
+  return { all, optional };
+}
+
+test('each function gets only the environment variables its Rust code reads, and every one it requires', () => {
+  const fns = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => String(f.Description ?? '').startsWith('spotfit '));
+  assert.equal(fns.length, 6);
+  for (const [id, f] of fns) {
+    const name = String(f.Description).slice('spotfit '.length);
+    const set = new Set(Object.keys(((f.Environment as any)?.Variables ?? {}) as Record<string, string>));
+    const { all, optional } = rustEnv(name);
+    for (const v of set) assert.ok(all.has(v), `${id} (${name}): the stack sets ${v}, which the function does not read`);
+    for (const v of all) assert.ok(optional.has(v) || set.has(v), `${id} (${name}): the function requires ${v}, the stack does not set it`);
+  }
+  // Not every function needs every table: size-job has no business with EC2 settings.
+  const size = fns.find(([, f]) => f.Description === 'spotfit size-job')![1] as any;
+  assert.equal(size.Environment.Variables.SPOTFIT_LAUNCH_TEMPLATE_ID, undefined);
+});
+
+test('architecture, AMI and agent binary must agree: an inconsistent set fails synth naming the setting', () => {
+  assert.throws(() => synth({ 'spotfit:architecture': 'arm64' }), /context spotfit:architecture: is arm64 but spotfit:imageId .* x86_64/);
+  assert.throws(
+    () =>
+      synth({
+        'spotfit:architecture': 'arm64',
+        'spotfit:imageId': 'resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64',
+      }),
+    /context spotfit:agentKey: agent\/x86_64\/spotfit is an x86_64 agent/,
+  );
+  assert.throws(() => synth({ 'spotfit:architecture': 'sparc' }), /spotfit:architecture: must be one of/);
+  synth({
+    'spotfit:architecture': 'arm64',
+    'spotfit:imageId': 'resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64',
+    'spotfit:agentKey': 'agent/arm64/spotfit',
+  });
+});

@@ -10,6 +10,10 @@ our statements are split by resource type so that each carries its own condition
 tag only on instance/*, ec2:Owner only on image/*). parliament looks at one statement at a time
 and reports every resource type that statement does not name.
 
+Accepted too: RESOURCE_MISMATCH for ssm:GetParameters on an AWS public parameter
+(`arn:aws:ssm:REGION::parameter/aws/service/...`): AWS owns those, and their ARN has no account,
+which parliament's pattern (`arn:*:ssm:*:*:parameter/*`) does not allow for.
+
 usage: iam_lint.py TEMPLATE_JSON       prints findings, "N passed, M failed"
 """
 
@@ -68,10 +72,25 @@ def resolve(v, t):
     return v
 
 
-def accepted(finding) -> bool:
+def public_parameters_only(doc) -> bool:
+    """Every resource of every ssm:GetParameters statement is an AWS public parameter."""
+    stmts = doc["Statement"] if isinstance(doc["Statement"], list) else [doc["Statement"]]
+    res = []
+    for s in stmts:
+        acts = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if "ssm:GetParameters" in acts:
+            res += s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+    return bool(res) and all(r.split(":")[4] == "" and ":parameter/aws/service/" in r for r in res)
+
+
+def accepted(finding, doc=None) -> bool:
     if finding.issue != "RESOURCE_MISMATCH":
         return False
-    return all(d.get("action") == "ec2:RunInstances" for d in finding.detail)
+    return all(
+        d.get("action") == "ec2:RunInstances"
+        or (d.get("action") == "ssm:GetParameters" and doc is not None and public_parameters_only(doc))
+        for d in finding.detail
+    )
 
 
 def main() -> int:
@@ -85,10 +104,11 @@ def main() -> int:
         elif r["Type"] == "AWS::IAM::Role":
             docs += [x["PolicyDocument"] for x in p.get("Policies", [])]
         for doc in docs:
-            policy = analyze_policy_string(json.dumps(resolve(doc, t)))
-            bad = [f for f in policy.findings if not accepted(f)]
+            resolved = resolve(doc, t)
+            policy = analyze_policy_string(json.dumps(resolved))
+            bad = [f for f in policy.findings if not accepted(f, resolved)]
             for f in policy.findings:
-                tag = "accepted" if accepted(f) else "FINDING"
+                tag = "accepted" if accepted(f, resolved) else "FINDING"
                 print(f"{tag} {lid}: {f.issue} {json.dumps(f.detail)[:300]}")
             if bad:
                 failed += 1

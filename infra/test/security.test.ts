@@ -223,30 +223,18 @@ test('create-only writes can be enforced for the instance role', () => {
   assert.deepEqual(deny?.statement.Condition, { Null: { 's3:if-none-match': 'true' } });
 });
 
-test('every function runs provided.al2023 with the full SPOTFIT_* environment', () => {
+test('every function runs provided.al2023', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function');
   assert.equal(fns.length, 6);
   for (const [id, f] of fns) {
     assert.equal(f.Runtime, 'provided.al2023', id);
     assert.equal(f.Handler, 'bootstrap', id);
-    const vars = Object.keys((f.Environment as any).Variables).sort();
-    assert.deepEqual(vars, [
-      'SPOTFIT_AGENT_KEY',
-      'SPOTFIT_ARCHITECTURES',
-      'SPOTFIT_BUCKET',
-      'SPOTFIT_CAPACITY_TABLE',
-      'SPOTFIT_INSTANCE_PROFILE_ARN',
-      'SPOTFIT_LAUNCH_TEMPLATE_ID',
-      'SPOTFIT_PROFILES_TABLE',
-      'SPOTFIT_REGION',
-      'SPOTFIT_RUNS_TABLE',
-      'SPOTFIT_SUBNETS',
-    ]);
-    assert.deepEqual(JSON.parse((f.Environment as any).Variables.SPOTFIT_SUBNETS), {
-      'use1-az1': 'subnet-0123456789abcdef0',
-      'use1-az2': 'subnet-0123456789abcdef1',
-    });
   }
+  const launch = fns.find(([, f]) => f.Description === 'spotfit launch-instance')![1] as any;
+  assert.deepEqual(JSON.parse(launch.Environment.Variables.SPOTFIT_SUBNETS), {
+    'use1-az1': 'subnet-0123456789abcdef0',
+    'use1-az2': 'subnet-0123456789abcdef1',
+  });
 });
 
 test('state machine may invoke exactly the five pipeline functions', () => {
@@ -270,7 +258,64 @@ test('only the launcher and recorder touch DynamoDB writes they need', () => {
     );
   const id = (n: string) => json.Resources && Object.keys(json.Resources).find((k) => k.startsWith(n) && json.Resources[k].Type === 'AWS::DynamoDB::Table')!;
   assert.deepEqual(writers(id('Profiles')), new Set([roleOf('record-run')]));
-  assert.deepEqual(writers(id('Runs')), new Set([roleOf('launch-instance'), roleOf('record-run')]));
+  // check-job writes the running attempt's heartbeat (the reaper's "abandoned" rule reads it).
+  assert.deepEqual(writers(id('Runs')), new Set([roleOf('launch-instance'), roleOf('check-job'), roleOf('record-run')]));
+  const heartbeat = grants('dynamodb:PutItem').filter(
+    (s) => s.roles.includes(roleOf('check-job')) && asArray(s.statement.Resource).some((r) => render(r).includes(id('Runs'))),
+  );
+  assert.equal(heartbeat.length, 1);
+  assert.deepEqual(asArray(heartbeat[0].statement.Action), ['dynamodb:PutItem'], 'check-job: PutItem only, no update or delete');
+  assert.deepEqual(asArray(heartbeat[0].statement.Resource).map(render), [`{${id('Runs')}.Arn}`], 'runs table only, not its index');
+});
+
+test('the launcher may create the Spot service-linked role, and only that one', () => {
+  const slr = grants('iam:CreateServiceLinkedRole');
+  assert.equal(slr.length, 1);
+  assert.deepEqual(slr[0].roles, [roleOf('launch-instance')]);
+  assert.deepEqual(slr[0].statement.Condition, { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } });
+  assert.ok(render(slr[0].statement.Resource).endsWith(':role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot'));
+  assert.equal(resourcesOfType(json, 'AWS::IAM::ServiceLinkedRole').length, 0, 'a declared SLR fails in accounts that have one');
+});
+
+test('the launcher may read the resolve:ssm AMI parameter, and only that parameter', () => {
+  const get = grants('ssm:GetParameters');
+  assert.equal(get.length, 1);
+  assert.deepEqual(get[0].roles, [roleOf('launch-instance')]);
+  assert.deepEqual(
+    asArray(get[0].statement.Resource).map(render),
+    ['arn:{AWS::Partition}:ssm:{AWS::Region}::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64'],
+  );
+  const { json: plain } = synth({ 'spotfit:imageId': 'ami-0123456789abcdef0' });
+  assert.equal(statements(plain).filter((s) => asArray(s.statement.Action).includes('ssm:GetParameters')).length, 0);
+});
+
+test('alarms: failed executions, every function\'s errors, the reaper, the dead-letter queue; all to one topic', () => {
+  const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, p]) => p as any);
+  const metric = (ns: string, name: string) => alarms.filter((a) => a.Namespace === ns && a.MetricName === name);
+  assert.ok(metric('AWS/States', 'ExecutionsFailed').length === 1);
+  assert.equal(metric('AWS/Lambda', 'Errors').length, 6);
+  assert.ok(alarms.some((a) => a.MetricName === 'Errors' && render(a.Dimensions).includes(logicalId(stack.functions['reap-instances'] as never))));
+  assert.equal(metric('AWS/SQS', 'ApproximateNumberOfMessagesVisible').length, 1);
+  const topics = resourcesOfType(json, 'AWS::SNS::Topic');
+  assert.equal(topics.length, 1);
+  for (const a of alarms) assert.deepEqual(a.AlarmActions, [{ Ref: topics[0][0] }]);
+  assert.equal(resourcesOfType(json, 'AWS::SNS::Subscription').length, 0);
+  const { json: withMail } = synth({ 'spotfit:alarmEmail': 'ops@example.com' });
+  const sub = resourcesOfType(withMail, 'AWS::SNS::Subscription');
+  assert.equal(sub.length, 1);
+  assert.equal((sub[0][1] as any).Protocol, 'email');
+  assert.throws(() => synth({ 'spotfit:alarmEmail': 'not-an-address' }), /spotfit:alarmEmail/);
+});
+
+test('every EventBridge target has a dead-letter queue; failed executions log their cause', () => {
+  const rules = resourcesOfType(json, 'AWS::Events::Rule');
+  assert.ok(rules.length >= 3);
+  for (const [id, r] of rules) {
+    for (const t of (r as any).Targets) assert.ok(t.DeadLetterConfig?.Arn, `${id}: target ${t.Id} has no DLQ`);
+  }
+  const sm = resourcesOfType(json, 'AWS::StepFunctions::StateMachine')[0][1] as any;
+  assert.equal(sm.LoggingConfiguration.Level, 'ERROR');
+  assert.equal(sm.LoggingConfiguration.IncludeExecutionData, true);
 });
 
 test('every checkov suppression carries a reason', () => {

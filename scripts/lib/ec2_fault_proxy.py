@@ -8,12 +8,15 @@ service talks to moto directly). It forwards each request to moto unchanged, exc
   idempotency: the same token never starts a second instance). A different instance type
   under the same token is refused with IdempotentParameterMismatch, as EC2 does.
 * RunInstances for an instance type with an injected fault answers that EC2 error instead
-  (the fault's count goes down; -1 = for ever). Faults are set per instance type.
+  (the fault's count goes down; -1 = for ever). Faults are set per instance type, or per market
+  (`"market": "spot"`: every spot launch, as a region-wide quota such as
+  MaxSpotInstanceCountExceeded refuses them; a market fault is checked first).
 * DescribeInstances shows instances "interrupted" through the control API as terminated with
   state reason Server.SpotInstanceTermination (moto only knows user-initiated termination).
 
 Control API (JSON), under /_spotfit/:
   POST   /_spotfit/faults     {"instance_type": "m7i.large", "code": "InsufficientInstanceCapacity", "count": 1}
+                               or {"market": "spot", "code": "MaxSpotInstanceCountExceeded", "count": 3}
   DELETE /_spotfit/faults     clear all faults
   GET    /_spotfit/calls      every RunInstances seen: instance type, client token, outcome
   POST   /_spotfit/interrupt  {"instance_id": "i-…"}: terminate it as a spot interruption would
@@ -62,11 +65,16 @@ def forward(method, path, headers, body):
 
 
 def terminate_in_moto(instance_id, headers):
-    body = urllib.parse.urlencode({"Action": "TerminateInstances", "Version": "2016-11-15", "InstanceId.1": instance_id})
-    # moto routes by the credential scope of the Authorization header (it checks no signature).
-    auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0"
-    h = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": auth}
-    return forward("POST", "/", h, body.encode())
+    """Terminates as EC2 itself would: signed with the credentials this layer was started with
+    (the set-up's admin), since moto may be enforcing IAM."""
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=f"http://{MOTO[0]}:{MOTO[1]}", region_name="us-east-1")
+    try:
+        ec2.terminate_instances(InstanceIds=[instance_id])
+        return 200, {}, b""
+    except Exception as e:  # reported to the caller of the control API
+        return 500, {}, str(e).encode()
 
 
 def mark_interrupted(body):
@@ -122,7 +130,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.json(200, {"ok": True})
             if path == "/_spotfit/faults" and method == "POST":
                 f = json.loads(body or b"{}")
-                FAULTS[f["instance_type"]] = {"code": f.get("code", "InsufficientInstanceCapacity"), "count": int(f.get("count", 1))}
+                key = f"market:{f['market']}" if "market" in f else f["instance_type"]
+                FAULTS[key] = {"code": f.get("code", "InsufficientInstanceCapacity"), "count": int(f.get("count", 1))}
                 return self.json(200, FAULTS)
             if path == "/_spotfit/faults" and method == "DELETE":
                 FAULTS.clear()
@@ -161,17 +170,19 @@ class Handler(BaseHTTPRequestHandler):
                         return self.reply(*ec2_error("IdempotentParameterMismatch", "token reused with other parameters"))
                     CALLS.append({"instance_type": itype, "client_token": token, "outcome": "replayed"})
                     return self.reply(status, headers, data)
-                fault = FAULTS.get(itype)
-                if fault and fault["count"] != 0:
-                    if fault["count"] > 0:
-                        fault["count"] -= 1
-                    CALLS.append({"instance_type": itype, "client_token": token, "outcome": fault["code"]})
-                    msg = f"We currently do not have sufficient {itype} capacity (injected by ec2_fault_proxy)."
-                    return self.reply(*ec2_error(fault["code"], msg))
+                market = form.get("InstanceMarketOptions.MarketType") or "on-demand"
+                for key in (f"market:{market}", itype):
+                    fault = FAULTS.get(key)
+                    if fault and fault["count"] != 0:
+                        if fault["count"] > 0:
+                            fault["count"] -= 1
+                        CALLS.append({"instance_type": itype, "market": market, "client_token": token, "outcome": fault["code"]})
+                        msg = f"{fault['code']} for {itype} ({market}), injected by ec2_fault_proxy."
+                        return self.reply(*ec2_error(fault["code"], msg))
                 # Launch under the lock so a concurrent retry with the same token waits and replays.
                 status, headers, data = forward(method, self.path, dict(self.headers), body)
                 outcome = "launched" if status == 200 else f"moto {status}"
-                CALLS.append({"instance_type": itype, "client_token": token, "outcome": outcome})
+                CALLS.append({"instance_type": itype, "market": market, "client_token": token, "outcome": outcome})
                 if token and status == 200:
                     TOKENS[token] = (itype, status, headers, data)
                 return self.reply(status, headers, data)

@@ -11,6 +11,10 @@ instance first, the script's process group is killed (the machine is gone).
 
 With --interrupt-run, the first attempt of that run is interrupted S seconds after it starts:
 its processes are killed and the fault layer marks it terminated by a spot interruption.
+
+The stand-in itself plays EC2 (it describes and terminates with the caller's, the set-up's,
+credentials); what runs "on the instance" (the user data, the agent, `aws s3 cp`) gets the
+instance role's STS credentials from SPOTFIT_ROLES_DIR/instance.env, as IMDS would hand them out.
 Runs until SIGTERM; writes WORKDIR/standin.log.
 """
 
@@ -32,6 +36,18 @@ INTERRUPT_AFTER = float(ARGS[ARGS.index("--after") + 1]) if "--after" in ARGS el
 EC2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"], region_name=os.environ["AWS_REGION"])
 LOG = open(os.path.join(WORK, "standin.log"), "a", buffering=1)
 BIN = os.path.join(WORK, "bin")
+
+
+def instance_creds():
+    roles = os.environ.get("SPOTFIT_ROLES_DIR")
+    if not roles:
+        sys.exit("instance_standin: SPOTFIT_ROLES_DIR is not set: the instance must run on its role's credentials")
+    with open(os.path.join(roles, "instance.env"), encoding="utf-8") as f:
+        pairs = f.read().replace("export ", "").split()
+    return dict(p.split("=", 1) for p in pairs)
+
+
+INSTANCE_CREDS = instance_creds()
 
 STUBS = {
     "curl": """#!/bin/bash
@@ -74,7 +90,7 @@ def start(iid, tags):
     script = os.path.join(home, "user-data.sh")
     with open(script, "wb") as f:
         f.write(base64.b64decode(ud))
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid, **INSTANCE_CREDS)
     out = open(os.path.join(home, "console.log"), "wb")
     p = subprocess.Popen(["bash", script], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     log("started", iid, tags.get("spotfit:run-id"), tags.get("spotfit:attempt"), "pid", p.pid)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Adapter integration tests (EC2, S3, DynamoDB; capacity faults, ClientToken, interruption,
-# reaper) against moto + spotfit's EC2 fault layer on loopback, started and stopped here.
+# reaper) against moto + spotfit's EC2 fault layer on loopback, started and stopped here, with
+# IAM enforced (each adapter on its Lambda's role from the synthesized template).
 # The Rust tests (shared/aws/tests/emulator.rs, feature `integration`) fail if run without it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,8 +12,19 @@ scripts/local-stack start "$dir" >/dev/null
 scripts/local-stack seed "$dir" >/dev/null
 # shellcheck disable=SC1091
 source "$dir/env"
+# IAM enforced: each adapter runs on the role the synthesized template gives its Lambda.
+# shellcheck source=../../infra/test/env.sh
+source infra/test/env.sh
+infra_build
+CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 \
+  infra_synth "$dir/cdk.out" -c "spotfit:vpcId=$SPOTFIT_TEST_VPC" -c "spotfit:subnets=$SPOTFIT_SUBNETS"
+scripts/local-stack iam "$dir" "$dir/cdk.out/Spotfit.template.json" >/dev/null
+export SPOTFIT_ROLES_DIR="$dir/roles"
 # --workspace keeps the feature set of `cargo test --workspace` (no rebuild of the SDK crates).
-cargo test --workspace --features "$SPOTFIT_FEATURES,spotfit-aws/integration" --test emulator -- --test-threads 4 2>&1
+if ! cargo test --workspace --features "$SPOTFIT_FEATURES,spotfit-aws/integration" --test emulator -- --test-threads 4 2>&1; then
+  if [ -s "$SPOTFIT_IAM_DENIALS" ]; then echo "IAM denials:" >&2; sort "$SPOTFIT_IAM_DENIALS" | uniq -c >&2; fi
+  exit 1
+fi
 # No test may leave an instance running.
 left=$("$TOOLS/venv/bin/python" -c '
 import boto3, os

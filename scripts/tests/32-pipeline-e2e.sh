@@ -4,9 +4,16 @@
 # from the environment like the Lambdas' main.rs), against moto + the EC2 fault layer, while
 # stand-in "instances" run the rendered user data, which fetches the agent from the emulated
 # bucket and runs the job under the monitor (scripts/lib/instance_standin.py).
+# IAM is enforced: the template `cdk synth` gives (synthesized here for the emulator's VPC and
+# subnets) is read for each Lambda's and the instance's role and policies, which are created in
+# moto; every handler and the agent run on their own role's STS credentials (only set-up and the
+# assertions below use the admin), and moto authorizes every call (scripts/local-stack iam).
 # Scenarios: capacity fallback to the third candidate and a full run; a spot interruption
 # retried on another pool with both attempts costed; an execution aborted mid-run whose
-# instance the reaper terminates; the launch handler invoked twice with the same input.
+# instance the reaper terminates; the launch handler invoked twice with the same input; a
+# check-job invocation lost to a timeout mid-job; a launch cut off after starting its instance;
+# and a negative control: the same pipeline with one statement removed from one role fails,
+# naming the denied action and the role.
 # Prints "N passed, M failed"; fails if any instance is left running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,14 +46,34 @@ scripts/local-stack seed "$dir" >/dev/null
 # shellcheck disable=SC1091
 source "$dir/env"
 PY="$TOOLS/venv/bin/python"
+
+log "cdk synth for the emulator's network, then its IAM into moto (enforced from here on)"
+# shellcheck source=../../infra/test/env.sh
+source infra/test/env.sh
+infra_build
+CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 \
+  infra_synth "$dir/cdk.out" -c "spotfit:vpcId=$SPOTFIT_TEST_VPC" -c "spotfit:subnets=$SPOTFIT_SUBNETS"
+TEMPLATE="$dir/cdk.out/Spotfit.template.json"
 "$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
+scripts/local-stack iam "$dir" "$TEMPLATE"
+export SPOTFIT_ROLES_DIR="$dir/roles"
+as_role() { # COMPONENT CMD…: run CMD on that component's STS credentials
+  local comp="$1"; shift
+  # shellcheck disable=SC1090
+  ( source "$SPOTFIT_ROLES_DIR/$comp.env"; "$@" )
+}
+invoke() { as_role "$1" "$SPOTFIT_LOCAL_INVOKE" "$1"; }
 export SPOTFIT_REAP_STALE_S=3 SPOTFIT_REAP_GRACE_S=60
 
 passed=0; failed=0
 check() { # NAME PYTHON-EXPR-FILE…: run a python assertion script; count
   local name="$1"; shift
-  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; else failed=$((failed+1)); echo "FAIL $name"; cat "$dir/check.out"; fi
+  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; else
+    failed=$((failed+1)); echo "FAIL $name"; cat "$dir/check.out"
+    if [ -s "$SPOTFIT_IAM_DENIALS" ]; then echo "IAM denials so far:"; sort "$SPOTFIT_IAM_DENIALS" | uniq -c; fi
+  fi
 }
+check "static IAM check of what moto's evaluator skips (conditions, non-S3 resource ARNs)" scripts/lib/template_iam.py static "$TEMPLATE"
 fault() { curl -sf -X "$1" "$SPOTFIT_FAULTS_URL/$2" -H 'Content-Type: application/json' ${3:+-d "$3"} >/dev/null; }
 execute() { # INPUT NAME [opts]: run the state machine, output JSON in $dir/NAME.out
   local input="$1" name="$2"; shift 2
@@ -64,7 +91,7 @@ cat > "$dir/job.json" <<'JSON'
  "env": {"HOSTILE": "$(touch /tmp/spotfit-e2e-pwned) 'q' \"d\""}, "hints": {"vcpu": 1, "memory_gib": 2}, "timeout_s": 600, "market": "spot"}
 JSON
 # The ranking is deterministic: ask the size handler for the order, then fail the first two types.
-"$SPOTFIT_LOCAL_INVOKE" size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe\"}" > "$dir/size.out"
+invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe\"}" > "$dir/size.out"
 read -r first second third < <("$PY" -c 'import json,sys; c=json.load(open(sys.argv[1]))["candidates"]; print(*[x["instance_type"] for x in c[:3]])' "$dir/size.out")
 echo "ranked: $first, $second, $third"
 fault POST faults "{\"instance_type\": \"$first\", \"code\": \"InsufficientInstanceCapacity\", \"count\": -1}"
@@ -138,7 +165,7 @@ cat > "$dir/sleepy.json" <<'JSON'
 JSON
 execute "$dir/sleepy.json" e2e-orphan --abort-after-checks 1
 sleep 4
-echo '{}' | "$SPOTFIT_LOCAL_INVOKE" reap-instances > "$dir/reap.out"
+echo '{}' | invoke reap-instances > "$dir/reap.out"
 cat "$dir/reap.out"; echo
 check "abort: the orphan is reaped as abandoned" - "$dir" <<'PY'
 import boto3, json, os, sys
@@ -154,10 +181,10 @@ print("ok")
 PY
 
 # --- 4. the launch handler twice with the same input: one instance ------------------------------
-"$SPOTFIT_LOCAL_INVOKE" size-job <<< "{\"spec\": $(cat "$dir/sleepy.json"), \"execution\": \"e2e-twice\"}" > "$dir/twice.in"
-"$SPOTFIT_LOCAL_INVOKE" launch-instance < "$dir/twice.in" > "$dir/twice.a"
-"$SPOTFIT_LOCAL_INVOKE" launch-instance < "$dir/twice.in" > "$dir/twice.b"
-"$SPOTFIT_LOCAL_INVOKE" terminate-instance < "$dir/twice.b" > /dev/null
+invoke size-job <<< "{\"spec\": $(cat "$dir/sleepy.json"), \"execution\": \"e2e-twice\"}" > "$dir/twice.in"
+invoke launch-instance < "$dir/twice.in" > "$dir/twice.a"
+invoke launch-instance < "$dir/twice.in" > "$dir/twice.b"
+invoke terminate-instance < "$dir/twice.b" > /dev/null
 check "launch twice: exactly one instance" - "$dir" <<'PY'
 import boto3, json, os, sys
 d = sys.argv[1]
@@ -169,6 +196,112 @@ assert ids == [a], ids
 print("ok")
 PY
 
+# --- 5. check-job lost to a timeout mid-job: retried, the job completes and is recorded ----------
+execute "$dir/long.json" e2e-check-timeout --timeout-once check-job:2
+check "check-job timed out once mid-job: retried, job succeeded and recorded" - "$dir" <<'PY'
+import boto3, json, os, sys
+d = sys.argv[1]
+out = json.load(open(f"{d}/e2e-check-timeout.out"))
+assert out["status"] == "SUCCEEDED", out
+assert "Check:timed-out" in out["states"] and "CleanUp" not in out["states"], out["states"]
+assert [a["status"] for a in out["output"]["history"]] == ["succeeded"], out["output"]["history"]
+it = boto3.client("dynamodb").get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"], Key={"run_id": {"S": "e2e-check-timeout"}, "attempt": {"N": "1"}})["Item"]
+assert json.loads(it["doc"]["S"])["status"] == "succeeded", it
+print("ok")
+PY
+
+# --- 6. launch cut off after its walk started an instance: the retry finds it, no second one -----
+invoke size-job <<< "{\"spec\": $(cat "$dir/long.json"), \"execution\": \"probe2\"}" > "$dir/size2.out"
+read -r lfirst < <("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["candidates"][0]["instance_type"])' "$dir/size2.out")
+fault POST faults "{\"instance_type\": \"$lfirst\", \"code\": \"InsufficientInstanceCapacity\", \"count\": -1}"
+execute "$dir/long.json" e2e-launch-timeout --timeout-once launch-instance:1
+fault DELETE faults
+check "launch cut off mid-walk: the retry found the first call's instance, exactly one started" - "$dir" <<'PY'
+import boto3, json, os, sys
+d = sys.argv[1]
+out = json.load(open(f"{d}/e2e-launch-timeout.out"))
+assert out["status"] == "SUCCEEDED", out
+assert out["states"][:3] == ["Size", "Launch", "Launch:timed-out"] and out["states"][3] == "Launch", out["states"]
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"])
+ids = [i["InstanceId"] for r in ec2.describe_instances(Filters=[{"Name": "tag:spotfit:run-id", "Values": ["e2e-launch-timeout"]}])["Reservations"] for i in r["Instances"]]
+assert ids == [out["output"]["history"][0]["instance_id"]], (ids, out["output"]["history"])
+print("ok")
+PY
+
+# --- 7. EC2's limits: pool rejections and region-wide quotas --------------------------------------
+# Marks left by the scenarios above would hide the pools these ones are about.
+clear_capacity() {
+  "$PY" -c '
+import boto3, os
+ddb = boto3.client("dynamodb"); t = os.environ["SPOTFIT_CAPACITY_TABLE"]
+for i in ddb.scan(TableName=t)["Items"]: ddb.delete_item(TableName=t, Key={"pool": i["pool"]})'
+}
+clear_capacity
+cat > "$dir/short.json" <<'JSON'
+{"name": "e2e-short", "command": ["python3", "-c", "print('done')"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600}
+JSON
+invoke size-job <<< "{\"spec\": $(cat "$dir/short.json"), \"execution\": \"probe3\"}" > "$dir/size3.out"
+read -r s1 s2 s3 < <("$PY" -c 'import json,sys; c=json.load(open(sys.argv[1]))["candidates"]; print(*[x["instance_type"] for x in c[:3]])' "$dir/size3.out")
+curl -sf -X DELETE "$SPOTFIT_FAULTS_URL/calls" >/dev/null
+fault POST faults "{\"instance_type\": \"$s1\", \"code\": \"Unsupported\", \"count\": -1}"
+fault POST faults "{\"instance_type\": \"$s2\", \"code\": \"Unsupported\", \"count\": -1}"
+execute "$dir/short.json" e2e-unsupported
+fault DELETE faults
+check "Unsupported on the first two candidates: the third is launched, no capacity mark" - "$dir" "$s1" "$s2" "$s3" <<'PY'
+import boto3, json, os, sys
+d, s1, s2, s3 = sys.argv[1:5]
+out = json.load(open(f"{d}/e2e-unsupported.out"))
+assert out["status"] == "SUCCEEDED", out
+assert out["output"]["history"][0]["pool"]["instance_type"] == s3, out["output"]["history"]
+cap = boto3.client("dynamodb").scan(TableName=os.environ["SPOTFIT_CAPACITY_TABLE"])["Items"]
+assert not cap, cap
+print("ok")
+PY
+
+spot_od="$dir/spot-od.json"
+"$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); j["name"]="e2e-quota-od"; j["market"]="spot-then-on-demand"; json.dump(j, open(sys.argv[2], "w"))' "$dir/short.json" "$spot_od"
+curl -sf -X DELETE "$SPOTFIT_FAULTS_URL/calls" >/dev/null
+fault POST faults '{"market": "spot", "code": "MaxSpotInstanceCountExceeded", "count": -1}'
+execute "$spot_od" e2e-quota-od
+fault DELETE faults
+check "spot quota with on-demand allowed: one spot call, then on-demand; no capacity mark" - "$dir" <<'PY'
+import boto3, json, os, sys, urllib.request
+d = sys.argv[1]
+out = json.load(open(f"{d}/e2e-quota-od.out"))
+assert out["status"] == "SUCCEEDED", out
+assert out["output"]["history"][0]["pool"]["market"] == "on-demand", out["output"]["history"]
+calls = json.load(urllib.request.urlopen(os.environ["SPOTFIT_FAULTS_URL"] + "/calls"))
+assert [c["outcome"] for c in calls] == ["MaxSpotInstanceCountExceeded", "launched"], calls
+assert calls[1]["market"] == "on-demand", calls
+cap = boto3.client("dynamodb").scan(TableName=os.environ["SPOTFIT_CAPACITY_TABLE"])["Items"]
+assert not cap, cap
+print("ok")
+PY
+
+curl -sf -X DELETE "$SPOTFIT_FAULTS_URL/calls" >/dev/null
+"$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); j["name"]="e2e-quota-wait"; json.dump(j, open(sys.argv[2], "w"))' "$dir/short.json" "$dir/quota-wait.json"
+fault POST faults '{"market": "spot", "code": "VcpuLimitExceeded", "count": 3}'
+execute "$dir/quota-wait.json" e2e-quota-wait
+fault DELETE faults
+check "spot quota, spot only: waits for quota (backs off), launches once the fault layer lifts it after 3 calls" - "$dir" <<'PY'
+import json, os, sys, urllib.request
+d = sys.argv[1]
+out = json.load(open(f"{d}/e2e-quota-wait.out"))
+assert out["status"] == "SUCCEEDED", out
+assert out["states"][:5] == ["Size", "Launch", "Launch", "Launch", "Launch"], out["states"]
+calls = json.load(urllib.request.urlopen(os.environ["SPOTFIT_FAULTS_URL"] + "/calls"))
+assert [c["outcome"] for c in calls] == ["VcpuLimitExceeded"] * 3 + ["launched"], calls
+assert len({c["instance_type"] for c in calls[:3]}) == 1, "a quota must not walk the pools"
+print("ok")
+PY
+
+# --- every component ran within its role -----------------------------------------------------------
+check "no IAM denial in any scenario above" - <<'PY'
+import os
+den = open(os.environ["SPOTFIT_IAM_DENIALS"]).read().strip()
+assert not den, den
+PY
+
 # --- nothing left running -------------------------------------------------------------------------
 sleep 1
 check "no instance left running in the emulator" - <<'PY'
@@ -177,6 +310,33 @@ ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"])
 left = [(i["InstanceId"], i["State"]["Name"]) for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["State"]["Name"] not in ("terminated", "shutting-down")]
 assert not left, left
 PY
+# --- negative control: one statement less in one role, in a fresh emulator -> the run fails -------
+neg="$dir/negative"; mkdir -p "$neg"
+(
+  scripts/local-stack start "$neg" >/dev/null
+  scripts/local-stack seed "$neg" >/dev/null
+  # shellcheck disable=SC1091
+  source "$neg/env"
+  # The same template; its subnets differ from this emulator's, which moto's action-level EC2
+  # evaluation does not see (the static check above covers resource ARNs).
+  "$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
+  scripts/local-stack iam "$neg" "$TEMPLATE" --drop check-job:HeartbeatRunRow >/dev/null
+  SPOTFIT_ROLES_DIR="$neg/roles" node statemachine/tests/run-execution.mjs "$dir/sleepy.json" e2e-negative > "$neg/run.out"
+  cp "$SPOTFIT_IAM_DENIALS" "$neg/denials.log"
+  scripts/local-stack stop "$neg"
+)
+check "negative control: without check-job's HeartbeatRunRow the run fails, naming dynamodb:PutItem and the role" - "$neg" <<'PY'
+import json, sys
+d = sys.argv[1]
+out = json.load(open(f"{d}/run.out"))
+assert out["status"] == "FAILED", out
+den = [l for l in open(f"{d}/denials.log").read().splitlines() if l]
+assert den, "no denial logged"
+assert all(l.split()[1] == "dynamodb:PutItem" and "/CheckJobServiceRole" in l.split()[2] for l in den), den
+print("denied:", den[0]); print("execution:", out["error"], out["cause"][:300])
+PY
+cat "$dir/check.out"
+
 echo "fallback execution: $(echo "$t1 - $t0" | bc) s; whole e2e script: $(( $(date +%s) - t_start )) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

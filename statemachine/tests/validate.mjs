@@ -61,6 +61,18 @@ for (const [state, s] of Object.entries(def.States)) {
   const ok = targets.length > 0 && targets.every(t => ['CleanUp', 'Failed'].includes(t));
   check(`${state} catches every error`, ok && (s.Catch ?? []).some(c => c.ErrorEquals.includes('States.ALL')));
 }
+// A Lambda timeout, crash or throttle reaches the state machine as one of these (AWS's "Handle
+// Lambda service exceptions"); each Task retries all of them with backoff, so one lost
+// invocation never ends a healthy job.
+const LAMBDA_TRANSIENT = ['Lambda.Unknown', 'Lambda.ClientExecutionTimeoutException', 'Lambda.ServiceException',
+  'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException'];
+for (const [state, s] of Object.entries(def.States)) {
+  if (s.Type !== 'Task') continue;
+  const missing = LAMBDA_TRANSIENT.filter(e => !(s.Retry ?? []).some(r => r.ErrorEquals.includes(e) && r.MaxAttempts >= 2 && (r.BackoffRate ?? 1) > 1));
+  check(`${state} retries every transient Lambda error with backoff`, missing.length === 0, missing.join(','));
+}
+check('Launch retries a spent time budget and waits for quota', ['LaunchBudgetSpent', 'WaitingForQuota']
+  .every(e => def.States.Launch.Retry.some(r => r.ErrorEquals.includes(e))));
 for (const t of ['Launch', 'Check', 'Terminate']) {
   check(`${t}'s Catch goes through CleanUp (terminate)`, def.States[t].Catch[0].Next === 'CleanUp');
 }

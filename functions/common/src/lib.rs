@@ -4,7 +4,7 @@
 
 use lambda_runtime::Diagnostic;
 use serde::de::DeserializeOwned;
-use spotfit_aws::config::{ConfigError, LaunchConfig, StoreConfig};
+use spotfit_aws::config::{self, env_var, ConfigError, LaunchConfig};
 use spotfit_aws::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, Ec2Launcher, S3ObjectStore};
 use spotfit_core::error_names;
 use spotfit_core::pipeline::PipelineError;
@@ -74,36 +74,56 @@ pub fn encode_with_error<T: serde::Serialize>(
     Ok(out)
 }
 
-/// The AWS adapters, built once per cold start from the environment.
+/// The AWS adapters, built once per cold start: each Lambda builds only the ones it uses, and
+/// each reads only its own environment variables (an error names the missing one).
 #[derive(Debug, Clone)]
 pub struct Aws {
-    pub objects: S3ObjectStore,
-    pub profiles: DynamoProfileStore,
-    pub runs: DynamoRunStore,
-    pub capacity: DynamoCapacityStore,
-    pub store_config: StoreConfig,
     pub sdk: aws_config::SdkConfig,
 }
 
 impl Aws {
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let cfg = StoreConfig::from_env()?;
-        let sdk = spotfit_aws::load_sdk_config().await;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        Ok(Aws {
-            objects: S3ObjectStore::new(S3ObjectStore::client_from(&sdk), &cfg.bucket),
-            profiles: DynamoProfileStore::new(ddb.clone(), &cfg.profiles_table),
-            runs: DynamoRunStore::new(ddb.clone(), &cfg.runs_table),
-            capacity: DynamoCapacityStore::new(ddb, &cfg.capacity_table),
-            store_config: cfg,
-            sdk,
-        })
+    pub async fn from_env() -> Self {
+        Aws {
+            sdk: spotfit_aws::load_sdk_config().await,
+        }
     }
 
-    /// The EC2 launcher (launch, check, terminate, reap need it).
+    fn ddb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    /// The bucket (`SPOTFIT_BUCKET`).
+    pub fn objects(&self) -> Result<S3ObjectStore, ConfigError> {
+        Ok(S3ObjectStore::new(
+            S3ObjectStore::client_from(&self.sdk),
+            &env_var(config::BUCKET)?,
+        ))
+    }
+
+    /// The profiles table (`SPOTFIT_PROFILES_TABLE`).
+    pub fn profiles(&self) -> Result<DynamoProfileStore, ConfigError> {
+        Ok(DynamoProfileStore::new(self.ddb(), &env_var(config::PROFILES_TABLE)?))
+    }
+
+    /// The runs table (`SPOTFIT_RUNS_TABLE`).
+    pub fn runs(&self) -> Result<DynamoRunStore, ConfigError> {
+        Ok(DynamoRunStore::new(self.ddb(), &env_var(config::RUNS_TABLE)?))
+    }
+
+    /// The capacity marks table (`SPOTFIT_CAPACITY_TABLE`).
+    pub fn capacity(&self) -> Result<DynamoCapacityStore, ConfigError> {
+        Ok(DynamoCapacityStore::new(self.ddb(), &env_var(config::CAPACITY_TABLE)?))
+    }
+
+    /// The EC2 launcher with its launch configuration (launch-instance only).
     pub fn launcher(&self) -> Result<(Ec2Launcher, LaunchConfig), ConfigError> {
         let cfg = LaunchConfig::from_env()?;
         Ok((Ec2Launcher::new(aws_sdk_ec2::Client::new(&self.sdk), cfg.clone()), cfg))
+    }
+
+    /// EC2 for describe, terminate and list (check, terminate, reap): no launch configuration.
+    pub fn instances(&self) -> Ec2Launcher {
+        Ec2Launcher::instances_only(aws_sdk_ec2::Client::new(&self.sdk))
     }
 }
 

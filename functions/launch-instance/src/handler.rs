@@ -3,9 +3,10 @@
 
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
-use spotfit_core::pipeline::{launch_step, LaunchSettings, RunState};
+use spotfit_core::pipeline::{launch_step_within, LaunchSettings, RunState};
 use spotfit_core::ports::{CapacityStore, Clock, InstanceLauncher, RunStore};
 use spotfit_lambda::{decode, encode, TaskError};
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Deps<L, C, R, K> {
@@ -14,6 +15,9 @@ pub struct Deps<L, C, R, K> {
     pub runs: R,
     pub clock: K,
     pub settings: LaunchSettings,
+    /// How long the walk may take before it returns `LaunchBudgetSpent` (retried): below the
+    /// Lambda's timeout, so that a slow walk ends in a retryable error, not a kill mid-call.
+    pub budget: Option<Duration>,
 }
 
 pub async fn handle<L, C, R, K>(event: LambdaEvent<Value>, deps: &Deps<L, C, R, K>) -> Result<Value, TaskError>
@@ -24,12 +28,13 @@ where
     K: Clock,
 {
     let state: RunState = decode(event.payload)?;
-    let state = launch_step(
+    let state = launch_step_within(
         &deps.launcher,
         &deps.capacity,
         &deps.runs,
         &deps.clock,
         &deps.settings,
+        deps.budget,
         state,
     )
     .await?;
@@ -64,6 +69,7 @@ mod tests {
             settings: LaunchSettings {
                 zones: vec!["use1-az1".into()],
             },
+            budget: Some(crate::LAUNCH_BUDGET),
         }
     }
 

@@ -5,14 +5,21 @@ use handler::Deps;
 use spotfit_aws::{DynamoProfileStore, DynamoRunStore, S3ObjectStore};
 use spotfit_core::ports::SystemClock;
 
+/// The environment variables this function reads; the stack sets exactly these (infra/test).
+pub const ENV: &[&str] = &[
+    spotfit_aws::config::BUCKET,
+    spotfit_aws::config::PROFILES_TABLE,
+    spotfit_aws::config::RUNS_TABLE,
+];
+
 /// The adapters from the environment (once per cold start); an error names what is missing.
 pub async fn from_env(
 ) -> Result<Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock>, lambda_runtime::Error> {
-    let aws = spotfit_lambda::Aws::from_env().await?;
+    let aws = spotfit_lambda::Aws::from_env().await;
     Ok(Deps {
-        profiles: aws.profiles,
-        runs: aws.runs,
-        objects: aws.objects,
+        profiles: aws.profiles()?,
+        runs: aws.runs()?,
+        objects: aws.objects()?,
         clock: SystemClock,
     })
 }

@@ -4,7 +4,7 @@
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::catalog::Catalog;
-use spotfit_core::pipeline::{size_step, SizeInput};
+use spotfit_core::pipeline::{size_step, PipelineError, SizeInput};
 use spotfit_core::ports::{Clock, ProfileStore};
 use spotfit_core::ranking::{rank, RankOptions};
 use spotfit_core::sizing::Requirement;
@@ -29,12 +29,36 @@ pub async fn handle<P: ProfileStore, K: Clock>(
     deps: &Deps<P, K>,
 ) -> Result<Value, TaskError> {
     let input: SizeInput = decode(event.payload)?;
+    // Only the deployment's region is launchable (its subnets, launch template and AMI are
+    // there): a spec that names only other regions is refused rather than ranked on their prices.
+    let named: Vec<&str> = input
+        .spec
+        .pointer("/placement/regions")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !named.is_empty() && !named.contains(&deps.region.as_str()) {
+        return Err(PipelineError::NoCandidates {
+            job: input
+                .spec
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+            reason: format!(
+                "placement.regions {named:?} names no region this deployment can launch in (it launches in {})",
+                deps.region
+            ),
+        }
+        .into());
+    }
     let opts = RankOptions {
         default_region: deps.region.clone(),
         ..Default::default()
     };
     let ranker = |req: &Requirement, spec: &JobSpec| {
         let mut placement = spec.placement.clone();
+        placement.regions = vec![deps.region.clone()];
         placement.architectures = if placement.architectures.is_empty() {
             deps.architectures.clone()
         } else {
@@ -94,6 +118,53 @@ mod tests {
             let offer = catalog.find("us-east-1", t).unwrap();
             assert_eq!(offer.arch, Arch::X86_64, "{t}");
         }
+    }
+
+    #[test]
+    fn a_spec_naming_only_other_regions_is_refused_with_the_reason() {
+        // GIVEN a us-east-1 deployment and a spec placed in eu-west-1 only
+        let event =
+            serde_json::json!({"spec": {"name": "nlp", "command": ["x"], "placement": {"regions": ["eu-west-1"]}}});
+        let err = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap_err();
+        // THEN it is refused, naming the regions, instead of ranking eu-west-1 prices
+        assert_eq!(err.name(), "NoCandidates");
+        assert!(
+            err.to_string().contains("eu-west-1") && err.to_string().contains("us-east-1"),
+            "{err}"
+        );
+        // AND a spec that includes the deployment's region ranks there only
+        let event = serde_json::json!({"spec": {"name": "nlp", "command": ["x"], "placement": {"regions": ["eu-west-1", "us-east-1"]}}});
+        let out = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap();
+        assert!(out["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["region"] == "us-east-1"));
+    }
+
+    #[test]
+    fn previous_generation_types_are_not_ranked_unless_their_family_is_named() {
+        let catalog = Catalog::embedded().unwrap();
+        let event =
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "hints": {"vcpu": 2, "memory_gib": 4}}});
+        let out = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap();
+        for c in out["candidates"].as_array().unwrap() {
+            let t = c["instance_type"].as_str().unwrap();
+            assert!(
+                catalog.find("us-east-1", t).unwrap().current_generation,
+                "{t} is previous-generation"
+            );
+        }
+        let event = serde_json::json!({"spec": {"name": "etl", "command": ["x"], "hints": {"vcpu": 2, "memory_gib": 4},
+            "placement": {"allowed_families": ["m4"]}}});
+        let out = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap();
+        let cands = out["candidates"].as_array().unwrap();
+        assert!(
+            !cands.is_empty()
+                && cands
+                    .iter()
+                    .all(|c| c["instance_type"].as_str().unwrap().starts_with("m4."))
+        );
     }
 
     #[test]

@@ -8,16 +8,23 @@ use spotfit_core::ports::SystemClock;
 
 /// The adapters from the environment (once per cold start); an error names what is missing.
 pub async fn from_env() -> Result<Deps<DynamoProfileStore, SystemClock>, lambda_runtime::Error> {
-    let aws = spotfit_lambda::Aws::from_env().await?;
+    let aws = spotfit_lambda::Aws::from_env().await;
     let catalog = Catalog::embedded()?;
     Ok(Deps {
-        profiles: aws.profiles,
+        profiles: aws.profiles()?,
         catalog,
-        region: aws.store_config.region,
+        region: spotfit_aws::config::env_region()?,
         architectures: architectures_from_env()?,
         clock: SystemClock,
     })
 }
+
+/// The environment variables this function reads; the stack sets exactly these (infra/test).
+pub const ENV: &[&str] = &[
+    spotfit_aws::config::PROFILES_TABLE,
+    spotfit_aws::config::REGION,
+    ARCHITECTURES,
+];
 
 /// Architectures the deployment's launch templates can boot, comma-separated
 /// (`x86_64`, `arm64`); default `x86_64`, the architecture of the stack's one AMI.

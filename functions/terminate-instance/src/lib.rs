@@ -5,12 +5,14 @@ use handler::Deps;
 use spotfit_aws::Ec2Launcher;
 use spotfit_core::ports::SystemClock;
 
+/// The environment variables this function reads; the stack sets exactly these (infra/test).
+pub const ENV: &[&str] = &[];
+
 /// The adapters from the environment (once per cold start); an error names what is missing.
 pub async fn from_env() -> Result<Deps<Ec2Launcher, SystemClock>, lambda_runtime::Error> {
-    let aws = spotfit_lambda::Aws::from_env().await?;
-    let (launcher, _) = aws.launcher()?;
+    let aws = spotfit_lambda::Aws::from_env().await;
     Ok(Deps {
-        launcher,
+        launcher: aws.instances(),
         clock: SystemClock,
     })
 }

@@ -113,6 +113,16 @@ fn plain(var: &'static str, v: String) -> Result<String, ConfigError> {
     }
 }
 
+/// A required variable from the process environment (an error names it).
+pub fn env_var(var: &'static str) -> Result<String, ConfigError> {
+    required(&|k| std::env::var(k).ok(), var)
+}
+
+/// The deployment's region (`SPOTFIT_REGION`, else `AWS_REGION`).
+pub fn env_region() -> Result<String, ConfigError> {
+    region(&|k| std::env::var(k).ok())
+}
+
 impl StoreConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|k| std::env::var(k).ok())

@@ -43,6 +43,62 @@ impl Ec2Launcher {
         Self { client, cfg }
     }
 
+    /// Checks the configured subnets against EC2 (at cold start): each exists, is in the AZ id it
+    /// is keyed by in `SPOTFIT_SUBNETS`, and all are in one VPC. A mismatch would launch jobs in
+    /// another zone than ranked (or fail every launch), so it is refused with the subnet named.
+    pub async fn verify_subnets(&self) -> Result<(), LaunchError> {
+        let invalid = |message: String| LaunchError::Fatal {
+            code: "InvalidSubnetConfig".into(),
+            message: format!("{}: {message}", crate::config::SUBNETS),
+        };
+        let ids: Vec<String> = self.cfg.subnets.values().cloned().collect();
+        let out = self
+            .client
+            .describe_subnets()
+            .set_subnet_ids(Some(ids))
+            .send()
+            .await
+            .map_err(|e| match ec2_error(e) {
+                LaunchError::Fatal { code, message } => invalid(format!("{code}: {message}")),
+                other => other,
+            })?;
+        let mut vpcs = std::collections::BTreeSet::new();
+        for (az_id, id) in &self.cfg.subnets {
+            let Some(sn) = out.subnets().iter().find(|s| s.subnet_id() == Some(id.as_str())) else {
+                return Err(invalid(format!("{id} does not exist")));
+            };
+            let real = sn.availability_zone_id().unwrap_or_default();
+            if real != az_id {
+                return Err(invalid(format!("{id} is in {real}, not in {az_id} as configured")));
+            }
+            vpcs.insert(sn.vpc_id().unwrap_or_default().to_string());
+        }
+        if vpcs.len() > 1 {
+            return Err(invalid(format!(
+                "the subnets are in several VPCs ({vpcs:?}); the security group is in one"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A launcher for describe, terminate and list only (check, terminate, reap): it needs no
+    /// launch configuration, and its `launch` fails (no subnet is configured).
+    pub fn instances_only(client: aws_sdk_ec2::Client) -> Self {
+        Self {
+            client,
+            cfg: LaunchConfig {
+                launch_template_id: String::new(),
+                subnets: Default::default(),
+                instance_profile_arn: None,
+                bucket: String::new(),
+                agent_key: String::new(),
+                region: String::new(),
+                security_group_ids: Vec::new(),
+                associate_public_ip: false,
+            },
+        }
+    }
+
     fn tags(&self, req: &LaunchRequest) -> Vec<Tag> {
         let deadline = chrono::DateTime::from_timestamp_millis(req.deadline_ms)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

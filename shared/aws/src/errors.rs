@@ -33,12 +33,39 @@ pub const CAPACITY_CODES: &[&str] = &[
     "UnfulfillableCapacity",
     "ReservationCapacityExceeded",
     "SpotMaxPriceTooLow",
+    "InsufficientFreeAddressesInSubnet",
+];
+
+/// EC2 codes of region-wide quotas: not capacity (no pool is to blame, every pool of the market
+/// would refuse too), so nothing is marked and the walk does not go through every pool.
+pub const QUOTA_CODES: &[&str] = &[
     "MaxSpotInstanceCountExceeded",
     "VcpuLimitExceeded",
-    "InsufficientFreeAddressesInSubnet",
-    // "The requested instance type is not supported in the requested Availability Zone."
-    "Unsupported",
+    "InstanceLimitExceeded",
+    "PendingVerification",
 ];
+
+/// EC2 codes meaning "this pool can never take this request" (the type is not offered in the AZ,
+/// or not with these parameters): the launch moves on to the next candidate without marking.
+/// "The requested instance type is not supported in the requested Availability Zone" is
+/// `Unsupported`; a type that cannot boot the image's architecture is InvalidParameterValue or
+/// InvalidParameterCombination naming the architecture or the instance type.
+pub const POOL_REJECTION_CODES: &[&str] = &["Unsupported", "UnsupportedOperation"];
+
+/// Whether `code` with `message` concerns only the pool (type or AZ), not the request itself.
+pub fn is_pool_rejection(code: &str, message: &str) -> bool {
+    if POOL_REJECTION_CODES.contains(&code) {
+        return true;
+    }
+    let m = message.to_ascii_lowercase();
+    matches!(code, "InvalidParameterCombination" | "InvalidParameterValue")
+        && (m.contains("architecture") || m.contains("instance type") || m.contains("instancetype"))
+}
+
+/// Whether `code` is a region-wide quota.
+pub fn is_quota(code: &str) -> bool {
+    QUOTA_CODES.contains(&code)
+}
 
 /// EC2 codes meaning "the instance is not there" (describe/terminate treat it as gone).
 pub const NOT_FOUND_CODES: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
@@ -69,6 +96,16 @@ where
 {
     match ec2_error(err) {
         LaunchError::Fatal { code, message } if is_capacity(&code) => LaunchError::Capacity {
+            pool: pool.clone(),
+            code,
+            message,
+        },
+        LaunchError::Fatal { code, message } if is_quota(&code) => LaunchError::Quota {
+            market: pool.market,
+            code,
+            message,
+        },
+        LaunchError::Fatal { code, message } if is_pool_rejection(&code, &message) => LaunchError::PoolRejected {
             pool: pool.clone(),
             code,
             message,
@@ -168,5 +205,25 @@ impl std::fmt::Display for DisplayChain<'_> {
             src = s.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_and_pool_rejections_are_not_capacity() {
+        for q in ["MaxSpotInstanceCountExceeded", "VcpuLimitExceeded"] {
+            assert!(is_quota(q) && !is_capacity(q), "{q}");
+        }
+        assert!(is_pool_rejection("Unsupported", "not supported in the requested AZ") && !is_capacity("Unsupported"));
+        assert!(is_pool_rejection(
+            "InvalidParameterValue",
+            "The architecture 'arm64' of the specified instance type does not match the architecture 'x86_64' of the specified AMI"
+        ));
+        // about the request itself: aborts
+        assert!(!is_pool_rejection("InvalidParameterValue", "Invalid user data"));
+        assert!(!is_pool_rejection("UnauthorizedOperation", "not authorized"));
     }
 }

@@ -1,6 +1,10 @@
 //! Adapter tests against the local stack (moto server + the EC2 fault layer), started by
 //! `scripts/tests/31-pipeline-adapters.sh` (feature `integration`). They FAIL, never skip, when
 //! the stack's environment is missing. Every instance a test starts is terminated by it.
+//!
+//! IAM is enforced: each adapter runs on the STS credentials of the role the synthesized template
+//! gives the Lambda that uses it (`SPOTFIT_ROLES_DIR/roles.json`, written by `scripts/local-stack
+//! iam`); only assertions about EC2's own view use the set-up's admin (`admin_sdk`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +23,9 @@ use spotfit_core::testkit::{candidate, sized_state};
 use std::io::{Read, Write};
 
 struct Stack {
-    sdk: aws_config::SdkConfig,
+    /// The set-up's admin: only for reading back what EC2 recorded.
+    admin_sdk: aws_config::SdkConfig,
+    roles: std::collections::HashMap<String, aws_config::SdkConfig>,
     store: StoreConfig,
     launch: LaunchConfig,
     faults_url: String,
@@ -34,8 +40,26 @@ fn env(var: &str) -> String {
 async fn stack() -> Stack {
     env("AWS_ENDPOINT_URL");
     env("AWS_ENDPOINT_URL_EC2");
+    let roles_file = std::path::Path::new(&env("SPOTFIT_ROLES_DIR")).join("roles.json");
+    let roles: serde_json::Value = serde_json::from_slice(&std::fs::read(&roles_file).expect("roles.json")).unwrap();
+    let mut by_role = std::collections::HashMap::new();
+    for (component, r) in roles.as_object().unwrap() {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            r["AccessKeyId"].as_str().unwrap(),
+            r["SecretAccessKey"].as_str().unwrap(),
+            Some(r["SessionToken"].as_str().unwrap().to_string()),
+            None,
+            "spotfit-template-role",
+        );
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .credentials_provider(creds)
+            .load()
+            .await;
+        by_role.insert(component.clone(), sdk);
+    }
     Stack {
-        sdk: spotfit_aws::load_sdk_config().await,
+        admin_sdk: spotfit_aws::load_sdk_config().await,
+        roles: by_role,
         store: StoreConfig::from_env().expect("store config"),
         launch: LaunchConfig::from_env().expect("launch config"),
         faults_url: env("SPOTFIT_FAULTS_URL"),
@@ -43,14 +67,27 @@ async fn stack() -> Stack {
 }
 
 impl Stack {
-    fn launcher(&self) -> Ec2Launcher {
-        Ec2Launcher::new(aws_sdk_ec2::Client::new(&self.sdk), self.launch.clone())
+    /// The SDK configuration of `component`'s role (a Lambda's name, or `instance`).
+    fn sdk(&self, component: &str) -> &aws_config::SdkConfig {
+        self.roles
+            .get(component)
+            .unwrap_or_else(|| panic!("no role for {component} in roles.json"))
     }
-    fn ddb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk)
+    /// The EC2 launcher as `component` (launch-instance launches; check, terminate, reap describe).
+    fn launcher(&self, component: &str) -> Ec2Launcher {
+        Ec2Launcher::new(aws_sdk_ec2::Client::new(self.sdk(component)), self.launch.clone())
     }
-    fn objects(&self) -> S3ObjectStore {
-        S3ObjectStore::new(S3ObjectStore::client_from(&self.sdk), &self.store.bucket)
+    fn ddb(&self, component: &str) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(self.sdk(component))
+    }
+    fn objects(&self, component: &str) -> S3ObjectStore {
+        S3ObjectStore::new(S3ObjectStore::client_from(self.sdk(component)), &self.store.bucket)
+    }
+    fn caps(&self, component: &str) -> DynamoCapacityStore {
+        DynamoCapacityStore::new(self.ddb(component), &self.store.capacity_table)
+    }
+    fn runs(&self, component: &str) -> DynamoRunStore {
+        DynamoRunStore::new(self.ddb(component), &self.store.runs_table)
     }
     fn zones(&self) -> Vec<String> {
         self.launch.zones()
@@ -127,18 +164,32 @@ async fn terminate_run(l: &Ec2Launcher, run_id: &str) {
 #[tokio::test]
 async fn s3_object_store_round_trips_and_lists() {
     let s = stack().await;
-    let o = s.objects();
-    o.put("t/a/1", b"one".to_vec()).await.unwrap();
-    o.put("t/a/2", b"two".to_vec()).await.unwrap();
-    assert_eq!(o.get("t/a/1").await.unwrap().unwrap(), b"one");
-    assert_eq!(o.get("t/a/none").await.unwrap(), None);
-    assert_eq!(o.list("t/a/").await.unwrap(), ["t/a/1", "t/a/2"]);
+    // record-run writes and reads runs/ (a missing key is a 404 only with ListBucket)
+    let o = s.objects("record-run");
+    let k = "runs/job=t/dt=2026-01-01";
+    o.put(&format!("{k}/1"), b"one".to_vec()).await.unwrap();
+    o.put(&format!("{k}/2"), b"two".to_vec()).await.unwrap();
+    assert_eq!(o.get(&format!("{k}/1")).await.unwrap().unwrap(), b"one");
+    assert_eq!(o.get(&format!("{k}/none")).await.unwrap(), None);
+    assert_eq!(
+        o.list(&format!("{k}/")).await.unwrap(),
+        [format!("{k}/1"), format!("{k}/2")]
+    );
+    // and the instance role may write samples but read nothing back
+    let inst = s.objects("instance");
+    inst.put("samples/job=t/dt=2026-01-01/run=r/part-1.ndjson.gz", b"x".to_vec())
+        .await
+        .unwrap();
+    assert!(
+        inst.get(&format!("{k}/1")).await.is_err(),
+        "the instance role must not read runs/"
+    );
 }
 
 #[tokio::test]
 async fn profile_writes_are_conditional_and_concurrent_updates_all_land() {
     let s = stack().await;
-    let p = DynamoProfileStore::new(s.ddb(), &s.store.profiles_table);
+    let p = DynamoProfileStore::new(s.ddb("record-run"), &s.store.profiles_table);
     let mut prof = JobProfile::new("cond-job");
     prof.version = 1;
     p.put_if_version(&prof, None).await.unwrap();
@@ -179,7 +230,7 @@ async fn profile_writes_are_conditional_and_concurrent_updates_all_land() {
 #[tokio::test]
 async fn run_store_puts_gets_and_lists_by_job_newest_first() {
     let s = stack().await;
-    let r = DynamoRunStore::new(s.ddb(), &s.store.runs_table);
+    let r = s.runs("record-run");
     for (i, run_id) in ["rs-1", "rs-2", "rs-3"].iter().enumerate() {
         let rec = RunRecord {
             run_id: run_id.to_string(),
@@ -216,9 +267,26 @@ async fn run_store_puts_gets_and_lists_by_job_newest_first() {
 }
 
 #[tokio::test]
+async fn subnets_are_checked_against_their_az_ids() {
+    let s = stack().await;
+    s.launcher("launch-instance").verify_subnets().await.unwrap();
+    // GIVEN the configuration with two subnets' zones swapped
+    let mut cfg = s.launch.clone();
+    let zones: Vec<String> = cfg.subnets.keys().cloned().collect();
+    assert!(zones.len() >= 2, "the local stack seeds two subnets");
+    let (a, b) = (cfg.subnets[&zones[0]].clone(), cfg.subnets[&zones[1]].clone());
+    cfg.subnets.insert(zones[0].clone(), b.clone());
+    cfg.subnets.insert(zones[1].clone(), a);
+    let l = Ec2Launcher::new(aws_sdk_ec2::Client::new(s.sdk("launch-instance")), cfg);
+    // THEN it is refused, naming the variable and the subnet
+    let err = l.verify_subnets().await.unwrap_err().to_string();
+    assert!(err.contains("SPOTFIT_SUBNETS") && err.contains(&b), "{err}");
+}
+
+#[tokio::test]
 async fn capacity_marks_expire() {
     let s = stack().await;
-    let c = DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table);
+    let c = s.caps("launch-instance");
     let pool = Pool {
         instance_type: "cap.test".into(),
         az: "use1-az9".into(),
@@ -232,17 +300,14 @@ async fn capacity_marks_expire() {
 #[tokio::test]
 async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
     let s = stack().await;
-    let l = s.launcher();
-    let (caps, runs) = (
-        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
-        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
-    );
+    let l = s.launcher("launch-instance");
+    let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let st = state("ec2-props", &["m6i.large"]);
     let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st)
         .await
         .unwrap();
     let id = st.instance.as_ref().unwrap().instance_id.clone();
-    let ec2 = aws_sdk_ec2::Client::new(&s.sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&s.admin_sdk);
     let out = ec2.describe_instances().instance_ids(&id.0).send().await.unwrap();
     let inst = out.reservations()[0].instances()[0].clone();
     let info = instance_info(&inst);
@@ -291,11 +356,8 @@ async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
 #[tokio::test]
 async fn capacity_errors_fall_back_and_mark_the_pools() {
     let s = stack().await;
-    let l = s.launcher();
-    let (caps, runs) = (
-        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
-        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
-    );
+    let l = s.launcher("launch-instance");
+    let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     // GIVEN the first type refusing in every zone and the second refusing once with another code
     s.inject("c5.large", "InsufficientInstanceCapacity", -1);
     s.inject("c5.xlarge", "SpotMaxPriceTooLow", 1);
@@ -327,7 +389,7 @@ async fn capacity_errors_fall_back_and_mark_the_pools() {
 #[tokio::test]
 async fn a_non_capacity_error_is_fatal_with_its_code() {
     let s = stack().await;
-    let l = s.launcher();
+    let l = s.launcher("launch-instance");
     s.inject("t3.micro", "InvalidParameterValue", -1);
     let req = LaunchRequest {
         pool: Pool {
@@ -367,11 +429,8 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
 #[tokio::test]
 async fn the_same_launch_twice_starts_exactly_one_instance() {
     let s = stack().await;
-    let l = s.launcher();
-    let (caps, runs) = (
-        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
-        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
-    );
+    let l = s.launcher("launch-instance");
+    let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let st = state("ec2-idem", &["m5.xlarge"]);
     let settings = LaunchSettings { zones: s.zones() };
     let a = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st.clone())
@@ -414,11 +473,8 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
 #[tokio::test]
 async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
     let s = stack().await;
-    let l = s.launcher();
-    let (caps, runs) = (
-        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
-        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
-    );
+    let l = s.launcher("launch-instance");
+    let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let st = state("ec2-intr", &["m5.large"]);
     let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st)
         .await
@@ -429,9 +485,16 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
         "/interrupt",
         &serde_json::json!({"instance_id": id.0}).to_string(),
     );
-    let st = pipeline::check_step(&l, &s.objects(), &caps, &runs, &SystemClock, st)
-        .await
-        .unwrap();
+    let st = pipeline::check_step(
+        &s.launcher("check-job"),
+        &s.objects("check-job"),
+        &s.caps("check-job"),
+        &s.runs("check-job"),
+        &SystemClock,
+        st,
+    )
+    .await
+    .unwrap();
     assert_eq!(st.check.as_ref().unwrap().status, RunStatus::Interrupted);
     assert_eq!(st.outcome, Some(pipeline::Outcome::Retry));
     assert!(caps
@@ -446,11 +509,8 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
 #[tokio::test]
 async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
     let s = stack().await;
-    let l = s.launcher();
-    let (caps, runs) = (
-        DynamoCapacityStore::new(s.ddb(), &s.store.capacity_table),
-        DynamoRunStore::new(s.ddb(), &s.store.runs_table),
-    );
+    let l = s.launcher("launch-instance");
+    let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let settings = LaunchSettings { zones: s.zones() };
     let old = pipeline::launch_step(
         &l,
@@ -465,7 +525,8 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
     // its execution stopped polling long ago
     let mut row = runs.get("reap-old", 1).await.unwrap().unwrap();
     row.heartbeat_ms = Some(now_ms() - 3_600_000);
-    runs.put(&row).await.unwrap();
+    // the last heartbeat check-job wrote, long ago
+    s.runs("check-job").put(&row).await.unwrap();
     pipeline::launch_step(
         &l,
         &caps,
@@ -476,9 +537,14 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
     )
     .await
     .unwrap();
-    let report = pipeline::reap_step(&l, &runs, &SystemClock, &ReapPolicy::default())
-        .await
-        .unwrap();
+    let report = pipeline::reap_step(
+        &s.launcher("reap-instances"),
+        &s.runs("reap-instances"),
+        &SystemClock,
+        &ReapPolicy::default(),
+    )
+    .await
+    .unwrap();
     let reaped: Vec<_> = report.terminated.iter().filter_map(|r| r.run_id.clone()).collect();
     assert!(reaped.contains(&"reap-old".to_string()), "{report:?}");
     assert!(!reaped.contains(&"reap-live".to_string()), "{report:?}");

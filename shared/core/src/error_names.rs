@@ -25,6 +25,14 @@ pub const INSTANCE_API_FAILED: &str = "InstanceApiFailed";
 pub const STORE_FAILED: &str = "StoreFailed";
 /// The Lambda's configuration (environment) is invalid.
 pub const CONFIG_INVALID: &str = "ConfigInvalid";
+/// The launch walk ran out of its time budget (below the Lambda's timeout) before a pool took
+/// the instance: retry; the retry finds an instance the cut-off walk did start.
+pub const LAUNCH_BUDGET_SPENT: &str = "LaunchBudgetSpent";
+/// A region-wide quota (MaxSpotInstanceCountExceeded, VcpuLimitExceeded …) refused the launch and
+/// the spec allows no other market: retry with backoff ("waiting for quota").
+pub const WAITING_FOR_QUOTA: &str = "WaitingForQuota";
+/// The quota did not free within the job's timeout. Not retryable.
+pub const QUOTA_EXHAUSTED: &str = "QuotaExhausted";
 
 /// Every name a spotfit Lambda may return.
 pub const ALL: &[&str] = &[
@@ -39,10 +47,15 @@ pub const ALL: &[&str] = &[
     INSTANCE_API_FAILED,
     STORE_FAILED,
     CONFIG_INVALID,
+    LAUNCH_BUDGET_SPENT,
+    WAITING_FOR_QUOTA,
+    QUOTA_EXHAUSTED,
 ];
 
 /// The names worth retrying in place (transient): the ASL's Retry blocks use exactly these.
 pub const TRANSIENT: &[&str] = &[THROTTLED, SERVICE_UNAVAILABLE, CONCURRENT_UPDATE];
+/// Retried by the Launch state only, with their own backoff.
+pub const LAUNCH_RETRY: &[&str] = &[LAUNCH_BUDGET_SPENT, WAITING_FOR_QUOTA];
 
 #[cfg(test)]
 mod tests {

@@ -79,7 +79,7 @@ use crate::ports::{
 use crate::ranking::Candidate;
 use crate::run::Placed;
 use crate::sizing::Requirement;
-use crate::spec::{JobSpec, SpecError};
+use crate::spec::{JobSpec, Market, SpecError};
 use crate::summary::{RunStatus, RunSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -222,6 +222,20 @@ pub enum PipelineError {
     Instance(LaunchError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The walk used its time budget (below the Lambda's timeout) before a pool took the
+    /// instance; a retry resumes (and finds any instance this walk did start).
+    #[error("launch time budget ({budget_ms} ms) spent after {} pools: {}", tried.len(), tried_list(tried))]
+    LaunchBudgetSpent { budget_ms: i64, tried: Vec<TriedPool> },
+    /// A region-wide quota refused every market the spec allows: back off and retry.
+    #[error("waiting for quota: {code} ({message}); retried until the job's timeout")]
+    WaitingForQuota { code: String, message: String },
+    /// The quota did not free within the job's timeout.
+    #[error("quota {code} did not free within the job's timeout of {timeout_s} s: {message}")]
+    QuotaExhausted {
+        code: String,
+        message: String,
+        timeout_s: u64,
+    },
 }
 
 fn tried_list(tried: &[TriedPool]) -> String {
@@ -244,7 +258,11 @@ impl PipelineError {
             | PipelineError::Instance(LaunchError::Throttled { .. }) => names::THROTTLED,
             // A capacity error outside a launch walk (should not happen) is still transient.
             PipelineError::Launch(LaunchError::Capacity { .. }) => names::CAPACITY_EXHAUSTED,
-            PipelineError::Launch(LaunchError::Fatal { .. }) => names::LAUNCH_FAILED,
+            PipelineError::Launch(LaunchError::Quota { .. }) => names::WAITING_FOR_QUOTA,
+            PipelineError::Launch(LaunchError::Fatal { .. } | LaunchError::PoolRejected { .. }) => names::LAUNCH_FAILED,
+            PipelineError::LaunchBudgetSpent { .. } => names::LAUNCH_BUDGET_SPENT,
+            PipelineError::WaitingForQuota { .. } => names::WAITING_FOR_QUOTA,
+            PipelineError::QuotaExhausted { .. } => names::QUOTA_EXHAUSTED,
             PipelineError::Instance(_) => names::INSTANCE_API_FAILED,
             PipelineError::Store(StoreError::Throttled { .. }) => names::THROTTLED,
             PipelineError::Store(StoreError::Unavailable { .. }) => names::SERVICE_UNAVAILABLE,
@@ -391,15 +409,40 @@ pub struct LaunchSettings {
 }
 
 /// Launch step: walk the fallback plan until a pool takes the instance. Capacity errors mark
-/// the pool for every job (with a TTL) and move on; throttling and other errors end the step
-/// (Step Functions retries throttling with backoff). Idempotent: a retried call finds the
-/// instance a previous call started (by its tags, then by ClientToken) instead of a second one.
+/// the pool for every job (with a TTL) and move on; a pool that can never take the request
+/// (unsupported type or architecture there) is skipped unmarked; a region-wide quota skips the
+/// rest of that market (on to on-demand when the spec allows it) and, when no market is left,
+/// ends the step with `WaitingForQuota` (retried with backoff by the state machine) until the
+/// job's timeout has passed since the execution started (`QuotaExhausted`). Throttling and other
+/// errors end the step. Idempotent: a retried call finds the instance a previous call started
+/// (by its tags, then by ClientToken) instead of a second one.
 pub async fn launch_step<L, C, R, K>(
     launcher: &L,
     capacity: &C,
     runs: &R,
     clock: &K,
     settings: &LaunchSettings,
+    state: RunState,
+) -> Result<RunState, PipelineError>
+where
+    L: InstanceLauncher + ?Sized,
+    C: CapacityStore + ?Sized,
+    R: RunStore + ?Sized,
+    K: Clock + ?Sized,
+{
+    launch_step_within(launcher, capacity, runs, clock, settings, None, state).await
+}
+
+/// [`launch_step`] that stops walking once `budget` has passed since it began (checked before
+/// each pool), with `LaunchBudgetSpent`: the Lambda must return a retryable error before its
+/// own timeout cuts it off mid-call.
+pub async fn launch_step_within<L, C, R, K>(
+    launcher: &L,
+    capacity: &C,
+    runs: &R,
+    clock: &K,
+    settings: &LaunchSettings,
+    budget: Option<std::time::Duration>,
     mut state: RunState,
 ) -> Result<RunState, PipelineError>
 where
@@ -450,8 +493,19 @@ where
         },
     );
     let deadline_ms = now + timeout_ms + BOOT_GRACE_MS;
+    let budget_ms = budget.map(|b| b.as_millis() as i64);
     let mut tried = Vec::new();
+    let mut quota_blocked: Vec<Market> = Vec::new();
+    let mut last_quota: Option<(String, String)> = None;
     for step in plan {
+        if quota_blocked.contains(&step.pool.market) {
+            continue;
+        }
+        if let Some(b) = budget_ms {
+            if clock.now_ms() - now >= b {
+                return Err(PipelineError::LaunchBudgetSpent { budget_ms: b, tried });
+            }
+        }
         let req = LaunchRequest {
             pool: step.pool.clone(),
             job: state.job.clone(),
@@ -486,8 +540,28 @@ where
                     .await?;
                 tried.push(TriedPool { pool, code });
             }
+            Err(LaunchError::PoolRejected { pool, code, .. }) => tried.push(TriedPool { pool, code }),
+            Err(LaunchError::Quota { market, code, message }) => {
+                quota_blocked.push(market);
+                tried.push(TriedPool {
+                    pool: step.pool.clone(),
+                    code: code.clone(),
+                });
+                last_quota = Some((code, message));
+            }
             Err(e) => return Err(PipelineError::Launch(e)),
         }
+    }
+    if let Some((code, message)) = last_quota {
+        let timeout_s = state.spec.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+        if clock.now_ms() - state.started_at_ms > timeout_s as i64 * 1000 {
+            return Err(PipelineError::QuotaExhausted {
+                code,
+                message,
+                timeout_s,
+            });
+        }
+        return Err(PipelineError::WaitingForQuota { code, message });
     }
     Err(PipelineError::CapacityExhausted { tried })
 }

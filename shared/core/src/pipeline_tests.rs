@@ -218,6 +218,133 @@ fn spot_then_on_demand_falls_back_to_on_demand() {
     assert!((inst.price_per_hour - 0.12).abs() < 1e-9);
 }
 
+fn unsupported(pool: &Pool) -> LaunchError {
+    LaunchError::PoolRejected {
+        pool: pool.clone(),
+        code: "Unsupported".into(),
+        message: "not supported in the requested Availability Zone".into(),
+    }
+}
+
+#[test]
+fn unsupported_on_the_first_two_candidates_launches_the_third_without_marks() {
+    // GIVEN the two best types unsupported in the zone
+    let w = World::new(
+        FakeLauncher::new()
+            .failing(spot("m7i.large", "use1-az1"), u32::MAX, unsupported)
+            .failing(spot("c7i.large", "use1-az1"), u32::MAX, unsupported),
+    );
+    // WHEN launched
+    let s = w.launch(w.size(spec())).unwrap();
+    // THEN the third is launched, and no capacity mark is written for a rejection
+    assert_eq!(s.instance.as_ref().unwrap().pool, spot("r7i.large", "use1-az1"));
+    assert_eq!(w.launcher.tried().len(), 3);
+    assert!(block_on(w.capacity.unavailable(T0)).unwrap().is_empty());
+}
+
+#[test]
+fn spot_quota_falls_to_on_demand_at_once_without_marks() {
+    // GIVEN a region-wide spot quota and a spec that allows on-demand
+    let w = World::new(FakeLauncher::new().quota(Market::Spot, u32::MAX));
+    let mut sp = spec();
+    sp["market"] = "spot-then-on-demand".into();
+    // WHEN launched
+    let s = w.launch(w.size(sp)).unwrap();
+    // THEN one spot call, then the best on-demand pool; no pool is marked
+    assert_eq!(
+        w.launcher.tried(),
+        ["m7i.large/use1-az1/spot", "m7i.large/use1-az1/on-demand"]
+    );
+    assert_eq!(s.instance.unwrap().pool.market, Market::OnDemand);
+    assert!(block_on(w.capacity.unavailable(T0)).unwrap().is_empty());
+}
+
+#[test]
+fn spot_quota_without_fallback_waits_for_quota_until_the_timeout() {
+    // GIVEN a spot-only job and a quota that frees after three launches
+    let w = World::new(FakeLauncher::new().quota(Market::Spot, 3));
+    let s = w.size(spec());
+    // WHEN launched while the quota holds: one call each, WaitingForQuota, nothing marked
+    for n in 1..=3 {
+        let err = w.launch(s.clone()).unwrap_err();
+        assert_eq!(err.name(), "WaitingForQuota", "{err}");
+        assert!(err.to_string().contains("waiting for quota"), "{err}");
+        assert_eq!(w.launcher.tried().len(), n);
+        w.clock.advance(60_000);
+    }
+    assert!(block_on(w.capacity.unavailable(w.clock.now_ms())).unwrap().is_empty());
+    // THEN once it frees, the best pool is launched
+    let s2 = w.launch(s.clone()).unwrap();
+    assert_eq!(s2.instance.unwrap().pool, spot("m7i.large", "use1-az1"));
+    // AND a quota that outlasts the job's timeout ends the run
+    let w = World::new(FakeLauncher::new().quota(Market::Spot, u32::MAX));
+    let s = w.size(spec());
+    w.clock.advance(601_000);
+    let err = w.launch(s).unwrap_err();
+    assert_eq!(err.name(), "QuotaExhausted", "{err}");
+}
+
+/// A launcher whose every call takes `per_call_ms` of the fake clock.
+struct SlowLauncher<'a> {
+    inner: &'a FakeLauncher,
+    clock: &'a FakeClock,
+    per_call_ms: i64,
+}
+
+#[async_trait::async_trait]
+impl InstanceLauncher for SlowLauncher<'_> {
+    async fn launch(&self, req: &LaunchRequest) -> Result<crate::ports::LaunchedInstance, LaunchError> {
+        self.clock.advance(self.per_call_ms);
+        self.inner.launch(req).await
+    }
+    async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError> {
+        self.inner.describe(id).await
+    }
+    async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError> {
+        self.inner.terminate(id).await
+    }
+    async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
+        self.inner.list_managed().await
+    }
+}
+
+#[test]
+fn a_walk_past_its_time_budget_stops_with_a_retryable_error_and_the_retry_resumes() {
+    // GIVEN two full pools, each call taking 40 s, and a 60 s budget
+    let w = World::new(
+        FakeLauncher::new()
+            .insufficient(spot("m7i.large", "use1-az1"), u32::MAX)
+            .insufficient(spot("c7i.large", "use1-az1"), u32::MAX),
+    );
+    let slow = SlowLauncher {
+        inner: &w.launcher,
+        clock: &w.clock,
+        per_call_ms: 40_000,
+    };
+    let budget = Some(std::time::Duration::from_secs(60));
+    let s = w.size(spec());
+    let launch = |s: RunState| {
+        block_on(launch_step_within(
+            &slow,
+            &w.capacity,
+            &w.runs,
+            &w.clock,
+            &w.settings,
+            budget,
+            s,
+        ))
+    };
+    // WHEN the walk runs out of budget after two pools
+    let err = launch(s.clone()).unwrap_err();
+    assert_eq!(err.name(), "LaunchBudgetSpent", "{err}");
+    assert_eq!(w.launcher.tried().len(), 2);
+    assert!(w.launcher.live().is_empty());
+    // THEN the retry skips the marked pools and launches the third
+    let s = launch(s).unwrap();
+    assert_eq!(s.instance.unwrap().pool, spot("r7i.large", "use1-az1"));
+    assert_eq!(w.launcher.live().len(), 1);
+}
+
 #[test]
 fn throttling_is_returned_for_the_state_machine_to_back_off() {
     let w = World::new(FakeLauncher::new());

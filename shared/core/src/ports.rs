@@ -54,10 +54,22 @@ impl StoreError {
 /// Errors of the launcher.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// No capacity in this pool right now (InsufficientInstanceCapacity, SpotMaxPriceTooLow,
-    /// MaxSpotInstanceCountExceeded, unsupported in this AZ, …): try the next candidate.
+    /// No capacity in this pool right now (InsufficientInstanceCapacity, SpotMaxPriceTooLow, …):
+    /// mark the pool and try the next candidate.
     #[error("no capacity in {pool} ({code}): {message}")]
     Capacity { pool: Pool, code: String, message: String },
+    /// A region-wide quota refused the launch (MaxSpotInstanceCountExceeded, VcpuLimitExceeded …):
+    /// every pool of this market would refuse it too, and no pool is to blame (nothing is marked).
+    #[error("quota {code} refuses {} launches in the region: {message}", market.as_str())]
+    Quota {
+        market: Market,
+        code: String,
+        message: String,
+    },
+    /// This pool can never take this request (the type is not offered in the AZ, or cannot boot
+    /// the image's architecture …): try the next candidate; nothing is marked.
+    #[error("{pool} cannot take this request ({code}): {message}")]
+    PoolRejected { pool: Pool, code: String, message: String },
     /// Throttled (RequestLimitExceeded …): back off and retry the same call.
     #[error("throttled ({code}): {message}")]
     Throttled { code: String, message: String },

@@ -149,6 +149,11 @@ pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOpti
     if o.burstable && !opts.include_burstable {
         return false;
     }
+    // Previous-generation types cost more per unit of work and are being retired; only a spec
+    // that names the family itself (not a wildcard) gets one.
+    if !o.current_generation && !placement.allowed_families.iter().any(|f| f == &o.family) {
+        return false;
+    }
     if !req.architectures.is_empty() && !req.architectures.contains(&o.arch) {
         return false;
     }

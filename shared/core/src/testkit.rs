@@ -47,6 +47,10 @@ pub struct FakeLauncher {
     /// Launches answered with a throttling error before any pool is tried (count).
     pub throttle_next: Mutex<u32>,
     pub calls: Mutex<Vec<LaunchRequest>>,
+    /// Pools that answer with a scripted error (as many times as the count).
+    pub failures: Mutex<HashMap<Pool, (u32, fn(&Pool) -> LaunchError)>>,
+    /// A region-wide quota per market: launches there fail with it (as many times as the count).
+    pub quota: Mutex<HashMap<crate::spec::Market, u32>>,
     pub instances: Mutex<BTreeMap<InstanceId, InstanceInfo>>,
     tokens: Mutex<HashMap<String, InstanceId>>,
     pub now_ms: AtomicI64,
@@ -59,6 +63,16 @@ impl FakeLauncher {
     /// `pool` refuses capacity `times` times.
     pub fn insufficient(self, pool: Pool, times: u32) -> Self {
         self.insufficient.lock().unwrap().insert(pool, times);
+        self
+    }
+    /// `pool` answers `times` times with the error `make` builds.
+    pub fn failing(self, pool: Pool, times: u32, make: fn(&Pool) -> LaunchError) -> Self {
+        self.failures.lock().unwrap().insert(pool, (times, make));
+        self
+    }
+    /// Launches in `market` hit a region-wide quota `times` times.
+    pub fn quota(self, market: crate::spec::Market, times: u32) -> Self {
+        self.quota.lock().unwrap().insert(market, times);
         self
     }
     /// The pools tried, in order.
@@ -104,6 +118,22 @@ impl InstanceLauncher for FakeLauncher {
                 pool: req.pool.clone(),
                 launched_at_ms: i.launched_at_ms.unwrap_or(0),
             });
+        }
+        if let Some((left, make)) = self.failures.lock().unwrap().get_mut(&req.pool) {
+            if *left > 0 {
+                *left -= 1;
+                return Err((*make)(&req.pool));
+            }
+        }
+        if let Some(left) = self.quota.lock().unwrap().get_mut(&req.pool.market) {
+            if *left > 0 {
+                *left -= 1;
+                return Err(LaunchError::Quota {
+                    market: req.pool.market,
+                    code: "MaxSpotInstanceCountExceeded".into(),
+                    message: "quota".into(),
+                });
+            }
         }
         if let Some(left) = self.insufficient.lock().unwrap().get_mut(&req.pool) {
             if *left > 0 {
