@@ -8,6 +8,7 @@ pub mod drive;
 pub mod error_names;
 pub mod fallback;
 pub mod ids;
+pub mod input_fit;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;

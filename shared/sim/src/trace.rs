@@ -21,6 +21,9 @@ pub struct TraceJob {
     pub cpu_peak_cores: f64,
     pub mem_peak_gib: f64,
     pub gpu: u32,
+    /// Size of the run's input, bytes (optional column `input_bytes`; None when absent,
+    /// empty or not positive).
+    pub input_bytes: Option<u64>,
 }
 
 /// Rules applied for missing values, counted per trace.
@@ -120,6 +123,9 @@ pub fn read_trace(name: &str, bytes: &[u8]) -> Result<Trace, TraceError> {
         let req_vcpu = num(&rec, ix("requested_vcpu"), row, "requested_vcpu")?.filter(|v| *v > 0.0);
         let req_mem = num(&rec, ix("requested_mem_gib"), row, "requested_mem_gib")?.filter(|v| *v > 0.0);
         let peak = num(&rec, ix("mem_peak_gib"), row, "mem_peak_gib")?;
+        let input_bytes = num(&rec, ix("input_bytes"), row, "input_bytes")?
+            .filter(|v| *v >= 1.0)
+            .map(|v| v as u64);
         let (Some(duration), false) = (duration, name.is_empty()) else {
             m.dropped += 1;
             continue;
@@ -189,6 +195,7 @@ pub fn read_trace(name: &str, bytes: &[u8]) -> Result<Trace, TraceError> {
             cpu_peak_cores: cpu_peak.max(cpu_p95).max(cpu_avg),
             mem_peak_gib,
             gpu,
+            input_bytes,
         });
     }
     jobs.sort_by(|a, b| a.submit_s.total_cmp(&b.submit_s).then(a.row.cmp(&b.row)));
@@ -219,6 +226,18 @@ mod tests {
         assert_eq!(t.missing.dropped, 1);
         assert_eq!(t.missing.cpu_avg_from_request, 1);
         assert_eq!(t.missing.gpu_zero, 1);
+        // … and without an input_bytes column no run has an input size
+        assert!(t.jobs.iter().all(|j| j.input_bytes.is_none()));
+    }
+
+    #[test]
+    fn input_size_column_is_optional_per_row() {
+        // GIVEN an input_bytes column with a size, an empty cell and a zero
+        let csv = "job_name,duration_s,mem_peak_gib,input_bytes\na,10,1,3732192122\na,11,1,\na,12,1,0\n";
+        let t = read_trace("t", csv.as_bytes()).unwrap();
+        // THEN the size is kept where given, unknown elsewhere
+        let got: Vec<Option<u64>> = t.jobs.iter().map(|j| j.input_bytes).collect();
+        assert_eq!(got, vec![Some(3_732_192_122), None, None]);
     }
 
     #[test]
