@@ -24,6 +24,8 @@ for t in data/traces/*.csv.gz; do
   target/debug/spotfit-sim "$t" --json --plot "$out/$name.svg" > "$out/$name.json"
   target/debug/spotfit-sim "$t" | sed -n '2,10p'
 done
+# Item 5 (input-aware sizing) off: sizey_iwd has no input_bytes column, so nothing may change there.
+target/debug/spotfit-sim data/traces/sizey_iwd.csv.gz --json --no-input-size > "$out/sizey_iwd-noinput.json"
 
 python3 - "$out" <<'PY'
 import json, os, sys
@@ -44,9 +46,9 @@ met = {
     "ksegments_eager": ["oom_retries", "beats_sparecores"],
     "lotaru": ["oom_retries", "vs_batch_on_demand", "beats_sparecores"],
 }
-# spotfit's saving vs batch-spot with sizing v3, less half a point (regression guard, not a
-# target): sizey 1.1%, ksegments 8.5%, lotaru 25.8% (docs/sizing.md).
-min_saving_vs_spot = {"sizey_iwd": 0.006, "ksegments_eager": 0.080, "lotaru": 0.253}
+# spotfit's saving vs batch-spot with sizing v3 incl. input-aware sizing, less half a point
+# (regression guard, not a target): sizey 1.1%, ksegments 8.5%, lotaru 25.4% (docs/sizing.md).
+min_saving_vs_spot = {"sizey_iwd": 0.006, "ksegments_eager": 0.080, "lotaru": 0.249}
 # Before sizing v3 (for the summed targets): spotfit $78.94 against batch-spot $100.73 (21.6%
 # below) and the floor $52.61 (1.50x).
 BEFORE_SAVING, BEFORE_RATIO = 0.216, 1.50
@@ -85,6 +87,10 @@ print(f"summed: spotfit {saving:.1%} below batch-spot (before v3 {BEFORE_SAVING:
       + ("met" if saving >= BEFORE_SAVING else "MISSED"))
 print(f"summed: {ratio:.2f}x the floor (before v3 {BEFORE_RATIO:.2f}x, target <= {BEFORE_RATIO - 0.05:.2f}x): "
       + ("met" if ratio <= BEFORE_RATIO - 0.05 else "MISSED"))
+noin = json.load(open(os.path.join(out, "sizey_iwd-noinput.json")))
+ref_sizey = json.load(open(os.path.join(out, "sizey_iwd.json")))
+check([p["total_cost_usd"] for p in noin["policies"]] == [p["total_cost_usd"] for p in ref_sizey["policies"]],
+      "sizey_iwd (no input_bytes): --no-input-size changes nothing")
 cli = json.load(open(os.path.join(out, "cli-sizey.json")))
 ref = json.load(open(os.path.join(out, "sizey_iwd.json")))
 check([p["total_cost_usd"] for p in cli["policies"]] == [p["total_cost_usd"] for p in ref["policies"]],
