@@ -638,7 +638,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
             let mut r = MemoryRisk::from_history(h);
             // Input-aware (item 5): where this run's input size is known and the job's memory
             // (duration) follows its input, the fitted law replaces the plain distribution, and
-            // the floor is each recent run's peak carried to this input along it.
+            // the floor keeps only the recent runs with inputs no larger than this one.
             let fits = match (input_x, profile) {
                 (Some(_), Some(p)) => input_fits(p),
                 _ => InputFits::default(),
@@ -655,9 +655,18 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
                     _ => bytes_to_gib(r.mem_max_bytes),
                 };
                 let all_max = runs.iter().map(|r| carried(r)).fold(0.0, f64::max);
-                // The runs that weigh at least half (the last HALF_LIFE_RUNS), as in History.
+                // The floor over the runs that weigh at least half (the last HALF_LIFE_RUNS, as
+                // in History) keeps only what holds without the fitted law: a job's peak does not
+                // fall as its input grows, so a recent run with an input no larger than this one
+                // (or without an input) needed at most what this run needs. Runs with larger
+                // inputs say nothing certain about a smaller one; their law-carried peaks are
+                // priced through the risk, never made a floor a wrong fit could lower.
                 let recent = runs.iter().skip(k.saturating_sub(HALF_LIFE_RUNS as usize + 1));
-                floor_mem = gib_to_bytes(recent.map(|r| carried(r)).fold(0.0, f64::max));
+                floor_mem = recent
+                    .filter(|r| r.input_bytes.is_none_or(|xi| xi == 0 || xi as f64 <= x))
+                    .map(|r| r.mem_max_bytes)
+                    .max()
+                    .unwrap_or(0);
                 r = MemoryRisk::from_fit(f, x, all_max);
                 notes.push(format!(
                     "input-aware memory: {:.3e} bytes in, peak ≈ {:.2} GiB (ln-slope {:.2}, robust R² {:.2}, {} runs)",
