@@ -24,6 +24,8 @@ for t in data/traces/*.csv.gz; do
   target/debug/spotfit-sim "$t" --json --plot "$out/$name.svg" > "$out/$name.json"
   target/debug/spotfit-sim "$t" | sed -n '2,10p'
 done
+# Item 5 (input-aware sizing) off: sizey_iwd has no input_bytes column, so nothing may change there.
+target/debug/spotfit-sim data/traces/sizey_iwd.csv.gz --json --no-input-size > "$out/sizey_iwd-noinput.json"
 
 python3 - "$out" <<'PY'
 import json, os, sys
@@ -38,15 +40,19 @@ def check(cond, what):
         print(f"FAIL: {what}")
 # Sizing v3 targets, checked on every trace.
 V3 = ["below_batch_spot", "mean_slowdown", "p95_slowdown", "oom_retries_1pct"]
-# Older targets met on each shipped trace (regression guard).
+# Older targets met on each shipped trace (regression guard). beats_sparecores also asks for no
+# more OOM retries than the Spare Cores rule's fixed 99th-percentile headroom; sizing v3 prices
+# the OOM risk against the price of a larger type instead (issue 9: a rare OOM costs one retry),
+# so on ksegments_eager it accepts one priced OOM in 1,630 jobs that the rule avoids by paying
+# for headroom on every run. There the guard is: cheaper than the rule, OOM retries <= 1%.
 met = {
     "sizey_iwd": ["oom_retries", "beats_sparecores"],
-    "ksegments_eager": ["oom_retries", "beats_sparecores"],
+    "ksegments_eager": ["oom_retries"],
     "lotaru": ["oom_retries", "vs_batch_on_demand", "beats_sparecores"],
 }
-# spotfit's saving vs batch-spot with sizing v3, less half a point (regression guard, not a
-# target): sizey 1.1%, ksegments 8.5%, lotaru 25.8% (docs/sizing.md).
-min_saving_vs_spot = {"sizey_iwd": 0.006, "ksegments_eager": 0.080, "lotaru": 0.253}
+# spotfit's saving vs batch-spot with sizing v3 incl. input-aware sizing, less half a point
+# (regression guard, not a target): sizey 1.1%, ksegments 8.5%, lotaru 26.3% (docs/sizing.md).
+min_saving_vs_spot = {"sizey_iwd": 0.006, "ksegments_eager": 0.080, "lotaru": 0.258}
 # Before sizing v3 (for the summed targets): spotfit $78.94 against batch-spot $100.73 (21.6%
 # below) and the floor $52.61 (1.50x).
 BEFORE_SAVING, BEFORE_RATIO = 0.216, 1.50
@@ -73,7 +79,8 @@ for name, targets in met.items():
     for base in ("batch-on-demand", "batch-spot", "sparecores-rule"):
         check(sf["total_cost_usd"] < p[base]["total_cost_usd"], f"{name}: spotfit cheaper than {base}")
     check(sf["oom_retry_rate"] <= 0.01, f"{name}: spotfit OOM retries <= 1%")
-    check(sf["oom_retry_rate"] <= p["sparecores-rule"]["oom_retry_rate"], f"{name}: spotfit OOM retries <= Spare Cores rule's")
+    if "beats_sparecores" in targets:
+        check(sf["oom_retry_rate"] <= p["sparecores-rule"]["oom_retry_rate"], f"{name}: spotfit OOM retries <= Spare Cores rule's")
     check(all(j["max_slowdown_ratio"] <= 1 + 1e-9 for j in sf["per_job"]), f"{name}: max_slowdown honoured in every run")
     saving = 1 - sf["total_cost_usd"] / p["batch-spot"]["total_cost_usd"]
     check(saving >= min_saving_vs_spot[name], f"{name}: spotfit {saving:.1%} below batch-spot (>= {min_saving_vs_spot[name]:.1%})")
@@ -85,6 +92,10 @@ print(f"summed: spotfit {saving:.1%} below batch-spot (before v3 {BEFORE_SAVING:
       + ("met" if saving >= BEFORE_SAVING else "MISSED"))
 print(f"summed: {ratio:.2f}x the floor (before v3 {BEFORE_RATIO:.2f}x, target <= {BEFORE_RATIO - 0.05:.2f}x): "
       + ("met" if ratio <= BEFORE_RATIO - 0.05 else "MISSED"))
+noin = json.load(open(os.path.join(out, "sizey_iwd-noinput.json")))
+ref_sizey = json.load(open(os.path.join(out, "sizey_iwd.json")))
+check([p["total_cost_usd"] for p in noin["policies"]] == [p["total_cost_usd"] for p in ref_sizey["policies"]],
+      "sizey_iwd (no input_bytes): --no-input-size changes nothing")
 cli = json.load(open(os.path.join(out, "cli-sizey.json")))
 ref = json.load(open(os.path.join(out, "sizey_iwd.json")))
 check([p["total_cost_usd"] for p in cli["policies"]] == [p["total_cost_usd"] for p in ref["policies"]],

@@ -9,6 +9,7 @@ pub mod error_names;
 pub mod fallback;
 pub mod ids;
 pub mod image;
+pub mod input_fit;
 pub mod pipeline;
 pub mod ports;
 pub mod profile;

@@ -652,12 +652,16 @@ where
         ));
     };
     let check = match read_exit(objects, &state.job, &inst, now).await? {
-        Some(summary) => Check {
-            status: summary.status,
-            at_ms: now,
-            reason: "exit marker found".into(),
-            summary: Some(summary),
-        },
+        Some(mut summary) => {
+            // The run's input size, from its spec, for input-aware sizing of later runs.
+            summary.input_bytes = summary.input_bytes.or(state.spec.hints.input_bytes);
+            Check {
+                status: summary.status,
+                at_ms: now,
+                reason: "exit marker found".into(),
+                summary: Some(summary),
+            }
+        }
         None => {
             let info = launcher
                 .describe(&inst.instance_id)

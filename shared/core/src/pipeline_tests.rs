@@ -415,6 +415,25 @@ fn a_job_runs_to_success_and_is_recorded_with_cost() {
 }
 
 #[test]
+fn the_specs_input_size_reaches_the_recorded_run_and_the_profile() {
+    // GIVEN a spec that says its input size (input-aware sizing)
+    let w = World::new(FakeLauncher::new());
+    let mut sp = spec();
+    sp["hints"] = serde_json::json!({"input_bytes": 5_000_000_000u64});
+    let s = w.launch(w.size(sp)).unwrap();
+    w.clock.advance(90_000);
+    w.agent_exits(&s, RunStatus::Succeeded, 0);
+    // WHEN the run is checked and recorded
+    let s = w.finish(w.check(s));
+    // THEN its summary carries the input size, in the run store and in the job's profile
+    assert_eq!(s.outcome, Some(Outcome::Succeeded));
+    let row = block_on(w.runs.get("run-1", 1)).unwrap().unwrap();
+    assert_eq!(row.summary.as_ref().unwrap().input_bytes, Some(5_000_000_000));
+    let profile = block_on(w.profiles.get("etl")).unwrap().unwrap();
+    assert_eq!(profile.usable_runs().last().unwrap().input_bytes, Some(5_000_000_000));
+}
+
+#[test]
 fn a_failing_job_fails_without_retry() {
     let w = World::new(FakeLauncher::new());
     let s = w.launch(w.size(spec())).unwrap();

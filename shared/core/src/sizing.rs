@@ -15,6 +15,7 @@
 //! - Cold start: the request (hints) as given; history shrinks it.
 //! - GPU when a GPU was used; the spec's bounds always win; tiny or short jobs share a host.
 
+use crate::input_fit::LogFit;
 use crate::profile::JobProfile;
 use crate::spec::{Arch, JobSpec, DEFAULT_MAX_SLOWDOWN};
 use crate::summary::{RunStatus, RunSummary};
@@ -176,6 +177,9 @@ pub const MEM_PRIOR_RUNS: f64 = 2.0;
 /// The distribution-free cap: above the window's largest peak × (1 + this) × (1 + 1/n) a type
 /// is taken as safe (VPA's safety margin is 15%).
 pub const MEM_MIN_MARGIN: f64 = 0.15;
+/// Input-aware memory: the distribution-free cap is applied only for inputs within this factor
+/// of the range seen (beyond it the fitted law is extrapolated and only its t-law is priced).
+pub const MEM_FIT_CAP_SPAN: f64 = 2.0;
 /// After an OOM kill the floor (memory at the kill) is multiplied by the spec's
 /// `retry.oom_memory_factor` for this long, and by [`OOM_REMEMBERED_FACTOR`] ever after
 /// (VPA's OOM bump is ×1.2).
@@ -392,6 +396,36 @@ pub fn vcpus_for(cores: f64, max_slowdown: f64) -> u32 {
     ((cores / max_slowdown.max(1.0) - 1e-9).ceil().max(1.0)).min(u32::MAX as f64) as u32
 }
 
+/// Input-aware fits of a job's history (`input_fit`): memory peak (GiB) and duration (s) on
+/// the input size, over the usable runs that carry one and were not OOM-killed (a killed run's
+/// peak is its limit, not its need). Each is None unless it passes the quality gate.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InputFits {
+    pub memory: Option<LogFit>,
+    pub duration: Option<LogFit>,
+}
+
+pub fn input_fits(profile: &JobProfile) -> InputFits {
+    let runs: Vec<&RunSummary> = profile
+        .usable_runs()
+        .filter(|r| r.status != RunStatus::OomKilled && r.input_bytes.is_some_and(|b| b > 0))
+        .collect();
+    let x = |r: &RunSummary| r.input_bytes.unwrap_or(1) as f64;
+    let mem: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| (x(r), bytes_to_gib(r.mem_max_bytes.max(MIN_JOB_MEMORY_BYTES / 4))))
+        .collect();
+    let dur: Vec<(f64, f64)> = runs
+        .iter()
+        .filter(|r| r.duration_s.is_finite() && r.duration_s > 0.0)
+        .map(|r| (x(r), r.duration_s))
+        .collect();
+    InputFits {
+        memory: LogFit::fit(&mem).filter(LogFit::usable),
+        duration: LogFit::fit(&dur).filter(LogFit::usable),
+    }
+}
+
 /// The predictive distribution of the next run's peak memory: `ln(peak GiB)` follows a
 /// Student-t with `dof` degrees of freedom, centre `log_mean` and scale `log_scale`. Job memory
 /// of `safe_bytes` or more is taken as safe (P = 0).
@@ -409,6 +443,27 @@ impl MemoryRisk {
     /// that blends the history's with a prior worth [`MEM_PRIOR_RUNS`] runs, widened by the
     /// prediction-interval factor `sqrt(1 + 1/n)`, and Student-t tails with `n + prior − 1`
     /// degrees of freedom (an unknown variance estimated from few runs).
+    /// The distribution for a run with input `x` bytes from an input-aware fit: centred on the
+    /// fitted law, the residual spread blended with the same prior, widened by the fit's
+    /// prediction-interval factor (more for an input far from those seen). The
+    /// distribution-free cap carries each fitted run's peak to `x` along the law (the
+    /// residual ratios are exchangeable as the peaks are without input); it is not applied
+    /// beyond [`MEM_FIT_CAP_SPAN`]× outside the inputs seen, where the law itself is the guess.
+    pub fn from_fit(f: &LogFit, x: f64, carried_max_gib: f64) -> MemoryRisk {
+        let n = f.n as f64;
+        let var = (n * f.resid_sd.powi(2) + MEM_PRIOR_RUNS * MEM_PRIOR_LOG_SD.powi(2)) / (n + MEM_PRIOR_RUNS);
+        let lx = x.max(1.0).ln();
+        let span = MEM_FIT_CAP_SPAN.ln();
+        let inside = lx >= f.x_min - span && lx <= f.x_max + span;
+        let cap = carried_max_gib * (1.0 + MEM_MIN_MARGIN) * (1.0 + 1.0 / n.max(1.0));
+        MemoryRisk {
+            log_mean: f.predict_ln(x),
+            log_scale: var.sqrt() * f.spread_factor(x),
+            dof: n + MEM_PRIOR_RUNS - 1.0,
+            safe_bytes: inside.then(|| gib_to_bytes(cap)),
+        }
+    }
+
     pub fn from_history(h: &History) -> MemoryRisk {
         let n = h.n_eff.max(1.0);
         let var = (n * h.mem_log_sd.powi(2) + MEM_PRIOR_RUNS * MEM_PRIOR_LOG_SD.powi(2)) / (n + MEM_PRIOR_RUNS);
@@ -573,6 +628,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     let hints = &spec.hints;
     let hint_vcpu = hints.vcpu.filter(|v| v.is_finite() && *v > 0.0);
     let hint_mem = hints.memory_gib.filter(|v| v.is_finite() && *v > 0.0).map(gib_to_bytes);
+    let input_x = hints.input_bytes.filter(|b| *b > 0).map(|b| b as f64);
     let hist = profile.and_then(|p| history_for(p, max_slowdown, hint_vcpu));
     let mut risk: Option<MemoryRisk> = None;
     let mut cpu_need_unknown = false;
@@ -580,6 +636,52 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     let (mut cores, mut job_mem, basis, duration, confidence) = match &hist {
         Some(h) => {
             let mut r = MemoryRisk::from_history(h);
+            // Input-aware (item 5): where this run's input size is known and the job's memory
+            // (duration) follows its input, the fitted law replaces the plain distribution, and
+            // the floor keeps only the recent runs with inputs no larger than this one.
+            let fits = match (input_x, profile) {
+                (Some(_), Some(p)) => input_fits(p),
+                _ => InputFits::default(),
+            };
+            let mut floor_mem = h.mem_recent_max_bytes;
+            let mut mean_duration = h.mean_duration_s;
+            if let (Some(x), Some(f), Some(p)) = (input_x, fits.memory.as_ref(), profile) {
+                let runs: Vec<&RunSummary> = p.usable_runs().collect();
+                let k = runs.len();
+                let carried = |r: &RunSummary| match r.input_bytes.filter(|b| *b > 0) {
+                    Some(xi) if r.status != RunStatus::OomKilled => {
+                        f.carry(bytes_to_gib(r.mem_max_bytes), xi as f64, x)
+                    }
+                    _ => bytes_to_gib(r.mem_max_bytes),
+                };
+                let all_max = runs.iter().map(|r| carried(r)).fold(0.0, f64::max);
+                // The floor over the runs that weigh at least half (the last HALF_LIFE_RUNS, as
+                // in History) keeps only what holds without the fitted law: a job's peak does not
+                // fall as its input grows, so a recent run with an input no larger than this one
+                // (or without an input) needed at most what this run needs. Runs with larger
+                // inputs say nothing certain about a smaller one; their law-carried peaks are
+                // priced through the risk, never made a floor a wrong fit could lower.
+                let recent = runs.iter().skip(k.saturating_sub(HALF_LIFE_RUNS as usize + 1));
+                floor_mem = recent
+                    .filter(|r| r.input_bytes.is_none_or(|xi| xi == 0 || xi as f64 <= x))
+                    .map(|r| r.mem_max_bytes)
+                    .max()
+                    .unwrap_or(0);
+                r = MemoryRisk::from_fit(f, x, all_max);
+                notes.push(format!(
+                    "input-aware memory: {:.3e} bytes in, peak ≈ {:.2} GiB (ln-slope {:.2}, robust R² {:.2}, {} runs)",
+                    x,
+                    r.log_mean.exp(),
+                    f.slope,
+                    f.r2,
+                    f.n
+                ));
+            }
+            if let (Some(x), Some(f)) = (input_x, fits.duration.as_ref()) {
+                let d = (f.predict_ln(x) + 0.5 * f.resid_sd.powi(2)).exp();
+                notes.push(format!("input-aware duration: ≈ {d:.0} s"));
+                mean_duration = Some(d);
+            }
             // The request is what the batch service runs, and the job has fitted it: while no
             // run came near it (no peak above it, no OOM kill at or above it), memory of the
             // request is as safe as the batch service is.
@@ -612,9 +714,9 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
             let runs = profile.map_or(0, |p| p.runs);
             (
                 cores,
-                h.mem_recent_max_bytes,
+                floor_mem,
                 SizingBasis::History { runs },
-                h.mean_duration_s.or(hints.duration_s),
+                mean_duration.or(hints.duration_s),
                 h.n_eff,
             )
         }
@@ -910,6 +1012,87 @@ mod tests {
         let mut r = run(i, used, used, used, 2.0, 600.0, RunStatus::Succeeded);
         r.cpu_given_cores = Some(given);
         r
+    }
+
+    /// A job whose peak is 0.4 GiB × (input / GB)^0.9 and whose duration is 1000 s × input / GB,
+    /// each ±`noise` (deterministic), over inputs from 0.5 to 32 GB in shuffled order.
+    fn input_runs(n: usize, noise: f64) -> Vec<RunSummary> {
+        (0..n)
+            .map(|i| {
+                let k = (i * 7) % n;
+                let x = 0.5e9 * 64f64.powf(k as f64 / (n - 1) as f64);
+                let e = ((i as f64 * 12.9898).sin() * 43_758.545_3).fract().abs() * 2.0 - 1.0;
+                let gb = x / 1e9;
+                let mut r = run(
+                    i,
+                    1.0,
+                    1.0,
+                    1.0,
+                    0.4 * gb.powf(0.9) * (1.0 + noise * e),
+                    1000.0 * gb * (1.0 + noise * e),
+                    RunStatus::Succeeded,
+                );
+                r.input_bytes = Some(x as u64);
+                r
+            })
+            .collect()
+    }
+
+    fn with_input(x: u64) -> JobSpec {
+        let mut s = spec();
+        s.hints.input_bytes = Some(x);
+        s
+    }
+
+    #[test]
+    fn input_aware_sizing_follows_the_input_and_falls_back_on_a_poor_fit() {
+        // GIVEN 16 runs whose peak and duration follow their input closely (±5%)
+        let p = profile(&input_runs(16, 0.05));
+        let plain = size(&spec(), Some(&p), 0);
+        // WHEN the next run's input is small (1 GB) or large (30 GB)
+        let small = size(&with_input(1_000_000_000), Some(&p), 0);
+        let large = size(&with_input(30_000_000_000), Some(&p), 0);
+        // THEN the small run's floor and risk are those of a ~0.4 GiB job, far under the plain
+        // floor (the largest recent peak, ~9 GiB) …
+        let risk_s = small.memory_risk.clone().unwrap();
+        assert!(
+            small.notes.iter().any(|n| n.contains("input-aware memory")),
+            "{:?}",
+            small.notes
+        );
+        assert!(gib(&small) < 0.3 * gib(&plain), "{} vs {}", gib(&small), gib(&plain));
+        assert!(risk_s.p_exceed(gib_to_bytes(0.6)) < 0.01, "{risk_s:?}");
+        assert!(risk_s.p_exceed(gib_to_bytes(0.3)) > 0.5, "{risk_s:?}");
+        // … the large run's floor follows its input up (the recent runs' peaks carried to
+        // 30 GB), and its risk is centred on the ~8.5 GiB the law gives: small at 1.35× of it,
+        // even at the centre
+        let law = 0.4 * 30f64.powf(0.9);
+        assert!(gib(&large) > 0.9 * law, "{} vs {law}", gib(&large));
+        let risk_l = large.memory_risk.clone().unwrap();
+        assert!(risk_l.p_exceed(gib_to_bytes(1.35 * law)) < 0.01, "{risk_l:?}");
+        assert!(risk_l.p_exceed(gib_to_bytes(0.9 * law)) > 0.5, "{risk_l:?}");
+        // … and the durations are predicted from the input (1000 s per GB)
+        let d = large.expected_duration_s.unwrap();
+        assert!((d / 30_000.0 - 1.0).abs() < 0.1, "{d}");
+        assert!(small.expected_duration_s.unwrap() < 1500.0);
+
+        // GIVEN runs whose peaks do not follow their inputs (the same peaks, inputs shuffled
+        // against them) THEN the fit fails its gate and sizing is the plain one
+        let mut shuffled = input_runs(16, 0.05);
+        let inputs: Vec<Option<u64>> = shuffled.iter().map(|r| r.input_bytes).collect();
+        for (i, r) in shuffled.iter_mut().enumerate() {
+            r.input_bytes = inputs[(i * 5 + 3) % 16];
+        }
+        let p2 = profile(&shuffled);
+        assert!(input_fits(&p2).memory.is_none());
+        let a = size(&with_input(1_000_000_000), Some(&p2), 0);
+        let b = size(&spec(), Some(&p2), 0);
+        assert_eq!(
+            (a.memory_bytes, a.memory_risk.clone()),
+            (b.memory_bytes, b.memory_risk.clone())
+        );
+        // GIVEN too few runs with an input THEN no fit either
+        assert_eq!(input_fits(&profile(&input_runs(16, 0.05)[..4])), InputFits::default());
     }
 
     #[test]

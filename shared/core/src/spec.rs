@@ -48,6 +48,11 @@ pub struct JobSpec {
     /// [`DEFAULT_MAX_SLOWDOWN`]): sizing never buys fewer cores than that allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_slowdown: Option<f64>,
+    /// The run's input objects (`s3://bucket/key`): their summed size is the run's input size
+    /// for input-aware sizing, read by whoever can list them (the `hints.input_bytes` hint
+    /// says it directly).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// A run may take 10% longer than on the cores it wants when that saves money.
@@ -76,7 +81,15 @@ pub struct Hints {
     /// Expected duration, seconds (for cost estimates before any run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
+    /// Size of this run's input, bytes: memory and duration are then predicted from it where
+    /// the job's history shows they follow it (input-aware sizing, docs/sizing.md). Takes
+    /// precedence over the sizes of `inputs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
 }
+
+/// Most entries in a spec's `inputs`.
+pub const MAX_INPUTS: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -562,6 +575,30 @@ impl JobSpec {
         positive_opt(&mut err, "hints.memory_gib", self.hints.memory_gib, 65536.0);
         positive_opt(&mut err, "hints.gpu_memory_gib", self.hints.gpu_memory_gib, 4096.0);
         positive_opt(&mut err, "hints.duration_s", self.hints.duration_s, 31.0 * 86400.0);
+        if let Some(b) = self.hints.input_bytes {
+            if b == 0 || b > 1u64 << 60 {
+                err("hints.input_bytes", format!("{b} is outside 1..=2^60 bytes"));
+            }
+        }
+        if self.inputs.len() > MAX_INPUTS {
+            err("inputs", format!("{} entries; at most {MAX_INPUTS}", self.inputs.len()));
+        }
+        for (i, u) in self.inputs.iter().enumerate() {
+            let ok = u
+                .strip_prefix("s3://")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(bucket, key)| {
+                    (3..=63).contains(&bucket.len())
+                        && bucket
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                        && !key.is_empty()
+                        && key.len() <= 1024
+                });
+            if !ok {
+                err(&format!("inputs[{i}]"), format!("{u:?} is not an s3://bucket/key URI"));
+            }
+        }
 
         let r = &self.resources;
         if r.min_vcpu == Some(0) {
@@ -1043,12 +1080,35 @@ mod tests {
                 "placement.excluded_families[0]",
             ),
             (r#"{"name":"j","command":["", "a"]}"#, "command[0]"),
+            (
+                r#"{"name":"j","command":["x"],"hints":{"input_bytes":0}}"#,
+                "hints.input_bytes",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"hints":{"input_bytes":-5}}"#,
+                "hints.input_bytes",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"inputs":["s3://ok-bucket/a.fq","/local/file"]}"#,
+                "inputs[1]",
+            ),
+            (r#"{"name":"j","command":["x"],"inputs":["s3://B/x"]}"#, "inputs[0]"),
             (r#"[1,2]"#, "(spec)"),
         ];
         for (json, field) in cases {
             let got = fields(json);
             assert!(got.iter().any(|f| f == field), "{json}: wanted {field}, got {got:?}");
         }
+    }
+
+    #[test]
+    fn input_size_hint_and_s3_inputs_are_accepted() {
+        let s = JobSpec::from_json(
+            r#"{"name":"j","command":["x"],"hints":{"input_bytes":1234},"inputs":["s3://my-bucket/runs/a.fastq.gz"]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.hints.input_bytes, Some(1234));
+        assert_eq!(s.inputs.len(), 1);
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub struct RunSummary {
     /// The job's cgroup was CPU-throttled (cgroup `cpu.stat` `nr_throttled` > 0): censored too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cpu_throttled: bool,
+    /// Size of the run's input, bytes, when the spec said it (`hints.input_bytes`): what
+    /// input-aware sizing regresses memory and duration on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
 }
 
 /// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
@@ -223,7 +227,21 @@ pub struct RunEnd {
     /// The agent was told to stop (SIGTERM, spot notice) before the job ended.
     pub interrupted: bool,
     pub timed_out: bool,
+    /// Cores the job could use, as the recorder found them (the monitor: the job's cgroup CPU
+    /// quota where one applies, else the CPUs the job may run on). Goes to
+    /// [`RunSummary::cpu_given_cores`].
+    pub cpu_given_cores: Option<f64>,
+    /// CPU-throttled seconds the recorder saw over the run in the cgroup whose quota binds
+    /// (`throttled_usec`/`throttled_time`); the larger of it and the samples' own counts (an
+    /// attached cgroup may report the same counter both ways).
+    pub cpu_throttled_s: f64,
 }
+
+/// A run is taken as CPU-throttled when its cgroup held it back for at least this fraction of
+/// its wall time: the complement of `sizing::CPU_CENSOR_FRACTION` (90% of the given cores
+/// busy), so a throttled run counts as saturated on the same scale — a run held back for a
+/// tenth of its time would have been about that much faster with more cores.
+pub const CPU_THROTTLED_FRACTION: f64 = 0.10;
 
 /// Reduces a run's samples to its summary. Pure; samples may be in any order.
 pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
@@ -285,10 +303,25 @@ pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
         oom_killed,
         status,
         // The samples do not say how many cores the run could use; the recorder that knows
-        // (the launcher's instance, the host agent's slot) sets it.
-        cpu_given_cores: None,
-        cpu_throttled: false,
+        // (the monitor, from the job's cgroup and CPU affinity; the simulator's slot) says it.
+        cpu_given_cores: end.cpu_given_cores.filter(|c| c.is_finite() && *c > 0.0),
+        cpu_throttled: duration_s > 0.0
+            && throttled_s(samples).max(end.cpu_throttled_s) >= CPU_THROTTLED_FRACTION * duration_s,
+        // The monitor does not know the input; the pipeline, which has the spec, sets it.
+        input_bytes: None,
     }
+}
+
+/// Throttled seconds over the run from the samples' cumulative counter (its rise from the
+/// first sample to the last: an attached cgroup's counter includes time before the run).
+fn throttled_s(samples: &[Sample]) -> f64 {
+    let mut v = samples
+        .iter()
+        .filter_map(|s| s.cpu_throttled_s)
+        .filter(|t| t.is_finite());
+    let Some(first) = v.next() else { return 0.0 };
+    let (lo, hi) = v.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    hi - lo
 }
 
 fn counter_delta(values: impl Iterator<Item = u64>) -> u64 {
@@ -417,6 +450,31 @@ mod tests {
             assert_eq!(summarize(&s, &end).status, want, "{end:?}");
         }
         assert_eq!(ExitInfo::signal(9).shell_code(), 137);
+    }
+
+    #[test]
+    fn cores_given_and_throttling_reach_the_summary() {
+        // GIVEN a 10 s run on 2 cores whose samples show 0.5 s throttled, the recorder 0 or 2 s
+        let mut s: Vec<Sample> = (0..10).map(|i| sample(i, 2.0, 1)).collect();
+        for (i, x) in s.iter_mut().enumerate() {
+            x.cpu_throttled_s = Some(7.0 + if i < 5 { 0.0 } else { 0.5 });
+        }
+        let end = |given, extra| RunEnd {
+            ended_at_ms: 10_000,
+            exit: ExitInfo::code(0),
+            cpu_given_cores: given,
+            cpu_throttled_s: extra,
+            ..Default::default()
+        };
+        // WHEN summarized with what the recorder knew
+        let r = summarize(&s, &end(Some(2.0), 0.0));
+        // THEN the given cores are kept; 0.5 s of 10 s (the counter's rise, not its 7 s from
+        // before the run) is not a throttled run, 2 s is
+        assert_eq!(r.cpu_given_cores, Some(2.0));
+        assert!(!r.cpu_throttled);
+        assert!(summarize(&s, &end(Some(2.0), 2.0)).cpu_throttled);
+        assert_eq!(summarize(&s, &end(Some(f64::NAN), 0.0)).cpu_given_cores, None);
+        assert_eq!(summarize(&s, &end(None, 0.0)).cpu_given_cores, None);
     }
 
     #[test]

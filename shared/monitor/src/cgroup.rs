@@ -413,6 +413,192 @@ pub fn oom_kills_v2(dir: &Path) -> Option<u64> {
     keyed(&b, [b"oom_kill"])[0]
 }
 
+/// A v2 `cpu.max` file (`"<quota> <period>"` in µs, `"max <period>"` unlimited) in cores.
+pub fn parse_cpu_max(b: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(b).ok()?;
+    let mut it = text.split_whitespace();
+    let quota: f64 = it.next()?.parse().ok()?;
+    let period: f64 = it.next().unwrap_or("100000").parse().ok()?;
+    (quota > 0.0 && period > 0.0).then(|| quota / period)
+}
+
+/// v1 `cpu.cfs_quota_us` over `cpu.cfs_period_us` in cores (`-1`: unlimited).
+pub fn parse_cfs_quota(quota: &[u8], period: &[u8]) -> Option<f64> {
+    let q: f64 = std::str::from_utf8(quota).ok()?.trim().parse().ok()?;
+    let p: f64 = std::str::from_utf8(period).ok()?.trim().parse().ok()?;
+    (q > 0.0 && p > 0.0).then(|| q / p)
+}
+
+/// The number of CPUs in a kernel CPU list (`"0-3,8"` → 5; `Cpus_allowed_list`,
+/// `cpuset.cpus.effective`). None when empty or malformed.
+pub fn parse_cpu_list(text: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                n += b.checked_sub(a)? + 1;
+            }
+            None => {
+                part.trim().parse::<usize>().ok()?;
+                n += 1;
+            }
+        }
+    }
+    (n > 0).then_some(n)
+}
+
+/// The tightest CPU quota on `dir` and its ancestors up to `root` (a quota on a parent caps its
+/// children), in cores, with the directory that sets it. v2 `cpu.max`, v1 CFS files.
+pub fn cpu_quota(dir: &Path, root: &Path) -> Option<(f64, PathBuf)> {
+    let mut best: Option<(f64, PathBuf)> = None;
+    let mut d = Some(dir);
+    while let Some(cur) = d {
+        let q = std::fs::read(cur.join("cpu.max"))
+            .ok()
+            .and_then(|b| parse_cpu_max(&b))
+            .or_else(|| {
+                let quota = std::fs::read(cur.join("cpu.cfs_quota_us")).ok()?;
+                let period = std::fs::read(cur.join("cpu.cfs_period_us")).ok()?;
+                parse_cfs_quota(&quota, &period)
+            });
+        if let Some(q) = q {
+            if best.as_ref().is_none_or(|(b, _)| q < *b) {
+                best = Some((q, cur.to_path_buf()));
+            }
+        }
+        if cur == root || !cur.starts_with(root) {
+            break;
+        }
+        d = cur.parent();
+    }
+    best
+}
+
+/// The cgroup directories that may hold the CPU controller of process `pid`: the v2 directory
+/// (`0::/x`) and the v1 `cpu` controller's (`N:cpu,cpuacct:/x`).
+pub fn process_cpu_cgroups(pid: u32, root: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, rel) = match (f.next(), f.next(), f.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c.trim_start_matches('/')),
+            _ => continue,
+        };
+        if ctrls.is_empty() {
+            out.push(root.join(rel));
+            out.push(root.join("unified").join(rel));
+        } else if ctrls.split(',').any(|c| c == "cpu") {
+            out.push(root.join(ctrls).join(rel));
+            out.push(root.join("cpu").join(rel));
+        }
+    }
+    out.retain(|d| d.is_dir());
+    out
+}
+
+/// How many cores a job can use, for censoring (`RunSummary::cpu_given_cores`): the tightest
+/// CPU quota of its cgroup (`quota_dirs`, each walked up to `root`) where one applies, and
+/// never more than the CPUs it may run on (`cpus`; on EC2 the instance's vCPUs). Also the
+/// directory whose quota binds, to read its throttling.
+pub fn cores_given(cpus: Option<usize>, quota_dirs: &[PathBuf], root: &Path) -> (Option<f64>, Option<PathBuf>) {
+    let quota = quota_dirs
+        .iter()
+        .filter_map(|d| cpu_quota(d, root))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let cpus = cpus.map(|n| n as f64);
+    match (quota, cpus) {
+        (Some((q, d)), Some(c)) if q < c => (Some(q), Some(d)),
+        (Some((q, d)), None) => (Some(q), Some(d)),
+        (_, c) => (c, None),
+    }
+}
+
+/// The CPUs process `pid` may run on (`Cpus_allowed_list`), else those this process may
+/// (`available_parallelism`, which also floors our own quota).
+pub fn cpus_allowed(pid: Option<u32>) -> Option<usize> {
+    pid.and_then(|p| {
+        let text = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let line = text.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+        parse_cpu_list(line)
+    })
+    .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+}
+
+/// Cumulative CPU-throttled seconds of the cgroup directory `dir` (v2 `throttled_usec`, v1
+/// `throttled_time`).
+pub fn throttled_s(dir: &Path) -> Option<f64> {
+    let b = std::fs::read(dir.join("cpu.stat")).ok()?;
+    match keyed(&b, [b"throttled_usec", b"throttled_time"]) {
+        [Some(us), _] => Some(us as f64 / 1e6),
+        [None, Some(ns)] => Some(ns as f64 / 1e9),
+        _ => None,
+    }
+}
+
+/// Follows the cores a job can use over its run (`RunSummary::cpu_given_cores`): observed at the
+/// start and at every sample, because a job may narrow them itself right after it starts
+/// (`taskset`, moving into a cgroup with a quota); the least seen is what it had. The binding
+/// quota's cgroup is remembered with its throttled time when first seen, for the run's
+/// throttling.
+#[derive(Debug, Default)]
+pub struct CoresGivenProbe {
+    /// The job's process (command, PID mode): its affinity and cgroups are re-read.
+    pub pid: Option<u32>,
+    /// Fixed cgroups (attach mode).
+    pub dirs: Vec<PathBuf>,
+    pub root: PathBuf,
+    least: Option<f64>,
+    quota_dir: Option<(PathBuf, Option<f64>)>,
+}
+
+impl CoresGivenProbe {
+    pub fn new(pid: Option<u32>, dirs: Vec<PathBuf>, root: &Path) -> Self {
+        let mut p = CoresGivenProbe {
+            pid,
+            dirs,
+            root: root.to_path_buf(),
+            ..Default::default()
+        };
+        p.observe();
+        p
+    }
+
+    pub fn observe(&mut self) {
+        let mut dirs = self.dirs.clone();
+        if let Some(pid) = self.pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+            dirs.extend(process_cpu_cgroups(pid, &self.root));
+        }
+        let (given, dir) = cores_given(cpus_allowed(self.pid), &dirs, &self.root);
+        if let Some(g) = given {
+            if self.least.is_none_or(|l| g < l) {
+                self.least = Some(g);
+                if let Some(d) = dir {
+                    if self.quota_dir.as_ref().is_none_or(|(q, _)| *q != d) {
+                        let t0 = throttled_s(&d);
+                        self.quota_dir = Some((d, t0));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The least cores seen, and the binding cgroup's throttled seconds since it was first seen.
+    pub fn finish(&self) -> (Option<f64>, f64) {
+        let throttled = match &self.quota_dir {
+            Some((d, Some(t0))) => throttled_s(d).map_or(0.0, |t| (t - t0).max(0.0)),
+            _ => 0.0,
+        };
+        (self.least, throttled)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -430,6 +616,41 @@ mod tests {
         let blk =
             b"8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 12288\nTotal 12288\n";
         assert_eq!(parse_blkio_v1(blk), (4096, 8192));
+    }
+
+    #[test]
+    fn cpu_quota_and_cpu_list_parsers() {
+        assert_eq!(parse_cpu_max(b"150000 100000\n"), Some(1.5));
+        assert_eq!(parse_cpu_max(b"max 100000\n"), None);
+        assert_eq!(parse_cfs_quota(b"200000\n", b"100000\n"), Some(2.0));
+        assert_eq!(parse_cfs_quota(b"-1\n", b"100000\n"), None);
+        assert_eq!(parse_cpu_list("0-3,8\n"), Some(5));
+        assert_eq!(parse_cpu_list("5"), Some(1));
+        assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(parse_cpu_list("3-1"), None);
+    }
+
+    #[test]
+    fn the_tightest_quota_up_the_tree_binds_and_never_above_the_cpus() {
+        // GIVEN root/a (2.5 cores) / b (no quota) / c (4 cores), v2 files
+        let root = std::env::temp_dir().join(format!("spotfit-quota-{}", std::process::id()));
+        let c = root.join("a/b/c");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(root.join("a/cpu.max"), "250000 100000\n").unwrap();
+        std::fs::write(root.join("a/b/cpu.max"), "max 100000\n").unwrap();
+        std::fs::write(c.join("cpu.max"), "400000 100000\n").unwrap();
+        std::fs::write(root.join("a/cpu.stat"), "usage_usec 9\nthrottled_usec 1500000\n").unwrap();
+        // WHEN the cores given to a job in c are asked, on 8 and on 2 CPUs
+        let dirs = [c.clone()];
+        let (q8, d8) = cores_given(Some(8), &dirs, &root);
+        let (q2, d2) = cores_given(Some(2), &dirs, &root);
+        // THEN the parent's 2.5 binds on 8 CPUs (its throttling is what to read), the CPUs on 2
+        assert_eq!(q8, Some(2.5));
+        assert_eq!(d8.as_deref(), Some(root.join("a").as_path()));
+        assert_eq!(throttled_s(&root.join("a")), Some(1.5));
+        assert_eq!((q2, d2), (Some(2.0), None));
+        assert_eq!(cores_given(None, &[], &root), (None, None));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

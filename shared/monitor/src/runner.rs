@@ -2,7 +2,7 @@
 //! SIGTERM/SIGINT or a spot notice; helper threads (job waiter, signal listener, IMDS poller,
 //! uploader) are started once per run, never per sample.
 
-use crate::cgroup::{docker_cgroup, oom_kills_v2, own_v2_cgroup, Cgroup, JobCgroup};
+use crate::cgroup::{docker_cgroup, oom_kills_v2, own_v2_cgroup, Cgroup, CoresGivenProbe, JobCgroup};
 use crate::sampler::{Sampler, Source};
 use crate::spool::{keep_final_files, Spool, Uploader};
 use crate::tree::TreeSampler;
@@ -80,6 +80,9 @@ pub fn monitor(
     let mut oom_base = None;
     // Removed (rmdir) when the run ends, by which time the job has been reaped.
     let mut job_cgroup: Option<JobCgroup> = None;
+    // Where to find the cores the job can use (censoring): its process, its cgroups.
+    let mut cpu_pid: Option<u32> = None;
+    let cpu_dirs: Vec<std::path::PathBuf>;
     let (source, baseline) = match target {
         Target::Command(c) => {
             let argv0 = c.argv.first().ok_or_else(|| MonitorError::BadInput {
@@ -116,6 +119,8 @@ pub fn monitor(
                     ),
                 }
             }
+            cpu_pid = Some(pid);
+            cpu_dirs = Vec::new();
             let cg = own_v2_cgroup(pid, &opts.cgroup_root);
             oom_base = cg.as_ref().and_then(|d| oom_kills_v2(d).map(|n| (d.clone(), n)));
             let wtx = tx.clone();
@@ -141,10 +146,13 @@ pub fn monitor(
             if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
                 return Err(MonitorError::NoSuchProcess { pid: *pid });
             }
+            cpu_pid = Some(*pid);
+            cpu_dirs = Vec::new();
             (Source::Tree(TreeSampler::new(vec![*pid])), true)
         }
         Target::Cgroup(path) => {
             let cg = Cgroup::resolve(path, &opts.cgroup_root)?;
+            cpu_dirs = cpu_dirs_of(&cg);
             (
                 Source::Cgroup {
                     cg,
@@ -156,6 +164,7 @@ pub fn monitor(
         }
         Target::Docker(id) => {
             let cg = docker_cgroup(id, &opts.cgroup_root)?;
+            cpu_dirs = cpu_dirs_of(&cg);
             (
                 Source::Cgroup {
                     cg,
@@ -166,6 +175,9 @@ pub fn monitor(
             )
         }
     };
+    // The cores the job can use (the least seen at the start and at each sample) and the
+    // throttling of the cgroup whose quota binds (RunSummary::cpu_given_cores, cpu_throttled).
+    let mut cores_probe = CoresGivenProbe::new(cpu_pid, cpu_dirs, &opts.cgroup_root);
     let pss_every = if opts.pss_every > 0 {
         opts.pss_every
     } else {
@@ -279,6 +291,7 @@ pub fn monitor(
                     exit = reap(&mut child);
                     break;
                 }
+                cores_probe.observe();
                 let s = sampler.sample(now, now_ms());
                 // Attached: the run is over when the tree or the cgroup has no process left.
                 let gone = child_pid.is_none() && s.processes == 0;
@@ -314,6 +327,7 @@ pub fn monitor(
             || oom_base
                 .as_ref()
                 .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0)));
+    let (cpu_given_cores, cpu_throttled_s) = cores_probe.finish();
     let end = RunEnd {
         job: opts.job.clone(),
         run_id: opts.run_id.clone(),
@@ -323,6 +337,8 @@ pub fn monitor(
         oom_killed,
         interrupted,
         timed_out,
+        cpu_given_cores,
+        cpu_throttled_s,
     };
     let mut summary = summarize(&samples, &end);
     if child_pid.is_some() && summary.mem_metric == spotfit_core::MemoryMetric::Rss {
@@ -384,6 +400,14 @@ pub fn monitor(
         summary,
         upload,
     })
+}
+
+/// The directories whose CPU quota applies to an attached cgroup.
+fn cpu_dirs_of(cg: &Cgroup) -> Vec<std::path::PathBuf> {
+    match cg {
+        Cgroup::V2(d) => vec![d.clone()],
+        Cgroup::V1 { cpu, .. } => cpu.iter().cloned().collect(),
+    }
 }
 
 fn cut_and_queue(spool: &mut Option<Spool>, up: Option<&Uploader>) {

@@ -54,6 +54,9 @@ pub struct SimulateArgs {
     /// Ablation: once a job has history its request is forgotten (not taken as safe memory).
     #[arg(long)]
     pub forget_request: bool,
+    /// Ablation: runs carry no input size (item 5, input-aware sizing, off).
+    #[arg(long)]
+    pub no_input_size: bool,
     /// Print spotfit's sizing decisions for one job name, run by run.
     #[arg(long, value_name = "JOB")]
     pub explain: Option<String>,
@@ -114,6 +117,7 @@ pub fn run(args: &SimulateArgs, out: &mut dyn Write) -> Result<Report, SimulateE
         ablate_no_censoring: args.no_censoring,
         ablate_no_max_slowdown: args.no_max_slowdown,
         ablate_forget_request: args.forget_request,
+        ablate_no_input: args.no_input_size,
         explain: args.explain.clone(),
     };
     let mut policies = simulate(&trace, catalog, &cfg);

@@ -51,6 +51,8 @@ pub struct SimConfig {
     pub ablate_no_censoring: bool,
     pub ablate_no_max_slowdown: bool,
     pub ablate_forget_request: bool,
+    /// Ablation: runs carry no input size (no input-aware sizing).
+    pub ablate_no_input: bool,
     /// Job name whose spotfit sizing decisions are logged run by run (`--explain JOB`).
     pub explain: Option<String>,
 }
@@ -79,6 +81,7 @@ impl Default for SimConfig {
             ablate_no_censoring: false,
             ablate_no_max_slowdown: false,
             ablate_forget_request: false,
+            ablate_no_input: false,
             explain: None,
         }
     }
@@ -815,6 +818,7 @@ fn observed(
         // What the recorder knows: the instance's vCPUs, or the slot plus the idle cores it
         // could take. A cap (cpu.max) would show as throttling; shares never throttle.
         cpu_given_cores: report_given.then_some(cores),
+        input_bytes: job.input_bytes,
         ..Default::default()
     }
 }
@@ -1058,6 +1062,7 @@ fn spec_for(job: &TraceJob) -> JobSpec {
             vcpu: job.requested_vcpu,
             memory_gib: job.requested_mem_gib,
             gpu: (job.gpu > 0).then_some(job.gpu),
+            input_bytes: job.input_bytes,
             ..Hints::default()
         },
         ..JobSpec::default()
@@ -1087,6 +1092,9 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
         let mut spec = spec_for(job);
         if cfg.ablate_no_max_slowdown {
             spec.max_slowdown = Some(100.0);
+        }
+        if cfg.ablate_no_input {
+            spec.hints.input_bytes = None;
         }
         if cfg.ablate_forget_request && profile.is_some_and(|p| p.usable_runs().next().is_some()) {
             spec.hints.vcpu = None;

@@ -25,6 +25,8 @@ const MAX_SUBMIT_S: f64 = 1.0e10;
 const MAX_CORES: f64 = 4096.0;
 const MAX_GIB: f64 = 65_536.0;
 const MAX_GPU: f64 = 64.0;
+/// A job's input: 1 EiB is past any real one.
+const MAX_INPUT_BYTES: f64 = 1.0e18;
 
 /// One job run of a trace, with missing values already resolved (see [`MissingRule`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +44,9 @@ pub struct TraceJob {
     pub cpu_peak_cores: f64,
     pub mem_peak_gib: f64,
     pub gpu: u32,
+    /// Size of the run's input, bytes (optional column `input_bytes`; None when absent,
+    /// empty or not positive).
+    pub input_bytes: Option<u64>,
 }
 
 /// Rules applied for missing values, counted per trace.
@@ -247,6 +252,7 @@ pub fn read_trace(name: &str, bytes: &[u8]) -> Result<Trace, TraceError> {
             cpu_p95: bounded_num(&rec, ix("cpu_p95_cores"), row, "cpu_p95_cores", MAX_CORES)?,
             cpu_peak: bounded_num(&rec, ix("cpu_peak_cores"), row, "cpu_peak_cores", MAX_CORES)?,
             gpu: bounded_num(&rec, ix("gpu"), row, "gpu", MAX_GPU)?,
+            input_bytes: bounded_num(&rec, ix("input_bytes"), row, "input_bytes", MAX_INPUT_BYTES)?,
         });
     }
     let data_rows = rows.len();
@@ -254,6 +260,7 @@ pub fn read_trace(name: &str, bytes: &[u8]) -> Result<Trace, TraceError> {
         let ParsedRow { row, name, submit, .. } = r;
         let req_vcpu = r.req_vcpu.filter(|v| *v > 0.0);
         let req_mem = r.req_mem.filter(|v| *v > 0.0);
+        let input_bytes = r.input_bytes.filter(|v| *v >= 1.0).map(|v| v as u64);
         let (Some(duration), false) = (r.duration, name.is_empty()) else {
             m.dropped += 1;
             continue;
@@ -323,6 +330,7 @@ pub fn read_trace(name: &str, bytes: &[u8]) -> Result<Trace, TraceError> {
             cpu_peak_cores: cpu_peak.max(cpu_p95).max(cpu_avg),
             mem_peak_gib,
             gpu,
+            input_bytes,
         });
     }
     if jobs.is_empty() {
@@ -352,6 +360,7 @@ struct ParsedRow {
     cpu_p95: Option<f64>,
     cpu_peak: Option<f64>,
     gpu: Option<f64>,
+    input_bytes: Option<f64>,
 }
 
 fn bounded_num(
@@ -423,6 +432,18 @@ mod tests {
         assert_eq!(t.missing.dropped, 1);
         assert_eq!(t.missing.cpu_avg_from_request, 1);
         assert_eq!(t.missing.gpu_zero, 1);
+        // … and without an input_bytes column no run has an input size
+        assert!(t.jobs.iter().all(|j| j.input_bytes.is_none()));
+    }
+
+    #[test]
+    fn input_size_column_is_optional_per_row() {
+        // GIVEN an input_bytes column with a size, an empty cell and a zero
+        let csv = "job_name,duration_s,mem_peak_gib,input_bytes\na,10,1,3732192122\na,11,1,\na,12,1,0\n";
+        let t = read_trace("t", csv.as_bytes()).unwrap();
+        // THEN the size is kept where given, unknown elsewhere
+        let got: Vec<Option<u64>> = t.jobs.iter().map(|j| j.input_bytes).collect();
+        assert_eq!(got, vec![Some(3_732_192_122), None, None]);
     }
 
     fn gz(data: &[u8]) -> Vec<u8> {
