@@ -78,6 +78,7 @@ const SUMMARY_FIELDS: [string, string][] = [
   ['status', 'string'],
   ['cpu_given_cores', 'double'],
   ['cpu_throttled', 'boolean'],
+  ['input_bytes', 'bigint'],
 ];
 export const RUN_COLUMNS = SUMMARY_FIELDS;
 

@@ -86,6 +86,7 @@ fn summary() -> RunSummary {
         status: RunStatus::Succeeded,
         cpu_given_cores: Some(1.0),
         cpu_throttled: true,
+        input_bytes: Some(1),
     }
 }
 
