@@ -165,7 +165,7 @@ pub async fn drive<R>(
     spec: serde_json::Value,
     execution: Option<String>,
     opts: &DriveOptions,
-) -> Result<RunState, DriveFailure>
+) -> Result<RunState, Box<DriveFailure>>
 where
     R: Fn(&Requirement, &JobSpec) -> Vec<Candidate>,
 {
@@ -184,7 +184,7 @@ where
         .await;
         let state = match sized {
             Ok(s) => s,
-            Err(error) => return Err(DriveFailure { error, state: None }),
+            Err(error) => return Err(Box::new(DriveFailure { error, state: None })),
         };
 
         let launched = with_retry(&ports, opts, opts.transient_retries, false, || {
@@ -200,7 +200,7 @@ where
         .await;
         let mut state = match launched {
             Ok(s) => s,
-            Err(e) => return Err(fail_after_launch(&ports, opts, state, e).await),
+            Err(e) => return Err(Box::new(fail_after_launch(&ports, opts, state, e).await)),
         };
 
         // Wait → Check → Ended? until the check says the attempt is over.
@@ -218,7 +218,7 @@ where
             .await;
             state = match checked {
                 Ok(s) => s,
-                Err(e) => return Err(fail_after_launch(&ports, opts, state, e).await),
+                Err(e) => return Err(Box::new(fail_after_launch(&ports, opts, state, e).await)),
             };
             if state.outcome.is_some() {
                 break;
@@ -232,7 +232,7 @@ where
         .await;
         let state = match terminated {
             Ok(s) => s,
-            Err(e) => return Err(fail_after_launch(&ports, opts, state, e).await),
+            Err(e) => return Err(Box::new(fail_after_launch(&ports, opts, state, e).await)),
         };
         let recorded = with_retry(&ports, opts, opts.transient_retries, false, || {
             record_step(ports.profiles, ports.runs, ports.objects, ports.clock, state.clone())
@@ -241,10 +241,10 @@ where
         let state = match recorded {
             Ok(s) => s,
             Err(error) => {
-                return Err(DriveFailure {
+                return Err(Box::new(DriveFailure {
                     error,
                     state: Some(Box::new(state)),
-                })
+                }))
             }
         };
         match state.outcome {

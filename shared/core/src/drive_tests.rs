@@ -102,10 +102,10 @@ impl World {
             pause: self,
         }
     }
-    fn drive_with(&self, opts: &DriveOptions) -> Result<RunState, DriveFailure> {
+    fn drive_with(&self, opts: &DriveOptions) -> Result<RunState, Box<DriveFailure>> {
         block_on(drive(self.ports(), ranked, spec(), Some("run-1".into()), opts))
     }
-    fn drive(&self) -> Result<RunState, DriveFailure> {
+    fn drive(&self) -> Result<RunState, Box<DriveFailure>> {
         self.drive_with(&options())
     }
 }

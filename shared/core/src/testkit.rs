@@ -38,6 +38,9 @@ impl Clock for FakeClock {
     }
 }
 
+/// How many more times a pool fails, and with what.
+pub type ScriptedFailure = (u32, fn(&Pool) -> LaunchError);
+
 /// A scripted launcher: pools in `insufficient` answer with a capacity error (as many times as
 /// their count says, `u32::MAX` = always), everything else launches. Honours ClientToken like
 /// EC2. Every call is logged in `calls` so tests can check the fallback order.
@@ -48,7 +51,7 @@ pub struct FakeLauncher {
     pub throttle_next: Mutex<u32>,
     pub calls: Mutex<Vec<LaunchRequest>>,
     /// Pools that answer with a scripted error (as many times as the count).
-    pub failures: Mutex<HashMap<Pool, (u32, fn(&Pool) -> LaunchError)>>,
+    pub failures: Mutex<HashMap<Pool, ScriptedFailure>>,
     /// A region-wide quota per market: launches there fail with it (as many times as the count).
     pub quota: Mutex<HashMap<crate::spec::Market, u32>>,
     pub instances: Mutex<BTreeMap<InstanceId, InstanceInfo>>,

@@ -369,24 +369,66 @@ enum Rt {
 }
 
 impl Rt {
-    fn put(&self, store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool {
-        let fut = async { tokio::time::timeout(PUT_TIMEOUT, store.put(key, bytes)).await };
-        let r = match self {
+    fn run<F: std::future::Future>(&self, fut: F) -> F::Output {
+        match self {
             Rt::Handle(h) => h.block_on(fut),
             Rt::Own(rt) => rt.block_on(fut),
-        };
-        match r {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(key, error = %e, "upload failed; will retry");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(key, "upload timed out; will retry");
-                false
-            }
         }
     }
+
+    fn put(&self, store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool {
+        self.run(put_logged(store, key, bytes))
+    }
+}
+
+/// One put, bounded by [`PUT_TIMEOUT`] (a hung connection is abandoned, not waited on), with
+/// the failure logged; whether it landed.
+async fn put_logged(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool {
+    match tokio::time::timeout(PUT_TIMEOUT, store.put(key, bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(key, error = %e, "upload failed; will retry");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(key, "upload timed out; will retry");
+            false
+        }
+    }
+}
+
+/// Ships the run's last two objects in the order the check step relies on — the summary, then,
+/// only once the summary is in the store, the exit marker (a marker without a summary reads as
+/// a corrupt run) — and marks each one that lands with its `.done` file in the spool, so a
+/// resumed agent knows where the first one stopped. Without `again`, one already marked done is
+/// not shipped twice. The one implementation for the live path and `--resume-spool`. Returns
+/// whether both are in the store.
+async fn ship_final(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    keys: &RunKeys,
+    summary: &[u8],
+    marker: &[u8],
+    again: bool,
+    report: &mut UploadReport,
+) -> bool {
+    for (file, key, landed) in [
+        ("summary.json", keys.summary(), &mut report.summary_uploaded),
+        ("exit.json", keys.exit_marker(), &mut report.exit_marker_uploaded),
+    ] {
+        if !*landed {
+            let done = dir.join(format!("{file}.done"));
+            let bytes = if file == "summary.json" { summary } else { marker };
+            *landed = (!again && done.exists()) || put_logged(store, &key, bytes.to_vec()).await;
+            if *landed {
+                let _ = std::fs::write(&done, b"");
+            }
+        }
+        if !*landed {
+            return false; // the marker waits for the summary
+        }
+    }
+    true
 }
 
 fn upload_loop(
@@ -452,16 +494,16 @@ fn upload_loop(
                 }
             }
         } else if let Some((summary, marker, _)) = &finish {
-            let ok = (report.summary_uploaded || {
-                report.summary_uploaded = rt.put(store.as_ref(), &keys.summary(), summary.clone());
-                report.summary_uploaded
-            }) && {
-                report.exit_marker_uploaded = rt.put(store.as_ref(), &keys.exit_marker(), marker.clone());
-                report.exit_marker_uploaded
-            };
+            let ok = rt.run(ship_final(
+                store.as_ref(),
+                &dir,
+                &keys,
+                summary,
+                marker,
+                false,
+                &mut report,
+            ));
             if ok {
-                let _ = std::fs::write(dir.join("summary.json.done"), b"");
-                let _ = std::fs::write(dir.join("exit.json.done"), b"");
                 if let Some((_, _, done)) = finish.take() {
                     let _ = done.send(report.clone());
                 }
@@ -514,24 +556,22 @@ pub async fn upload_spool(dir: &Path, store: &dyn ObjectStore, all: bool) -> Res
             part_path(dir, n)
         };
         let bytes = std::fs::read(&path).map_err(err)?;
-        match store.put(&keys.sample_part(n), bytes).await {
-            Ok(()) => {
-                if !done {
-                    let _ = std::fs::rename(&path, path.with_extension("gz.done"));
-                }
-                report.parts_uploaded += 1;
+        if put_logged(store, &keys.sample_part(n), bytes).await {
+            if !done {
+                let _ = std::fs::rename(&path, path.with_extension("gz.done"));
             }
-            Err(_) => report.parts_pending += 1,
+            report.parts_uploaded += 1;
+        } else {
+            report.parts_pending += 1;
         }
     }
+    // The run's end only once every part is in: the same rule, and code, as the live path.
     if report.parts_pending == 0 {
-        for (file, key, flag) in [
-            ("summary.json", keys.summary(), &mut report.summary_uploaded),
-            ("exit.json", keys.exit_marker(), &mut report.exit_marker_uploaded),
-        ] {
-            if let Ok(bytes) = std::fs::read(dir.join(file)) {
-                *flag = store.put(&key, bytes).await.is_ok();
-            }
+        if let (Ok(summary), Ok(marker)) = (
+            std::fs::read(dir.join("summary.json")),
+            std::fs::read(dir.join("exit.json")),
+        ) {
+            ship_final(store, dir, &keys, &summary, &marker, all, &mut report).await;
         }
     }
     Ok(report)
