@@ -116,8 +116,7 @@ fn every_state_input_and_output_matches_its_fixture() {
         status: RunStatus::Succeeded,
         ..Default::default()
     };
-    block_on(objects.put(&keys.summary(), serde_json::to_vec(&summary).unwrap())).unwrap();
-    block_on(objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
+    agent_exits(&objects, &summary, summary.started_at_ms);
     let s = block_on(check_step(&launcher, &objects, &capacity, &runs, &clock, s)).unwrap();
     fixture("Check.succeeded.out.json", &s, &mut bad);
     let s = block_on(terminate_step(&launcher, &clock, s)).unwrap();

@@ -80,7 +80,7 @@ use crate::ranking::Candidate;
 use crate::run::Placed;
 use crate::sizing::Requirement;
 use crate::spec::{JobSpec, Market, SpecError};
-use crate::summary::{RunStatus, RunSummary};
+use crate::summary::{ExitMarker, RunStatus, RunSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -708,7 +708,22 @@ async fn read_exit<O: ObjectStore + ?Sized>(
     let last = crate::ids::day_of(now_ms.max(inst.launched_at_ms));
     loop {
         let keys = RunKeys::new(job, day_ms, &inst.agent_run_id);
-        if objects.get(&keys.exit_marker()).await?.is_some() {
+        if let Some(bytes) = objects.get(&keys.exit_marker()).await? {
+            // The marker is the agent's typed last word; one that does not parse, or names
+            // another run, is reported rather than taken as the end of this one.
+            let marker: ExitMarker = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: keys.exit_marker(),
+                reason: format!("not an exit marker: {e}"),
+            })?;
+            if marker.run_id != inst.agent_run_id || marker.job != job {
+                return Err(PipelineError::Store(StoreError::Corrupt {
+                    key: keys.exit_marker(),
+                    reason: format!(
+                        "exit marker of {}/{} under {job}/{}",
+                        marker.job, marker.run_id, inst.agent_run_id
+                    ),
+                }));
+            }
             let summary = match objects.get(&keys.summary()).await? {
                 Some(bytes) => serde_json::from_slice::<RunSummary>(&bytes).map_err(|e| StoreError::Corrupt {
                     key: keys.summary(),

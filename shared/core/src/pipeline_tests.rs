@@ -557,15 +557,13 @@ fn exit_marker_on_the_next_day_is_found() {
     let s = w.launch(w.size(spec())).unwrap();
     w.clock.advance(120_000);
     let inst = s.instance.clone().unwrap();
-    let keys = RunKeys::new("etl", T0 + 1000, &inst.agent_run_id);
     let summary = RunSummary {
         job: "etl".into(),
         run_id: inst.agent_run_id.clone(),
         status: RunStatus::Succeeded,
         ..Default::default()
     };
-    block_on(w.objects.put(&keys.summary(), serde_json::to_vec(&summary).unwrap())).unwrap();
-    block_on(w.objects.put(&keys.exit_marker(), vec![])).unwrap();
+    agent_exits(&w.objects, &summary, T0 + 1000);
     assert_eq!(w.check(s).outcome, Some(Outcome::Succeeded));
 }
 
@@ -714,4 +712,44 @@ fn state_round_trips_through_json() {
     let s = w.launch(w.size(spec())).unwrap();
     let back: RunState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(back, s);
+}
+
+#[test]
+fn an_exit_marker_that_is_not_one_or_names_another_run_is_reported_not_taken() {
+    let w = World::new(FakeLauncher::new());
+    let s = w.launch(w.size(spec())).unwrap();
+    let inst = s.instance.clone().unwrap();
+    let keys = RunKeys::new("etl", inst.launched_at_ms, &inst.agent_run_id);
+    let summary = RunSummary {
+        job: "etl".into(),
+        run_id: inst.agent_run_id.clone(),
+        status: RunStatus::Succeeded,
+        ..Default::default()
+    };
+    agent_exits(&w.objects, &summary, inst.launched_at_ms);
+    // an untyped marker (what the agent wrote with json! before) is corrupt
+    block_on(w.objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
+    let err = block_on(check_step(
+        &w.launcher,
+        &w.objects,
+        &w.capacity,
+        &w.runs,
+        &w.clock,
+        s.clone(),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("not an exit marker"), "{err}");
+    // a marker of another run is corrupt too
+    let other = RunSummary {
+        run_id: "someone-else".into(),
+        ..summary.clone()
+    };
+    let marker = typed_marker(&other);
+    block_on(w.objects.put(&keys.exit_marker(), marker)).unwrap();
+    let err = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.runs, &w.clock, s)).unwrap_err();
+    assert!(err.to_string().contains("exit marker of etl/someone-else"), "{err}");
+}
+
+fn typed_marker(s: &RunSummary) -> Vec<u8> {
+    serde_json::to_vec(&crate::summary::ExitMarker::of(s, None)).unwrap()
 }

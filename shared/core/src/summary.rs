@@ -142,6 +142,44 @@ pub struct RunSummary {
 }
 
 /// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
+/// A spot interruption notice as IMDS gave it (`{"action":"terminate","time":"…"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotNotice {
+    pub action: String,
+    pub time: String,
+    /// When the agent saw it, Unix ms.
+    pub seen_at_ms: i64,
+}
+
+/// The exit marker (`runs/job=…/dt=…/<run_id>.exit`): the agent's last write, after the run
+/// summary, saying the run is over. The check step ends the wait on it and reads the summary
+/// it points at; written and read through this one type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitMarker {
+    pub run_id: String,
+    pub job: String,
+    pub ended_at_ms: i64,
+    pub status: RunStatus,
+    pub exit: ExitInfo,
+    #[serde(default)]
+    pub spot_notice: Option<SpotNotice>,
+}
+
+impl ExitMarker {
+    /// The marker of the run `summary` describes.
+    pub fn of(summary: &RunSummary, spot_notice: Option<SpotNotice>) -> Self {
+        ExitMarker {
+            run_id: summary.run_id.clone(),
+            job: summary.job.clone(),
+            ended_at_ms: summary.ended_at_ms,
+            status: summary.status,
+            exit: summary.exit,
+            spot_notice,
+        }
+    }
+}
+
 /// The rows of a run's summary as people read it, label and value: the one rendering that
 /// `spotfit run` (a table with the cost added) and `spotfit monitor` (plain text with the upload
 /// added) both show.

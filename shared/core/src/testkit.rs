@@ -184,7 +184,8 @@ pub fn agent_exits(objects: &InMemoryObjectStore, summary: &crate::summary::RunS
     // driver's pause plays the agent).
     let mut map = objects.0.lock().unwrap();
     map.insert(keys.summary(), serde_json::to_vec(summary).unwrap());
-    map.insert(keys.exit_marker(), b"{}".to_vec());
+    let marker = crate::summary::ExitMarker::of(summary, None);
+    map.insert(keys.exit_marker(), serde_json::to_vec(&marker).unwrap());
 }
 
 /// Objects in a map.

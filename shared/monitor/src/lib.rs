@@ -172,14 +172,8 @@ impl Default for MonitorOptions {
     }
 }
 
-/// A spot interruption notice as IMDS gave it (`{"action":"terminate","time":"…"}`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SpotNotice {
-    pub action: String,
-    pub time: String,
-    /// When we saw it, Unix ms.
-    pub seen_at_ms: i64,
-}
+/// A spot interruption notice (the core's type: the exit marker carries it).
+pub use spotfit_core::summary::SpotNotice;
 
 /// How a monitored run ended.
 #[derive(Debug, Clone)]

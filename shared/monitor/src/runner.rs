@@ -355,11 +355,8 @@ pub fn monitor(
     if let Some(sp) = spool.as_mut() {
         cut_and_queue_spool(sp, uploader.as_ref());
         let summary_json = serde_json::to_vec(&summary).unwrap_or_default();
-        let marker = serde_json::to_vec(&serde_json::json!({
-            "run_id": opts.run_id, "job": opts.job, "ended_at_ms": ended_at_ms,
-            "status": summary.status.as_str(), "exit": exit, "spot_notice": spot_notice,
-        }))
-        .unwrap_or_default();
+        let marker = serde_json::to_vec(&spotfit_core::summary::ExitMarker::of(&summary, spot_notice.clone()))
+            .unwrap_or_default();
         keep_final_files(sp.dir(), &summary_json, &marker);
         if let (Some(up), Some(u)) = (&uploader, &opts.upload) {
             let timeout = match signalled_at {
