@@ -55,7 +55,14 @@ def forward(method, path, headers, body):
     conn = http.client.HTTPConnection(MOTO[0], MOTO[1], timeout=60)
     try:
         fwd = {k: v for k, v in headers.items() if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
-        conn.request(method, path, body=body, headers=fwd)
+        # Exactly the client's headers: moto checks the SigV4 signature over them, so http.client
+        # must not add its own (Host, Accept-Encoding).
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for k, v in fwd.items():
+            conn.putheader(k, v)
+        if body and not any(k.lower() == "content-length" for k in fwd):
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
         resp = conn.getresponse()
         data = resp.read()
         out = {k: v for k, v in resp.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
