@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
-use spotfit_core::ids::{Pool, RunKeys};
+use spotfit_core::ids::Pool;
 use spotfit_core::pipeline::*;
-use spotfit_core::ports::{Clock, InstanceState, ObjectStore};
+use spotfit_core::ports::{Clock, InstanceState};
 use spotfit_core::spec::Market;
 use spotfit_core::summary::{ExitInfo, RunStatus, RunSummary};
 use spotfit_core::testkit::*;
@@ -103,7 +103,6 @@ fn every_state_input_and_output_matches_its_fixture() {
 
     clock.advance(120_000);
     let inst = s.instance.clone().unwrap();
-    let keys = RunKeys::new(&s.job, inst.launched_at_ms, &inst.agent_run_id);
     let summary = RunSummary {
         job: s.job.clone(),
         run_id: inst.agent_run_id.clone(),
@@ -116,7 +115,7 @@ fn every_state_input_and_output_matches_its_fixture() {
         status: RunStatus::Succeeded,
         ..Default::default()
     };
-    agent_exits(&objects, &summary, summary.started_at_ms);
+    agent_exits(&objects, &summary, inst.launched_at_ms);
     let s = block_on(check_step(&launcher, &objects, &capacity, &runs, &clock, s)).unwrap();
     fixture("Check.succeeded.out.json", &s, &mut bad);
     let s = block_on(terminate_step(&launcher, &clock, s)).unwrap();

@@ -1,0 +1,163 @@
+//! The check step: has the attempt ended, and how — and what follows it.
+
+use super::*;
+
+/// Check step: has the attempt ended, and how? The exit marker (written last by the agent)
+/// decides when present; otherwise the instance's state. A running attempt gets a heartbeat
+/// in the run store (the reaper's sign that an execution still polls it).
+pub async fn check_step<L, O, C, R, K>(
+    launcher: &L,
+    objects: &O,
+    capacity: &C,
+    runs: &R,
+    clock: &K,
+    mut state: RunState,
+) -> Result<RunState, PipelineError>
+where
+    L: InstanceLauncher + ?Sized,
+    O: ObjectStore + ?Sized,
+    C: CapacityStore + ?Sized,
+    R: RunStore + ?Sized,
+    K: Clock + ?Sized,
+{
+    let now = clock.now_ms();
+    let Some(inst) = state.instance.clone() else {
+        return Err(PipelineError::InvalidState(
+            "check needs a launched instance (state.instance)".into(),
+        ));
+    };
+    let check = match read_exit(objects, &state.job, &inst, now).await? {
+        Some(mut summary) => {
+            // The run's input size, from its spec, for input-aware sizing of later runs.
+            summary.input_bytes = summary.input_bytes.or(state.spec.hints.input_bytes);
+            Check {
+                status: summary.status,
+                at_ms: now,
+                reason: "exit marker found".into(),
+                summary: Some(summary),
+            }
+        }
+        None => {
+            let info = launcher
+                .describe(&inst.instance_id)
+                .await
+                .map_err(PipelineError::Instance)?;
+            instance_check(info.as_ref(), &inst, now)
+        }
+    };
+    if matches!(check.status, RunStatus::Interrupted | RunStatus::Lost) {
+        capacity
+            .mark(&inst.pool, CapacityMark::Interrupted, now + INTERRUPTION_MARK_MS)
+            .await?;
+        if !state.excluded.contains(&inst.pool) {
+            state.excluded.push(inst.pool.clone());
+        }
+    }
+    let status = check.status;
+    state.check = Some(check);
+    if status == RunStatus::Running {
+        runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
+        state.outcome = None;
+    } else {
+        state.outcome = Some(decide(
+            status,
+            state.attempt,
+            state.spec.retry.max_attempts,
+            state.oom_retries,
+        ));
+    }
+    Ok(state)
+}
+
+/// Reads the agent's summary once its exit marker exists. The agent names keys by its own
+/// start day, which may be a day (or, for long jobs, days) after the launch day: look at each
+/// day from launch to now.
+async fn read_exit<O: ObjectStore + ?Sized>(
+    objects: &O,
+    job: &str,
+    inst: &AttemptInstance,
+    now_ms: i64,
+) -> Result<Option<RunSummary>, PipelineError> {
+    const DAY_MS: i64 = 86_400_000;
+    let mut day_ms = inst.launched_at_ms;
+    let last = crate::ids::day_of(now_ms.max(inst.launched_at_ms));
+    loop {
+        let keys = RunKeys::new(job, day_ms, &inst.agent_run_id);
+        if let Some(bytes) = objects.get(&keys.exit_marker()).await? {
+            // The marker is the agent's typed last word; one that does not parse, or names
+            // another run, is reported rather than taken as the end of this one.
+            let marker: ExitMarker = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: keys.exit_marker(),
+                reason: format!("not an exit marker: {e}"),
+            })?;
+            if marker.run_id != inst.agent_run_id || marker.job != job {
+                return Err(PipelineError::Store(StoreError::Corrupt {
+                    key: keys.exit_marker(),
+                    reason: format!(
+                        "exit marker of {}/{} under {job}/{}",
+                        marker.job, marker.run_id, inst.agent_run_id
+                    ),
+                }));
+            }
+            let summary = match objects.get(&keys.summary()).await? {
+                Some(bytes) => serde_json::from_slice::<RunSummary>(&bytes).map_err(|e| StoreError::Corrupt {
+                    key: keys.summary(),
+                    reason: e.to_string(),
+                })?,
+                None => {
+                    return Err(PipelineError::Store(StoreError::Corrupt {
+                        key: keys.summary(),
+                        reason: "exit marker present but no run summary".into(),
+                    }))
+                }
+            };
+            return Ok(Some(summary));
+        }
+        if keys.day >= last {
+            return Ok(None);
+        }
+        day_ms += DAY_MS;
+    }
+}
+
+/// The status of an attempt without an exit marker, from its instance.
+fn instance_check(info: Option<&InstanceInfo>, inst: &AttemptInstance, now_ms: i64) -> Check {
+    let check = |status, reason: String| Check {
+        status,
+        at_ms: now_ms,
+        reason,
+        summary: None,
+    };
+    match info {
+        None => check(
+            RunStatus::Lost,
+            format!("instance {} is unknown to EC2", inst.instance_id),
+        ),
+        Some(i) => match i.state {
+            InstanceState::Pending | InstanceState::Running if now_ms > inst.deadline_ms => check(
+                RunStatus::TimedOut,
+                format!("past the deadline ({} ms)", inst.deadline_ms),
+            ),
+            InstanceState::Pending | InstanceState::Running => check(RunStatus::Running, String::new()),
+            _ => {
+                let reason = i.state_reason.clone().unwrap_or_default();
+                let spot = reason.contains("Spot") || reason.contains("spot") || reason.contains("no-capacity");
+                let status = if spot { RunStatus::Interrupted } else { RunStatus::Lost };
+                check(status, format!("instance {:?} without exit marker: {reason}", i.state))
+            }
+        },
+    }
+}
+
+/// What to do after an attempt that ended with `status`.
+pub fn decide(status: RunStatus, attempt: u32, max_attempts: u32, oom_retries: u32) -> Outcome {
+    match status {
+        RunStatus::Succeeded | RunStatus::Running => Outcome::Succeeded,
+        RunStatus::Failed => Outcome::Failed,
+        RunStatus::TimedOut => Outcome::TimedOut,
+        RunStatus::OomKilled if oom_retries < OOM_RETRIES => Outcome::Retry,
+        RunStatus::OomKilled => Outcome::Failed,
+        RunStatus::Interrupted | RunStatus::Lost if attempt < max_attempts.max(1) => Outcome::Retry,
+        RunStatus::Interrupted | RunStatus::Lost => Outcome::RetriesExhausted,
+    }
+}

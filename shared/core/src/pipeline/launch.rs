@@ -1,0 +1,192 @@
+//! The launch step: walk the fallback plan until a pool takes the instance.
+
+use super::*;
+
+/// What the launch step needs from the deployment.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchSettings {
+    /// AZ ids with a subnet, in preference order.
+    pub zones: Vec<String>,
+}
+
+/// Launch step: walk the fallback plan until a pool takes the instance. Capacity errors mark
+/// the pool for every job (with a TTL) and move on; a pool that can never take the request
+/// (unsupported type or architecture there) is skipped unmarked; a region-wide quota skips the
+/// rest of that market (on to on-demand when the spec allows it) and, when no market is left,
+/// ends the step with `WaitingForQuota` (retried with backoff by the state machine) until the
+/// job's timeout has passed since the execution started (`QuotaExhausted`). Throttling and other
+/// errors end the step. Idempotent: a retried call finds the instance a previous call started
+/// (by its tags, then by ClientToken) instead of a second one.
+pub async fn launch_step<L, C, R, K>(
+    launcher: &L,
+    capacity: &C,
+    runs: &R,
+    clock: &K,
+    settings: &LaunchSettings,
+    state: RunState,
+) -> Result<RunState, PipelineError>
+where
+    L: InstanceLauncher + ?Sized,
+    C: CapacityStore + ?Sized,
+    R: RunStore + ?Sized,
+    K: Clock + ?Sized,
+{
+    launch_step_within(launcher, capacity, runs, clock, settings, None, state).await
+}
+
+/// [`launch_step`] that stops walking once `budget` has passed since it began (checked before
+/// each pool), with `LaunchBudgetSpent`: the Lambda must return a retryable error before its
+/// own timeout cuts it off mid-call.
+pub async fn launch_step_within<L, C, R, K>(
+    launcher: &L,
+    capacity: &C,
+    runs: &R,
+    clock: &K,
+    settings: &LaunchSettings,
+    budget: Option<std::time::Duration>,
+    mut state: RunState,
+) -> Result<RunState, PipelineError>
+where
+    L: InstanceLauncher + ?Sized,
+    C: CapacityStore + ?Sized,
+    R: RunStore + ?Sized,
+    K: Clock + ?Sized,
+{
+    let now = clock.now_ms();
+    let timeout_ms = state.spec.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S) as i64 * 1000;
+    let agent_run_id = attempt_run_id(&state.run_id, state.attempt);
+
+    if let Some(existing) = find_attempt_instance(launcher, &state).await? {
+        let pool = Pool {
+            instance_type: existing.instance_type.clone(),
+            az: existing.az.clone(),
+            market: existing.market,
+        };
+        let price = price_of(&state.candidates, &pool);
+        let launched_at_ms = existing.launched_at_ms.unwrap_or(now);
+        let deadline_ms = existing
+            .deadline_ms
+            .unwrap_or(launched_at_ms + timeout_ms + BOOT_GRACE_MS);
+        state.instance = Some(AttemptInstance {
+            instance_id: existing.instance_id,
+            pool,
+            price_per_hour: price,
+            launched_at_ms,
+            deadline_ms,
+            agent_run_id,
+            tried: Vec::new(),
+            terminated_at_ms: None,
+        });
+        runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
+        return Ok(state);
+    }
+
+    let mut unavailable: HashSet<Pool> = capacity.unavailable(now).await?.into_iter().collect();
+    unavailable.extend(state.excluded.iter().cloned());
+    let plan = fallback::plan(
+        &state.candidates,
+        &PlanInput {
+            market: state.spec.market,
+            zones: &settings.zones,
+            allowed_zones: &state.spec.placement.availability_zones,
+            unavailable: &unavailable,
+            max_price_per_hour: state.spec.resources.max_price_per_hour,
+        },
+    );
+    let deadline_ms = now + timeout_ms + BOOT_GRACE_MS;
+    let budget_ms = budget.map(|b| b.as_millis() as i64);
+    let mut tried = Vec::new();
+    let mut quota_blocked: Vec<Market> = Vec::new();
+    let mut last_quota: Option<(String, String)> = None;
+    for step in plan {
+        if quota_blocked.contains(&step.pool.market) {
+            continue;
+        }
+        if let Some(b) = budget_ms {
+            if clock.now_ms() - now >= b {
+                return Err(PipelineError::LaunchBudgetSpent { budget_ms: b, tried });
+            }
+        }
+        let req = LaunchRequest {
+            pool: step.pool.clone(),
+            job: state.job.clone(),
+            run_id: state.run_id.clone(),
+            attempt: state.attempt,
+            client_token: client_token(&state.run_id, state.attempt, &step.pool),
+            argv: state.spec.command.clone(),
+            image: state.spec.image.clone(),
+            env: state.spec.env.clone(),
+            deadline_ms,
+            max_price_per_hour: state.spec.resources.max_price_per_hour,
+            memory_limit_bytes: Some(state.requirement.memory_bytes),
+        };
+        match launcher.launch(&req).await {
+            Ok(launched) => {
+                state.instance = Some(AttemptInstance {
+                    instance_id: launched.instance_id,
+                    pool: launched.pool,
+                    price_per_hour: step.price_per_hour,
+                    launched_at_ms: launched.launched_at_ms,
+                    deadline_ms,
+                    agent_run_id,
+                    tried,
+                    terminated_at_ms: None,
+                });
+                runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
+                return Ok(state);
+            }
+            Err(LaunchError::Capacity { pool, code, .. }) => {
+                capacity
+                    .mark(&pool, CapacityMark::InsufficientCapacity, now + CAPACITY_MARK_MS)
+                    .await?;
+                tried.push(TriedPool { pool, code });
+            }
+            Err(LaunchError::PoolRejected { pool, code, .. }) => tried.push(TriedPool { pool, code }),
+            Err(LaunchError::Quota { market, code, message }) => {
+                quota_blocked.push(market);
+                tried.push(TriedPool {
+                    pool: step.pool.clone(),
+                    code: code.clone(),
+                });
+                last_quota = Some((code, message));
+            }
+            Err(e) => return Err(PipelineError::Launch(e)),
+        }
+    }
+    if let Some((code, message)) = last_quota {
+        let timeout_s = state.spec.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+        if clock.now_ms() - state.started_at_ms > timeout_s as i64 * 1000 {
+            return Err(PipelineError::QuotaExhausted {
+                code,
+                message,
+                timeout_s,
+            });
+        }
+        return Err(PipelineError::WaitingForQuota { code, message });
+    }
+    Err(PipelineError::CapacityExhausted { tried })
+}
+
+/// A live instance already started for this attempt (by a call that crashed or timed out).
+async fn find_attempt_instance<L: InstanceLauncher + ?Sized>(
+    launcher: &L,
+    state: &RunState,
+) -> Result<Option<InstanceInfo>, PipelineError> {
+    let managed = launcher.list_managed().await.map_err(PipelineError::Launch)?;
+    Ok(managed.into_iter().find(|i| {
+        i.run_id.as_deref() == Some(&state.run_id)
+            && i.attempt == Some(state.attempt)
+            && matches!(i.state, InstanceState::Pending | InstanceState::Running)
+    }))
+}
+
+pub(super) fn price_of(candidates: &[Candidate], pool: &Pool) -> f64 {
+    candidates
+        .iter()
+        .find(|c| c.instance_type == pool.instance_type)
+        .and_then(|c| match pool.market {
+            crate::spec::Market::OnDemand => c.on_demand_per_hour,
+            _ => c.spot_per_hour,
+        })
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,118 @@
+//! The record step (run row, profile update, Athena copy) and the profile update it shares
+//! with every writer of profiles.
+
+use super::*;
+
+/// How many times a conditional profile write is retried after a conflict.
+pub const PROFILE_WRITE_ATTEMPTS: u32 = 8;
+
+/// Folds a finished run into its job's profile with optimistic concurrency: read, apply,
+/// write-if-unchanged, and on conflict start again. Two runs of one job finishing together
+/// both land. Returns the profile as written.
+pub async fn update_profile<P: ProfileStore + ?Sized>(
+    profiles: &P,
+    run: &crate::summary::RunSummary,
+) -> Result<JobProfile, StoreError> {
+    // Where the store can do the read-modify-write under one lock, no conflict can happen.
+    let apply = |current: Option<JobProfile>| {
+        let expected = current.as_ref().map(|p| p.version);
+        let mut profile = current.unwrap_or_else(|| JobProfile::new(&run.job));
+        profile.record(run).then(|| {
+            profile.version = expected.unwrap_or(0) + 1;
+            profile
+        })
+    };
+    if let Some(written) = profiles.update_atomically(&run.job, &apply).await? {
+        return Ok(written);
+    }
+    let mut last_err = None;
+    for _ in 0..PROFILE_WRITE_ATTEMPTS {
+        let current = profiles.get(&run.job).await?;
+        let expected = current.as_ref().map(|p| p.version);
+        let mut profile = current.unwrap_or_else(|| JobProfile::new(&run.job));
+        if !profile.record(run) {
+            return Ok(profile); // already recorded: a retried call changes nothing
+        }
+        profile.version = expected.unwrap_or(0) + 1;
+        match profiles.put_if_version(&profile, expected).await {
+            Ok(()) => return Ok(profile),
+            Err(e @ StoreError::Conflict { .. }) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or(StoreError::Conflict {
+        key: run.job.clone(),
+        expected: None,
+        found: None,
+    }))
+}
+
+/// Records one attempt: the run row first (so a crash between the two leaves the run visible),
+/// then the profile. Only finished attempts with a summary change the profile.
+pub async fn record_run<P, R>(profiles: &P, runs: &R, record: &RunRecord) -> Result<Option<JobProfile>, StoreError>
+where
+    P: ProfileStore + ?Sized,
+    R: RunStore + ?Sized,
+{
+    runs.put(record).await?;
+    match &record.summary {
+        Some(summary) if record.status.is_final() => Ok(Some(update_profile(profiles, summary).await?)),
+        _ => Ok(None),
+    }
+}
+
+/// `records/dt=<day>/<run_id>-<attempt>.json`: the run rows for Athena (the `run_records`
+/// table, partitioned by day only so cross-job questions need no job filter).
+pub fn record_key(record: &RunRecord, started_at_ms: i64) -> String {
+    crate::ids::RunKeys::new(&record.job, started_at_ms, &record.run_id).record(record.attempt)
+}
+
+/// Record step: the attempt's run row (costed), the profile update, the Athena copy in S3,
+/// and the attempt appended to the history. An attempt that never launched (a failure
+/// before launch) records nothing. Safe to repeat.
+pub async fn record_step<P, R, O, K>(
+    profiles: &P,
+    runs: &R,
+    objects: &O,
+    clock: &K,
+    mut state: RunState,
+) -> Result<RunState, PipelineError>
+where
+    P: ProfileStore + ?Sized,
+    R: RunStore + ?Sized,
+    O: ObjectStore + ?Sized,
+    K: Clock + ?Sized,
+{
+    let Some(inst) = state.instance.clone() else {
+        return Ok(state);
+    };
+    let now = clock.now_ms();
+    // A state that reaches record without a final check (the error path) failed.
+    let status = match state.check.as_ref().map(|c| c.status) {
+        Some(s) if s.is_final() => s,
+        _ => RunStatus::Failed,
+    };
+    if state.outcome.is_none() {
+        state.outcome = Some(Outcome::Failed);
+    }
+    let record = RunRecord {
+        status,
+        ..attempt_record(&state, status, now)
+    };
+    record_run(profiles, runs, &record).await?;
+    let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
+        key: "record".into(),
+        reason: e.to_string(),
+    })?;
+    objects.put(&record_key(&record, inst.launched_at_ms), json).await?;
+    if !state.history.iter().any(|h| h.attempt == state.attempt) {
+        state.history.push(AttemptSummary {
+            attempt: state.attempt,
+            pool: Some(inst.pool.clone()),
+            instance_id: Some(inst.instance_id.clone()),
+            status,
+            cost_usd: record.cost_usd,
+        });
+    }
+    Ok(state)
+}

@@ -1,0 +1,95 @@
+//! The size step: validate the spec, size the attempt from the job's profile, rank.
+
+use super::*;
+
+/// Size step: validate the spec, size from the job's profile, rank candidates. On a retry
+/// (`input.previous`), the next attempt keeps the run id and the excluded pools, and an OOM
+/// kill raises the memory floor by the spec's factor.
+pub async fn size_step<P, R>(profiles: &P, rank: R, input: SizeInput, now_ms: i64) -> Result<RunState, PipelineError>
+where
+    P: ProfileStore + ?Sized,
+    R: Fn(&Requirement, &JobSpec) -> Vec<Candidate>,
+{
+    let spec = JobSpec::from_json(&input.spec.to_string())?;
+    let profile = profiles.get(&spec.name).await?;
+    let mut requirement = crate::sizing::size(&spec, profile.as_ref(), now_ms);
+    let (run_id, attempt, started_at_ms, excluded, mut oom_retries, history) = match input.previous {
+        None => (
+            run_id_for(input.execution.as_deref(), now_ms),
+            1,
+            now_ms,
+            Vec::new(),
+            0,
+            Vec::new(),
+        ),
+        Some(prev) => {
+            let prev = *prev;
+            if prev.job != spec.name {
+                return Err(PipelineError::InvalidState(format!(
+                    "previous attempt is of job {}, spec is {}",
+                    prev.job, spec.name
+                )));
+            }
+            let oom = prev.check.as_ref().is_some_and(|c| c.status == RunStatus::OomKilled);
+            if oom {
+                // From the memory the killed attempt really had: ranking may buy a type above
+                // the requirement's floor when its OOM risk is priced (sizing v3).
+                let killed_on = prev.instance.as_ref().and_then(|i| {
+                    prev.candidates
+                        .iter()
+                        .find(|c| c.instance_type == i.pool.instance_type)
+                        .map(|c| c.memory_bytes)
+                });
+                let had = prev.requirement.memory_bytes.max(killed_on.unwrap_or(0));
+                let bumped = (had as f64 * spec.retry.oom_memory_factor) as u64;
+                if bumped > requirement.memory_bytes {
+                    requirement.memory_bytes = bumped;
+                    requirement.notes.push(format!(
+                        "OOM kill in attempt {}: memory raised ×{} to {} bytes",
+                        prev.attempt, spec.retry.oom_memory_factor, bumped
+                    ));
+                }
+            }
+            let ooms = prev.oom_retries + u32::from(oom);
+            (
+                prev.run_id,
+                prev.attempt + 1,
+                prev.started_at_ms,
+                prev.excluded,
+                ooms,
+                prev.history,
+            )
+        }
+    };
+    if oom_retries > OOM_RETRIES {
+        oom_retries = OOM_RETRIES;
+    }
+    let mut candidates = rank(&requirement, &spec);
+    candidates.truncate(MAX_CANDIDATES);
+    if candidates.is_empty() {
+        return Err(PipelineError::NoCandidates {
+            job: spec.name.clone(),
+            reason: format!(
+                "{} vCPU, {} MiB, {} GPU within the spec's placement and bounds",
+                requirement.vcpu,
+                requirement.memory_bytes / crate::units::MIB,
+                requirement.gpu
+            ),
+        });
+    }
+    Ok(RunState {
+        run_id,
+        job: spec.name.clone(),
+        spec,
+        attempt,
+        started_at_ms,
+        requirement,
+        candidates,
+        excluded,
+        oom_retries,
+        instance: None,
+        check: None,
+        outcome: None,
+        history,
+    })
+}
