@@ -375,10 +375,6 @@ impl Rt {
             Rt::Own(rt) => rt.block_on(fut),
         }
     }
-
-    fn put(&self, store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool {
-        self.run(put_logged(store, key, bytes))
-    }
 }
 
 /// One put, bounded by [`PUT_TIMEOUT`] (a hung connection is abandoned, not waited on), with
@@ -395,6 +391,23 @@ async fn put_logged(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool 
             false
         }
     }
+}
+
+/// Ships part `n` of the spool (again, when `done`, from its `.done` file) and marks it done
+/// once it landed: the one part upload of the live path and `--resume-spool`. `Ok(landed)`;
+/// `Err` when the part file cannot be read.
+async fn ship_part(store: &dyn ObjectStore, dir: &Path, keys: &RunKeys, n: u64, done: bool) -> std::io::Result<bool> {
+    let path = if done {
+        part_path(dir, n).with_extension("gz.done")
+    } else {
+        part_path(dir, n)
+    };
+    let bytes = std::fs::read(&path)?;
+    let landed = put_logged(store, &keys.sample_part(n), bytes).await;
+    if landed && !done {
+        let _ = std::fs::rename(&path, path.with_extension("gz.done"));
+    }
+    Ok(landed)
 }
 
 /// Ships the run's last two objects in the order the check step relies on — the summary, then,
@@ -431,6 +444,20 @@ async fn ship_final(
     true
 }
 
+type Finish = (Vec<u8>, Vec<u8>, Sender<UploadReport>);
+
+/// Takes one command into the uploader's work: a part to ship, or the run's end.
+fn take(cmd: UpCmd, queue: &mut Vec<u64>, finish: &mut Option<Finish>) {
+    match cmd {
+        UpCmd::Part(n) => queue.push(n),
+        UpCmd::Finish {
+            summary,
+            exit_marker,
+            done,
+        } => *finish = Some((summary, exit_marker, done)),
+    }
+}
+
 fn upload_loop(
     dir: PathBuf,
     keys: RunKeys,
@@ -440,7 +467,7 @@ fn upload_loop(
     mut queue: Vec<u64>,
 ) {
     let mut report = UploadReport::default();
-    let mut finish: Option<(Vec<u8>, Vec<u8>, Sender<UploadReport>)> = None;
+    let mut finish: Option<Finish> = None;
     let mut backoff = FIRST_BACKOFF;
     let mut closed = false;
     loop {
@@ -456,12 +483,7 @@ fn upload_loop(
                 })
             };
             match cmd {
-                Ok(UpCmd::Part(n)) => queue.push(n),
-                Ok(UpCmd::Finish {
-                    summary,
-                    exit_marker,
-                    done,
-                }) => finish = Some((summary, exit_marker, done)),
+                Ok(c) => take(c, &mut queue, &mut finish),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
                     closed = true;
@@ -475,16 +497,13 @@ fn upload_loop(
             return;
         }
         let ok = if let Some(&n) = queue.first() {
-            let path = part_path(&dir, n);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    let ok = rt.put(store.as_ref(), &keys.sample_part(n), bytes);
-                    if ok {
-                        let _ = std::fs::rename(&path, path.with_extension("gz.done"));
+            match rt.run(ship_part(store.as_ref(), &dir, &keys, n, false)) {
+                Ok(landed) => {
+                    if landed {
                         report.parts_uploaded += 1;
                         queue.remove(0);
                     }
-                    ok
+                    landed
                 }
                 Err(e) => {
                     // A part file that vanished cannot be uploaded; say so and move on.
@@ -521,12 +540,7 @@ fn upload_loop(
             let until = Instant::now() + backoff;
             while let Some(left) = until.checked_duration_since(Instant::now()) {
                 match rx.recv_timeout(left) {
-                    Ok(UpCmd::Part(n)) => queue.push(n),
-                    Ok(UpCmd::Finish {
-                        summary,
-                        exit_marker,
-                        done,
-                    }) => finish = Some((summary, exit_marker, done)),
+                    Ok(c) => take(c, &mut queue, &mut finish),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -550,16 +564,7 @@ pub async fn upload_spool(dir: &Path, store: &dyn ObjectStore, all: bool) -> Res
         if done && !all {
             continue;
         }
-        let path = if done {
-            part_path(dir, n).with_extension("gz.done")
-        } else {
-            part_path(dir, n)
-        };
-        let bytes = std::fs::read(&path).map_err(err)?;
-        if put_logged(store, &keys.sample_part(n), bytes).await {
-            if !done {
-                let _ = std::fs::rename(&path, path.with_extension("gz.done"));
-            }
+        if ship_part(store, dir, &keys, n, done).await.map_err(err)? {
             report.parts_uploaded += 1;
         } else {
             report.parts_pending += 1;
