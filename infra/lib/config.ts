@@ -56,13 +56,11 @@ export function repoRoot(): string {
 }
 
 /**
- * The ASL file: `statemachine/spotfit.asl.json` (owned by the pipeline). Until that file exists
- * on a branch, tests fall back to the fixture under infra/test/fixtures so that synth still works.
+ * The ASL file: `statemachine/spotfit.asl.json`, the one definition (its strings are held
+ * against the Rust types by shared/core/tests/asl_contract.rs).
  */
 export function defaultStateMachineFile(root: string): string {
-  const real = path.join(root, 'statemachine', 'spotfit.asl.json');
-  if (fs.existsSync(real)) return real;
-  return path.join(root, 'infra', 'test', 'fixtures', 'spotfit.asl.json');
+  return path.join(root, 'statemachine', 'spotfit.asl.json');
 }
 
 class ConfigError extends Error {

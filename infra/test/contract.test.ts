@@ -27,10 +27,9 @@ test('the state machine definition in the template is the ASL file, byte for byt
     assert.deepEqual(subs[key], { 'Fn::GetAtt': [logicalId(fn), 'Arn'] }, key);
   }
   assert.deepEqual(Object.keys(subs).sort(), Object.keys(SUBSTITUTIONS).sort());
-  // The real file wins over the fixture as soon as it exists.
-  if (fs.existsSync(path.join(root, 'statemachine', 'spotfit.asl.json'))) {
-    assert.equal(file, path.join(root, 'statemachine', 'spotfit.asl.json'));
-  }
+  // The one definition: no second copy to drift.
+  assert.equal(file, path.join(root, 'statemachine', 'spotfit.asl.json'));
+  assert.ok(!fs.existsSync(path.join(root, 'infra', 'test', 'fixtures', 'spotfit.asl.json')), 'a stale ASL copy is back');
 });
 
 test('the ASL check rejects unknown placeholders and non-Lambda integrations', () => {
