@@ -22,7 +22,13 @@ ensure_py() {
   local missing=()
   for spec in "$@"; do
     local name="${spec%%[=<>\[]*}"
-    "$TOOLS/venv/bin/pip" show -q "$name" >/dev/null 2>&1 || missing+=("$spec")
+    local have
+    have=$("$TOOLS/venv/bin/pip" show "$name" 2>/dev/null | awk '/^Version:/{print $2}')
+    # A pinned spec (NAME==VER) must find exactly that version: an earlier script's install of
+    # another version does not count (a clean clone would otherwise test with whichever came first).
+    if [ -z "$have" ] || { [[ "$spec" == *==* ]] && [[ "$spec" != *"*"* ]] && [ "$have" != "${spec##*==}" ]; }; then
+      missing+=("$spec")
+    fi
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     log "pip install ${missing[*]}"

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
 source scripts/lib/monitor-test.sh
-ensure_py "moto[server]==5.1.*"
+ensure_py "moto[server]==5.2.5" # the version scripts/local-stack pins
 WORK="$(mktemp -d)"
 MOTO_PID=""
 cleanup() {
