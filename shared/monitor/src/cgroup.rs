@@ -540,12 +540,16 @@ pub fn throttled_s(dir: &Path) -> Option<f64> {
 }
 
 /// Follows the cores a job can use over its run (`RunSummary::cpu_given_cores`): observed at the
-/// start and at every sample, because a job may narrow them itself right after it starts
-/// (`taskset`, moving into a cgroup with a quota); the least seen is what it had. The binding
+/// start and at each of the first [`EARLY_TICKS`] samples, because a job may narrow them itself
+/// right after it starts (`taskset`, moving into a cgroup with a quota), then every
+/// [`LATER_EVERY`]th: each look re-reads `/proc/<pid>/cgroup`, the affinity and the quota of
+/// every parent cgroup, several times what a sample itself costs, and quotas rarely change
+/// mid-run. The least seen is what it had. The binding
 /// quota's cgroup is remembered with its throttled time when first seen, for the run's
 /// throttling.
 #[derive(Debug, Default)]
 pub struct CoresGivenProbe {
+    ticks: u64,
     /// The job's process (command, PID mode): its affinity and cgroups are re-read.
     pub pid: Option<u32>,
     /// Fixed cgroups (attach mode).
@@ -555,7 +559,20 @@ pub struct CoresGivenProbe {
     quota_dir: Option<(PathBuf, Option<f64>)>,
 }
 
+/// Samples after the start during which every tick looks again.
+pub const EARLY_TICKS: u64 = 10;
+/// After those, one tick in this many looks again.
+pub const LATER_EVERY: u64 = 30;
+
 impl CoresGivenProbe {
+    /// Called at each sample: looks again while the run is young, then now and then.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        if self.ticks <= EARLY_TICKS || self.ticks % LATER_EVERY == 0 {
+            self.observe();
+        }
+    }
+
     pub fn new(pid: Option<u32>, dirs: Vec<PathBuf>, root: &Path) -> Self {
         let mut p = CoresGivenProbe {
             pid,

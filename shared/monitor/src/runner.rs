@@ -291,7 +291,7 @@ pub fn monitor(
                     exit = reap(&mut child);
                     break;
                 }
-                cores_probe.observe();
+                cores_probe.tick();
                 let s = sampler.sample(now, now_ms());
                 // Attached: the run is over when the tree or the cgroup has no process left.
                 let gone = child_pid.is_none() && s.processes == 0;
