@@ -23,7 +23,9 @@ ensure_py() {
   for spec in "$@"; do
     local name="${spec%%[=<>\[]*}"
     local have
-    have=$("$TOOLS/venv/bin/pip" show "$name" 2>/dev/null | awk '/^Version:/{print $2}')
+    # `|| true`: pip show fails for a package not yet installed, and under pipefail and set -e
+    # that would end the script instead of marking the package missing.
+    have=$("$TOOLS/venv/bin/pip" show "$name" 2>/dev/null | awk '/^Version:/{print $2}' || true)
     # A pinned spec (NAME==VER) must find exactly that version: an earlier script's install of
     # another version does not count (a clean clone would otherwise test with whichever came first).
     if [ -z "$have" ] || { [[ "$spec" == *==* ]] && [[ "$spec" != *"*"* ]] && [ "$have" != "${spec##*==}" ]; }; then
