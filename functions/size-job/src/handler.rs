@@ -4,11 +4,10 @@
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::catalog::Catalog;
-use spotfit_core::pipeline::{size_step, PipelineError, SizeInput};
+use spotfit_core::pipeline::{size_step, Refusing, SizeInput};
 use spotfit_core::ports::{Clock, ProfileStore};
-use spotfit_core::ranking::{rank, RankOptions};
+use spotfit_core::ranking::{rank, Deployment, RankOptions};
 use spotfit_core::sizing::Requirement;
-use spotfit_core::spec::Arch;
 use spotfit_core::JobSpec;
 use spotfit_lambda::{decode, encode, TaskError};
 
@@ -16,11 +15,10 @@ use spotfit_lambda::{decode, encode, TaskError};
 pub struct Deps<P, K> {
     pub profiles: P,
     pub catalog: &'static Catalog,
-    /// The deployment's region: where candidates are ranked unless the spec names regions.
-    pub region: String,
-    /// Architectures the deployment can boot (its launch templates' AMIs): a candidate of
-    /// another architecture would fail at RunInstances, so ranking never offers one.
-    pub architectures: Vec<Arch>,
+    /// Where the deployment can launch (its region, the architectures its AMIs boot): only
+    /// there is anything ranked, since another region's or architecture's candidate would fail
+    /// at RunInstances.
+    pub deployment: Deployment,
     pub clock: K,
 }
 
@@ -29,50 +27,17 @@ pub async fn handle<P: ProfileStore, K: Clock>(
     deps: &Deps<P, K>,
 ) -> Result<Value, TaskError> {
     let input: SizeInput = decode(event.payload)?;
-    // Only the deployment's region is launchable (its subnets, launch template and AMI are
-    // there): a spec that names only other regions is refused rather than ranked on their prices.
-    let named: Vec<&str> = input
-        .spec
-        .pointer("/placement/regions")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !named.is_empty() && !named.contains(&deps.region.as_str()) {
-        return Err(PipelineError::NoCandidates {
-            job: input
-                .spec
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string(),
-            reason: format!(
-                "placement.regions {named:?} names no region this deployment can launch in (it launches in {})",
-                deps.region
-            ),
-        }
-        .into());
-    }
     let opts = RankOptions {
-        default_region: deps.region.clone(),
+        default_region: deps.deployment.region.clone(),
         ..Default::default()
     };
-    let ranker = |req: &Requirement, spec: &JobSpec| {
-        let mut placement = spec.placement.clone();
-        placement.regions = vec![deps.region.clone()];
-        placement.architectures = if placement.architectures.is_empty() {
-            deps.architectures.clone()
-        } else {
-            placement
-                .architectures
-                .into_iter()
-                .filter(|a| deps.architectures.contains(a))
-                .collect()
-        };
+    let ranker = Refusing(|req: &Requirement, spec: &JobSpec| {
+        let placement = deps.deployment.placement(&spec.placement)?;
         if placement.architectures.is_empty() {
-            return Vec::new(); // the spec allows none the deployment can boot: no candidate
+            return Ok(Vec::new()); // the spec allows none the deployment can boot: no candidate
         }
-        rank(deps.catalog, req, &placement, spec.market, &opts)
-    };
+        Ok(rank(deps.catalog, req, &placement, spec.market, &opts))
+    });
     let state = size_step(&deps.profiles, ranker, input, deps.clock.now_ms()).await?;
     encode(&state)
 }
@@ -82,14 +47,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use lambda_runtime::Context;
+    use spotfit_core::spec::Arch;
     use spotfit_core::testkit::{block_on, FakeClock, InMemoryProfileStore};
 
     fn deps() -> Deps<InMemoryProfileStore, FakeClock> {
         Deps {
             profiles: Default::default(),
             catalog: Catalog::embedded().unwrap(),
-            region: "us-east-1".into(),
-            architectures: vec![Arch::X86_64],
+            deployment: Deployment {
+                region: "us-east-1".into(),
+                architectures: vec![Arch::X86_64],
+            },
             clock: FakeClock::at(1_795_651_200_000),
         }
     }

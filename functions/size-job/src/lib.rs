@@ -13,8 +13,10 @@ pub async fn from_env() -> Result<Deps<DynamoProfileStore, SystemClock>, lambda_
     Ok(Deps {
         profiles: aws.profiles()?,
         catalog,
-        region: spotfit_aws::config::env_region()?,
-        architectures: architectures_from_env()?,
+        deployment: spotfit_core::ranking::Deployment {
+            region: spotfit_aws::config::env_region()?,
+            architectures: architectures_from_env()?,
+        },
         clock: SystemClock,
     })
 }

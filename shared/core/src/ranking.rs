@@ -194,6 +194,40 @@ fn predict(
     }
 }
 
+/// Where a deployment can launch: its region (its subnets, launch template and AMI are there)
+/// and the architectures its AMIs boot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub region: String,
+    pub architectures: Vec<crate::spec::Arch>,
+}
+
+impl Deployment {
+    /// The spec's placement narrowed to what this deployment can launch. `Err` says why nothing
+    /// can be, naming the field: a spec whose regions are all elsewhere is refused rather than
+    /// ranked on another region's prices. `Ok` with no architecture left means no candidate.
+    pub fn placement(&self, p: &Placement) -> Result<Placement, String> {
+        if !p.regions.is_empty() && !p.regions.contains(&self.region) {
+            return Err(format!(
+                "placement.regions {:?} names no region this deployment can launch in (it launches in {})",
+                p.regions, self.region
+            ));
+        }
+        let mut placement = p.clone();
+        placement.regions = vec![self.region.clone()];
+        placement.architectures = if p.architectures.is_empty() {
+            self.architectures.clone()
+        } else {
+            p.architectures
+                .iter()
+                .filter(|a| self.architectures.contains(a))
+                .copied()
+                .collect()
+        };
+        Ok(placement)
+    }
+}
+
 /// The instance types that fit, in order of expected cost (cheapest first).
 pub fn rank(
     catalog: &Catalog,
@@ -393,6 +427,39 @@ mod tests {
     use crate::sizing::{SizeClass, SizingBasis};
     use crate::spec::Arch;
     use crate::units::GIB;
+
+    #[test]
+    fn a_deployment_narrows_placement_to_its_region_and_architectures() {
+        let d = Deployment {
+            region: "us-east-1".into(),
+            architectures: vec![Arch::X86_64],
+        };
+        // nothing named: the deployment's region and architectures
+        let p = d.placement(&Placement::default()).unwrap();
+        assert_eq!(
+            (p.regions, p.architectures),
+            (vec!["us-east-1".to_string()], vec![Arch::X86_64])
+        );
+        // its region among others: only its region; an architecture it cannot boot: none left
+        let asked = Placement {
+            regions: vec!["eu-west-1".into(), "us-east-1".into()],
+            architectures: vec![Arch::Arm64],
+            ..Default::default()
+        };
+        let p = d.placement(&asked).unwrap();
+        assert_eq!(p.regions, vec!["us-east-1".to_string()]);
+        assert!(p.architectures.is_empty());
+        // only other regions: refused, naming the field and both sides
+        let elsewhere = Placement {
+            regions: vec!["eu-west-1".into()],
+            ..Default::default()
+        };
+        let why = d.placement(&elsewhere).unwrap_err();
+        assert!(
+            why.starts_with("placement.regions") && why.contains("eu-west-1") && why.contains("us-east-1"),
+            "{why}"
+        );
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn offer(name: &str, vcpu: u32, mem_gib: u64, arch: Arch, spot: f64, od: f64, single: f64, azs: &[&str]) -> Offer {

@@ -328,7 +328,7 @@ pub fn sized_state(
     let profiles = InMemoryProfileStore::default();
     block_on(crate::pipeline::size_step(
         &profiles,
-        |_, _| candidates.clone(),
+        |_: &crate::sizing::Requirement, _: &crate::JobSpec| candidates.clone(),
         input,
         now_ms,
     ))

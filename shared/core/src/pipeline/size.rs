@@ -2,13 +2,36 @@
 
 use super::*;
 
+/// Ranks the candidates of a requirement for a spec, as the size step asks. A closure that
+/// returns the candidates is one; [`Refusing`] wraps one that can also say why no candidate
+/// can exist (the reason becomes the `NoCandidates` error).
+pub trait Ranker {
+    fn rank(&self, req: &Requirement, spec: &JobSpec) -> Result<Vec<Candidate>, String>;
+}
+
+impl<F: Fn(&Requirement, &JobSpec) -> Vec<Candidate>> Ranker for F {
+    fn rank(&self, req: &Requirement, spec: &JobSpec) -> Result<Vec<Candidate>, String> {
+        Ok(self(req, spec))
+    }
+}
+
+/// A ranking that may refuse, naming why (see [`Ranker`]).
+#[derive(Debug)]
+pub struct Refusing<F>(pub F);
+
+impl<F: Fn(&Requirement, &JobSpec) -> Result<Vec<Candidate>, String>> Ranker for Refusing<F> {
+    fn rank(&self, req: &Requirement, spec: &JobSpec) -> Result<Vec<Candidate>, String> {
+        (self.0)(req, spec)
+    }
+}
+
 /// Size step: validate the spec, size from the job's profile, rank candidates. On a retry
 /// (`input.previous`), the next attempt keeps the run id and the excluded pools, and an OOM
 /// kill raises the memory floor by the spec's factor.
 pub async fn size_step<P, R>(profiles: &P, rank: R, input: SizeInput, now_ms: i64) -> Result<RunState, PipelineError>
 where
     P: ProfileStore + ?Sized,
-    R: Fn(&Requirement, &JobSpec) -> Vec<Candidate>,
+    R: Ranker,
 {
     let spec = JobSpec::from_json(&input.spec.to_string())?;
     let profile = profiles.get(&spec.name).await?;
@@ -64,7 +87,12 @@ where
     if oom_retries > OOM_RETRIES {
         oom_retries = OOM_RETRIES;
     }
-    let mut candidates = rank(&requirement, &spec);
+    let mut candidates = rank
+        .rank(&requirement, &spec)
+        .map_err(|reason| PipelineError::NoCandidates {
+            job: spec.name.clone(),
+            reason,
+        })?;
     candidates.truncate(MAX_CANDIDATES);
     if candidates.is_empty() {
         return Err(PipelineError::NoCandidates {
