@@ -76,6 +76,9 @@ pub fn monitor(
     };
 
     let mut child_pid = None;
+    // The program could not be started (agent mode): the exit it is recorded with.
+    let mut not_started: Option<ExitInfo> = None;
+    let mut early_exit_guard = KillOnEarlyReturn(None);
     let mut child: Option<std::process::Child> = None;
     let mut oom_base = None;
     // Removed (rmdir) when the run ends, by which time the job has been reaped.
@@ -103,44 +106,75 @@ pub fn monitor(
                     })?;
                 command.stdout(Stdio::from(fd));
             }
-            let spawned = command.spawn().map_err(|source| MonitorError::Spawn {
-                program: argv0.clone(),
-                source,
-            })?;
-            let pid = spawned.id();
-            child_pid = Some(pid);
-            if let Some(limit) = opts.memory_limit {
-                match JobCgroup::create(&opts.cgroup_root, &opts.run_id, limit).and_then(|g| g.add(pid).map(|()| g)) {
-                    Ok(g) => job_cgroup = Some(g),
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        limit,
-                        "cannot give the job a memory cgroup on this host; it runs without a memory limit"
-                    ),
+            let spawned = match command.spawn() {
+                Ok(c) => Some(c),
+                // As an agent (shipping a run), a program that cannot be started is the job's
+                // failure, reported as a shell does (127 not found, 126 not executable), with a
+                // summary and an exit marker like any other end: without them the pipeline sees
+                // a silent instance, calls it lost and retries the same command on every
+                // candidate. Without upload the caller gets the error itself.
+                Err(e) => match (opts.upload.is_some(), spawn_failure_code(&e)) {
+                    (true, Some(code)) => {
+                        tracing::error!(program = %argv0, error = %e, code, "the job could not be started");
+                        eprintln!("spotfit: cannot run {argv0:?}: {e}");
+                        not_started = Some(ExitInfo::code(code));
+                        let _ = tx.send(Event::Exited);
+                        None
+                    }
+                    _ => {
+                        return Err(MonitorError::Spawn {
+                            program: argv0.clone(),
+                            source: e,
+                        })
+                    }
+                },
+            };
+            cpu_dirs = Vec::new();
+            match spawned {
+                None => (Source::Tree(TreeSampler::new(vec![])), false),
+                Some(spawned) => {
+                    let pid = spawned.id();
+                    // From here on an early return (a set-up error) must not leave the job
+                    // running unwatched: the guard kills and reaps it unless disarmed.
+                    early_exit_guard.0 = Some(pid);
+                    child_pid = Some(pid);
+                    if let Some(limit) = opts.memory_limit {
+                        match JobCgroup::create(&opts.cgroup_root, &opts.run_id, limit)
+                            .and_then(|g| g.add(pid).map(|()| g))
+                        {
+                            Ok(g) => job_cgroup = Some(g),
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                limit,
+                                "cannot give the job a memory cgroup on this host; it runs without a memory limit"
+                            ),
+                        }
+                    }
+                    cpu_pid = Some(pid);
+                    let cg = own_v2_cgroup(pid, &opts.cgroup_root);
+                    oom_base = cg.as_ref().and_then(|d| oom_kills_v2(d).map(|n| (d.clone(), n)));
+                    let wtx = tx.clone();
+                    // Wait without reaping (WNOWAIT): the exited job stays a zombie whose /proc files
+                    // still hold its final totals (its own and its reaped children's), so the last
+                    // sample is exact; only then is it reaped. rusage of all our children would also
+                    // count other children of this process.
+                    std::thread::Builder::new()
+                        .name("spotfit-wait".into())
+                        .spawn(move || {
+                            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+                            while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(Pid::from_raw(pid as i32)), flags)
+                            {
+                            }
+                            let _ = wtx.send(Event::Exited);
+                        })
+                        .map_err(|source| MonitorError::Setup {
+                            what: "waiter thread",
+                            source,
+                        })?;
+                    child = Some(spawned);
+                    (Source::Tree(TreeSampler::new(vec![pid])), false)
                 }
             }
-            cpu_pid = Some(pid);
-            cpu_dirs = Vec::new();
-            let cg = own_v2_cgroup(pid, &opts.cgroup_root);
-            oom_base = cg.as_ref().and_then(|d| oom_kills_v2(d).map(|n| (d.clone(), n)));
-            let wtx = tx.clone();
-            // Wait without reaping (WNOWAIT): the exited job stays a zombie whose /proc files
-            // still hold its final totals (its own and its reaped children's), so the last
-            // sample is exact; only then is it reaped. rusage of all our children would also
-            // count other children of this process.
-            std::thread::Builder::new()
-                .name("spotfit-wait".into())
-                .spawn(move || {
-                    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-                    while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {}
-                    let _ = wtx.send(Event::Exited);
-                })
-                .map_err(|source| MonitorError::Setup {
-                    what: "waiter thread",
-                    source,
-                })?;
-            child = Some(spawned);
-            (Source::Tree(TreeSampler::new(vec![pid])), false)
         }
         Target::Pid(pid) => {
             if !std::path::Path::new(&format!("/proc/{pid}/stat")).exists() {
@@ -238,6 +272,8 @@ pub fn monitor(
         }
     };
 
+    // Set-up is over: the loop below owns the job's end (stop, reap) on every path.
+    early_exit_guard.0 = None;
     let mut exit = ExitInfo::default();
     let mut interrupted = false;
     let mut spot_notice = None;
@@ -250,7 +286,7 @@ pub fn monitor(
         match rx.recv_timeout(timeout) {
             Ok(Event::Exited) => {
                 emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
-                exit = reap(&mut child);
+                exit = not_started.take().unwrap_or_else(|| reap(&mut child));
                 break;
             }
             Ok(Event::Signal(sig)) => {
@@ -449,6 +485,29 @@ fn wait_exited(rx: &mpsc::Receiver<Event>, within: Duration) -> bool {
         }
     }
     false
+}
+
+/// The shell's exit code for a program that could not be started: 127 when it was not found,
+/// 126 when it is not executable; `None` for any other error (not the job's fault).
+fn spawn_failure_code(e: &std::io::Error) -> Option<i32> {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Some(127),
+        std::io::ErrorKind::PermissionDenied => Some(126),
+        _ => None,
+    }
+}
+
+/// Kills (SIGKILL) and reaps the job if `monitor` returns with an error after starting it.
+struct KillOnEarlyReturn(Option<u32>);
+
+impl Drop for KillOnEarlyReturn {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let pid = Pid::from_raw(pid as i32);
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+    }
 }
 
 /// Reaps the exited job (never blocks for long: called after its exit was seen, or after SIGKILL).
