@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use futures_executor::block_on;
 use indicatif::{ProgressBar, ProgressStyle};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use spotfit_core::catalog::Catalog;
 use spotfit_core::drive::{drive, DriveOptions, DrivePorts, Pause};
 use spotfit_core::ids::{fresh_run_id, RunKeys};
@@ -25,6 +26,7 @@ use spotfit_local::launcher::OnSample;
 use spotfit_local::{resolve_store_dir, LocalLauncher, LocalRunSettings, LocalStore};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,6 +173,15 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
     // OOM and interruption retries), over the embedded store and the local launcher: the
     // "instance" is the job run here under the monitor, writing samples, summary and exit
     // marker through the S3 key layout into the store's object directory.
+    // Ctrl-C or SIGTERM: start no further attempt, and stop the job in flight (the launcher
+    // cancels it at the next check, ≤ 100 ms); it is still recorded, as interrupted. A second
+    // signal exits at once (the job, in our process group for Ctrl-C, has had its own SIGINT).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, stop.clone()))
+            .context("installing the Ctrl-C handler")?;
+    }
     let launcher = LocalLauncher::new(
         Arc::new(store.objects.clone()),
         store.dir.join("spool"),
@@ -179,6 +190,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
             upload_every: UPLOAD_EVERY,
             stdout_to_stderr: args.json,
             on_sample,
+            stop: Some(stop.clone()),
         },
     );
     let ports = DrivePorts {
@@ -201,6 +213,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
         poll_ms: 100,
         backoff_ms: 200,
         max_backoff_ms: 5_000,
+        stop: Some(stop.clone()),
         ..Default::default()
     };
     let driven = block_on(drive(
@@ -242,6 +255,12 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
             record.status.as_str()
         );
     };
+    if stop.load(Ordering::SeqCst) {
+        eprintln!(
+            "run {run_id}: stopped by a signal during attempt {}; no further attempt",
+            state.attempt
+        );
+    }
     if state.attempt > 1 {
         let earlier: Vec<String> = state
             .history

@@ -493,3 +493,67 @@ fn a_local_job_over_its_memory_is_oom_killed_and_retried_bigger() {
         .collect();
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
+
+/// Sends `sig` to `spotfit run` alone (not its process group) while its job sleeps, and checks
+/// the run ends soon, with exactly one attempt, recorded interrupted: a signal to the CLI is the
+/// user's stop, never a spot interruption to retry on another pool.
+#[allow(clippy::unwrap_used, clippy::panic)] // test code
+fn a_signal_stops_the_run_after_one_attempt(sig: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("spotfit"))
+        .env("SPOTFIT_STORE", dir.path())
+        .env_remove("SPOTFIT_LOG")
+        .args(["run", "--job", "sleepy", "--interval", "0.2", "--", "sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the job is running once the launch step has written the attempt's row
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = spotfit(dir.path()).args(["runs", "sleepy", "--json"]).output().unwrap();
+        if out.status.success() && json_of(&out.stdout).as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 30, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed().as_secs() >= 15 {
+            let _ = child.kill();
+            panic!("spotfit run still running 15 s after SIG{sig} (a retry started?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    // THEN the job was stopped as a terminated instance's is (SIGTERM → 143), and said so
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("no further attempt"), "{stderr}");
+    // AND exactly one attempt was recorded, interrupted
+    let out = spotfit(dir.path()).args(["runs", "sleepy", "--json"]).output().unwrap();
+    let runs = json_of(&out.stdout);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:?}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_after_one_attempt() {
+    a_signal_stops_the_run_after_one_attempt("INT");
+}
+
+#[test]
+fn sigterm_stops_the_run_after_one_attempt() {
+    a_signal_stops_the_run_after_one_attempt("TERM");
+}

@@ -38,6 +38,12 @@ pub struct LocalRunSettings {
     /// Send the job's stdout to our stderr (when our stdout carries JSON).
     pub stdout_to_stderr: bool,
     pub on_sample: Option<OnSample>,
+    /// The user's stop request (Ctrl-C, SIGTERM to `spotfit run`): at its next describe each
+    /// running job is stopped as a terminating instance would be (SIGTERM, then SIGKILL after
+    /// a grace; the run marked interrupted). The signals belong to the command that owns this
+    /// process, not to the agents on its threads: an agent catching them itself would mark the
+    /// run interrupted, and an interruption is retried on another pool.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for LocalRunSettings {
@@ -46,6 +52,7 @@ impl std::fmt::Debug for LocalRunSettings {
             .field("interval", &self.interval)
             .field("upload_every", &self.upload_every)
             .field("stdout_to_stderr", &self.stdout_to_stderr)
+            .field("stop", &self.stop)
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +64,7 @@ impl Default for LocalRunSettings {
             upload_every: Duration::from_secs(60),
             stdout_to_stderr: false,
             on_sample: None,
+            stop: None,
         }
     }
 }
@@ -171,6 +179,8 @@ impl InstanceLauncher for LocalLauncher {
             }),
             cancel: Some(cancel.clone()),
             memory_limit: req.memory_limit_bytes,
+            // See `LocalRunSettings::stop`: this process's signals are not the agent's.
+            handle_signals: false,
             ..Default::default()
         };
         let on_sample = self.settings.on_sample.clone();
@@ -226,6 +236,9 @@ impl InstanceLauncher for LocalLauncher {
         let Some(l) = instances.get_mut(id) else {
             return Ok(None);
         };
+        if self.settings.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            l.cancel.store(true, Ordering::SeqCst);
+        }
         if l.info.state == InstanceState::Running && l.done.load(Ordering::SeqCst) {
             if l.shutting_down {
                 l.info.state = InstanceState::Stopped;
