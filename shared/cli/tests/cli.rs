@@ -405,6 +405,12 @@ fn a_local_run_is_recorded_by_the_pipelines_own_steps() {
         .collect();
     assert_eq!(copies.len(), 1);
     assert_eq!(&copies[0], run);
+    // AND the agent's spool, a second copy once everything is in the store, is gone
+    let spool = dir.path().join("spool");
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "spool left behind: {left:?}");
     // AND the profile learned from it (the record step's profile update)
     let p = spotfit(dir.path()).args(["profile", "rec", "--json"]).output().unwrap();
     assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));

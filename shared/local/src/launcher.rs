@@ -159,6 +159,7 @@ impl InstanceLauncher for LocalLauncher {
         let cancel = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let agent_error = Arc::new(Mutex::new(None));
+        let spool_dir = self.spool_root.join(&agent_run_id);
         let command = spotfit_monitor::CommandSpec {
             argv: req.argv.clone(),
             env: req.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -169,7 +170,7 @@ impl InstanceLauncher for LocalLauncher {
             interval: self.settings.interval,
             job: req.job.clone(),
             run_id: agent_run_id.clone(),
-            spool_dir: Some(self.spool_root.join(&agent_run_id)),
+            spool_dir: Some(spool_dir.clone()),
             timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64)),
             upload: Some(spotfit_monitor::UploadOptions {
                 store: self.objects.clone(),
@@ -195,10 +196,17 @@ impl InstanceLauncher for LocalLauncher {
                 };
                 let failure = match spotfit_monitor::run_command(&command, &opts, &mut each) {
                     Ok(out) => match &out.upload {
-                        Some(r) if r.parts_pending > 0 || !r.summary_uploaded => Some(format!(
-                            "not every sample part reached the store ({r:?}); the spool keeps them"
-                        )),
-                        _ => None,
+                        Some(r) if r.parts_pending > 0 || !r.summary_uploaded || !r.exit_marker_uploaded => {
+                            Some(format!("not everything reached the store ({r:?}); the spool keeps it"))
+                        }
+                        // Everything is in the store: the spool is a second copy (on EC2 it goes
+                        // with the instance's disk), so it goes now rather than piling up.
+                        _ => {
+                            if let Err(e) = std::fs::remove_dir_all(&spool_dir) {
+                                tracing::warn!(dir = %spool_dir.display(), error = %e, "cannot remove a shipped spool");
+                            }
+                            None
+                        }
                     },
                     Err(e) => Some(format!("running {:?}: {e}", command.argv)),
                 };
