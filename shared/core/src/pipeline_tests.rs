@@ -753,3 +753,45 @@ fn an_exit_marker_that_is_not_one_or_names_another_run_is_reported_not_taken() {
 fn typed_marker(s: &RunSummary) -> Vec<u8> {
     serde_json::to_vec(&crate::summary::ExitMarker::of(s, None)).unwrap()
 }
+
+/// A launcher whose describe comes just after the agent wrote its marker and shut the
+/// instance down (the marker was not there when the check read it a moment before).
+struct FinishesDuringDescribe<'a> {
+    world: &'a World,
+    state: RunState,
+}
+
+#[async_trait::async_trait]
+impl InstanceLauncher for FinishesDuringDescribe<'_> {
+    async fn launch(&self, req: &LaunchRequest) -> Result<crate::ports::LaunchedInstance, LaunchError> {
+        self.world.launcher.launch(req).await
+    }
+    async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError> {
+        self.world.agent_exits(&self.state, RunStatus::Succeeded, 0);
+        self.world
+            .launcher
+            .set_state(id, InstanceState::Stopped, Some("Client.InstanceInitiatedShutdown"));
+        self.world.launcher.describe(id).await
+    }
+    async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError> {
+        self.world.launcher.terminate(id).await
+    }
+    async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
+        self.world.launcher.list_managed().await
+    }
+}
+
+#[test]
+fn an_agent_that_ends_between_the_marker_read_and_the_describe_is_not_lost() {
+    let w = World::new(FakeLauncher::new());
+    let s = w.launch(w.size(spec())).unwrap();
+    let racing = FinishesDuringDescribe {
+        world: &w,
+        state: s.clone(),
+    };
+    let s = block_on(check_step(&racing, &w.objects, &w.capacity, &w.runs, &w.clock, s)).unwrap();
+    let check = s.check.unwrap();
+    assert_eq!(check.status, RunStatus::Succeeded, "{}", check.reason);
+    assert_eq!(s.outcome, Some(Outcome::Succeeded));
+    assert!(s.excluded.is_empty(), "the pool was marked: {:?}", s.excluded);
+}

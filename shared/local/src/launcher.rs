@@ -5,8 +5,9 @@
 //!
 //! What it mirrors of EC2: launch is idempotent on the ClientToken; the instance "runs" until
 //! terminated; when the agent has finished the instance shuts itself down, as the user data
-//! does (`shutdown -h now`), one describe later (EC2 takes seconds to stop; the exit marker,
-//! written before, is what the check step reads first). What it does not: capacity errors,
+//! does (`shutdown -h now`). (The exit marker is written before; the check step reads it again
+//! when it finds the instance stopped, so a stop right after the marker is never taken for a
+//! lost instance — here or on EC2.) What it does not: capacity errors,
 //! interruptions and boot time (none here); the deadline is the monitor's own timeout rather
 //! than a scheduled shutdown, so a timed-out job is stopped at its `timeout_s`, not ten
 //! minutes later.
@@ -74,8 +75,6 @@ struct Local {
     cancel: Arc<AtomicBool>,
     /// Set by the job's thread once the agent has finished (marker written, or failed).
     done: Arc<AtomicBool>,
-    /// A describe has seen `done`: the next one reports the instance stopped.
-    shutting_down: bool,
     /// Why the agent failed, if it did (the job could not be started, the store refused …).
     agent_error: Arc<Mutex<Option<String>>>,
     thread: Option<JoinHandle<()>>,
@@ -226,7 +225,6 @@ impl InstanceLauncher for LocalLauncher {
                 info,
                 cancel,
                 done,
-                shutting_down: false,
                 agent_error,
                 thread: Some(thread),
             },
@@ -248,16 +246,12 @@ impl InstanceLauncher for LocalLauncher {
             l.cancel.store(true, Ordering::SeqCst);
         }
         if l.info.state == InstanceState::Running && l.done.load(Ordering::SeqCst) {
-            if l.shutting_down {
-                l.info.state = InstanceState::Stopped;
-                let why = l.agent_error.lock().ok().and_then(|e| e.clone());
-                l.info.state_reason = Some(match why {
-                    Some(e) => format!("Client.InstanceInitiatedShutdown: the agent failed: {e}"),
-                    None => "Client.InstanceInitiatedShutdown: the agent finished".into(),
-                });
-            } else {
-                l.shutting_down = true;
-            }
+            l.info.state = InstanceState::Stopped;
+            let why = l.agent_error.lock().ok().and_then(|e| e.clone());
+            l.info.state_reason = Some(match why {
+                Some(e) => format!("Client.InstanceInitiatedShutdown: the agent failed: {e}"),
+                None => "Client.InstanceInitiatedShutdown: the agent finished".into(),
+            });
         }
         Ok(Some(l.info.clone()))
     }

@@ -27,22 +27,24 @@ where
         ));
     };
     let check = match read_exit(objects, &state.job, &inst, now).await? {
-        Some(mut summary) => {
-            // The run's input size, from its spec, for input-aware sizing of later runs.
-            summary.input_bytes = summary.input_bytes.or(state.spec.hints.input_bytes);
-            Check {
-                status: summary.status,
-                at_ms: now,
-                reason: "exit marker found".into(),
-                summary: Some(summary),
-            }
-        }
+        Some(summary) => marker_check(summary, &state, now),
         None => {
             let info = launcher
                 .describe(&inst.instance_id)
                 .await
                 .map_err(PipelineError::Instance)?;
-            instance_check(info.as_ref(), &inst, now)
+            let check = instance_check(info.as_ref(), &inst, now);
+            // The agent writes its marker and then shuts the instance down; if it did both
+            // between the read above and the describe, the instance is gone but the marker is
+            // there. Read once more before calling the attempt lost or interrupted.
+            if matches!(check.status, RunStatus::Interrupted | RunStatus::Lost) {
+                match read_exit(objects, &state.job, &inst, now).await? {
+                    Some(summary) => marker_check(summary, &state, now),
+                    None => check,
+                }
+            } else {
+                check
+            }
         }
     };
     if matches!(check.status, RunStatus::Interrupted | RunStatus::Lost) {
@@ -67,6 +69,18 @@ where
         ));
     }
     Ok(state)
+}
+
+/// The check of an attempt whose agent wrote its exit marker (and, before it, `summary`).
+fn marker_check(mut summary: RunSummary, state: &RunState, now_ms: i64) -> Check {
+    // The run's input size, from its spec, for input-aware sizing of later runs.
+    summary.input_bytes = summary.input_bytes.or(state.spec.hints.input_bytes);
+    Check {
+        status: summary.status,
+        at_ms: now_ms,
+        reason: "exit marker found".into(),
+        summary: Some(summary),
+    }
 }
 
 /// Reads the agent's summary once its exit marker exists. The agent names keys by its own
