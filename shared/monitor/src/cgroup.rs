@@ -400,10 +400,45 @@ impl JobCgroup {
     }
 }
 
+impl JobCgroup {
+    /// Kills what is left in the group once the job has ended (a process it started in the
+    /// background and did not wait for), as terminating its instance would: v2 by
+    /// `cgroup.kill` (Linux 5.14+), else SIGKILL to each member, until the group is empty or a
+    /// second has passed. Returns how many were left.
+    pub fn kill_remaining(&self) -> usize {
+        let members = || -> Vec<i32> {
+            std::fs::read_to_string(self.dir.join("cgroup.procs"))
+                .map(|t| t.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+                .unwrap_or_default()
+        };
+        let left = members().len();
+        if left == 0 {
+            return 0;
+        }
+        if !(self.v2 && std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok()) {
+            for pid in members() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !members().is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        left
+    }
+}
+
 impl Drop for JobCgroup {
-    /// Removed once empty (the job reaped); a group still holding a process is left, not forced.
+    /// Empties the group (see [`JobCgroup::kill_remaining`]) and removes it: otherwise a job's
+    /// leftover process would outlive the run and the group would never be removed.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
+        let left = self.kill_remaining();
+        if left > 0 {
+            tracing::warn!(dir = %self.dir.display(), left, "killed processes the job left running");
+        }
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the job's cgroup");
+        }
     }
 }
 
