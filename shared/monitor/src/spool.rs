@@ -220,53 +220,14 @@ impl Drop for Uploader {
     }
 }
 
-/// Creates a fresh spool directory for `run_id` under `tmp`, as `mkdtemp` does: a new name
-/// with a random suffix, mode 0700, created by us (never an existing path, so a directory or
-/// symlink another user planted under a shared `$TMPDIR` is never followed), then checked to
-/// be a directory we own that nobody else can enter.
+/// Creates a fresh spool directory for `run_id` under `tmp` with `mkdtemp(3)`: a new name with
+/// a random suffix, mode 0700, created atomically by us (never an existing path, so a directory
+/// or symlink another user planted under a shared `$TMPDIR` is never followed).
 pub fn private_dir(tmp: &Path, run_id: &str) -> Result<PathBuf, MonitorError> {
-    use std::hash::{BuildHasher, Hasher};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let mut last = None;
-    for attempt in 0..16u32 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(attempt);
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        let dir = tmp.join(format!("spotfit-spool-{run_id}-{:016x}", h.finish()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                let bad = |reason: &str| MonitorError::Spool {
-                    path: dir.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason.to_string()),
-                };
-                let m = std::fs::symlink_metadata(&dir).map_err(|source| MonitorError::Spool {
-                    path: dir.clone(),
-                    source,
-                })?;
-                if !m.file_type().is_dir() {
-                    return Err(bad("is not a directory we created"));
-                }
-                if m.uid() != nix::unistd::geteuid().as_raw() {
-                    return Err(bad("is owned by another user"));
-                }
-                if m.permissions().mode() & 0o077 != 0 {
-                    return Err(bad("is open to other users"));
-                }
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(source) => return Err(MonitorError::Spool { path: dir, source }),
-        }
-    }
-    Err(MonitorError::Spool {
-        path: tmp.to_path_buf(),
-        source: last.unwrap_or_else(|| std::io::Error::other("no free spool name")),
+    let template = tmp.join(format!("spotfit-spool-{run_id}-XXXXXX"));
+    nix::unistd::mkdtemp(&template).map_err(|errno| MonitorError::Spool {
+        path: template,
+        source: errno.into(),
     })
 }
 
