@@ -12,11 +12,25 @@ type Opened = (Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>);
 
 pub fn run(args: MonitorArgs) -> anyhow::Result<i32> {
     let upload = args.upload.as_deref().map(UploadUrl::parse).transpose()?;
-    #[cfg(feature = "aws")]
-    {
-        // The SDK needs a tokio runtime; build one only when shipping to S3, so plain tracking
-        // keeps the agent at one sampling thread.
-        let runtime = match upload {
+    let s3 = S3::for_upload(upload.as_ref())?;
+    let open = |u: &UploadUrl| -> Result<Opened, MonitorError> {
+        match u {
+            UploadUrl::Dir(dir) => Ok((Arc::new(spotfit_local::FsObjectStore::new(dir.clone())), None)),
+            UploadUrl::S3 { bucket, prefix } => s3.open(bucket, prefix),
+        }
+    };
+    Ok(spotfit_monitor::cli::run(&args, &open)?)
+}
+
+/// S3 for `--upload s3://…`: the SDK needs a tokio runtime, built only when S3 is named, so
+/// plain tracking keeps the agent at one sampling thread.
+#[cfg(feature = "aws")]
+struct S3(Option<tokio::runtime::Runtime>);
+
+#[cfg(feature = "aws")]
+impl S3 {
+    fn for_upload(upload: Option<&UploadUrl>) -> anyhow::Result<Self> {
+        Ok(S3(match upload {
             Some(UploadUrl::S3 { .. }) => Some(
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
@@ -24,48 +38,45 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<i32> {
                     .build()?,
             ),
             _ => None,
-        };
-        let open = |u: &UploadUrl| -> Result<Opened, MonitorError> {
-            match (u, &runtime) {
-                (UploadUrl::S3 { bucket, prefix }, Some(rt)) => {
-                    let sdk = rt.block_on(spotfit_aws::load_sdk_config());
-                    let s3 =
-                        spotfit_aws::S3ObjectStore::new(spotfit_aws::S3ObjectStore::client_from(&sdk), bucket.clone());
-                    Ok((
-                        Arc::new(spotfit_monitor::cli::PrefixedStore {
-                            inner: s3,
-                            prefix: prefix.clone(),
-                        }),
-                        Some(rt.handle().clone()),
-                    ))
-                }
-                (UploadUrl::Dir(dir), _) => local(dir),
-                (UploadUrl::S3 { .. }, None) => Err(MonitorError::BadInput {
-                    field: "upload",
-                    reason: "no runtime for S3".into(),
-                }),
-            }
-        };
-        Ok(spotfit_monitor::cli::run(&args, &open)?)
+        }))
     }
-    #[cfg(not(feature = "aws"))]
-    {
-        if let Some(UploadUrl::S3 { .. }) = upload {
-            return Err(crate::no_aws("`spotfit monitor --upload s3://…`"));
-        }
-        let open = |u: &UploadUrl| -> Result<Opened, MonitorError> {
-            match u {
-                UploadUrl::Dir(dir) => local(dir),
-                UploadUrl::S3 { .. } => Err(MonitorError::BadInput {
-                    field: "upload",
-                    reason: "this build has no S3 support (build with --features aws)".into(),
-                }),
-            }
+
+    fn open(&self, bucket: &str, prefix: &str) -> Result<Opened, MonitorError> {
+        let Some(rt) = &self.0 else {
+            return Err(MonitorError::BadInput {
+                field: "upload",
+                reason: "no runtime for S3".into(),
+            });
         };
-        Ok(spotfit_monitor::cli::run(&args, &open)?)
+        let sdk = rt.block_on(spotfit_aws::load_sdk_config());
+        let s3 = spotfit_aws::S3ObjectStore::new(spotfit_aws::S3ObjectStore::client_from(&sdk), bucket.to_string());
+        Ok((
+            Arc::new(spotfit_monitor::cli::PrefixedStore {
+                inner: s3,
+                prefix: prefix.to_string(),
+            }),
+            Some(rt.handle().clone()),
+        ))
     }
 }
 
-fn local(dir: &std::path::Path) -> Result<Opened, MonitorError> {
-    Ok((Arc::new(spotfit_local::FsObjectStore::new(dir.to_path_buf())), None))
+/// This build has no S3: `--upload s3://…` is refused before anything starts.
+#[cfg(not(feature = "aws"))]
+struct S3;
+
+#[cfg(not(feature = "aws"))]
+impl S3 {
+    fn for_upload(upload: Option<&UploadUrl>) -> anyhow::Result<Self> {
+        match upload {
+            Some(UploadUrl::S3 { .. }) => Err(crate::no_aws("`spotfit monitor --upload s3://…`")),
+            _ => Ok(S3),
+        }
+    }
+
+    fn open(&self, _bucket: &str, _prefix: &str) -> Result<Opened, MonitorError> {
+        Err(MonitorError::BadInput {
+            field: "upload",
+            reason: "this build has no S3 support (build with --features aws)".into(),
+        })
+    }
 }
