@@ -16,9 +16,8 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine;
 use spotfit_core::ids::{InstanceId, Pool};
-use spotfit_core::pipeline::attempt_run_id;
 use spotfit_core::ports::{
-    InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance,
+    InstanceEnd, InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance,
 };
 use spotfit_core::spec::Market;
 
@@ -110,10 +109,7 @@ impl Ec2Launcher {
             (TAG_ATTEMPT, req.attempt.to_string()),
             (TAG_DEADLINE, deadline),
             (TAG_AZ_ID, req.pool.az.clone()),
-            (
-                "Name",
-                format!("spotfit {} {}", req.job, attempt_run_id(&req.run_id, req.attempt)),
-            ),
+            ("Name", format!("spotfit {} {}", req.job, req.agent_run_id)),
         ]
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -171,6 +167,7 @@ pub fn instance_info(i: &Instance) -> InstanceInfo {
             .state_reason()
             .and_then(|r| r.code().or(r.message()))
             .map(str::to_string),
+        end: i.state_reason().and_then(|r| r.code()).map(InstanceEnd::of_ec2_code),
     }
 }
 
@@ -191,13 +188,13 @@ impl InstanceLauncher for Ec2Launcher {
                 ))
             }
         };
-        let agent_run_id = attempt_run_id(&req.run_id, req.attempt);
+        let agent_run_id = &req.agent_run_id;
         let script = user_data::render(&UserDataInput {
             bucket: &self.cfg.bucket,
             agent_key: &self.cfg.agent_key,
             region: &self.cfg.region,
             job: &req.job,
-            run_id: &agent_run_id,
+            run_id: agent_run_id,
             deadline_epoch_s: req.deadline_ms / 1000,
             argv: &req.argv,
             env: &req.env,

@@ -697,6 +697,7 @@ fn young_instances_without_a_row_are_left_alone() {
         deadline_ms: None,
         launched_at_ms: Some(T0),
         state_reason: None,
+        end: None,
     };
     let p = ReapPolicy::default();
     assert_eq!(reap_reason(&info, None, T0 + 1000, &p), None);

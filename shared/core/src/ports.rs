@@ -85,6 +85,9 @@ pub struct LaunchRequest {
     pub job: String,
     pub run_id: String,
     pub attempt: u32,
+    /// The run id the agent writes under (its object keys, the exit marker's `run_id`): chosen
+    /// by the launch step, carried here so no launcher derives it again.
+    pub agent_run_id: String,
     /// Idempotency token: the same request (retried Lambda) must not start a second instance.
     pub client_token: String,
     /// The job's argv and env, passed to the agent as data, never spliced into a shell string.
@@ -139,8 +142,42 @@ pub struct InstanceInfo {
     pub attempt: Option<u32>,
     pub deadline_ms: Option<i64>,
     pub launched_at_ms: Option<i64>,
-    /// EC2 state reason code (e.g. `Server.SpotInstanceTermination`), if any.
+    /// EC2 state reason code (e.g. `Server.SpotInstanceTermination`), if any: for people.
     pub state_reason: Option<String>,
+    /// Why a stopped or terminated instance ended, classified by its adapter: what the check
+    /// step decides on (a reclaimed spot instance is retried on another pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<InstanceEnd>,
+}
+
+/// Why an instance stopped or terminated, in the pipeline's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceEnd {
+    /// EC2 reclaimed the spot instance (`Server.SpotInstanceTermination`,
+    /// `Server.SpotInstanceShutdown`).
+    SpotReclaimed,
+    /// The instance shut itself down (`Client.InstanceInitiatedShutdown`): the agent's
+    /// `shutdown -h now`, the deadline's scheduled shutdown, or a crash.
+    SelfShutdown,
+    /// A person or API call stopped or terminated it (`Client.UserInitiatedShutdown`).
+    UserTerminated,
+    /// Anything else (`Server.InternalError`, `Server.InsufficientInstanceCapacity`, volume
+    /// limits, …).
+    Other,
+}
+
+impl InstanceEnd {
+    /// The class of an EC2 state-reason code (the text before any `:`), as EC2 documents them
+    /// (`StateReason.Code` in the EC2 API reference).
+    pub fn of_ec2_code(code: &str) -> Self {
+        match code.split(':').next().unwrap_or("").trim() {
+            "Server.SpotInstanceTermination" | "Server.SpotInstanceShutdown" => Self::SpotReclaimed,
+            "Client.InstanceInitiatedShutdown" => Self::SelfShutdown,
+            "Client.UserInitiatedShutdown" | "Client.UserInitiatedHibernate" => Self::UserTerminated,
+            _ => Self::Other,
+        }
+    }
 }
 
 impl InstanceInfo {
@@ -158,6 +195,7 @@ impl InstanceInfo {
             deadline_ms: Some(req.deadline_ms),
             launched_at_ms: Some(launched_at_ms),
             state_reason: None,
+            end: None,
         }
     }
 }
@@ -244,5 +282,31 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+}
+
+#[cfg(test)]
+mod instance_end_tests {
+    use super::InstanceEnd;
+
+    #[test]
+    fn ec2_state_reason_codes_classify_as_documented() {
+        for (code, end) in [
+            ("Server.SpotInstanceTermination", InstanceEnd::SpotReclaimed),
+            ("Server.SpotInstanceShutdown", InstanceEnd::SpotReclaimed),
+            ("Client.InstanceInitiatedShutdown", InstanceEnd::SelfShutdown),
+            (
+                "Client.InstanceInitiatedShutdown: the agent finished",
+                InstanceEnd::SelfShutdown,
+            ),
+            ("Client.UserInitiatedShutdown", InstanceEnd::UserTerminated),
+            ("Server.InternalError", InstanceEnd::Other),
+            ("Server.InsufficientInstanceCapacity", InstanceEnd::Other),
+            // a message that merely mentions spot is not a spot reclaim
+            ("Client.VolumeLimitExceeded: spot volume", InstanceEnd::Other),
+            ("", InstanceEnd::Other),
+        ] {
+            assert_eq!(InstanceEnd::of_ec2_code(code), end, "{code:?}");
+        }
     }
 }

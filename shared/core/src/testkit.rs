@@ -96,6 +96,7 @@ impl FakeLauncher {
         if let Some(i) = self.instances.lock().unwrap().get_mut(id) {
             i.state = state;
             i.state_reason = reason.map(Into::into);
+            i.end = reason.map(crate::ports::InstanceEnd::of_ec2_code);
         }
     }
 }

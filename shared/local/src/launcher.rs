@@ -14,9 +14,10 @@
 
 use async_trait::async_trait;
 use spotfit_core::ids::InstanceId;
-use spotfit_core::pipeline::{attempt_run_id, BOOT_GRACE_MS};
+use spotfit_core::pipeline::BOOT_GRACE_MS;
 use spotfit_core::ports::{
-    InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance, ObjectStore,
+    InstanceEnd, InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest, LaunchedInstance,
+    ObjectStore,
 };
 use spotfit_core::Sample;
 use std::collections::{BTreeMap, HashMap};
@@ -152,7 +153,7 @@ impl InstanceLauncher for LocalLauncher {
             std::process::id(),
             instances.len() + 1
         ));
-        let agent_run_id = attempt_run_id(&req.run_id, req.attempt);
+        let agent_run_id = req.agent_run_id.clone();
         // The job's own timeout: what the pipeline's deadline gives it, less the boot grace.
         let timeout_ms = req.deadline_ms - launched_at_ms - BOOT_GRACE_MS;
         let cancel = Arc::new(AtomicBool::new(false));
@@ -252,6 +253,7 @@ impl InstanceLauncher for LocalLauncher {
                 Some(e) => format!("Client.InstanceInitiatedShutdown: the agent failed: {e}"),
                 None => "Client.InstanceInitiatedShutdown: the agent finished".into(),
             });
+            l.info.end = Some(InstanceEnd::SelfShutdown);
         }
         Ok(Some(l.info.clone()))
     }

@@ -155,8 +155,10 @@ fn instance_check(info: Option<&InstanceInfo>, inst: &AttemptInstance, now_ms: i
             InstanceState::Pending | InstanceState::Running => check(RunStatus::Running, String::new()),
             _ => {
                 let reason = i.state_reason.clone().unwrap_or_default();
-                let spot = reason.contains("Spot") || reason.contains("spot") || reason.contains("no-capacity");
-                let status = if spot { RunStatus::Interrupted } else { RunStatus::Lost };
+                let status = match i.end {
+                    Some(InstanceEnd::SpotReclaimed) => RunStatus::Interrupted,
+                    _ => RunStatus::Lost,
+                };
                 check(status, format!("instance {:?} without exit marker: {reason}", i.state))
             }
         },

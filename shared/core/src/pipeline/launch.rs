@@ -112,6 +112,7 @@ where
             job: state.job.clone(),
             run_id: state.run_id.clone(),
             attempt: state.attempt,
+            agent_run_id: agent_run_id.clone(),
             client_token: client_token(&state.run_id, state.attempt, &step.pool),
             argv: state.spec.command.clone(),
             image: state.spec.image.clone(),

@@ -24,8 +24,8 @@ use crate::error_names as names;
 use crate::fallback::{self, PlanInput};
 use crate::ids::{valid_run_id, InstanceId, Pool, RunKeys};
 use crate::ports::{
-    CapacityMark, CapacityStore, Clock, InstanceInfo, InstanceLauncher, InstanceState, LaunchError, LaunchRequest,
-    ObjectStore, ProfileStore, RunStore, StoreError,
+    CapacityMark, CapacityStore, Clock, InstanceEnd, InstanceInfo, InstanceLauncher, InstanceState, LaunchError,
+    LaunchRequest, ObjectStore, ProfileStore, RunStore, StoreError,
 };
 use crate::profile::JobProfile;
 use crate::ranking::Candidate;
