@@ -17,7 +17,8 @@ fn a_process_the_job_leaves_behind_is_killed_and_its_cgroup_removed() {
             "sh".into(),
             "-c".into(),
             format!(
-                "cat /proc/self/cgroup > '{}'; sleep 60 & echo $! > '{}'",
+                // (the monitor moves the job into its group right after the start: wait for that)
+                "sleep 0.5; cat /proc/self/cgroup > '{}'; sleep 60 & echo $! > '{}'",
                 cgfile.display(),
                 pidfile.display()
             ),
