@@ -63,8 +63,11 @@ pub struct Requirement {
     pub basis: SizingBasis,
     /// Human-readable reasons (margins applied, bounds hit, OOM bump).
     pub notes: Vec<String>,
-    /// Memory the job itself may use (its cgroup limit on a shared host), bytes: `memory_bytes`
-    /// less the OS reserve.
+    /// The job's memory on a shared host, bytes: the predictive [`MEM_SLOT_QUANTILE`] quantile
+    /// of its peak, never under the floor, within the spec's bounds (the request as given on a
+    /// cold start). A reservation (`memory.low`), not a limit. A shared requirement's
+    /// `memory_bytes` is this plus the OS reserve; a dedicated one's is the floor plus the
+    /// reserve, ranking pricing the risk of every type above it, so there the two differ.
     #[serde(default)]
     pub job_memory_bytes: u64,
     /// The spec's `resources.max_price_per_hour`, applied by ranking.
@@ -91,7 +94,7 @@ pub struct Requirement {
     pub cpu_need_unknown: bool,
     /// Cores to reserve on a shared host when the need is known: the fewest with which the
     /// run's expected slowdown over the job's history stays within `max_slowdown` even when
-    /// the host is full (0 = `cores_used / max_slowdown`).
+    /// the host is full. 0 when the need is not known (the slot then reserves `cores_used`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shared_slot_cores: f64,
 }
@@ -120,16 +123,19 @@ impl Requirement {
     /// so reserving `cores / max_slowdown` keeps it within `max_slowdown` even on a full host.
     /// A cold start reserves the request as given.
     pub fn slot_cores(&self) -> f64 {
-        let c = if matches!(self.basis, SizingBasis::History { .. }) && !self.cpu_need_unknown {
-            if self.shared_slot_cores > 0.0 {
-                self.shared_slot_cores
-            } else {
-                self.cores_used / self.max_slowdown.max(1.0)
-            }
+        // `size` sets `shared_slot_cores` whenever the need is known; a requirement without it
+        // (built by hand) is taken as a cold start, which reserves what it asked for.
+        let c = if self.cpu_need_known() && self.shared_slot_cores > 0.0 {
+            self.shared_slot_cores
         } else {
             self.cores_used
         };
         c.max(0.05)
+    }
+
+    /// Whether the cores wanted were measured: from history, and not censored.
+    fn cpu_need_known(&self) -> bool {
+        matches!(self.basis, SizingBasis::History { .. }) && !self.cpu_need_unknown
     }
 
     /// Cores a shared host must have really free (not only unreserved: co-tenants taken at
@@ -138,8 +144,7 @@ impl Requirement {
     /// [`CPU_CENSORED_GROWTH`] × the reservation, so the run that measures the need is not the
     /// one slowed by not knowing it.
     pub fn slot_admission_cores(&self) -> f64 {
-        let known = matches!(self.basis, SizingBasis::History { .. }) && !self.cpu_need_unknown;
-        if known {
+        if self.cpu_need_known() {
             // Room for the cores the job wants within max_slowdown, though it reserves less.
             self.slot_cores().max(self.cores_used / self.max_slowdown.max(1.0))
         } else {
@@ -259,11 +264,6 @@ fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
         }
     }
     values.last().map_or(0.0, |v| v.0)
-}
-
-/// Statistics over the profile's usable runs with the default `max_slowdown`.
-pub fn history(profile: &JobProfile) -> Option<History> {
-    history_for(profile, DEFAULT_MAX_SLOWDOWN, None)
 }
 
 /// Statistics over the profile's usable runs, or None without any. `max_slowdown` decides when
@@ -438,11 +438,17 @@ pub struct MemoryRisk {
     pub safe_bytes: Option<u64>,
 }
 
+/// Scale and degrees of freedom of the predictive law from `n` runs whose log-peaks spread by
+/// `sd`: the spread blended with the prior ([`MEM_PRIOR_LOG_SD`], worth [`MEM_PRIOR_RUNS`]
+/// runs), and Student-t tails with `n + prior − 1` degrees of freedom (an unknown variance
+/// estimated from few runs and the prior's pseudo-runs). One rule for the plain and the
+/// input-aware law, so the two widen and narrow alike.
+fn blended_log_spread(n: f64, sd: f64) -> (f64, f64) {
+    let var = (n * sd.powi(2) + MEM_PRIOR_RUNS * MEM_PRIOR_LOG_SD.powi(2)) / (n + MEM_PRIOR_RUNS);
+    (var.sqrt(), n + MEM_PRIOR_RUNS - 1.0)
+}
+
 impl MemoryRisk {
-    /// The distribution for the next run from a job's history: the log-space mean, a spread
-    /// that blends the history's with a prior worth [`MEM_PRIOR_RUNS`] runs, widened by the
-    /// prediction-interval factor `sqrt(1 + 1/n)`, and Student-t tails with `n + prior − 1`
-    /// degrees of freedom (an unknown variance estimated from few runs).
     /// The distribution for a run with input `x` bytes from an input-aware fit: centred on the
     /// fitted law, the residual spread blended with the same prior, widened by the fit's
     /// prediction-interval factor (more for an input far from those seen). The
@@ -451,30 +457,33 @@ impl MemoryRisk {
     /// beyond [`MEM_FIT_CAP_SPAN`]× outside the inputs seen, where the law itself is the guess.
     pub fn from_fit(f: &LogFit, x: f64, carried_max_gib: f64) -> MemoryRisk {
         let n = f.n as f64;
-        let var = (n * f.resid_sd.powi(2) + MEM_PRIOR_RUNS * MEM_PRIOR_LOG_SD.powi(2)) / (n + MEM_PRIOR_RUNS);
+        let (spread, dof) = blended_log_spread(n, f.resid_sd);
         let lx = x.max(1.0).ln();
         let span = MEM_FIT_CAP_SPAN.ln();
         let inside = lx >= f.x_min - span && lx <= f.x_max + span;
         let cap = carried_max_gib * (1.0 + MEM_MIN_MARGIN) * (1.0 + 1.0 / n.max(1.0));
         MemoryRisk {
             log_mean: f.predict_ln(x),
-            log_scale: var.sqrt() * f.spread_factor(x),
-            dof: n + MEM_PRIOR_RUNS - 1.0,
+            log_scale: spread * f.spread_factor(x),
+            dof,
             safe_bytes: inside.then(|| gib_to_bytes(cap)),
         }
     }
 
+    /// The distribution for the next run from a job's history: the log-space mean, the
+    /// blended spread ([`blended_log_spread`] over the effective number of runs) widened by the
+    /// prediction-interval factor `sqrt(1 + 1/n)`, and a distribution-free cap.
     pub fn from_history(h: &History) -> MemoryRisk {
         let n = h.n_eff.max(1.0);
-        let var = (n * h.mem_log_sd.powi(2) + MEM_PRIOR_RUNS * MEM_PRIOR_LOG_SD.powi(2)) / (n + MEM_PRIOR_RUNS);
+        let (spread, dof) = blended_log_spread(n, h.mem_log_sd);
         // Distribution-free cap: the next run exceeds the largest of n peaks with probability
         // 1/(n+1); the margin and a 1/n term on top make that far smaller. When peaks spread
         // over orders of magnitude the log-t tail overstates the risk above the maximum.
         let cap = h.mem_window_max_bytes as f64 * (1.0 + MEM_MIN_MARGIN) * (1.0 + 1.0 / h.runs.max(1) as f64);
         MemoryRisk {
             log_mean: h.mem_log_mean,
-            log_scale: var.sqrt() * (1.0 + 1.0 / n).sqrt(),
-            dof: n + MEM_PRIOR_RUNS - 1.0,
+            log_scale: spread * (1.0 + 1.0 / n).sqrt(),
+            dof,
             safe_bytes: Some(cap as u64),
         }
     }
@@ -632,6 +641,9 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     let hist = profile.and_then(|p| history_for(p, max_slowdown, hint_vcpu));
     let mut risk: Option<MemoryRisk> = None;
     let mut cpu_need_unknown = false;
+    // The predictive MEM_SLOT_QUANTILE quantile of the peak: a shared slot's reservation, and
+    // what the history note reports.
+    let mut slot_quantile: Option<u64> = None;
     // (cores wanted, job memory floor, basis, duration, confidence)
     let (mut cores, mut job_mem, basis, duration, confidence) = match &hist {
         Some(h) => {
@@ -694,12 +706,15 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
                     r.safe_bytes = Some(r.safe_bytes.map_or(req, |s| s.min(req)));
                 }
             }
+            let q = r.quantile_bytes(MEM_SLOT_QUANTILE);
+            slot_quantile = Some(q);
             notes.push(format!(
-                "history: {} runs (effective {:.1}); busy cores p90 {:.2}; peak p99 {:.2} GiB, recent max {:.2} GiB",
+                "history: {} runs (effective {:.1}); busy cores p90 {:.2}; peak p{:.0} {:.2} GiB, recent max {:.2} GiB",
                 h.runs,
                 h.n_eff,
                 h.busy_cores,
-                bytes_to_gib(r.quantile_bytes(0.99)),
+                MEM_SLOT_QUANTILE * 100.0,
+                bytes_to_gib(q),
                 bytes_to_gib(h.mem_recent_max_bytes)
             ));
             let mut cores = h.busy_cores;
@@ -831,11 +846,10 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
         gpu_mem = 0;
     }
 
-    // Memory of a shared slot (a reservation): the predictive 99% quantile, never under the
-    // floor, never over the bounds. A dedicated run gets what its type leaves.
-    let slot_mem = risk
-        .as_ref()
-        .map_or(job_mem, |r| r.quantile_bytes(MEM_SLOT_QUANTILE).max(job_mem));
+    // Memory of a shared slot (a reservation): the predictive quantile, never under the floor,
+    // never over the bounds (the quantile was taken before `max_memory_gib` made memory above
+    // it safe, hence the cap here). A dedicated run gets what its type leaves.
+    let slot_mem = slot_quantile.map_or(job_mem, |q| q.max(job_mem));
     let slot_mem = mem_hi.map_or(slot_mem, |hi| slot_mem.min(hi)).max(job_mem);
 
     let small = cores <= SHARED_MAX_CORES && slot_mem <= SHARED_MAX_MEMORY_BYTES;
