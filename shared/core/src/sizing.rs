@@ -234,6 +234,28 @@ pub struct History {
     pub gpu_mem_max_bytes: u64,
 }
 
+impl History {
+    /// Whether the job's CPU need is not known yet: a censored run still binds (no later
+    /// unsaturated run with more cores measured the need) and asks for more cores than the
+    /// runs that were measured. The one definition: [`size`] grows such a job (and says so in
+    /// [`Requirement::cpu_need_unknown`]), [`cpu_need_unknown`] answers it for a profile.
+    pub fn cpu_need_unknown(&self) -> bool {
+        self.cpu_censored_floor.is_some_and(|f| f > self.busy_cores)
+    }
+}
+
+/// Whether `profile`'s CPU need is not known yet for `spec` (the spec matters: its
+/// `max_slowdown` decides which saturated runs a measured one explains, its request how far a
+/// censored job grows). False without usable runs: a cold start takes its request as given.
+pub fn cpu_need_unknown(spec: &JobSpec, profile: &JobProfile) -> bool {
+    history_for(profile, spec.max_slowdown(), hint_vcpu(spec)).is_some_and(|h| h.cpu_need_unknown())
+}
+
+/// The spec's vCPU request when it is a usable number.
+fn hint_vcpu(spec: &JobSpec) -> Option<f64> {
+    spec.hints.vcpu.filter(|v| v.is_finite() && *v > 0.0)
+}
+
 /// Cores a run kept busy: its median sample, or its mean when that is higher (a job busy at
 /// 8 cores for seconds and at 1 the rest has median 1; a steady one has median = mean).
 fn busy_cores(r: &RunSummary) -> f64 {
@@ -635,7 +657,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
     let mut notes = Vec::new();
     let max_slowdown = spec.max_slowdown();
     let hints = &spec.hints;
-    let hint_vcpu = hints.vcpu.filter(|v| v.is_finite() && *v > 0.0);
+    let hint_vcpu = hint_vcpu(spec);
     let hint_mem = hints.memory_gib.filter(|v| v.is_finite() && *v > 0.0).map(gib_to_bytes);
     let input_x = hints.input_bytes.filter(|b| *b > 0).map(|b| b as f64);
     let hist = profile.and_then(|p| history_for(p, max_slowdown, hint_vcpu));
@@ -718,7 +740,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
                 bytes_to_gib(h.mem_recent_max_bytes)
             ));
             let mut cores = h.busy_cores;
-            if let Some(f) = h.cpu_censored_floor.filter(|f| *f > cores) {
+            if let Some(f) = h.cpu_censored_floor.filter(|_| h.cpu_need_unknown()) {
                 notes.push(format!(
                     "CPU need not known yet: a recent run kept its cores busy; growing to {f:.2} cores"
                 ));
@@ -1111,34 +1133,51 @@ mod tests {
 
     #[test]
     fn saturating_job_grows_until_it_stops_saturating_and_never_shrinks_on_censored_runs() {
-        // GIVEN a job that needs 5.5 cores, first run on 1 core (it keeps it busy: censored)
-        for need in [0.95, 1.5, 5.5, 13.0] {
+        // GIVEN a job first run on 1 core (it keeps it busy: censored), each next run given what
+        // sizing says, with the vCPUs and the "need not known" verdict of each sizing worked out
+        // by hand (max_slowdown 1.1, no request, censoring at 90% busy, growth ×2):
+        // - 0.95 cores: 1 (busy 0.95 of 1: censored) → 2 (0.95 of 2: measured; it explains the
+        //   1-core run, 0.95 ≤ 1 × 1.1) → ceil(0.95 / 1.1) = 1, saturated but explained: 1 on
+        // - 1.5: 1 → 2 (1.5 of 2 measured; 1.5 > 1.1 does not explain the 1-core run, but a
+        //   later measured run with more cores resolves it) → ceil(1.5 / 1.1) = 2 on
+        // - 5.5: 1 → 2 → 4 (each kept busy, doubled) → 8 (5.5 of 8 measured) → ceil(5.5 / 1.1)
+        //   = 5, saturated but explained by the 8-core run (5.5 ≤ 5 × 1.1): 5 on
+        // - 13: 1 → 2 → 4 → 8 → 16 (13 of 16 measured) → ceil(13 / 1.1) = 12, explained: 12 on
+        type Case = (f64, [u32; 10], usize);
+        let cases: [Case; 4] = [
+            (0.95, [1, 2, 1, 1, 1, 1, 1, 1, 1, 1], 1),
+            (1.5, [1, 2, 2, 2, 2, 2, 2, 2, 2, 2], 1),
+            (5.5, [1, 2, 4, 8, 5, 5, 5, 5, 5, 5], 3),
+            (13.0, [1, 2, 4, 8, 16, 12, 12, 12, 12, 12], 4),
+        ];
+        for (need, want, unknown_runs) in cases {
             let mut runs = vec![capped(0, need, 1.0)];
-            let mut given_seq = vec![1.0];
+            let mut given_seq = vec![1];
             for i in 1..10 {
                 let p = profile(&runs);
                 let r = size(&spec(), Some(&p), 0);
-                let last = runs.last().unwrap();
-                // THEN after a censored run the next never gets fewer cores, and the profile says
-                // the need is not known
-                if cpu_saturated(last) && r.cpu_need_unknown {
-                    assert!(p.cpu_need_unknown);
-                    assert!(r.vcpu as f64 >= last.cpu_given_cores.unwrap() * CPU_CENSORED_GROWTH - 1e-9);
-                }
-                let given = r.vcpu as f64;
-                given_seq.push(given);
-                runs.push(capped(i, need, given));
+                // THEN the need is unknown exactly while a censored run binds, and the profile-level
+                // answer is the requirement's
+                let unknown = i <= unknown_runs;
+                assert_eq!(r.cpu_need_unknown, unknown, "need {need}, sizing {i}: {:?}", r.notes);
+                assert_eq!(cpu_need_unknown(&spec(), &p), unknown, "need {need}, sizing {i}");
+                given_seq.push(r.vcpu);
+                runs.push(capped(i, need, r.vcpu as f64));
             }
-            // … and it ends on enough cores for the need within max_slowdown, without
-            // oscillating: the last runs all get the same size
-            let last = *given_seq.last().unwrap();
-            assert!(need / last <= DEFAULT_MAX_SLOWDOWN + 1e-9, "need {need}: {given_seq:?}");
-            assert!(given_seq[6..].iter().all(|g| *g == last), "need {need}: {given_seq:?}");
-            assert!(
-                last <= (need * CPU_CENSORED_GROWTH).ceil().max(1.0),
-                "need {need}: {given_seq:?}"
-            );
+            // … and the sizes are the hand-computed ones: doubling while censored, then the
+            // fewest within max_slowdown, without oscillating
+            assert_eq!(given_seq, want, "need {need}");
         }
+        // the verdict depends on the spec: a 1.05-core job measured on 2 cores, then kept busy on
+        // 1, is explained within max_slowdown 1.1 (1.05 ≤ 1 × 1.1) but not within 1.0, where the
+        // 1-core run binds (nothing later measured more) and the job grows again
+        let p = profile(&[capped(0, 1.05, 2.0), capped(1, 1.05, 1.0)]);
+        let mut strict = spec();
+        strict.max_slowdown = Some(1.0);
+        assert!(!cpu_need_unknown(&spec(), &p));
+        assert!(cpu_need_unknown(&strict, &p));
+        assert!(size(&strict, Some(&p), 0).cpu_need_unknown);
+        assert!(!cpu_need_unknown(&spec(), &JobProfile::new("j")));
         // GIVEN a job sized to its need of 2 cores whose need then grows to 6 (bigger inputs)
         let mut runs: Vec<RunSummary> = (0..10).map(|i| capped(i, 2.0, 8.0)).collect();
         let mut seq = vec![];
