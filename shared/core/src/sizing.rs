@@ -652,8 +652,31 @@ pub fn student_t_cdf(t: f64, dof: f64) -> f64 {
     }
 }
 
+/// How [`size_with`] sets a dedicated run's memory. The product uses the default; the other
+/// exists so that the simulator's ablation runs this code with one rule changed, not a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryHeadroom {
+    /// The floor as the least memory, the OOM risk of every type above it priced by ranking.
+    #[default]
+    Priced,
+    /// v2's rule: the least memory is the predictive [`MEM_SLOT_QUANTILE`] quantile (never
+    /// under the floor) and no risk is left to price.
+    FixedQuantile,
+}
+
+/// Options of [`size_with`].
+#[derive(Debug, Clone, Default)]
+pub struct SizeOptions {
+    pub memory_headroom: MemoryHeadroom,
+}
+
 /// Sizes the next run of `spec` from its profile at time `now_ms` (Unix ms).
 pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requirement {
+    size_with(spec, profile, now_ms, &SizeOptions::default())
+}
+
+/// [`size`] with one of its rules switched by `opts`.
+pub fn size_with(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64, opts: &SizeOptions) -> Requirement {
     let mut notes = Vec::new();
     let max_slowdown = spec.max_slowdown();
     let hints = &spec.hints;
@@ -891,8 +914,12 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
         SizeClass::Dedicated
     };
     // A shared slot's memory is its reservation; a dedicated type must hold at least the floor,
-    // and ranking prices the risk of every type above it.
-    let need_mem = if class == SizeClass::Shared { slot_mem } else { job_mem };
+    // and ranking prices the risk of every type above it — unless the fixed quantile is asked
+    // for, which makes the slot's figure the dedicated run's least memory too (a cold start
+    // has no distribution, so both are its request).
+    let fixed = opts.memory_headroom == MemoryHeadroom::FixedQuantile;
+    let unpriced = class == SizeClass::Shared || fixed;
+    let need_mem = if unpriced { slot_mem } else { job_mem };
 
     Requirement {
         vcpu,
@@ -909,7 +936,7 @@ pub fn size(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64) -> Requir
         max_price_per_hour: b.max_price_per_hour,
         confidence_runs: confidence,
         max_slowdown,
-        memory_risk: if class == SizeClass::Shared { None } else { risk },
+        memory_risk: if unpriced { None } else { risk },
         oom_retry_factor: spec.retry.oom_memory_factor.max(OOM_REMEMBERED_FACTOR),
         cpu_need_unknown,
         shared_slot_cores: match &hist {
@@ -1263,6 +1290,55 @@ mod tests {
         runs.push(run(3, 1.0, 1.0, 1.0, 4.2, 3600.0, RunStatus::Succeeded));
         let risk = size(&s, Some(&profile(&runs)), 0).memory_risk.unwrap();
         assert!(risk.p_exceed(gib_to_bytes(4.3)) > 0.0);
+    }
+
+    #[test]
+    fn fixed_headroom_makes_the_99_percent_bound_the_least_memory() {
+        // GIVEN a long 2-core job (dedicated) whose 6 runs peaked at 6–10 GiB
+        let runs: Vec<RunSummary> = (0..6)
+            .map(|i| {
+                run(
+                    i,
+                    2.0,
+                    2.0,
+                    2.0,
+                    6.0 + (i % 3) as f64 * 2.0,
+                    3600.0,
+                    RunStatus::Succeeded,
+                )
+            })
+            .collect();
+        let p = profile(&runs);
+        let fixed_opts = SizeOptions {
+            memory_headroom: MemoryHeadroom::FixedQuantile,
+        };
+        let priced = size(&spec(), Some(&p), 0);
+        let fixed = size_with(&spec(), Some(&p), 0, &fixed_opts);
+        // THEN priced: the floor (the largest recent peak, 10 GiB) as the least memory, the risk
+        // above it left to ranking
+        assert_eq!(priced.class, SizeClass::Dedicated);
+        assert_eq!(priced.memory_bytes, gib_to_bytes(10.0) + OS_RESERVE_BYTES);
+        let risk = priced.memory_risk.clone().unwrap();
+        // … fixed: the least memory is the 99% bound of that same risk, nothing left to price,
+        // and every other figure is the same
+        assert!(fixed.memory_risk.is_none());
+        assert_eq!(fixed.memory_bytes, fixed.job_memory_bytes + OS_RESERVE_BYTES);
+        let q = fixed.memory_bytes - OS_RESERVE_BYTES;
+        assert!(q > gib_to_bytes(10.0), "{}", bytes_to_gib(q));
+        assert!(
+            risk.p_exceed(q) <= 0.01 && risk.p_exceed(q - 2 * MIB) > 0.01,
+            "{}",
+            bytes_to_gib(q)
+        );
+        assert_eq!(
+            (fixed.vcpu, fixed.job_memory_bytes, &fixed.notes),
+            (priced.vcpu, priced.job_memory_bytes, &priced.notes)
+        );
+        // a cold start has no distribution: its request either way
+        let mut s = spec();
+        s.hints.memory_gib = Some(12.0);
+        s.hints.vcpu = Some(4.0);
+        assert_eq!(size_with(&s, None, 0, &fixed_opts), size(&s, None, 0));
     }
 
     #[test]

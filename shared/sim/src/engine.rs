@@ -8,7 +8,7 @@ use spotfit_core::catalog::{Catalog, Offer};
 use spotfit_core::cost::{billed_cost, MIN_BILLED_S};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions, SpeedModel};
-use spotfit_core::sizing::{self, SizeClass, OS_RESERVE_BYTES};
+use spotfit_core::sizing::{self, MemoryHeadroom, SizeClass, SizeOptions, OS_RESERVE_BYTES};
 use spotfit_core::spec::{Hints, JobSpec, Market, Placement};
 use spotfit_core::summary::{CpuStats, RunStatus, RunSummary};
 use spotfit_core::units::{bytes_to_gib, gib_to_bytes};
@@ -1088,6 +1088,14 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
     // Shared hosts: spot CPU types of the region (the class never has GPUs).
     let shared_types = shapes(catalog.region(&cfg.region), Market::Spot, |o| o.gpu == 0);
     let reserve_bytes = OS_RESERVE_BYTES;
+    // The fixed-headroom ablation is the core's own rule switched, not a re-sizing here.
+    let size_opts = SizeOptions {
+        memory_headroom: if cfg.ablate_fixed_headroom {
+            MemoryHeadroom::FixedQuantile
+        } else {
+            MemoryHeadroom::Priced
+        },
+    };
     replay(trace, cfg, Policy::Spotfit, &shared_types, |job, profile, t| {
         let mut spec = spec_for(job);
         if cfg.ablate_no_max_slowdown {
@@ -1100,14 +1108,7 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             spec.hints.vcpu = None;
             spec.hints.memory_gib = None;
         }
-        let mut req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
-        if cfg.ablate_fixed_headroom {
-            // v2's rule: a fixed 99% bound of the same distribution as the least memory.
-            if let Some(r) = req.memory_risk.take() {
-                let floor = req.memory_bytes.saturating_sub(reserve_bytes);
-                req.memory_bytes = r.quantile_bytes(sizing::MEM_SLOT_QUANTILE).max(floor) + reserve_bytes;
-            }
-        }
+        let req = sizing::size_with(&spec, profile, EPOCH_MS + (t * 1000.0) as i64, &size_opts);
         let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
             .into_iter()
             .next()?;
