@@ -10,7 +10,7 @@ use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions, SpeedModel};
 use spotfit_core::sizing::{self, MemoryHeadroom, SizeClass, SizeOptions, OS_RESERVE_BYTES};
 use spotfit_core::spec::{Hints, JobSpec, Market, Placement};
-use spotfit_core::summary::{CpuStats, RunStatus, RunSummary};
+use spotfit_core::summary::{percentile_sorted, CpuStats, RunStatus, RunSummary};
 use spotfit_core::units::{bytes_to_gib, gib_to_bytes};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -574,10 +574,11 @@ fn finish_result(
     let n = per_job.len().max(1) as f64;
     let mut slow: Vec<f64> = per_job.iter().map(|j| j.slowdown).collect();
     slow.sort_by(f64::total_cmp);
+    // The core's nearest-rank percentile (what run summaries use); no job is no slowdown.
     let p95 = if slow.is_empty() {
         1.0
     } else {
-        slow[((0.95 * slow.len() as f64).ceil() as usize).clamp(1, slow.len()) - 1]
+        percentile_sorted(&slow, 95.0)
     };
     let worst = per_job
         .iter()
