@@ -510,9 +510,14 @@ impl MemoryRisk {
         }
     }
 
+    /// Whether job memory of `job_bytes` is taken as safe (P = 0, the law not evaluated).
+    pub fn is_safe(&self, job_bytes: u64) -> bool {
+        self.safe_bytes.is_some_and(|s| job_bytes >= s)
+    }
+
     /// P(the next peak > `job_bytes`): the OOM risk of a run allowed `job_bytes`.
     pub fn p_exceed(&self, job_bytes: u64) -> f64 {
-        if self.safe_bytes.is_some_and(|s| job_bytes >= s) {
+        if self.is_safe(job_bytes) {
             return 0.0;
         }
         if job_bytes == 0 {
