@@ -151,6 +151,20 @@ impl Requirement {
             self.slot_cores() * CPU_CENSORED_GROWTH
         }
     }
+
+    /// What a new instance for this run must offer, for ranking to pick its type. A dedicated
+    /// run: this requirement. A shared slot that opens a new host: the host must admit the slot
+    /// by the host agent's own rule, so it needs [`Self::slot_admission_cores`] vCPUs (room for
+    /// a job whose need is not known to grow into), besides the slot's memory and the reserve.
+    /// Ranking the slot alone could pick a host its own admission rule refuses.
+    pub fn new_instance(&self) -> Requirement {
+        let mut r = self.clone();
+        if self.class == SizeClass::Shared {
+            let room = (self.slot_admission_cores() - 1e-9).ceil().max(1.0);
+            r.vcpu = r.vcpu.max(room.min(u32::MAX as f64) as u32);
+        }
+        r
+    }
 }
 
 /// Conservative default for a job with neither history nor hints: a general-purpose shape
@@ -1344,6 +1358,38 @@ mod tests {
         s.hints.memory_gib = Some(12.0);
         s.hints.vcpu = Some(4.0);
         assert_eq!(size_with(&s, None, 0, &fixed_opts), size(&s, None, 0));
+    }
+
+    #[test]
+    fn a_new_instance_for_a_shared_slot_has_the_room_its_admission_needs() {
+        // GIVEN a never-seen small job asking for 1.5 cores (shared: its need is not known, so
+        // a host admits it only with 2 × 1.5 = 3 cores free)
+        let mut s = spec();
+        s.hints.vcpu = Some(1.5);
+        s.hints.memory_gib = Some(2.0);
+        let cold = size(&s, None, 0);
+        assert_eq!((cold.class, cold.vcpu), (SizeClass::Shared, 2));
+        // THEN a host it opens needs 3 vCPUs, and nothing else changes
+        let host = cold.new_instance();
+        assert_eq!(host.vcpu, 3);
+        assert_eq!(
+            Requirement {
+                vcpu: cold.vcpu,
+                ..host.clone()
+            },
+            cold
+        );
+        // GIVEN the same job once measured at 1.5 cores of 4 in a minute (need known: the
+        // reservation and the cores within max_slowdown, ceil(1.5 / 1.1) = 2) THEN no more
+        // than it asks for
+        let mut once = capped(0, 1.5, 4.0);
+        once.duration_s = 60.0;
+        let measured = size(&s, Some(&profile(&[once])), 0);
+        assert_eq!(measured.class, SizeClass::Shared);
+        assert_eq!(measured.new_instance().vcpu, 2);
+        // … and a dedicated run's new instance is its requirement
+        let big = size(&spec(), Some(&steady(5, 6.0, 20.0, 3600.0)), 0);
+        assert_eq!(big.new_instance(), big);
     }
 
     #[test]

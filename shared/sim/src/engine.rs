@@ -739,6 +739,7 @@ impl PartialOrd for Done {
 
 /// What a sizing policy decides for one attempt.
 struct Decision {
+    /// The type of a new instance for the run (for a shared slot, of a new host that admits it).
     shape: Shape,
     shared: bool,
     /// Slot on a shared host (cores, GiB), when shared.
@@ -890,16 +891,14 @@ fn replay(
             } else {
                 None
             };
-            // Without a load estimate, the type ranking picked for this job (it weighs the
-            // interruption risk too).
-            // A new host must have the room the slot may grow into (`probe` cores).
+            // Without a load estimate, the type ranking picked for a new instance for this job
+            // (`Requirement::new_instance`: with the room the slot's admission needs; ranking
+            // weighs the interruption risk too). A packed host must have that room as well
+            // (`probe` cores).
             let probe = pl.probe_cores.max(pl.slot.0);
             let new_host = || match load {
                 Some(load) if load.0 >= 2.0 => {
                     packed_host(shared_types, reserve, probe, pl.slot.1, load).or(Some(pl.shape.clone()))
-                }
-                _ if pl.shape.vcpu + 1e-9 < probe => {
-                    cheapest_fit(shared_types, probe, pl.slot.1 + reserve, 0).or(Some(pl.shape.clone()))
                 }
                 _ => Some(pl.shape.clone()),
             };
@@ -1110,9 +1109,15 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             spec.hints.memory_gib = None;
         }
         let req = sizing::size_with(&spec, profile, EPOCH_MS + (t * 1000.0) as i64, &size_opts);
-        let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
-            .into_iter()
-            .next()?;
+        let top = rank(
+            catalog,
+            &req.new_instance(),
+            &placement,
+            Market::SpotThenOnDemand,
+            &opts,
+        )
+        .into_iter()
+        .next()?;
         let shape = Shape {
             name: top.instance_type.clone(),
             vcpu: top.vcpu as f64,

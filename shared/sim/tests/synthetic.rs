@@ -304,3 +304,17 @@ fn catalog_with_sizes() -> Catalog {
     offers.push(offer("c1.4xlarge", 16, 32, 0.48, 0.96));
     Catalog::from_offers(offers)
 }
+
+#[test]
+fn a_never_seen_shared_job_opens_a_host_with_room_to_grow_into() {
+    // GIVEN a small never-seen job asking for 1 vCPU and 1 GiB (shared; its need is not known,
+    // so a host admits it only with 2 × 1 cores really free), alone in the trace
+    let t = trace("a,0,1,1,600,0.5,,0.5,0\n");
+    let r = spotfit(&t, &catalog(), &SimConfig::default());
+    // THEN the host it opens is the one ranking picks for a new instance that admits it
+    // (Requirement::new_instance: ≥ 2 vCPUs, so m1.large at 0.144, not a 1-vCPU type at
+    // 0.030), billed from launch at 0 through its run (60..660) and keep-alive, to 720 s
+    assert_eq!(r.per_job[0].instance_type, "shared:m1.large");
+    assert_eq!(r.instances_launched, 1);
+    close(r.total_cost_usd, 0.144 * 720.0 / 3600.0);
+}
