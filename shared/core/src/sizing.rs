@@ -507,7 +507,7 @@ impl MemoryRisk {
     }
 
     /// The distribution for the next run from a job's history: the log-space mean, the
-    /// blended spread ([`blended_log_spread`] over the effective number of runs) widened by the
+    /// blended spread (`blended_log_spread` over the effective number of runs) widened by the
     /// prediction-interval factor `sqrt(1 + 1/n)`, and a distribution-free cap.
     pub fn from_history(h: &History) -> MemoryRisk {
         let n = h.n_eff.max(1.0);
