@@ -86,7 +86,10 @@ impl Sketch {
     }
 }
 
-/// The profile of one job.
+/// The profile of one job. Whether its CPU need is known is not stored here: it depends on the
+/// spec too (`sizing::cpu_need_unknown`), and a flag kept beside the runs would be a second
+/// definition of it. (Profiles written with the old `cpu_need_unknown` field still read: serde
+/// skips it.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct JobProfile {
     pub job: String,
@@ -103,11 +106,6 @@ pub struct JobProfile {
     /// Memory the job had when last OOM-killed, bytes: the next size must exceed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_memory_floor_bytes: Option<u64>,
-    /// The latest usable run kept ≥ [`crate::sizing::CPU_CENSOR_FRACTION`] of the cores it
-    /// was given busy, or was throttled: its CPU need is not yet known (only "at least this
-    /// many"), and sizing grows its cores instead of sizing from what it used.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub cpu_need_unknown: bool,
     /// Per-run figures, all time, as sketches.
     pub cpu_avg_cores: Sketch,
     pub cpu_p95_cores: Sketch,
@@ -151,7 +149,6 @@ impl JobProfile {
             run.status,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::OomKilled
         ) {
-            self.cpu_need_unknown = crate::sizing::cpu_saturated(run);
             self.cpu_avg_cores.add(run.cpu.avg);
             self.cpu_p95_cores.add(run.cpu.p95);
             self.cpu_max_cores.add(run.cpu.max);
@@ -253,8 +250,13 @@ mod tests {
     fn survives_json_round_trip() {
         let mut p = JobProfile::new("j");
         p.record(&run("a", 2.0, 3, RunStatus::Succeeded));
-        let back: JobProfile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        let back: JobProfile = serde_json::from_str(&json).unwrap();
         assert_eq!(back.cpu_avg_cores.quantile(0.5), p.cpu_avg_cores.quantile(0.5));
         assert_eq!(back.recent, p.recent);
+        // a profile stored while it still carried the cpu_need_unknown flag reads the same
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old["cpu_need_unknown"] = serde_json::Value::Bool(true);
+        assert_eq!(serde_json::from_value::<JobProfile>(old).unwrap(), back);
     }
 }

@@ -271,6 +271,28 @@ pub fn rank(
         too_slow: bool,
     }
     let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
+    // P(OOM) depends on the offer only through its memory. At or above the memory taken as
+    // safe it is 0 at once, which is most offers; below it each evaluation is a Student-t tail
+    // (an incomplete beta, thousands of operations), and the offers there share a few memory
+    // sizes: each size is evaluated once per ranking. (A hash map over every offer cost more
+    // than the evaluations it saved, measured on the simulator; this list holds only the
+    // sizes below the safe memory.)
+    let mut tails: Vec<(u64, f64)> = Vec::new();
+    let mut p_oom_for = |memory_bytes: u64| -> f64 {
+        let Some(risk) = req.memory_risk.as_ref() else {
+            return 0.0;
+        };
+        let job_bytes = memory_bytes.saturating_sub(OS_RESERVE_BYTES);
+        if risk.is_safe(job_bytes) {
+            return 0.0;
+        }
+        if let Some(&(_, p)) = tails.iter().find(|(m, _)| *m == job_bytes) {
+            return p;
+        }
+        let p = risk.p_exceed(job_bytes);
+        tails.push((job_bytes, p));
+        p
+    };
     let mut spot: Vec<Row> = Vec::new();
     let mut on_demand: Vec<Row> = Vec::new();
     for region in regions {
@@ -305,10 +327,7 @@ pub fn rank(
             let Some((pred_d, score)) = predict(o, req, d.unwrap_or(NOMINAL_DURATION_S), reference, opts.speed) else {
                 continue;
             };
-            let p_oom = req
-                .memory_risk
-                .as_ref()
-                .map_or(0.0, |r| r.p_exceed(o.memory_bytes.saturating_sub(OS_RESERVE_BYTES)));
+            let p_oom = p_oom_for(o.memory_bytes);
             // The slowdown max_slowdown bounds: from a shortage of vCPUs (the job keeps more
             // cores busy than the type has). A type's slower or faster core is in its duration,
             // hence its cost, already.

@@ -132,7 +132,8 @@ pub struct RunSummary {
     /// that used what it needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_given_cores: Option<f64>,
-    /// The job's cgroup was CPU-throttled (cgroup `cpu.stat` `nr_throttled` > 0): censored too.
+    /// The job's cgroup held it back (CPU-throttled) for at least [`CPU_THROTTLED_FRACTION`] of
+    /// its wall time: censored too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cpu_throttled: bool,
     /// Size of the run's input, bytes, when the spec said it (`hints.input_bytes`): what
@@ -141,7 +142,6 @@ pub struct RunSummary {
     pub input_bytes: Option<u64>,
 }
 
-/// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
 /// A spot interruption notice as IMDS gave it (`{"action":"terminate","time":"…"}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpotNotice {
@@ -244,6 +244,7 @@ pub fn summary_rows(s: &RunSummary) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// Nearest-rank percentile of an already sorted slice; 0 for an empty one.
 pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -276,10 +277,13 @@ pub struct RunEnd {
 }
 
 /// A run is taken as CPU-throttled when its cgroup held it back for at least this fraction of
-/// its wall time: the complement of `sizing::CPU_CENSOR_FRACTION` (90% of the given cores
-/// busy), so a throttled run counts as saturated on the same scale — a run held back for a
-/// tenth of its time would have been about that much faster with more cores.
-pub const CPU_THROTTLED_FRACTION: f64 = 0.10;
+/// its wall time. It is the threshold of [`crate::sizing::CPU_CENSOR_FRACTION`] seen from the
+/// throttling side, so it is defined from it, not set on its own: a run that kept ≥ 90% of its
+/// cores busy is too close to its cap to show it needed no more, and a run its quota held back
+/// for ≥ 10% of its time would have been about that much faster with more cores. Both mean
+/// "within 10% of what the cores it had allowed"; tuned apart, a throttled run and a busy one
+/// would be censored at different points.
+pub const CPU_THROTTLED_FRACTION: f64 = 1.0 - crate::sizing::CPU_CENSOR_FRACTION;
 
 /// Reduces a run's samples to its summary. Pure; samples may be in any order.
 pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
@@ -511,6 +515,10 @@ mod tests {
         assert_eq!(r.cpu_given_cores, Some(2.0));
         assert!(!r.cpu_throttled);
         assert!(summarize(&s, &end(Some(2.0), 2.0)).cpu_throttled);
+        // … and the line is a tenth of the wall time (the censoring fraction's complement):
+        // 1 s of 10 s held back is a throttled run, 0.9 s is not
+        assert!(summarize(&s, &end(Some(2.0), 1.0)).cpu_throttled);
+        assert!(!summarize(&s, &end(Some(2.0), 0.9)).cpu_throttled);
         assert_eq!(summarize(&s, &end(Some(f64::NAN), 0.0)).cpu_given_cores, None);
         assert_eq!(summarize(&s, &end(None, 0.0)).cpu_given_cores, None);
     }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use spotfit_core::profile::JobProfile;
-use spotfit_core::sizing::{cpu_saturated, size, CPU_CENSORED_GROWTH};
+use spotfit_core::sizing::{cpu_need_unknown, cpu_saturated, size, CPU_CENSORED_GROWTH};
 use spotfit_core::{JobSpec, RunSummary};
 use spotfit_monitor::{run_command, CommandSpec, MonitorOptions};
 use std::path::PathBuf;
@@ -113,7 +113,7 @@ fn a_run_keeping_its_cores_busy_is_censored_and_the_next_gets_more() {
     let next = size(&spec, Some(&p), run.ended_at_ms);
     // THEN the need is not known, and the next run gets at least twice the cores it had
     let given = run.cpu_given_cores.unwrap();
-    assert!(p.cpu_need_unknown);
+    assert!(cpu_need_unknown(&spec, &p));
     assert!(next.cpu_need_unknown);
     assert!(next.vcpu as f64 >= CPU_CENSORED_GROWTH * given - 1e-9, "{next:?}");
     assert!(next.cores_used >= CPU_CENSORED_GROWTH * given - 1e-9, "{next:?}");

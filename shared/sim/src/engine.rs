@@ -8,9 +8,9 @@ use spotfit_core::catalog::{Catalog, Offer};
 use spotfit_core::cost::{billed_cost, MIN_BILLED_S};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions, SpeedModel};
-use spotfit_core::sizing::{self, SizeClass, OS_RESERVE_BYTES};
+use spotfit_core::sizing::{self, MemoryHeadroom, SizeClass, SizeOptions, OS_RESERVE_BYTES};
 use spotfit_core::spec::{Hints, JobSpec, Market, Placement};
-use spotfit_core::summary::{CpuStats, RunStatus, RunSummary};
+use spotfit_core::summary::{percentile_sorted, CpuStats, RunStatus, RunSummary};
 use spotfit_core::units::{bytes_to_gib, gib_to_bytes};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -574,10 +574,11 @@ fn finish_result(
     let n = per_job.len().max(1) as f64;
     let mut slow: Vec<f64> = per_job.iter().map(|j| j.slowdown).collect();
     slow.sort_by(f64::total_cmp);
+    // The core's nearest-rank percentile (what run summaries use); no job is no slowdown.
     let p95 = if slow.is_empty() {
         1.0
     } else {
-        slow[((0.95 * slow.len() as f64).ceil() as usize).clamp(1, slow.len()) - 1]
+        percentile_sorted(&slow, 95.0)
     };
     let worst = per_job
         .iter()
@@ -738,6 +739,7 @@ impl PartialOrd for Done {
 
 /// What a sizing policy decides for one attempt.
 struct Decision {
+    /// The type of a new instance for the run (for a shared slot, of a new host that admits it).
     shape: Shape,
     shared: bool,
     /// Slot on a shared host (cores, GiB), when shared.
@@ -889,16 +891,14 @@ fn replay(
             } else {
                 None
             };
-            // Without a load estimate, the type ranking picked for this job (it weighs the
-            // interruption risk too).
-            // A new host must have the room the slot may grow into (`probe` cores).
+            // Without a load estimate, the type ranking picked for a new instance for this job
+            // (`Requirement::new_instance`: with the room the slot's admission needs; ranking
+            // weighs the interruption risk too). A packed host must have that room as well
+            // (`probe` cores).
             let probe = pl.probe_cores.max(pl.slot.0);
             let new_host = || match load {
                 Some(load) if load.0 >= 2.0 => {
                     packed_host(shared_types, reserve, probe, pl.slot.1, load).or(Some(pl.shape.clone()))
-                }
-                _ if pl.shape.vcpu + 1e-9 < probe => {
-                    cheapest_fit(shared_types, probe, pl.slot.1 + reserve, 0).or(Some(pl.shape.clone()))
                 }
                 _ => Some(pl.shape.clone()),
             };
@@ -1088,6 +1088,14 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
     // Shared hosts: spot CPU types of the region (the class never has GPUs).
     let shared_types = shapes(catalog.region(&cfg.region), Market::Spot, |o| o.gpu == 0);
     let reserve_bytes = OS_RESERVE_BYTES;
+    // The fixed-headroom ablation is the core's own rule switched, not a re-sizing here.
+    let size_opts = SizeOptions {
+        memory_headroom: if cfg.ablate_fixed_headroom {
+            MemoryHeadroom::FixedQuantile
+        } else {
+            MemoryHeadroom::Priced
+        },
+    };
     replay(trace, cfg, Policy::Spotfit, &shared_types, |job, profile, t| {
         let mut spec = spec_for(job);
         if cfg.ablate_no_max_slowdown {
@@ -1100,17 +1108,16 @@ pub fn spotfit(trace: &Trace, catalog: &Catalog, cfg: &SimConfig) -> PolicyResul
             spec.hints.vcpu = None;
             spec.hints.memory_gib = None;
         }
-        let mut req = sizing::size(&spec, profile, EPOCH_MS + (t * 1000.0) as i64);
-        if cfg.ablate_fixed_headroom {
-            // v2's rule: a fixed 99% bound of the same distribution as the least memory.
-            if let Some(r) = req.memory_risk.take() {
-                let floor = req.memory_bytes.saturating_sub(reserve_bytes);
-                req.memory_bytes = r.quantile_bytes(sizing::MEM_SLOT_QUANTILE).max(floor) + reserve_bytes;
-            }
-        }
-        let top = rank(catalog, &req, &placement, Market::SpotThenOnDemand, &opts)
-            .into_iter()
-            .next()?;
+        let req = sizing::size_with(&spec, profile, EPOCH_MS + (t * 1000.0) as i64, &size_opts);
+        let top = rank(
+            catalog,
+            &req.new_instance(),
+            &placement,
+            Market::SpotThenOnDemand,
+            &opts,
+        )
+        .into_iter()
+        .next()?;
         let shape = Shape {
             name: top.instance_type.clone(),
             vcpu: top.vcpu as f64,

@@ -304,3 +304,105 @@ fn catalog_with_sizes() -> Catalog {
     offers.push(offer("c1.4xlarge", 16, 32, 0.48, 0.96));
     Catalog::from_offers(offers)
 }
+
+#[test]
+fn a_never_seen_shared_job_opens_a_host_with_room_to_grow_into() {
+    // GIVEN a small never-seen job asking for 1 vCPU and 1 GiB (shared; its need is not known,
+    // so a host admits it only with 2 × 1 cores really free), alone in the trace
+    let t = trace("a,0,1,1,600,0.5,,0.5,0\n");
+    let r = spotfit(&t, &catalog(), &SimConfig::default());
+    // THEN the host it opens is the one ranking picks for a new instance that admits it
+    // (Requirement::new_instance: ≥ 2 vCPUs, so m1.large at 0.144, not a 1-vCPU type at
+    // 0.030), billed from launch at 0 through its run (60..660) and keep-alive, to 720 s
+    assert_eq!(r.per_job[0].instance_type, "shared:m1.large");
+    assert_eq!(r.instances_launched, 1);
+    close(r.total_cost_usd, 0.144 * 720.0 / 3600.0);
+}
+
+/// Twenty never-seen jobs submitted at 0 on `catalog_with_sizes()`, their outcomes worked out
+/// by hand: rows 1–17 (`u0`…`u16`) ask for and use 4 cores (12 GiB asked, 6 used): m1.large,
+/// no slowdown; row 18 (`slow3`) asks for 2 vCPU and keeps 3 cores busy, row 19 (`slow5`) 5:
+/// r1.large (2 vCPU, 16 GiB at 0.10, the cheapest with 12 GiB + reserve), slowed 1.5× and
+/// 2.5×; row 20 (`oom`) asks for 2 vCPU / 12 GiB and peaks at 15.9 GiB: r1.large leaves it
+/// 15.75, so it is killed after its full hour and retried with the OOM bump (15.75 × 1.5 GiB:
+/// and, having kept its 2 cores busy, twice the cores: r1.xlarge, 4 vCPU / 64 GiB at 0.288),
+/// two hours of run for one of work.
+fn twenty_jobs() -> spotfit_sim::Trace {
+    let mut rows: String = (0..17).map(|i| format!("u{i},0,4,12,3600,4,,6,0\n")).collect();
+    rows.push_str("slow3,0,2,12,3600,3,,10,0\n");
+    rows.push_str("slow5,0,2,12,3600,5,,10,0\n");
+    rows.push_str("oom,0,2,12,3600,2,,15.9,0\n");
+    trace(&rows)
+}
+
+#[test]
+fn slowdown_percentile_worst_job_and_oom_cost_are_the_hand_computed_ones() {
+    let r = spotfit(&twenty_jobs(), &catalog_with_sizes(), &SimConfig::default());
+    let types: Vec<&str> = r.per_job.iter().map(|j| j.instance_type.as_str()).collect();
+    assert!(types[..17].iter().all(|t| *t == "m1.large"), "{types:?}");
+    assert_eq!(&types[17..], ["r1.large", "r1.large", "r1.xlarge"]);
+    // THEN the slowdowns, sorted, are 1 (×17), 1.5, 2 (the OOM job: two full runs), 2.5: the
+    // nearest-rank p95 is the 19th of 20, 2.0 (interpolating would give 2.025, the max 2.5) …
+    close(r.p95_slowdown, 2.0);
+    close(r.mean_slowdown, (17.0 + 1.5 + 2.0 + 2.5) / 20.0);
+    // … the job slowed most is row 19 at 2.5 …
+    let (row, name, worst) = r.worst_slowdown.clone().unwrap();
+    assert_eq!((row, name.as_str()), (19, "slow5"));
+    close(worst, 2.5);
+    // … and the OOM-killed attempt is charged in full: r1.large for start-up + the hour
+    let oom = &r.per_job[19];
+    assert_eq!((oom.attempts, oom.oom_kills), (2, 1));
+    close(oom.oom_cost_usd, 0.10 * 3660.0 / 3600.0);
+    close(r.oom_retry_cost_usd, 0.10 * 3660.0 / 3600.0);
+    close(r.oom_retry_rate, 1.0 / 20.0);
+    assert!(r.per_job[..19].iter().all(|j| j.oom_cost_usd == 0.0));
+    // … in a total of every instance's bill: the retry on r1.xlarge, the slowed runs for their
+    // longer hours
+    close(
+        r.total_cost_usd,
+        17.0 * 0.144 * 3660.0 / 3600.0
+            + 0.10 * (60.0 + 5400.0) / 3600.0
+            + 0.10 * (60.0 + 9000.0) / 3600.0
+            + 0.10 * 3660.0 / 3600.0
+            + 0.288 * 3660.0 / 3600.0,
+    );
+}
+
+#[test]
+fn explain_tells_each_attempt_of_the_named_job_what_sizing_wanted_and_what_happened() {
+    let cfg = SimConfig {
+        explain: Some("oom".into()),
+        ..SimConfig::default()
+    };
+    let results = simulate(&twenty_jobs(), &catalog_with_sizes(), &cfg);
+    // only spotfit explains, and only the named job: one line per attempt
+    for p in &results {
+        assert_eq!(p.explain.is_empty(), p.policy != Policy::Spotfit, "{:?}", p.policy);
+    }
+    let lines = &results.iter().find(|p| p.policy == Policy::Spotfit).unwrap().explain;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    // the cold start: the request as given, on the type ranking bought, killed at its limit
+    let first = &lines[0];
+    for part in [
+        "row 20 t=0s Hints: wants 2.00 cores → 2 vCPU, memory ≥ 12.00 GiB; type r1.large 0.1000 $/h",
+        "P(OOM) 0.0000",
+        "E[cost] ?",
+        "[no history: the spec's hints]",
+        "→ r1.large: ran 3600.0 s on 2.00 cores (1.000× its 3600.0 s), peak 15.90 of 15.75 GiB, OOM-KILLED",
+    ] {
+        assert!(first.contains(part), "{part:?} not in {first:?}");
+    }
+    // the retry, submitted when the killed run ended (60 s start-up + the hour): sized from
+    // that run — it kept its 2 cores busy, so its need is not known and it doubles; the OOM
+    // bump takes memory to 15.75 × 1.5 — and it fits
+    let second = &lines[1];
+    for part in [
+        "row 20 t=3660s History { runs: 1 }: wants 4.00 cores (need not known yet) → 4 vCPU, memory ≥ 23.62 GiB",
+        "type r1.xlarge 0.2880 $/h",
+        "OOM bump: killed at 15.75 GiB, now at least 23.62 GiB (×1.5)",
+        "→ r1.xlarge: ran 3600.0 s on 4.00 cores (1.000× its 3600.0 s), peak 15.90 of 63.75 GiB",
+    ] {
+        assert!(second.contains(part), "{part:?} not in {second:?}");
+    }
+    assert!(!second.contains("OOM-KILLED"), "{second}");
+}
