@@ -4,6 +4,7 @@
 
 use crate::catalog::{Catalog, Offer};
 use crate::ranking::family_matches;
+use crate::units::{bytes_to_gib, gib_to_bytes};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -839,7 +840,6 @@ impl JobSpec {
 
         let r = &self.resources;
         let h = &self.hints;
-        let gib = |v: f64| (v * (1u64 << 30) as f64) as u64;
         let gpus = r.min_gpu.unwrap_or(0).max(h.gpu.unwrap_or(0));
         let gpu_field = if h.gpu.unwrap_or(0) > r.min_gpu.unwrap_or(0) {
             "hints.gpu"
@@ -892,13 +892,13 @@ impl JobSpec {
             (
                 "resources.min_memory_gib",
                 r.min_memory_gib,
-                |o| o.memory_bytes as f64 / (1u64 << 30) as f64,
+                |o| bytes_to_gib(o.memory_bytes),
                 "GiB of memory",
             ),
             (
                 "hints.memory_gib",
                 h.memory_gib,
-                |o| o.memory_bytes as f64 / (1u64 << 30) as f64,
+                |o| bytes_to_gib(o.memory_bytes),
                 "GiB of memory",
             ),
         ];
@@ -934,10 +934,10 @@ impl JobSpec {
                 ("hints.gpu_memory_gib", h.gpu_memory_gib),
             ] {
                 if let Some(want) = want {
-                    let best = most(|o| o.gpu_memory_bytes as f64 / (1u64 << 30) as f64);
+                    let best = most(|o| bytes_to_gib(o.gpu_memory_bytes));
                     steps.push((
                         field,
-                        Box::new(move |o: &Offer| o.gpu_memory_bytes >= gib(want)),
+                        Box::new(move |o: &Offer| o.gpu_memory_bytes >= gib_to_bytes(want)),
                         Box::new(move |left: &[&Offer]| {
                             format!(
                                 "no instance type {scope} that the spec allows has {want} GiB per GPU (most: {})",
