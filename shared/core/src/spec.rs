@@ -269,7 +269,10 @@ pub fn valid_job_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn valid_env_name(name: &str) -> bool {
+/// True for an environment variable name the job may set: `[A-Za-z_][A-Za-z0-9_]*`, what a
+/// POSIX shell and the container runtime's env file both take as a name. The one check of the
+/// spec, the user-data renderer and the agent reading the job's env file.
+pub fn valid_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
