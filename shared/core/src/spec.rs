@@ -210,22 +210,30 @@ impl Default for RetryPolicy {
     }
 }
 
-/// One problem in a spec: the field path (`resources.max_vcpu`, `command[2]`) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One problem in a spec: the field path (`resources.max_vcpu`, `command[2]`) and why. Both
+/// are escaped and bounded once, by [`FieldError::new`], the only way to build one (the fields
+/// are private): what is read back or displayed is that text as it is, never escaped again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
-    pub field: String,
-    pub reason: String,
+    field: String,
+    reason: String,
+}
+
+impl FieldError {
+    /// The field path, escaped and bounded.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Why the field is refused, escaped and bounded.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Escaped again here: the fields are public and may have been built without `new`.
-        write!(
-            f,
-            "{}: {}",
-            escape_bounded(&self.field, MAX_ERROR_TEXT),
-            escape_bounded(&self.reason, MAX_ERROR_TEXT)
-        )
+        write!(f, "{}: {}", self.field, self.reason)
     }
 }
 
@@ -1083,7 +1091,7 @@ mod tests {
     fn fields(json: &str) -> Vec<String> {
         match JobSpec::from_json(json) {
             Ok(_) => vec![],
-            Err(e) => e.errors().into_iter().map(|e| e.field).collect(),
+            Err(e) => e.errors().into_iter().map(|e| e.field().to_string()).collect(),
         }
     }
 
@@ -1226,7 +1234,7 @@ mod tests {
             let e = JobSpec::from_json(json).expect_err(json);
             let errs = e.errors();
             assert!(
-                errs.iter().any(|f| f.field == *field && f.reason.contains(why)),
+                errs.iter().any(|f| f.field() == *field && f.reason().contains(why)),
                 "{json}: wanted {field} / {why}, got {errs:?}"
             );
         }
@@ -1237,7 +1245,7 @@ mod tests {
         for name in ["-rf", "--help", "-", ".hidden", "_x"] {
             let spec = JobSpec::for_command(name, vec!["x".into()]);
             let errs = spec.validate().expect_err(name).errors();
-            assert_eq!(errs[0].field, "name", "{name}");
+            assert_eq!(errs[0].field(), "name", "{name}");
         }
         assert!(JobSpec::for_command("etl-1.daily_x", vec!["x".into()])
             .validate()
@@ -1252,14 +1260,14 @@ mod tests {
                 ..JobSpec::for_command("j", vec!["x".into()])
             };
             let errs = spec.validate().expect_err(image).errors();
-            assert!(errs.iter().any(|e| e.field == "image"), "{image}: {errs:?}");
+            assert!(errs.iter().any(|e| e.field() == "image"), "{image}: {errs:?}");
         }
         let mut ok = JobSpec::for_command("j", vec!["x".into()]);
         ok.image = Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/etl:v1".into());
         ok.validate().unwrap();
         // a line break cannot travel in the container's env file
         ok.env.insert("A".into(), "x\ny".into());
-        assert_eq!(ok.validate().unwrap_err().errors()[0].field, "env.A");
+        assert_eq!(ok.validate().unwrap_err().errors()[0].field(), "env.A");
     }
 
     #[test]
@@ -1327,7 +1335,7 @@ mod tests {
             // WHEN validated THEN refused, naming the field and why
             let errs = JobSpec::from_json(json).expect_err(json).errors();
             assert!(
-                errs.iter().any(|e| e.field == *field && e.reason.contains(why)),
+                errs.iter().any(|e| e.field() == *field && e.reason().contains(why)),
                 "{json}: wanted {field} / {why}, got {errs:?}"
             );
         }
@@ -1397,7 +1405,7 @@ mod tests {
             // WHEN validated THEN refused, naming the field and why
             let errs = spec.validate().expect_err(json).errors();
             assert!(
-                errs.iter().any(|e| e.field == *field && e.reason.contains(why)),
+                errs.iter().any(|e| e.field() == *field && e.reason().contains(why)),
                 "{json}: wanted {field} / {why}, got {errs:?}"
             );
         }
@@ -1425,9 +1433,9 @@ mod tests {
         // WHEN validated for that deployment THEN refused on placement.regions, naming both
         let errs = elsewhere.validate_with(catalog, &["us-east-1"]).unwrap_err().errors();
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].field, "placement.regions");
+        assert_eq!(errs[0].field(), "placement.regions");
         assert!(
-            errs[0].reason.contains("eu-west-1") && errs[0].reason.contains("launches in us-east-1"),
+            errs[0].reason().contains("eu-west-1") && errs[0].reason().contains("launches in us-east-1"),
             "{errs:?}"
         );
         // AND accepted where the deployment is among its regions, or where nothing is named
@@ -1441,7 +1449,7 @@ mod tests {
             spec(r#"{"name":"j","command":["x"],"market":"on-demand","placement":{"allowed_families":["hpc7a"]}}"#);
         hpc.validate_with(catalog, &["eu-west-1"]).unwrap();
         let errs = hpc.validate_with(catalog, &["us-east-1"]).unwrap_err().errors();
-        assert_eq!(errs[0].field, "placement.allowed_families[0]", "{errs:?}");
+        assert_eq!(errs[0].field(), "placement.allowed_families[0]", "{errs:?}");
     }
 
     proptest::proptest! {
@@ -1481,7 +1489,7 @@ mod tests {
                 Err(e) => {
                     let errs = e.errors();
                     let names_what_is_not_there = errs.iter().all(|f| {
-                        f.field.starts_with("placement.allowed_families[") || f.field.starts_with("placement.availability_zones[")
+                        f.field().starts_with("placement.allowed_families[") || f.field().starts_with("placement.availability_zones[")
                     });
                     proptest::prop_assert!(!ranked || names_what_is_not_there, "refused, but ranking places it: {errs:?}");
                 }
@@ -1521,14 +1529,47 @@ mod tests {
     }
 
     #[test]
+    fn quotes_and_control_characters_are_escaped_exactly_once() {
+        // GIVEN a region value and an unknown key, each with a quote, a backslash and an ESC
+        let value = "a\"b\\c\u{1b}d";
+        let region = format!(
+            r#"{{"name":"j","command":["x"],"placement":{{"regions":[{}]}}}}"#,
+            serde_json::to_string(value).unwrap()
+        );
+        let key = format!(
+            r#"{{"name":"j","command":["x"],{}:1}}"#,
+            serde_json::to_string(value).unwrap()
+        );
+        // WHEN refused THEN the value is quoted and escaped once (`{:?}`), and the key in the
+        // field path has its control character escaped once, its quote and backslash as given
+        assert_eq!(
+            JobSpec::from_json(&region).unwrap_err().to_string(),
+            r#"invalid job spec: placement.regions[0]: "a\"b\\c\u{1b}d" is not an AWS region code (e.g. us-east-1)"#
+        );
+        let e = JobSpec::from_json(&key).unwrap_err();
+        assert_eq!(e.errors()[0].field(), r#"a"b\c\u{1b}d"#);
+        assert!(
+            e.to_string()
+                .starts_with(r#"invalid job spec: a"b\c\u{1b}d: unknown field `a"b\c\u{1b}d`"#),
+            "{e}"
+        );
+        // AND an error displays exactly the text it holds, bounded once
+        let long = FieldError::new(format!("env.{}", "\u{7}".repeat(400)), "x");
+        assert_eq!(long.to_string(), format!("{}: x", long.field()));
+        assert!(long.field().ends_with('…') && long.field().chars().count() <= MAX_ERROR_TEXT + 1);
+        let list = SpecError::Invalid(vec![long.clone(), FieldError::new("a\u{1b}", "b\"c")]).to_string();
+        assert_eq!(list, format!("invalid job spec: {long}; a\\u{{1b}}: b\"c"));
+    }
+
+    #[test]
     fn a_validated_spec_always_fits_the_user_data_limit() {
         // GIVEN the largest argv the per-element rules allow (4 × 4 KiB were 19.8 KB rendered)
         let argv: Vec<String> = (0..4).map(|_| "a".repeat(MAX_ARG_LEN)).collect();
         let spec = JobSpec::for_command("j", argv);
         // THEN validation refuses it, naming the command
         let errs = spec.validate().unwrap_err().errors();
-        assert_eq!(errs[0].field, "command", "{errs:?}");
-        assert!(errs[0].reason.contains("16 KiB"), "{errs:?}");
+        assert_eq!(errs[0].field(), "command", "{errs:?}");
+        assert!(errs[0].reason().contains("16 KiB"), "{errs:?}");
         // AND the largest spec it accepts renders within 16 KiB with the longest plain tokens
         let budget = crate::user_data::job_payload_budget();
         let n = budget / 4 * 3 - 1;

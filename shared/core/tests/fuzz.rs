@@ -293,9 +293,11 @@ fn check_refusal(e: &spotfit_core::SpecError) -> Result<(), TestCaseError> {
     let errs = e.errors();
     prop_assert!(!errs.is_empty());
     for f in &errs {
-        prop_assert!(!f.field.is_empty() && f.field != ".", "no field named: {f:?}");
-        prop_assert!(!f.reason.is_empty(), "no reason: {f:?}");
-        prop_assert!(f.field.chars().count() <= MAX_ERROR_TEXT + 1 && f.reason.chars().count() <= MAX_ERROR_TEXT + 1);
+        prop_assert!(!f.field().is_empty() && f.field() != ".", "no field named: {f:?}");
+        prop_assert!(!f.reason().is_empty(), "no reason: {f:?}");
+        prop_assert!(
+            f.field().chars().count() <= MAX_ERROR_TEXT + 1 && f.reason().chars().count() <= MAX_ERROR_TEXT + 1
+        );
     }
     let msg = e.to_string();
     prop_assert!(
@@ -400,8 +402,8 @@ fn fuzz_spec_parser_validator_and_user_data() {
                 check_refusal(&e)?;
                 let mut f = fields.lock().unwrap();
                 for fe in e.errors() {
-                    if fe.field.len() < 40 {
-                        f.insert(fe.field.split('[').next().unwrap_or("").to_string());
+                    if fe.field().len() < 40 {
+                        f.insert(fe.field().split('[').next().unwrap_or("").to_string());
                     }
                 }
             }
