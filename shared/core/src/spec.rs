@@ -9,7 +9,9 @@ use crate::ranking::{
 };
 use crate::sizing::{instance_memory_bytes, vcpus_for, OS_RESERVE_BYTES};
 use crate::units::{bytes_to_gib, gib_to_bytes};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -337,73 +339,75 @@ impl FieldError {
     }
 }
 
-/// Brackets the key in a duplicate-key error, so that the field path can name it (the
-/// deserializer's path ends at the object holding it).
-const DUPLICATE_MARK: char = '\u{0}';
+/// The message of a duplicate-key error (serde_json adds where it is).
+const DUPLICATE_KEY: &str = "duplicate key: a key may appear once in an object";
 
-/// A JSON value read strictly: a key given twice in one object is an error (serde_json keeps
-/// the last one silently).
-struct StrictValue(serde_json::Value);
+/// Reads a JSON value strictly: a key given twice in one object is an error (serde_json keeps
+/// the last one silently). serde's error carries only a message, so the duplicated key comes
+/// back through `duplicate`, for the field path to name it (the deserializer's path ends at
+/// the object holding it).
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    duplicate: &'a Cell<Option<String>>,
+}
 
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = StrictValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
-                Ok(StrictValue(
-                    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into),
-                ))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_unit<E>(self) -> Result<StrictValue, E> {
-                Ok(StrictValue(serde_json::Value::Null))
-            }
-            fn visit_none<E>(self) -> Result<StrictValue, E> {
-                Ok(StrictValue(serde_json::Value::Null))
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<StrictValue, D::Error> {
-                StrictValue::deserialize(d)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
-                let mut v = Vec::new();
-                while let Some(StrictValue(x)) = seq.next_element()? {
-                    v.push(x);
-                }
-                Ok(StrictValue(serde_json::Value::Array(v)))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
-                let mut m = serde_json::Map::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    if m.contains_key(&k) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "{DUPLICATE_MARK}{k}{DUPLICATE_MARK}"
-                        )));
-                    }
-                    let StrictValue(v) = map.next_value()?;
-                    m.insert(k, v);
-                }
-                Ok(StrictValue(serde_json::Value::Object(m)))
-            }
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = serde_json::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<serde_json::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = seq.next_element_seed(self)? {
+            v.push(x);
         }
-        d.deserialize_any(V)
+        Ok(serde_json::Value::Array(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<serde_json::Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if m.contains_key(&k) {
+                self.duplicate.set(Some(k));
+                return Err(serde::de::Error::custom(DUPLICATE_KEY));
+            }
+            let v = map.next_value_seed(self)?;
+            m.insert(k, v);
+        }
+        Ok(serde_json::Value::Object(m))
     }
 }
 
@@ -453,22 +457,18 @@ impl JobSpec {
             ));
         }
         let mut de = serde_json::Deserializer::from_str(json);
-        let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = e.into_inner().to_string();
-            let mut parts = msg.split(DUPLICATE_MARK);
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(""), Some(key), Some(at)) => {
-                    let field = if path == "." {
-                        key.to_string()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    parse_error(&field, format!("duplicate key: a key may appear once in an object{at}"))
+        let duplicate = Cell::new(None);
+        let mut track = serde_path_to_error::Track::new();
+        let value = Strict { duplicate: &duplicate }
+            .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+            .map_err(|e| {
+                let path = track.path().to_string();
+                match duplicate.take() {
+                    Some(key) if path == "." => parse_error(&key, e.to_string()),
+                    Some(key) => parse_error(&format!("{path}.{key}"), e.to_string()),
+                    None => parse_error(&path, e.to_string()),
                 }
-                _ => parse_error(&path, msg),
-            }
-        })?;
+            })?;
         de.end().map_err(|e| {
             parse_error(
                 "(spec)",
@@ -1227,6 +1227,23 @@ mod tests {
                 r#"{"name":"j","command":["x"],"hints":{"vcpu":1,"vcpu":64}}"#,
                 "hints.vcpu",
                 "duplicate key",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"env":{"A":"1","B":"2","A":"3"}}"#,
+                "env.A",
+                "duplicate key",
+            ),
+            // inside an array, where the spec has no object at all
+            (
+                r#"{"name":"j","command":[{"a":1,"a":2}]}"#,
+                "command[0].a",
+                "duplicate key",
+            ),
+            // a key holding NUL, ':' and '.' is named whole (NUL escaped), not split at them
+            (
+                r#"{"name":"j","command":["x"],"hints":{"a\u0000b:c.d":1,"a\u0000b:c.d":2}}"#,
+                "hints.a\\u{0}b:c.d",
+                "duplicate key: a key may appear once in an object at line 1 column",
             ),
         ];
         for (json, field, why) in cases {
