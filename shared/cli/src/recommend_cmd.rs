@@ -9,8 +9,8 @@ use spotfit_core::sizing::{Requirement, SizeClass, SizingBasis};
 use spotfit_core::spec::{Arch, Market, Placement};
 use spotfit_core::units::parse_memory;
 
-/// Region used for estimates when none is given: the catalog's most complete one.
-pub const DEFAULT_REGION: &str = "us-east-1";
+/// Region used for estimates when none is given: the one ranking and spec validation use.
+pub use spotfit_core::ranking::DEFAULT_REGION;
 
 #[derive(Debug, Args)]
 pub struct RecommendArgs {

@@ -89,11 +89,16 @@ fn load_spec(args: &RunArgs) -> anyhow::Result<JobSpec> {
     let first = &args.command[0];
     if args.command.len() == 1 && first.ends_with(".json") && Path::new(first).is_file() {
         let text = std::fs::read_to_string(first).with_context(|| format!("reading {first}"))?;
-        let mut spec = JobSpec::from_json(&text).map_err(|e| anyhow::anyhow!("{first}: {e}"))?;
+        // Parsed, named by --job, then validated once: the rules (and the catalog walk) run on
+        // the spec that will run, whose name is --job's when given.
+        let mut spec = JobSpec::parse_json(&text).map_err(|e| anyhow::anyhow!("{first}: {e}"))?;
         if let Some(job) = &args.job {
             spec.name = job.clone();
-            spec.validate().map_err(|e| anyhow::anyhow!("--job: {e}"))?;
         }
+        spec.validate().map_err(|e| match &args.job {
+            Some(job) => anyhow::anyhow!("{first} with --job {job:?}: {e}"),
+            None => anyhow::anyhow!("{first}: {e}"),
+        })?;
         if spec.image.is_some() {
             bail!("{first}: `image` jobs need a container runtime; the embedded default runs `command` as a process");
         }
@@ -328,5 +333,39 @@ mod tests {
         );
         assert_eq!(job_name_from_argv(&v(&["/usr/bin/Rscript"])), "rscript");
         assert!(valid_job_name(&job_name_from_argv(&v(&["x".repeat(200).as_str()]))));
+    }
+
+    fn run_args(job: Option<&str>, file: &Path) -> RunArgs {
+        RunArgs {
+            job: job.map(str::to_string),
+            interval: 1.0,
+            json: false,
+            top: 5,
+            command: vec![file.to_string_lossy().into_owned()],
+        }
+    }
+
+    #[test]
+    fn a_job_file_is_validated_with_the_name_that_will_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.json");
+        // GIVEN a spec file whose own name breaks the rules
+        std::fs::write(&file, r#"{"name":"Not A Name","command":["true"]}"#).unwrap();
+        // WHEN --job names it THEN it is the name checked and kept: the file's is never run
+        assert_eq!(
+            load_spec(&run_args(Some("etl.daily"), &file)).unwrap().name,
+            "etl.daily"
+        );
+        // … and without --job the file's name is refused
+        let e = load_spec(&run_args(None, &file)).unwrap_err().to_string();
+        assert!(e.contains("job.json: invalid job spec: name:"), "{e}");
+        // AND a bad --job is refused, naming --job and the field
+        std::fs::write(&file, r#"{"name":"ok","command":["true"]}"#).unwrap();
+        let e = load_spec(&run_args(Some("-rf"), &file)).unwrap_err().to_string();
+        assert!(e.contains("with --job \"-rf\"") && e.contains("name:"), "{e}");
+        // AND a rule the file breaks is still reported, once
+        std::fs::write(&file, r#"{"name":"ok","command":["true"],"timeout_s":0}"#).unwrap();
+        let e = load_spec(&run_args(Some("etl"), &file)).unwrap_err().to_string();
+        assert_eq!(e.matches("timeout_s").count(), 1, "{e}");
     }
 }

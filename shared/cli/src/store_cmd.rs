@@ -10,7 +10,7 @@ use spotfit_core::ports::{ProfileStore, RunStore};
 use spotfit_core::profile::{JobProfile, Sketch};
 use spotfit_core::sizing::{size, Requirement};
 use spotfit_core::spec::JobSpec;
-use spotfit_core::units::{fmt_bytes, GIB};
+use spotfit_core::units::{fmt_bytes, gib_to_bytes};
 use spotfit_local::{resolve_store_dir, LocalStore};
 use std::path::Path;
 
@@ -75,7 +75,7 @@ pub fn profile(store: Option<&Path>, args: ProfileArgs) -> anyhow::Result<()> {
         ]
     };
     let cores = |v: f64| format!("{v:.2}");
-    let gib = |v: f64| fmt_bytes((v * GIB as f64) as u64);
+    let gib = |v: f64| fmt_bytes(gib_to_bytes(v));
     let secs = |v: f64| format!("{v:.1} s");
     for (name, sk, f) in [
         ("CPU avg (cores)", &p.cpu_avg_cores, &cores as &dyn Fn(f64) -> String),

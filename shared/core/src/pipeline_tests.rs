@@ -611,7 +611,7 @@ fn size_step_refuses_a_spec_no_catalog_entry_can_take_before_anything_starts() {
     assert_eq!(err.name(), "InvalidJobSpec");
     assert!(
         err.to_string()
-            .contains("placement.allowed_families[1]: \"zz99\" is not an instance family in any region"),
+            .contains("placement.allowed_families[1]: \"zz99\" is not an instance family in us-east-1"),
         "{err}"
     );
     assert!(w.launcher.calls.lock().unwrap().is_empty());

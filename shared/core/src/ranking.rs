@@ -11,7 +11,7 @@
 use crate::catalog::{Catalog, Offer, ScoreSource, SpotSource};
 use crate::cost::{billed_cost, interruption_penalty};
 use crate::sizing::{Requirement, OS_RESERVE_BYTES, STARTUP_OVERHEAD_S};
-use crate::spec::{Market, Placement};
+use crate::spec::{Arch, Market, Placement};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +87,11 @@ pub enum SpeedModel {
     Uniform,
 }
 
+/// Region ranked for a placement that names none when the caller has no region of its own
+/// (local estimates, [`JobSpec::validate`](crate::spec::JobSpec::validate)): the catalog's most
+/// complete one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
 #[derive(Debug, Clone)]
 pub struct RankOptions {
     /// Default region when the placement names none.
@@ -108,7 +113,7 @@ pub struct RankOptions {
 impl Default for RankOptions {
     fn default() -> Self {
         RankOptions {
-            default_region: "us-east-1".into(),
+            default_region: DEFAULT_REGION.into(),
             limit: 0,
             on_demand_fallback_rows: 3,
             include_burstable: false,
@@ -129,58 +134,231 @@ pub(crate) fn family_matches(pattern: &str, family: &str) -> bool {
     }
 }
 
-fn looks_like_az_id(s: &str) -> bool {
+pub(crate) fn looks_like_az_id(s: &str) -> bool {
     s.contains("-az")
 }
 
-/// Whether `o` offers what `req` needs and `placement` allows (not the market or the region).
-pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOptions) -> bool {
-    if o.vcpu < req.vcpu || o.memory_bytes < req.memory_bytes {
-        return false;
+/// The regions [`rank`] searches for `placement`: those it names, else `default_region`.
+pub fn ranked_regions<'a>(placement: &'a Placement, default_region: &'a str) -> Vec<&'a str> {
+    if placement.regions.is_empty() {
+        vec![default_region]
+    } else {
+        placement.regions.iter().map(String::as_str).collect()
     }
-    if req.gpu == 0 {
-        // GPU and accelerator hosts cost a premium for hardware a CPU job leaves idle.
-        if o.gpu > 0 || o.accelerator {
-            return false;
+}
+
+/// The regions of `launch_regions` that `placement` may be ranked in: all of them when it names
+/// none, else the ones it names. `Err` says why none is left (it names only other regions), as
+/// the reason of a `placement.regions` error.
+pub fn launch_scope<'a>(placement: &Placement, launch_regions: &[&'a str]) -> Result<Vec<&'a str>, String> {
+    if placement.regions.is_empty() {
+        return Ok(launch_regions.to_vec());
+    }
+    let scope: Vec<&str> = launch_regions
+        .iter()
+        .copied()
+        .filter(|r| placement.regions.iter().any(|p| p == r))
+        .collect();
+    if scope.is_empty() {
+        return Err(format!(
+            "{:?} names no region this deployment can launch in (it launches in {})",
+            placement.regions,
+            launch_regions.join(", ")
+        ));
+    }
+    Ok(scope)
+}
+
+/// What an offer must have: a sized requirement's floors, or the ones a spec's bounds and hints
+/// set when the spec is validated.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Floors<'a> {
+    pub vcpu: u32,
+    pub memory_bytes: u64,
+    pub gpu: u32,
+    /// Memory per GPU.
+    pub gpu_memory_bytes: u64,
+    /// Allowed architectures (empty = any).
+    pub architectures: &'a [Arch],
+}
+
+impl<'a> From<&'a Requirement> for Floors<'a> {
+    fn from(r: &'a Requirement) -> Self {
+        Floors {
+            vcpu: r.vcpu,
+            memory_bytes: r.memory_bytes,
+            gpu: r.gpu,
+            gpu_memory_bytes: r.gpu_memory_bytes,
+            architectures: &r.architectures,
         }
-    } else if o.gpu < req.gpu || o.gpu_memory_bytes < req.gpu_memory_bytes {
-        return false;
     }
+}
+
+/// The first rule of [`fits`] an offer breaks, in the order [`misfit`] checks them. Spec
+/// validation blames the field of the furthest rule any offer got to, so the order goes from
+/// what the placement names, through what the job needs, to the kinds of type never ranked
+/// unasked: a spec whose only fit is burstable or of a previous generation is told so, not
+/// that no type has its vCPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Misfit {
+    /// Its family is not in `placement.allowed_families`.
+    FamilyNotAllowed,
+    /// Its family is in `placement.excluded_families`.
+    FamilyExcluded,
+    /// An architecture the placement or the requirement does not allow.
+    Architecture,
+    /// GPUs or accelerators, which a job asking for no GPU would leave idle.
+    GpuHost,
+    Vcpu,
+    Memory,
+    Gpu,
+    GpuMemory,
+    /// A burstable (t*) type, and the options leave them out.
+    Burstable,
+    /// A previous-generation type whose family the placement does not name exactly.
+    PreviousGeneration,
+}
+
+/// The first rule of [`fits`] that `o` breaks for `need` and `placement` (not the market, the
+/// region or the zones); None when it fits.
+pub fn misfit(o: &Offer, need: &Floors<'_>, placement: &Placement, opts: &RankOptions) -> Option<Misfit> {
+    if !placement.allowed_families.is_empty()
+        && !placement.allowed_families.iter().any(|f| family_matches(f, &o.family))
+    {
+        return Some(Misfit::FamilyNotAllowed);
+    }
+    if placement.excluded_families.iter().any(|f| family_matches(f, &o.family)) {
+        return Some(Misfit::FamilyExcluded);
+    }
+    let allows = |archs: &[Arch]| archs.is_empty() || archs.contains(&o.arch);
+    if !allows(need.architectures) || !allows(&placement.architectures) {
+        return Some(Misfit::Architecture);
+    }
+    // GPU and accelerator hosts cost a premium for hardware a CPU job leaves idle.
+    if need.gpu == 0 && (o.gpu > 0 || o.accelerator) {
+        return Some(Misfit::GpuHost);
+    }
+    if o.vcpu < need.vcpu {
+        return Some(Misfit::Vcpu);
+    }
+    if o.memory_bytes < need.memory_bytes {
+        return Some(Misfit::Memory);
+    }
+    if need.gpu > 0 && o.gpu < need.gpu {
+        return Some(Misfit::Gpu);
+    }
+    if need.gpu > 0 && o.gpu_memory_bytes < need.gpu_memory_bytes {
+        return Some(Misfit::GpuMemory);
+    }
+    // A busy job is throttled to a burstable type's baseline once its credits run out.
     if o.burstable && !opts.include_burstable {
-        return false;
+        return Some(Misfit::Burstable);
     }
     // Previous-generation types cost more per unit of work and are being retired; only a spec
     // that names the family itself (not a wildcard) gets one.
     if !o.current_generation && !placement.allowed_families.iter().any(|f| f == &o.family) {
-        return false;
+        return Some(Misfit::PreviousGeneration);
     }
-    if !req.architectures.is_empty() && !req.architectures.contains(&o.arch) {
-        return false;
+    None
+}
+
+/// Whether `o` offers what `req` needs and `placement` allows (not the market or the region).
+pub fn fits(o: &Offer, req: &Requirement, placement: &Placement, opts: &RankOptions) -> bool {
+    misfit(o, &Floors::from(req), placement, opts).is_none()
+}
+
+/// A placement's availability zones as ranking reads them: AZ ids (`use1-az4`) are checked
+/// against the zones each type is offered in; AZ names (`us-east-1a`) are account-specific, so
+/// they select their region and pass through to the launcher unchecked.
+#[derive(Debug, Clone, Default)]
+pub struct Zones<'a> {
+    ids: Vec<&'a str>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Zones<'a> {
+    pub fn new(placement: &'a Placement) -> Zones<'a> {
+        let (ids, names) = placement
+            .availability_zones
+            .iter()
+            .map(String::as_str)
+            .partition(|a| looks_like_az_id(a));
+        Zones { ids, names }
     }
-    if !placement.architectures.is_empty() && !placement.architectures.contains(&o.arch) {
-        return false;
+
+    /// The AZ names given in `region`; None when the region is left out (AZ names are given,
+    /// none of them here, and no AZ id).
+    pub fn names_in(&self, region: &str) -> Option<Vec<&'a str>> {
+        let here: Vec<&str> = self.names.iter().copied().filter(|n| n.starts_with(region)).collect();
+        if !self.names.is_empty() && self.ids.is_empty() && here.is_empty() {
+            None
+        } else {
+            Some(here)
+        }
     }
-    if !placement.allowed_families.is_empty()
-        && !placement.allowed_families.iter().any(|f| family_matches(f, &o.family))
-    {
-        return false;
+
+    /// Whether `o` can be ranked in some zone, given the AZ names of its region
+    /// ([`Zones::names_in`]): no AZ id is given, or a name is, or it is offered in one of the ids.
+    pub fn offered(&self, o: &Offer, names_here: &[&str]) -> bool {
+        self.ids.is_empty() || !names_here.is_empty() || o.azs.iter().any(|a| self.ids.contains(&a.as_str()))
     }
-    if placement.excluded_families.iter().any(|f| family_matches(f, &o.family)) {
-        return false;
+
+    /// The zones `o` is ranked in: the given AZ ids it is offered in and the given names;
+    /// `[None]` (anywhere) when no zone is given; None when [`Zones::offered`] says none.
+    pub fn of(&self, o: &Offer, names_here: &[&str]) -> Option<Vec<Option<String>>> {
+        if !self.offered(o, names_here) {
+            return None;
+        }
+        let zones: Vec<Option<String>> = o
+            .azs
+            .iter()
+            .filter(|a| self.ids.contains(&a.as_str()))
+            .map(|a| Some(a.clone()))
+            .chain(names_here.iter().map(|n| Some(n.to_string())))
+            .collect();
+        Some(if zones.is_empty() { vec![None] } else { zones })
     }
-    true
+}
+
+/// The prices `o` is sold at in the markets `wanted` allows (spot, on-demand, or both for
+/// `spot-then-on-demand`).
+pub fn offered_prices(o: &Offer, wanted: Market) -> impl Iterator<Item = (Market, f64)> {
+    let spot = o.spot_per_hour.filter(|_| wanted != Market::OnDemand);
+    let on_demand = o.on_demand_per_hour.filter(|_| wanted != Market::Spot);
+    spot.map(|p| (Market::Spot, p))
+        .into_iter()
+        .chain(on_demand.map(|p| (Market::OnDemand, p)))
+}
+
+/// Whether `price` is within the spec's `resources.max_price_per_hour` (`cap`).
+pub fn within_price_cap(price: f64, cap: Option<f64>) -> bool {
+    !cap.is_some_and(|max| price > max)
+}
+
+/// The single-thread score durations in `region` are scaled from (see
+/// [`RankOptions::reference_single_score`]).
+pub fn reference_score(catalog: &Catalog, region: &str, opts: &RankOptions) -> Option<f64> {
+    opts.reference_single_score
+        .or_else(|| catalog.median_single_score(region))
+}
+
+/// Whether ranking can estimate a run on `o`, hence its cost (see `predict`): under the
+/// benchmark model a CPU job needs the type's scores and a reference score.
+pub fn can_estimate(o: &Offer, gpu: u32, reference: Option<f64>, speed: SpeedModel) -> bool {
+    predict(o, 1.0, gpu, NOMINAL_DURATION_S, reference, speed).is_some()
 }
 
 /// Predicted run time on `o` of a job that took `duration_s` with `cores` busy on the
 /// reference machine, and the score that fits it. None when the type cannot be judged.
 fn predict(
     o: &Offer,
-    req: &Requirement,
+    cores_used: f64,
+    gpu: u32,
     duration_s: f64,
     reference: Option<f64>,
     speed: SpeedModel,
 ) -> Option<(f64, f64)> {
-    let cores = req.cores_used.max(0.01);
+    let cores = cores_used.max(0.01);
     let shortage = (cores / o.vcpu as f64).max(1.0);
     match (speed, o.score_for(cores), reference) {
         (SpeedModel::Benchmark, Some(score), Some(reference)) => {
@@ -188,7 +366,7 @@ fn predict(
             Some((duration_s * reference_throughput / score, score))
         }
         // GPU jobs: CPU benchmarks do not tell a GPU's speed and the largest GPU types have none.
-        (SpeedModel::Benchmark, None, _) if req.gpu > 0 => Some((duration_s * shortage, 0.0)),
+        (SpeedModel::Benchmark, None, _) if gpu > 0 => Some((duration_s * shortage, 0.0)),
         (SpeedModel::Benchmark, _, _) => None,
         (SpeedModel::Uniform, score, _) => Some((duration_s * shortage, score.unwrap_or(0.0))),
     }
@@ -207,12 +385,7 @@ impl Deployment {
     /// can be, naming the field: a spec whose regions are all elsewhere is refused rather than
     /// ranked on another region's prices. `Ok` with no architecture left means no candidate.
     pub fn placement(&self, p: &Placement) -> Result<Placement, String> {
-        if !p.regions.is_empty() && !p.regions.contains(&self.region) {
-            return Err(format!(
-                "placement.regions {:?} names no region this deployment can launch in (it launches in {})",
-                p.regions, self.region
-            ));
-        }
+        launch_scope(p, &[self.region.as_str()]).map_err(|why| format!("placement.regions {why}"))?;
         let mut placement = p.clone();
         placement.regions = vec![self.region.clone()];
         placement.architectures = if p.architectures.is_empty() {
@@ -236,23 +409,8 @@ pub fn rank(
     market_wanted: Market,
     opts: &RankOptions,
 ) -> Vec<Candidate> {
-    let regions: Vec<&str> = if placement.regions.is_empty() {
-        vec![opts.default_region.as_str()]
-    } else {
-        placement.regions.iter().map(String::as_str).collect()
-    };
-    let az_ids: Vec<&str> = placement
-        .availability_zones
-        .iter()
-        .map(String::as_str)
-        .filter(|a| looks_like_az_id(a))
-        .collect();
-    let az_names: Vec<&str> = placement
-        .availability_zones
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !looks_like_az_id(a))
-        .collect();
+    let zones = Zones::new(placement);
+    let floors = Floors::from(req);
 
     // Rows are keyed first and materialised only for the ones returned: most offers fit a
     // small job, and building a Candidate (strings) for each would dominate the ranking time.
@@ -295,36 +453,26 @@ pub fn rank(
     };
     let mut spot: Vec<Row> = Vec::new();
     let mut on_demand: Vec<Row> = Vec::new();
-    for region in regions {
-        let offers = catalog.region(region);
-        let reference = opts
-            .reference_single_score
-            .or_else(|| catalog.median_single_score(region));
-        let names_here: Vec<&str> = az_names.iter().copied().filter(|n| n.starts_with(region)).collect();
-        if !az_names.is_empty() && az_ids.is_empty() && names_here.is_empty() {
+    for region in ranked_regions(placement, &opts.default_region) {
+        let Some(names_here) = zones.names_in(region) else {
             continue; // AZs named, none in this region
-        }
-        for o in offers.iter().filter(|o| fits(o, req, placement, opts)) {
-            // AZ ids are checked against the offerings; AZ names are account-specific, so
-            // they pass through to the launcher unchecked.
-            let azs: Vec<Option<String>> = if !az_ids.is_empty() {
-                let here: Vec<Option<String>> = o
-                    .azs
-                    .iter()
-                    .filter(|a| az_ids.contains(&a.as_str()))
-                    .map(|a| Some(a.clone()))
-                    .chain(names_here.iter().map(|n| Some(n.to_string())))
-                    .collect();
-                if here.is_empty() {
-                    continue;
-                }
-                here
-            } else if !names_here.is_empty() {
-                names_here.iter().map(|n| Some(n.to_string())).collect()
-            } else {
-                vec![None]
+        };
+        let reference = reference_score(catalog, region, opts);
+        for o in catalog.region(region) {
+            if misfit(o, &floors, placement, opts).is_some() {
+                continue;
+            }
+            let Some(azs) = zones.of(o, &names_here) else {
+                continue;
             };
-            let Some((pred_d, score)) = predict(o, req, d.unwrap_or(NOMINAL_DURATION_S), reference, opts.speed) else {
+            let Some((pred_d, score)) = predict(
+                o,
+                req.cores_used,
+                req.gpu,
+                d.unwrap_or(NOMINAL_DURATION_S),
+                reference,
+                opts.speed,
+            ) else {
                 continue;
             };
             let p_oom = p_oom_for(o.memory_bytes);
@@ -332,19 +480,8 @@ pub fn rank(
             // cores busy than the type has). A type's slower or faster core is in its duration,
             // hence its cost, already.
             let cpu_slowdown = (req.cores_used.max(0.01) / o.vcpu.max(1) as f64).max(1.0);
-            let prices = [
-                (Market::Spot, o.spot_per_hour),
-                (Market::OnDemand, o.on_demand_per_hour),
-            ];
-            for (market, p) in prices {
-                let Some(price) = p else { continue };
-                if market == Market::Spot && matches!(market_wanted, Market::OnDemand) {
-                    continue;
-                }
-                if market == Market::OnDemand && matches!(market_wanted, Market::Spot) {
-                    continue;
-                }
-                if req.max_price_per_hour.is_some_and(|max| price > max) {
+            for (market, price) in offered_prices(o, market_wanted) {
+                if !within_price_cap(price, req.max_price_per_hour) {
                     continue;
                 }
                 let billed = billed_cost(price, opts.startup_s + pred_d);

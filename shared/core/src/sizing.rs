@@ -174,6 +174,12 @@ pub const DEFAULT_MEMORY_GIB: f64 = 8.0;
 
 /// Memory kept for the OS, the agent and the container runtime on a dedicated instance.
 pub const OS_RESERVE_BYTES: u64 = 256 * MIB;
+
+/// The instance memory a job needing `job_bytes` asks ranking for: its own and
+/// [`OS_RESERVE_BYTES`] on top.
+pub fn instance_memory_bytes(job_bytes: u64) -> u64 {
+    job_bytes.saturating_add(OS_RESERVE_BYTES)
+}
 /// Recency weighting: a run `HALF_LIFE_RUNS` runs older weighs half (VPA halves a sample's
 /// weight every 24 h; a run count works for jobs run hourly and monthly alike).
 pub const HALF_LIFE_RUNS: f64 = 8.0;
@@ -848,7 +854,7 @@ pub fn size_with(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64, opts
     let b = &spec.resources;
     let mut vcpu = if cpu_need_unknown || hist.is_none() {
         // The request as given; a censored job gets all the cores it grows to.
-        (cores - 1e-9).ceil().max(1.0) as u32
+        vcpus_for(cores, 1.0)
     } else {
         vcpus_for(cores, max_slowdown)
     };
@@ -943,7 +949,7 @@ pub fn size_with(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64, opts
     Requirement {
         vcpu,
         cores_used: cores.clamp(0.05, vcpu as f64 * max_slowdown),
-        memory_bytes: need_mem.saturating_add(OS_RESERVE_BYTES),
+        memory_bytes: instance_memory_bytes(need_mem),
         gpu,
         gpu_memory_bytes: gpu_mem,
         architectures: spec.placement.architectures.clone(),

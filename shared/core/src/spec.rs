@@ -3,8 +3,15 @@
 //! reports every problem at once, each with its field path and the reason.
 
 use crate::catalog::{Catalog, Offer};
-use crate::ranking::family_matches;
+use crate::ranking::{
+    can_estimate, family_matches, launch_scope, looks_like_az_id, misfit, offered_prices, ranked_regions,
+    reference_score, within_price_cap, Floors, Misfit, RankOptions, Zones, DEFAULT_REGION,
+};
+use crate::sizing::{instance_memory_bytes, vcpus_for, OS_RESERVE_BYTES};
+use crate::units::{bytes_to_gib, gib_to_bytes};
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -205,22 +212,30 @@ impl Default for RetryPolicy {
     }
 }
 
-/// One problem in a spec: the field path (`resources.max_vcpu`, `command[2]`) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One problem in a spec: the field path (`resources.max_vcpu`, `command[2]`) and why. Both
+/// are escaped and bounded once, by [`FieldError::new`], the only way to build one (the fields
+/// are private): what is read back or displayed is that text as it is, never escaped again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
-    pub field: String,
-    pub reason: String,
+    field: String,
+    reason: String,
+}
+
+impl FieldError {
+    /// The field path, escaped and bounded.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Why the field is refused, escaped and bounded.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Escaped again here: the fields are public and may have been built without `new`.
-        write!(
-            f,
-            "{}: {}",
-            escape_bounded(&self.field, MAX_ERROR_TEXT),
-            escape_bounded(&self.reason, MAX_ERROR_TEXT)
-        )
+        write!(f, "{}: {}", self.field, self.reason)
     }
 }
 
@@ -268,7 +283,10 @@ pub fn valid_job_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn valid_env_name(name: &str) -> bool {
+/// True for an environment variable name the job may set: `[A-Za-z_][A-Za-z0-9_]*`, what a
+/// POSIX shell and the container runtime's env file both take as a name. The one check of the
+/// spec, the user-data renderer and the agent reading the job's env file.
+pub fn valid_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -321,73 +339,75 @@ impl FieldError {
     }
 }
 
-/// Brackets the key in a duplicate-key error, so that the field path can name it (the
-/// deserializer's path ends at the object holding it).
-const DUPLICATE_MARK: char = '\u{0}';
+/// The message of a duplicate-key error (serde_json adds where it is).
+const DUPLICATE_KEY: &str = "duplicate key: a key may appear once in an object";
 
-/// A JSON value read strictly: a key given twice in one object is an error (serde_json keeps
-/// the last one silently).
-struct StrictValue(serde_json::Value);
+/// Reads a JSON value strictly: a key given twice in one object is an error (serde_json keeps
+/// the last one silently). serde's error carries only a message, so the duplicated key comes
+/// back through `duplicate`, for the field path to name it (the deserializer's path ends at
+/// the object holding it).
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    duplicate: &'a Cell<Option<String>>,
+}
 
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = StrictValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
-                Ok(StrictValue(
-                    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into),
-                ))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
-                Ok(StrictValue(v.into()))
-            }
-            fn visit_unit<E>(self) -> Result<StrictValue, E> {
-                Ok(StrictValue(serde_json::Value::Null))
-            }
-            fn visit_none<E>(self) -> Result<StrictValue, E> {
-                Ok(StrictValue(serde_json::Value::Null))
-            }
-            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<StrictValue, D::Error> {
-                StrictValue::deserialize(d)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
-                let mut v = Vec::new();
-                while let Some(StrictValue(x)) = seq.next_element()? {
-                    v.push(x);
-                }
-                Ok(StrictValue(serde_json::Value::Array(v)))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
-                let mut m = serde_json::Map::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    if m.contains_key(&k) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "{DUPLICATE_MARK}{k}{DUPLICATE_MARK}"
-                        )));
-                    }
-                    let StrictValue(v) = map.next_value()?;
-                    m.insert(k, v);
-                }
-                Ok(StrictValue(serde_json::Value::Object(m)))
-            }
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = serde_json::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = serde_json::Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<serde_json::Value, D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<serde_json::Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(x) = seq.next_element_seed(self)? {
+            v.push(x);
         }
-        d.deserialize_any(V)
+        Ok(serde_json::Value::Array(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<serde_json::Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if m.contains_key(&k) {
+                self.duplicate.set(Some(k));
+                return Err(serde::de::Error::custom(DUPLICATE_KEY));
+            }
+            let v = map.next_value_seed(self)?;
+            m.insert(k, v);
+        }
+        Ok(serde_json::Value::Object(m))
     }
 }
 
@@ -437,22 +457,18 @@ impl JobSpec {
             ));
         }
         let mut de = serde_json::Deserializer::from_str(json);
-        let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = e.into_inner().to_string();
-            let mut parts = msg.split(DUPLICATE_MARK);
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(""), Some(key), Some(at)) => {
-                    let field = if path == "." {
-                        key.to_string()
-                    } else {
-                        format!("{path}.{key}")
-                    };
-                    parse_error(&field, format!("duplicate key: a key may appear once in an object{at}"))
+        let duplicate = Cell::new(None);
+        let mut track = serde_path_to_error::Track::new();
+        let value = Strict { duplicate: &duplicate }
+            .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+            .map_err(|e| {
+                let path = track.path().to_string();
+                match duplicate.take() {
+                    Some(key) if path == "." => parse_error(&key, e.to_string()),
+                    Some(key) => parse_error(&format!("{path}.{key}"), e.to_string()),
+                    None => parse_error(&path, e.to_string()),
                 }
-                _ => parse_error(&path, msg),
-            }
-        })?;
+            })?;
         de.end().map_err(|e| {
             parse_error(
                 "(spec)",
@@ -745,20 +761,24 @@ impl JobSpec {
         errs
     }
 
-    /// Checks every rule, then (when they hold) that the catalog compiled into the binary has
-    /// an instance the spec could be placed on; returns all violations at once.
+    /// Checks every rule, then (when they hold) that ranking could place the spec on a type of
+    /// the catalog compiled into the binary, in the regions ranked when the caller has no
+    /// region of its own (`placement.regions`, else [`DEFAULT_REGION`]: the CLI and
+    /// `spotfit run`); returns all violations at once. A deployment, which launches in its own
+    /// region, checks with [`JobSpec::validate_with`].
     pub fn validate(&self) -> Result<(), SpecError> {
-        match Catalog::embedded() {
-            Ok(catalog) => self.validate_with(catalog),
-            Err(e) => Err(SpecError::Invalid(vec![FieldError::new("(catalog)", e.to_string())])),
-        }
+        let catalog =
+            Catalog::embedded().map_err(|e| SpecError::Invalid(vec![FieldError::new("(catalog)", e.to_string())]))?;
+        self.validate_with(catalog, &ranked_regions(&self.placement, DEFAULT_REGION))
     }
 
-    /// [`JobSpec::validate`] against a given catalog (tests, a refreshed snapshot).
-    pub fn validate_with(&self, catalog: &Catalog) -> Result<(), SpecError> {
+    /// [`JobSpec::validate`] against `catalog` for a caller that ranks in `launch_regions`: a
+    /// spec naming no region is checked in all of them, one naming regions in those of them it
+    /// names, and it is refused when it names none of them ([`launch_scope`]).
+    pub fn validate_with(&self, catalog: &Catalog, launch_regions: &[&str]) -> Result<(), SpecError> {
         let mut errs = self.rule_errors();
         if errs.is_empty() {
-            errs = self.placement_errors(catalog);
+            errs = self.placement_errors(catalog, launch_regions);
         }
         if errs.is_empty() {
             Ok(())
@@ -768,56 +788,108 @@ impl JobSpec {
     }
 }
 
-/// One filter of [`JobSpec::placement_errors`]: the field it comes from, whether an offer
-/// passes it, and what to say when none does.
-/// A floor: field, wanted amount, what an offer has, the unit.
-type Floor = (&'static str, Option<f64>, fn(&Offer) -> f64, &'static str);
+/// How far an offer gets through ranking's filters, in the order
+/// [`rank`](crate::ranking::rank) applies them; an offer past all of them would be ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// A rule of [`crate::ranking::fits`].
+    Fit(Misfit),
+    /// Not offered in the given AZ ids.
+    Zone,
+    /// No estimate of a run on it (no benchmark score).
+    Unscored,
+    /// Not sold in the spec's market.
+    Market,
+    /// Dearer than `resources.max_price_per_hour` in every market the spec allows.
+    Price,
+}
 
-type PlaceStep<'a> = (
-    &'static str,
-    Box<dyn Fn(&Offer) -> bool + 'a>,
-    Box<dyn Fn(&[&Offer]) -> String + 'a>,
-);
+/// The floors the spec sets for its first run, and which field sets each: the larger of the
+/// bound and the hint (sizing raises a hint to its bound).
+struct SpecFloors {
+    vcpu: (u32, &'static str),
+    job_memory_gib: (f64, &'static str),
+    gpu: (u32, &'static str),
+    gpu_memory_gib: (f64, &'static str),
+}
 
 impl JobSpec {
-    /// Whether any offer of `catalog` could take this spec: the regions, families and AZs
-    /// exist, and the filters ranking applies (family, architecture, floors, GPUs, market,
-    /// price cap) leave at least one type. The first filter that leaves none names the field.
-    fn placement_errors(&self, catalog: &Catalog) -> Vec<FieldError> {
-        let mut errs = Vec::new();
-        let p = &self.placement;
-        for (i, r) in p.regions.iter().enumerate() {
-            if catalog.region(r).is_empty() {
-                errs.push(FieldError::new(
-                    format!("placement.regions[{i}]"),
-                    format!("{:?} is not a region of the instance catalog", truncate(r)),
-                ));
+    fn floors(&self) -> SpecFloors {
+        let (r, h) = (&self.resources, &self.hints);
+        // The hint's field is named only where it sets more than the bound.
+        fn larger<T: PartialOrd + Default>(
+            bound: (Option<T>, &'static str),
+            hint: (Option<T>, &'static str),
+        ) -> (T, &'static str) {
+            match (bound.0, hint.0) {
+                (b, Some(x)) if b.as_ref().is_none_or(|b| x > *b) => (x, hint.1),
+                (b, _) => (b.unwrap_or_default(), bound.1),
             }
         }
+        SpecFloors {
+            vcpu: larger(
+                (r.min_vcpu, "resources.min_vcpu"),
+                (h.vcpu.map(|v| vcpus_for(v, 1.0)), "hints.vcpu"),
+            ),
+            job_memory_gib: larger(
+                (r.min_memory_gib, "resources.min_memory_gib"),
+                (h.memory_gib, "hints.memory_gib"),
+            ),
+            gpu: larger((r.min_gpu, "resources.min_gpu"), (h.gpu, "hints.gpu")),
+            gpu_memory_gib: larger(
+                (r.min_gpu_memory_gib, "resources.min_gpu_memory_gib"),
+                (h.gpu_memory_gib, "hints.gpu_memory_gib"),
+            ),
+        }
+    }
+
+    /// Whether ranking could place this spec in the regions of `launch_regions` it may use:
+    /// the regions, families and AZs it names exist there, and some offer passes the very
+    /// filters [`rank`](crate::ranking::rank) applies (its fit rules for the spec's floors,
+    /// the zones, an estimate, the market and the price cap). Otherwise the filter the last
+    /// offers standing fail names the field. Stops at the first offer that would be ranked, so
+    /// a spec that fits costs a few offers, not the catalog.
+    fn placement_errors(&self, catalog: &Catalog, launch_regions: &[&str]) -> Vec<FieldError> {
+        let p = &self.placement;
+        let mut errs: Vec<FieldError> = p
+            .regions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| catalog.region(r).is_empty())
+            .map(|(i, r)| {
+                FieldError::new(
+                    format!("placement.regions[{i}]"),
+                    format!("{:?} is not a region of the instance catalog", truncate(r)),
+                )
+            })
+            .collect();
         if !errs.is_empty() {
             return errs;
         }
-        let (regions, scope): (Vec<&str>, &str) = if p.regions.is_empty() {
-            (catalog.regions().collect(), "in any region")
-        } else {
-            (p.regions.iter().map(String::as_str).collect(), "in any allowed region")
+        let regions = match launch_scope(p, launch_regions) {
+            Ok(regions) => regions,
+            Err(why) => return vec![FieldError::new("placement.regions", why)],
         };
-        let offers: Vec<&Offer> = regions.iter().flat_map(|r| catalog.region(r)).collect();
+        let scope = format!("in {}", truncate(&regions.join(", ")));
+        let offers = || regions.iter().flat_map(|r| catalog.region(r));
+        if offers().next().is_none() {
+            return vec![FieldError::new(
+                "placement.regions",
+                format!("the instance catalog has no instance type {scope}, where the spec would be ranked"),
+            )];
+        }
         for (i, f) in p.allowed_families.iter().enumerate() {
-            if !offers.iter().any(|o| family_matches(f, &o.family)) {
+            if !offers().any(|o| family_matches(f, &o.family)) {
                 errs.push(FieldError::new(
                     format!("placement.allowed_families[{i}]"),
                     format!("{:?} is not an instance family {scope}", truncate(f)),
                 ));
             }
         }
-        let az_ids: std::collections::BTreeSet<&str> =
-            offers.iter().flat_map(|o| o.azs.iter().map(String::as_str)).collect();
         for (i, az) in p.availability_zones.iter().enumerate() {
             let field = format!("placement.availability_zones[{i}]");
-            if az.contains("-az") {
-                // Only where the catalog knows the AZs of the regions (it may not).
-                if !az_ids.is_empty() && !az_ids.contains(az.as_str()) {
+            if looks_like_az_id(az) {
+                if !offers().any(|o| o.azs.contains(az)) {
                     errs.push(FieldError::new(
                         field,
                         format!("{:?} is not an AZ id {scope}", truncate(az)),
@@ -837,152 +909,151 @@ impl JobSpec {
             return errs;
         }
 
-        let r = &self.resources;
-        let h = &self.hints;
-        let gib = |v: f64| (v * (1u64 << 30) as f64) as u64;
-        let gpus = r.min_gpu.unwrap_or(0).max(h.gpu.unwrap_or(0));
-        let gpu_field = if h.gpu.unwrap_or(0) > r.min_gpu.unwrap_or(0) {
-            "hints.gpu"
-        } else {
-            "resources.min_gpu"
+        let want = self.floors();
+        let floors = Floors {
+            vcpu: want.vcpu.0,
+            memory_bytes: instance_memory_bytes(gib_to_bytes(want.job_memory_gib.0)),
+            gpu: want.gpu.0,
+            gpu_memory_bytes: gib_to_bytes(want.gpu_memory_gib.0),
+            architectures: &p.architectures,
         };
-        let market = self.market;
-        let price_of = move |o: &Offer| match market {
-            Market::Spot => o.spot_per_hour,
-            Market::OnDemand => o.on_demand_per_hour,
-            Market::SpotThenOnDemand => match (o.spot_per_hour, o.on_demand_per_hour) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-        };
-        let most = |f: fn(&Offer) -> f64| move |left: &[&Offer]| left.iter().map(|o| f(o)).fold(0.0, f64::max);
-        let mut steps: Vec<PlaceStep<'_>> = vec![
-            (
-                "placement.excluded_families",
-                Box::new(|o: &Offer| !p.excluded_families.iter().any(|f| family_matches(f, &o.family))),
-                Box::new(|_: &[&Offer]| format!("excludes every instance family {scope} that is left")),
-            ),
-            (
-                "placement.architectures",
-                Box::new(|o: &Offer| p.architectures.is_empty() || p.architectures.contains(&o.arch)),
-                Box::new(|_: &[&Offer]| {
-                    format!("no instance type {scope} of the allowed families has these architectures")
-                }),
-            ),
-        ];
-        if gpus == 0 {
-            steps.push((
-                "resources.min_gpu",
-                Box::new(|o: &Offer| o.gpu == 0 && !o.accelerator),
-                Box::new(|_: &[&Offer]| {
-                    "the allowed types all carry GPUs or accelerators, which a job asking for no GPU is never placed on \
-                     (set resources.min_gpu or hints.gpu, or allow other families)"
-                        .to_string()
-                }),
-            ));
-        }
-        let floors: [Floor; 4] = [
-            (
-                "resources.min_vcpu",
-                r.min_vcpu.map(f64::from),
-                |o| o.vcpu as f64,
-                "vCPUs",
-            ),
-            ("hints.vcpu", h.vcpu, |o| o.vcpu as f64, "vCPUs"),
-            (
-                "resources.min_memory_gib",
-                r.min_memory_gib,
-                |o| o.memory_bytes as f64 / (1u64 << 30) as f64,
-                "GiB of memory",
-            ),
-            (
-                "hints.memory_gib",
-                h.memory_gib,
-                |o| o.memory_bytes as f64 / (1u64 << 30) as f64,
-                "GiB of memory",
-            ),
-        ];
-        for (field, want, have, what) in floors {
-            if let Some(want) = want {
-                let best = most(have);
-                steps.push((
-                    field,
-                    Box::new(move |o: &Offer| have(o) >= want),
-                    Box::new(move |left: &[&Offer]| {
-                        format!(
-                            "no instance type {scope} that the spec allows has {want} {what} (most: {})",
-                            best(left)
-                        )
-                    }),
-                ));
-            }
-        }
-        if gpus > 0 {
-            let best = most(|o| o.gpu as f64);
-            steps.push((
-                gpu_field,
-                Box::new(move |o: &Offer| o.gpu >= gpus),
-                Box::new(move |left: &[&Offer]| {
-                    format!(
-                        "no instance type {scope} that the spec allows has {gpus} GPUs (most: {})",
-                        best(left)
-                    )
-                }),
-            ));
-            for (field, want) in [
-                ("resources.min_gpu_memory_gib", r.min_gpu_memory_gib),
-                ("hints.gpu_memory_gib", h.gpu_memory_gib),
-            ] {
-                if let Some(want) = want {
-                    let best = most(|o| o.gpu_memory_bytes as f64 / (1u64 << 30) as f64);
-                    steps.push((
-                        field,
-                        Box::new(move |o: &Offer| o.gpu_memory_bytes >= gib(want)),
-                        Box::new(move |left: &[&Offer]| {
-                            format!(
-                                "no instance type {scope} that the spec allows has {want} GiB per GPU (most: {})",
-                                best(left)
-                            )
-                        }),
-                    ));
+        // Every caller ranks with the default options (no burstable types, benchmark speeds).
+        let opts = RankOptions::default();
+        let zones = Zones::new(p);
+        let cap = self.resources.max_price_per_hour;
+        let mut furthest: Option<Stage> = None;
+        let mut left: Vec<&Offer> = Vec::new();
+        for region in &regions {
+            let Some(names) = zones.names_in(region) else {
+                continue;
+            };
+            let reference = reference_score(catalog, region, &opts);
+            for o in catalog.region(region) {
+                let stage = if let Some(m) = misfit(o, &floors, p, &opts) {
+                    Stage::Fit(m)
+                } else if !zones.offered(o, &names) {
+                    Stage::Zone
+                } else if !can_estimate(o, floors.gpu, reference, opts.speed) {
+                    Stage::Unscored
+                } else if offered_prices(o, self.market).next().is_none() {
+                    Stage::Market
+                } else if !offered_prices(o, self.market).any(|(_, x)| within_price_cap(x, cap)) {
+                    Stage::Price
+                } else {
+                    return Vec::new(); // ranked
+                };
+                // The offers that got furthest are those left before the filter that failed.
+                match furthest.cmp(&Some(stage)) {
+                    std::cmp::Ordering::Less => {
+                        furthest = Some(stage);
+                        left = vec![o];
+                    }
+                    std::cmp::Ordering::Equal => left.push(o),
+                    std::cmp::Ordering::Greater => {}
                 }
             }
         }
-        steps.push((
-            "market",
-            Box::new(move |o: &Offer| price_of(o).is_some()),
-            Box::new(move |_: &[&Offer]| format!("none of the types that fit is sold {scope} as {}", market.as_str())),
-        ));
-        if let Some(cap) = r.max_price_per_hour {
-            steps.push((
-                "resources.max_price_per_hour",
-                Box::new(move |o: &Offer| price_of(o).is_some_and(|x| x <= cap)),
-                Box::new(move |left: &[&Offer]| {
-                    let cheapest = left.iter().filter_map(|o| price_of(o)).fold(f64::INFINITY, f64::min);
+        let most = |f: fn(&Offer) -> f64| left.iter().map(|o| f(o)).fold(0.0, f64::max);
+        let market = self.market.as_str();
+        let (field, why) = match furthest {
+            // No region left once the AZ names pick theirs (the checks above rule it out).
+            None => ("placement", format!("no instance type {scope} is left to rank")),
+            Some(Stage::Fit(Misfit::FamilyNotAllowed)) => (
+                "placement.allowed_families",
+                format!("no instance type {scope} is of these families"),
+            ),
+            Some(Stage::Fit(Misfit::FamilyExcluded)) => (
+                "placement.excluded_families",
+                format!("excludes every instance family {scope} that is left"),
+            ),
+            Some(Stage::Fit(Misfit::Burstable)) => (
+                "placement.allowed_families",
+                format!(
+                    "the types that fit {scope} are all burstable (t*), which are never ranked: a busy job \
+                     is throttled to their baseline once their credits run out (allow other families)"
+                ),
+            ),
+            Some(Stage::Fit(Misfit::PreviousGeneration)) => (
+                "placement.allowed_families",
+                format!(
+                    "the types that fit {scope} are all of a previous generation (dearer per unit of work, \
+                     being retired), ranked only when placement.allowed_families names their family"
+                ),
+            ),
+            Some(Stage::Fit(Misfit::Architecture)) => (
+                "placement.architectures",
+                format!("no instance type {scope} of the allowed families has these architectures"),
+            ),
+            Some(Stage::Fit(Misfit::GpuHost)) => (
+                "resources.min_gpu",
+                "the allowed types all carry GPUs or accelerators, which a job asking for no GPU is never \
+                 placed on (set resources.min_gpu or hints.gpu, or allow other families)"
+                    .to_string(),
+            ),
+            Some(Stage::Fit(Misfit::Vcpu)) => (
+                want.vcpu.1,
+                format!(
+                    "no instance type {scope} that the spec allows has {} vCPUs (most: {})",
+                    want.vcpu.0,
+                    most(|o| o.vcpu as f64)
+                ),
+            ),
+            Some(Stage::Fit(Misfit::Memory)) => (
+                want.job_memory_gib.1,
+                format!(
+                    "no instance type {scope} that the spec allows has {} GiB of memory and the {} GiB \
+                     the OS keeps (most: {} GiB)",
+                    want.job_memory_gib.0,
+                    bytes_to_gib(OS_RESERVE_BYTES),
+                    most(|o| bytes_to_gib(o.memory_bytes))
+                ),
+            ),
+            Some(Stage::Fit(Misfit::Gpu)) => (
+                want.gpu.1,
+                format!(
+                    "no instance type {scope} that the spec allows has {} GPUs (most: {})",
+                    want.gpu.0,
+                    most(|o| o.gpu as f64)
+                ),
+            ),
+            Some(Stage::Fit(Misfit::GpuMemory)) => (
+                want.gpu_memory_gib.1,
+                format!(
+                    "no instance type {scope} that the spec allows has {} GiB per GPU (most: {})",
+                    want.gpu_memory_gib.0,
+                    most(|o| bytes_to_gib(o.gpu_memory_bytes))
+                ),
+            ),
+            Some(Stage::Zone) => (
+                "placement.availability_zones",
+                format!("none of the types that fit {scope} is offered in these availability zones"),
+            ),
+            Some(Stage::Unscored) => (
+                "placement.allowed_families",
+                format!(
+                    "the types that fit {scope} have no benchmark score, so the time and cost of a run on them \
+                     cannot be estimated and they are never ranked (allow other families)"
+                ),
+            ),
+            Some(Stage::Market) => (
+                "market",
+                format!("none of the types that fit is sold {scope} as {market}"),
+            ),
+            Some(Stage::Price) => {
+                let cheapest = left
+                    .iter()
+                    .flat_map(|o| offered_prices(o, self.market).map(|(_, x)| x))
+                    .fold(f64::INFINITY, f64::min);
+                (
+                    "resources.max_price_per_hour",
                     format!(
-                        "{cap} USD/h is below every {} offer that fits (cheapest: {cheapest:.4} USD/h)",
-                        market.as_str()
-                    )
-                }),
-            ));
-        }
-        let mut left: Vec<&Offer> = if p.allowed_families.is_empty() {
-            offers
-        } else {
-            offers
-                .into_iter()
-                .filter(|o| p.allowed_families.iter().any(|f| family_matches(f, &o.family)))
-                .collect()
-        };
-        for (field, keep, why) in &steps {
-            let next: Vec<&Offer> = left.iter().copied().filter(|o| keep(o)).collect();
-            if next.is_empty() {
-                errs.push(FieldError::new(field, why(&left)));
-                break;
+                        "{} USD/h is below every {market} offer that fits (cheapest: {cheapest:.4} USD/h)",
+                        cap.unwrap_or_default()
+                    ),
+                )
             }
-            left = next;
-        }
-        errs
+        };
+        vec![FieldError::new(field, why)]
     }
 }
 
@@ -1020,7 +1091,7 @@ mod tests {
     fn fields(json: &str) -> Vec<String> {
         match JobSpec::from_json(json) {
             Ok(_) => vec![],
-            Err(e) => e.errors().into_iter().map(|e| e.field).collect(),
+            Err(e) => e.errors().into_iter().map(|e| e.field().to_string()).collect(),
         }
     }
 
@@ -1157,13 +1228,30 @@ mod tests {
                 "hints.vcpu",
                 "duplicate key",
             ),
+            (
+                r#"{"name":"j","command":["x"],"env":{"A":"1","B":"2","A":"3"}}"#,
+                "env.A",
+                "duplicate key",
+            ),
+            // inside an array, where the spec has no object at all
+            (
+                r#"{"name":"j","command":[{"a":1,"a":2}]}"#,
+                "command[0].a",
+                "duplicate key",
+            ),
+            // a key holding NUL, ':' and '.' is named whole (NUL escaped), not split at them
+            (
+                r#"{"name":"j","command":["x"],"hints":{"a\u0000b:c.d":1,"a\u0000b:c.d":2}}"#,
+                "hints.a\\u{0}b:c.d",
+                "duplicate key: a key may appear once in an object at line 1 column",
+            ),
         ];
         for (json, field, why) in cases {
             // WHEN parsed THEN refused, naming the field and the reason
             let e = JobSpec::from_json(json).expect_err(json);
             let errs = e.errors();
             assert!(
-                errs.iter().any(|f| f.field == *field && f.reason.contains(why)),
+                errs.iter().any(|f| f.field() == *field && f.reason().contains(why)),
                 "{json}: wanted {field} / {why}, got {errs:?}"
             );
         }
@@ -1174,7 +1262,7 @@ mod tests {
         for name in ["-rf", "--help", "-", ".hidden", "_x"] {
             let spec = JobSpec::for_command(name, vec!["x".into()]);
             let errs = spec.validate().expect_err(name).errors();
-            assert_eq!(errs[0].field, "name", "{name}");
+            assert_eq!(errs[0].field(), "name", "{name}");
         }
         assert!(JobSpec::for_command("etl-1.daily_x", vec!["x".into()])
             .validate()
@@ -1189,14 +1277,14 @@ mod tests {
                 ..JobSpec::for_command("j", vec!["x".into()])
             };
             let errs = spec.validate().expect_err(image).errors();
-            assert!(errs.iter().any(|e| e.field == "image"), "{image}: {errs:?}");
+            assert!(errs.iter().any(|e| e.field() == "image"), "{image}: {errs:?}");
         }
         let mut ok = JobSpec::for_command("j", vec!["x".into()]);
         ok.image = Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/etl:v1".into());
         ok.validate().unwrap();
         // a line break cannot travel in the container's env file
         ok.env.insert("A".into(), "x\ny".into());
-        assert_eq!(ok.validate().unwrap_err().errors()[0].field, "env.A");
+        assert_eq!(ok.validate().unwrap_err().errors()[0].field(), "env.A");
     }
 
     #[test]
@@ -1207,12 +1295,12 @@ mod tests {
             (
                 format!(r#"{{{base},"placement":{{"allowed_families":["zz99"]}}}}"#),
                 "placement.allowed_families[0]",
-                "\"zz99\" is not an instance family in any region",
+                "\"zz99\" is not an instance family in us-east-1",
             ),
             (
                 format!(r#"{{{base},"placement":{{"regions":["us-east-1"],"allowed_families":["m7i","zz99"]}}}}"#),
                 "placement.allowed_families[1]",
-                "\"zz99\" is not an instance family in any allowed region",
+                "\"zz99\" is not an instance family in us-east-1",
             ),
             (
                 format!(r#"{{{base},"placement":{{"regions":["xx-east-9"]}}}}"#),
@@ -1222,7 +1310,7 @@ mod tests {
             (
                 format!(r#"{{{base},"placement":{{"regions":["us-east-1"],"availability_zones":["eu-west-1a"]}}}}"#),
                 "placement.availability_zones[0]",
-                "not an AZ name in any allowed region",
+                "not an AZ name in us-east-1",
             ),
             (
                 format!(r#"{{{base},"placement":{{"regions":["us-east-1"],"availability_zones":["euw1-az9"]}}}}"#),
@@ -1264,7 +1352,7 @@ mod tests {
             // WHEN validated THEN refused, naming the field and why
             let errs = JobSpec::from_json(json).expect_err(json).errors();
             assert!(
-                errs.iter().any(|e| e.field == *field && e.reason.contains(why)),
+                errs.iter().any(|e| e.field() == *field && e.reason().contains(why)),
                 "{json}: wanted {field} / {why}, got {errs:?}"
             );
         }
@@ -1273,6 +1361,157 @@ mod tests {
             r#"{{{base},"placement":{{"regions":["us-east-1"],"allowed_families":["m7i"],"availability_zones":["us-east-1a"]}},"resources":{{"min_gpu":0,"max_price_per_hour":5}}}}"#
         ))
         .unwrap();
+    }
+
+    /// Candidates ranking gives the spec's first run (no history), with the options every
+    /// caller uses, in the regions `validate` checks.
+    fn ranked_at_first_run(spec: &JobSpec) -> usize {
+        let req = crate::sizing::size(spec, None, 0);
+        crate::ranking::rank(
+            Catalog::embedded().unwrap(),
+            &req,
+            &spec.placement,
+            spec.market,
+            &RankOptions::default(),
+        )
+        .len()
+    }
+
+    #[test]
+    fn specs_ranking_could_never_place_are_refused_and_placeable_ones_kept() {
+        // GIVEN specs that keep every rule, each fitting only types ranking never offers, or
+        // only in a region it does not search (validation used to accept each of them)
+        let base = r#""name":"j","command":["x"],"hints":{"vcpu":1,"memory_gib":1}"#;
+        let refused: &[(String, &str, &str)] = &[
+            // burstable types only
+            (
+                format!(r#"{{{base},"placement":{{"allowed_families":["t3"]}}}}"#),
+                "placement.allowed_families",
+                "burstable",
+            ),
+            // 16 GPUs: only p2.16xlarge, a previous generation the spec does not name
+            (
+                format!(r#"{{{base},"resources":{{"min_gpu":16}}}}"#),
+                "placement.allowed_families",
+                "previous generation",
+            ),
+            // hpc7a exists, but not in us-east-1, the region ranked when none is named
+            (
+                format!(r#"{{{base},"market":"on-demand","placement":{{"allowed_families":["hpc7a"]}}}}"#),
+                "placement.allowed_families[0]",
+                "\"hpc7a\" is not an instance family in us-east-1",
+            ),
+            // types without a benchmark score have no estimate to rank them by
+            (
+                format!(r#"{{{base},"market":"on-demand","placement":{{"allowed_families":["c8in"]}}}}"#),
+                "placement.allowed_families",
+                "no benchmark score",
+            ),
+            // m7i's largest type has 768 GiB, none of it left for the OS
+            (
+                format!(
+                    r#"{{{base},"resources":{{"min_memory_gib":768}},"placement":{{"allowed_families":["m7i"]}}}}"#
+                ),
+                "resources.min_memory_gib",
+                "768 GiB of memory and the 0.25 GiB the OS keeps (most: 768 GiB)",
+            ),
+        ];
+        for (json, field, why) in refused {
+            let spec = JobSpec::parse_json(json).unwrap();
+            assert_eq!(ranked_at_first_run(&spec), 0, "{json}: ranking places it");
+            // WHEN validated THEN refused, naming the field and why
+            let errs = spec.validate().expect_err(json).errors();
+            assert!(
+                errs.iter().any(|e| e.field() == *field && e.reason().contains(why)),
+                "{json}: wanted {field} / {why}, got {errs:?}"
+            );
+        }
+        // AND the same families where ranking does place them are accepted
+        let accepted = [
+            format!(r#"{{{base},"placement":{{"allowed_families":["t3","m7i"]}}}}"#),
+            format!(r#"{{{base},"resources":{{"min_gpu":16}},"placement":{{"allowed_families":["p2"]}}}}"#),
+            format!(
+                r#"{{{base},"market":"on-demand","placement":{{"regions":["eu-west-1"],"allowed_families":["hpc7a"]}}}}"#
+            ),
+            format!(r#"{{{base},"resources":{{"min_memory_gib":767}},"placement":{{"allowed_families":["m7i"]}}}}"#),
+        ];
+        for json in &accepted {
+            let spec = JobSpec::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert!(ranked_at_first_run(&spec) > 0, "{json}: accepted but never ranked");
+        }
+    }
+
+    #[test]
+    fn a_deployment_checks_the_spec_in_its_own_region() {
+        let catalog = Catalog::embedded().unwrap();
+        let spec = |json: &str| JobSpec::parse_json(json).unwrap();
+        // GIVEN a deployment in us-east-1 and a spec that names only eu-west-1
+        let elsewhere = spec(r#"{"name":"j","command":["x"],"placement":{"regions":["eu-west-1"]}}"#);
+        // WHEN validated for that deployment THEN refused on placement.regions, naming both
+        let errs = elsewhere.validate_with(catalog, &["us-east-1"]).unwrap_err().errors();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field(), "placement.regions");
+        assert!(
+            errs[0].reason().contains("eu-west-1") && errs[0].reason().contains("launches in us-east-1"),
+            "{errs:?}"
+        );
+        // AND accepted where the deployment is among its regions, or where nothing is named
+        // (`validate` ranks the named regions themselves)
+        elsewhere.validate().unwrap();
+        spec(r#"{"name":"j","command":["x"],"placement":{"regions":["eu-west-1","us-east-1"]}}"#)
+            .validate_with(catalog, &["us-east-1"])
+            .unwrap();
+        // AND a family is looked for in the deployment's region only
+        let hpc =
+            spec(r#"{"name":"j","command":["x"],"market":"on-demand","placement":{"allowed_families":["hpc7a"]}}"#);
+        hpc.validate_with(catalog, &["eu-west-1"]).unwrap();
+        let errs = hpc.validate_with(catalog, &["us-east-1"]).unwrap_err().errors();
+        assert_eq!(errs[0].field(), "placement.allowed_families[0]", "{errs:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Validation and ranking agree: an accepted spec's first run gets candidates, and a
+        /// spec ranking can place is refused only for naming a family or an AZ that does not
+        /// exist where it is ranked.
+        #[test]
+        fn validation_accepts_exactly_what_ranking_can_place(
+            allowed in proptest::sample::subsequence(vec!["m7i", "c7g", "t3", "p2", "c8in", "hpc7a", "p4d", "zz99"], 0..3),
+            excluded in proptest::sample::subsequence(vec!["m7i", "c7g", "r7g", "c7i"], 0..2),
+            regions in proptest::sample::select(vec![vec![], vec!["us-east-1"], vec!["eu-west-1"], vec!["eu-west-1", "us-east-1"]]),
+            archs in proptest::sample::select(vec![vec![], vec![Arch::X86_64], vec![Arch::Arm64]]),
+            azs in proptest::sample::select(vec![vec![], vec!["use1-az1"], vec!["us-east-1a"], vec!["euw1-az1", "eu-west-1b"]]),
+            market in proptest::sample::select(vec![Market::Spot, Market::OnDemand, Market::SpotThenOnDemand]),
+            min_vcpu in proptest::sample::select(vec![None, Some(4), Some(96), Some(100_000)]),
+            min_memory_gib in proptest::sample::select(vec![None, Some(16.0), Some(768.0), Some(30_000.0)]),
+            min_gpu in proptest::sample::select(vec![None, Some(1), Some(8), Some(16)]),
+            cap in proptest::sample::select(vec![None, Some(0.0001), Some(0.05), Some(5.0)]),
+        ) {
+            proptest::prop_assume!(!excluded.iter().any(|f| allowed.contains(f)));
+            let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            let mut spec = JobSpec::for_command("j", vec!["x".into()]);
+            spec.hints = Hints { vcpu: Some(1.0), memory_gib: Some(1.0), ..Hints::default() };
+            spec.resources = Bounds { min_vcpu, min_memory_gib, min_gpu, max_price_per_hour: cap, ..Bounds::default() };
+            spec.placement = Placement {
+                regions: strings(&regions),
+                availability_zones: strings(&azs),
+                architectures: archs,
+                allowed_families: strings(&allowed),
+                excluded_families: strings(&excluded),
+            };
+            spec.market = market;
+            let ranked = ranked_at_first_run(&spec) > 0;
+            match spec.validate() {
+                Ok(()) => proptest::prop_assert!(ranked, "accepted, but ranking places nothing: {:?}", spec.placement),
+                Err(e) => {
+                    let errs = e.errors();
+                    let names_what_is_not_there = errs.iter().all(|f| {
+                        f.field().starts_with("placement.allowed_families[") || f.field().starts_with("placement.availability_zones[")
+                    });
+                    proptest::prop_assert!(!ranked || names_what_is_not_there, "refused, but ranking places it: {errs:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1307,14 +1546,47 @@ mod tests {
     }
 
     #[test]
+    fn quotes_and_control_characters_are_escaped_exactly_once() {
+        // GIVEN a region value and an unknown key, each with a quote, a backslash and an ESC
+        let value = "a\"b\\c\u{1b}d";
+        let region = format!(
+            r#"{{"name":"j","command":["x"],"placement":{{"regions":[{}]}}}}"#,
+            serde_json::to_string(value).unwrap()
+        );
+        let key = format!(
+            r#"{{"name":"j","command":["x"],{}:1}}"#,
+            serde_json::to_string(value).unwrap()
+        );
+        // WHEN refused THEN the value is quoted and escaped once (`{:?}`), and the key in the
+        // field path has its control character escaped once, its quote and backslash as given
+        assert_eq!(
+            JobSpec::from_json(&region).unwrap_err().to_string(),
+            r#"invalid job spec: placement.regions[0]: "a\"b\\c\u{1b}d" is not an AWS region code (e.g. us-east-1)"#
+        );
+        let e = JobSpec::from_json(&key).unwrap_err();
+        assert_eq!(e.errors()[0].field(), r#"a"b\c\u{1b}d"#);
+        assert!(
+            e.to_string()
+                .starts_with(r#"invalid job spec: a"b\c\u{1b}d: unknown field `a"b\c\u{1b}d`"#),
+            "{e}"
+        );
+        // AND an error displays exactly the text it holds, bounded once
+        let long = FieldError::new(format!("env.{}", "\u{7}".repeat(400)), "x");
+        assert_eq!(long.to_string(), format!("{}: x", long.field()));
+        assert!(long.field().ends_with('…') && long.field().chars().count() <= MAX_ERROR_TEXT + 1);
+        let list = SpecError::Invalid(vec![long.clone(), FieldError::new("a\u{1b}", "b\"c")]).to_string();
+        assert_eq!(list, format!("invalid job spec: {long}; a\\u{{1b}}: b\"c"));
+    }
+
+    #[test]
     fn a_validated_spec_always_fits_the_user_data_limit() {
         // GIVEN the largest argv the per-element rules allow (4 × 4 KiB were 19.8 KB rendered)
         let argv: Vec<String> = (0..4).map(|_| "a".repeat(MAX_ARG_LEN)).collect();
         let spec = JobSpec::for_command("j", argv);
         // THEN validation refuses it, naming the command
         let errs = spec.validate().unwrap_err().errors();
-        assert_eq!(errs[0].field, "command", "{errs:?}");
-        assert!(errs[0].reason.contains("16 KiB"), "{errs:?}");
+        assert_eq!(errs[0].field(), "command", "{errs:?}");
+        assert!(errs[0].reason().contains("16 KiB"), "{errs:?}");
         // AND the largest spec it accepts renders within 16 KiB with the longest plain tokens
         let budget = crate::user_data::job_payload_budget();
         let n = budget / 4 * 3 - 1;

@@ -126,10 +126,7 @@ pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
         .map(|(k, v)| (format!(".{k}"), format!("{k}={v}")))
         .collect();
     for k in input.env.keys() {
-        if k.is_empty()
-            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            || k.as_bytes()[0].is_ascii_digit()
-        {
+        if !crate::spec::valid_env_name(k) {
             return Err(UserDataError::NotPlain {
                 field: "env name",
                 value: k.chars().take(64).collect(),
@@ -392,5 +389,43 @@ mod tests {
         let big = vec!["y".repeat(MAX_USER_DATA)];
         input.argv = &big;
         assert!(matches!(render(&input).unwrap_err(), UserDataError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn env_names_are_refused_exactly_where_the_spec_refuses_them() {
+        // GIVEN names on both sides of the rule (a leading digit, a dash, non-ASCII, empty)
+        let argv = vec!["x".to_string()];
+        for (name, ok) in [
+            ("A1_b", true),
+            ("_", true),
+            ("", false),
+            ("1A", false),
+            ("A-B", false),
+            ("A B", false),
+            ("É", false),
+        ] {
+            let env = BTreeMap::from([(name.to_string(), "v".to_string())]);
+            let input = UserDataInput {
+                bucket: "b",
+                agent_key: "k",
+                region: "r",
+                job: "j",
+                run_id: "r",
+                deadline_epoch_s: 0,
+                argv: &argv,
+                env: &env,
+                image: None,
+            };
+            // THEN the renderer agrees with the spec's rule, naming the env name when it refuses
+            let rendered = render(&input);
+            assert_eq!(rendered.is_ok(), ok, "{name:?}: {rendered:?}");
+            assert_eq!(crate::spec::valid_env_name(name), ok, "{name:?}");
+            if !ok {
+                assert!(
+                    matches!(rendered, Err(UserDataError::NotPlain { field: "env name", .. })),
+                    "{name:?}"
+                );
+            }
+        }
     }
 }

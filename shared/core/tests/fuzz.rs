@@ -4,8 +4,10 @@
 //! prints the case counts. Failing cases are shrunk by proptest and printed.
 //!
 //! Invariants: no panic; a refusal names a field and a reason, in escaped text of bounded
-//! length; a validated spec renders to ≤ 16 KiB of user data with the longest plain tokens the
-//! renderer accepts; the rendered user data holds no job byte outside its base64 payloads.
+//! length; trailing data, a duplicated key and an array for an object are refused; a validated
+//! spec reads back from its own serialization as the same spec, and renders to ≤ 16 KiB of
+//! user data with the longest plain tokens the renderer accepts; the rendered user data holds
+//! no job byte outside its base64 payloads; what the renderer refuses, validation refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::Engine;
@@ -257,14 +259,33 @@ fn spec_text() -> impl Strategy<Value = String> {
 }
 
 /// Text-level mutations serde_json alone would not refuse: trailing data, a duplicate key, an
-/// array for an object.
-fn mutated(text: String, m: u8, extra: String) -> String {
+/// array for an object. Returns the text and whether the parser must refuse it: always after
+/// trailing data; for a duplicated top-level `name`, and for `retry` given as the array of its
+/// values (which serde would read positionally), where the text was an object that had them.
+fn mutated(text: String, m: u8, extra: String) -> (String, bool) {
+    let object = || match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(o)) if text.starts_with('{') => Some(o),
+        _ => None,
+    };
     match m % 6 {
-        0 => format!("{text} {extra}"),
-        1 => text.replacen('{', &format!("{{\"name\":{},", q("dup")), 1),
-        2 => text.replacen("{}", "[]", 1),
-        3 => text.replacen("\"retry\":{", "\"retry\":[", 1).replacen('}', "]", 0),
-        _ => text,
+        0 => (format!("{text} {extra}"), true),
+        1 => {
+            let had_name = object().is_some_and(|o| o.contains_key("name"));
+            (text.replacen('{', &format!("{{\"name\":{},", q("dup")), 1), had_name)
+        }
+        2 => (text.replacen("{}", "[]", 1), false),
+        3 => match object() {
+            Some(mut o) if o.get("retry").is_some_and(serde_json::Value::is_object) => {
+                let retry = o.remove("retry").and_then(|r| match r {
+                    serde_json::Value::Object(r) => Some(r.into_iter().map(|(_, v)| v).collect()),
+                    _ => None,
+                });
+                o.insert("retry".into(), serde_json::Value::Array(retry.unwrap_or_default()));
+                (serde_json::Value::Object(o).to_string(), true)
+            }
+            _ => (text, false),
+        },
+        _ => (text, false),
     }
 }
 
@@ -272,9 +293,11 @@ fn check_refusal(e: &spotfit_core::SpecError) -> Result<(), TestCaseError> {
     let errs = e.errors();
     prop_assert!(!errs.is_empty());
     for f in &errs {
-        prop_assert!(!f.field.is_empty() && f.field != ".", "no field named: {f:?}");
-        prop_assert!(!f.reason.is_empty(), "no reason: {f:?}");
-        prop_assert!(f.field.chars().count() <= MAX_ERROR_TEXT + 1 && f.reason.chars().count() <= MAX_ERROR_TEXT + 1);
+        prop_assert!(!f.field().is_empty() && f.field() != ".", "no field named: {f:?}");
+        prop_assert!(!f.reason().is_empty(), "no reason: {f:?}");
+        prop_assert!(
+            f.field().chars().count() <= MAX_ERROR_TEXT + 1 && f.reason().chars().count() <= MAX_ERROR_TEXT + 1
+        );
     }
     let msg = e.to_string();
     prop_assert!(
@@ -363,19 +386,24 @@ fn fuzz_spec_parser_validator_and_user_data() {
         json_text(),
     )
         .prop_map(|(t, m, x)| mutated(t, m, x));
-    let cases = time_boxed("spec", secs * 0.7, strategy, |text| {
+    let cases = time_boxed("spec", secs * 0.7, strategy, |(text, must_refuse)| {
         match JobSpec::from_json(&text) {
             Ok(spec) => {
+                prop_assert!(!must_refuse, "accepted a text the parser must refuse: {text}");
                 accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                prop_assert!(spec.validate().is_ok());
+                // The spec travels as its serialization (`spotfit submit` sends it, the size
+                // step parses it again on every attempt): that must be accepted as the same spec.
+                let sent = serde_json::to_string(&spec).unwrap();
+                let received = JobSpec::from_json(&sent);
+                prop_assert!(received.as_ref() == Ok(&spec), "{sent} read back as {received:?}");
                 check_render(&spec)?;
             }
             Err(e) => {
                 check_refusal(&e)?;
                 let mut f = fields.lock().unwrap();
                 for fe in e.errors() {
-                    if fe.field.len() < 40 {
-                        f.insert(fe.field.split('[').next().unwrap_or("").to_string());
+                    if fe.field().len() < 40 {
+                        f.insert(fe.field().split('[').next().unwrap_or("").to_string());
                     }
                 }
             }
@@ -424,7 +452,12 @@ fn fuzz_spec_parser_validator_and_user_data() {
         match r {
             Ok(_) if spec.command.iter().all(|a| !a.contains('\0')) => check_render(&spec)?,
             Ok(_) => prop_assert!(false, "NUL byte rendered"),
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+            // What the renderer refuses, validation must have refused first: a validated spec
+            // that cannot be rendered fails only at launch, after it was sized and ranked.
+            Err(e) => prop_assert!(
+                spec.validate().is_err(),
+                "the renderer refused a spec validation accepts ({e}): {spec:?}"
+            ),
         }
         Ok(())
     });

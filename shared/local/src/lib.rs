@@ -71,14 +71,24 @@ impl LocalStore {
                 ),
             });
         }
-        if access == Access::ReadWrite {
-            std::fs::create_dir_all(&objects).map_err(|e| StoreError::Other {
+        let create_dir = |path: &Path| {
+            std::fs::create_dir_all(path).map_err(|e| StoreError::Other {
                 service: "local".into(),
                 code: "CreateDir".into(),
-                message: format!("cannot create store directory {}: {e}", dir.display()),
-            })?;
+                message: format!("cannot create store directory {}: {e}", path.display()),
+            })
+        };
+        // The database is opened (and a bad one refused) before objects/ is made, so that a
+        // refused open leaves the directory as it was. The directory itself has to exist for
+        // SQLite to create a new file in it; refusing a bad database needs the file, hence the
+        // directory, to be there already.
+        if access == Access::ReadWrite {
+            create_dir(dir)?;
         }
         let db = SqliteStore::open_with(&db_path, access)?;
+        if access == Access::ReadWrite {
+            create_dir(&objects)?;
+        }
         Ok(LocalStore {
             dir: dir.to_path_buf(),
             db,
@@ -96,7 +106,8 @@ mod tests {
     use spotfit_core::profile::JobProfile;
     use std::os::unix::fs::PermissionsExt;
 
-    /// Every file in `dir` (recursively) with its bytes, following nothing.
+    /// Every entry under `dir` (recursively), following nothing: a file with its bytes, a link
+    /// with its target, a directory as itself (so that one left behind, empty, shows).
     fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
@@ -105,6 +116,7 @@ mod tests {
                 let p = e.unwrap().path();
                 let m = std::fs::symlink_metadata(&p).unwrap();
                 if m.is_dir() {
+                    out.push((p.clone(), b"(directory)".to_vec()));
                     stack.push(p);
                 } else if m.file_type().is_symlink() {
                     out.push((
@@ -189,6 +201,28 @@ mod tests {
         }
         let err = LocalStore::open(&other, Access::ReadWrite).unwrap_err();
         assert!(err.to_string().contains("application id"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_read_write_open_leaves_the_store_directory_as_it_was() {
+        // GIVEN a store directory holding a file that is not a database (and no objects/)
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), b"not a database, but someone's notes\n").unwrap();
+        let before = snapshot(dir.path());
+        // WHEN opened for writing THEN refused
+        let err = LocalStore::open(dir.path(), Access::ReadWrite).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        // AND nothing was created, changed or removed, no objects/ directory included
+        assert_eq!(snapshot(dir.path()), before);
+        assert!(!dir.path().join(OBJECTS_DIR).exists());
+    }
+
+    #[test]
+    fn a_new_store_directory_is_created_with_its_objects_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("a").join("b");
+        LocalStore::open(&store, Access::ReadWrite).unwrap();
+        assert!(store.join(DB_FILE).is_file() && store.join(OBJECTS_DIR).is_dir());
     }
 
     #[test]

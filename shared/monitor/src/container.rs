@@ -31,10 +31,7 @@ pub fn read_job_env(path: &Path) -> Result<Vec<(String, String)>, MonitorError> 
         };
         let text = std::str::from_utf8(entry).map_err(|_| bad("is not UTF-8"))?;
         let (name, value) = text.split_once('=').ok_or_else(|| bad("is not NAME=VALUE"))?;
-        let mut b = name.bytes();
-        let ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-            && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
-        if !ok {
+        if !spotfit_core::spec::valid_env_name(name) {
             return Err(bad("the name must match [A-Za-z_][A-Za-z0-9_]*"));
         }
         env.push((name.to_string(), value.to_string()));

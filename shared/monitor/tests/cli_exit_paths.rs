@@ -104,33 +104,54 @@ fn an_unwritable_summary_keeps_the_jobs_exit_status() {
 fn the_jobs_env_reaches_the_job_only() {
     // GIVEN a job env that would redirect the agent (its IMDS, its AWS endpoint, docker's host)
     let dir = tempfile::tempdir().unwrap();
+    // HOSTILE would create PWNED (by absolute path, wherever the shell runs) if anything on
+    // the way evaluated it instead of passing it as a value.
+    let pwned = dir.path().join("PWNED");
+    let hostile = format!("$(touch {})'\"", pwned.display());
     let env = dir.path().join("env");
     std::fs::write(
         &env,
-        b"SPOTFIT_IMDS=http://evil:80\0AWS_ENDPOINT_URL=http://evil\0DOCKER_HOST=tcp://evil:2375\0HOSTILE=$(touch PWNED)'\"\0",
+        format!(
+            "SPOTFIT_IMDS=http://evil:80\0AWS_ENDPOINT_URL=http://evil\0DOCKER_HOST=tcp://evil:2375\0HOSTILE={hostile}\0"
+        ),
     )
     .unwrap();
+    let keys = ["SPOTFIT_IMDS", "AWS_ENDPOINT_URL", "DOCKER_HOST", "HOSTILE"];
+    let agent_env = || keys.map(|k| std::env::var(k).unwrap_or_default());
+    let agent_env_before = agent_env();
     let seen = dir.path().join("seen");
-    let script = format!(
-        "printf '%s|%s|%s|%s' \"$SPOTFIT_IMDS\" \"$AWS_ENDPOINT_URL\" \"$DOCKER_HOST\" \"$HOSTILE\" > {}",
-        seen.display()
-    );
+    let script = |out: &Path| {
+        format!(
+            "printf '%s|%s|%s|%s' \"$SPOTFIT_IMDS\" \"$AWS_ENDPOINT_URL\" \"$DOCKER_HOST\" \"$HOSTILE\" > {}",
+            out.display()
+        )
+    };
     // WHEN a process job runs with it
     let code = run(
-        &args(&["--job-env", env.to_str().unwrap(), "--", "sh", "-c", &script]),
+        &args(&["--job-env", env.to_str().unwrap(), "--", "sh", "-c", &script(&seen)]),
         &no_store,
     )
     .unwrap();
-    // THEN the job saw every value byte for byte, and the agent's own environment has none
+    // THEN the job saw every value byte for byte, and nothing evaluated HOSTILE
     assert_eq!(code, 0);
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap(),
-        "http://evil:80|http://evil|tcp://evil:2375|$(touch PWNED)'\""
+        format!("http://evil:80|http://evil|tcp://evil:2375|{hostile}")
     );
-    for k in ["SPOTFIT_IMDS", "AWS_ENDPOINT_URL", "DOCKER_HOST", "HOSTILE"] {
-        assert!(std::env::var_os(k).is_none(), "{k} reached the agent");
-    }
-    assert!(!dir.path().join("PWNED").exists());
+    assert!(!pwned.exists(), "HOSTILE was evaluated");
+    // AND the agent's own environment is as it was: the next job, run without the env file,
+    // sees the agent's values (unset here), not the last job's
+    assert_eq!(agent_env(), agent_env_before, "the job's env reached the agent");
+    let seen_next = dir.path().join("seen-next");
+    assert_eq!(
+        run(&args(&["--", "sh", "-c", &script(&seen_next)]), &no_store).unwrap(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_to_string(&seen_next).unwrap(),
+        agent_env_before.join("|"),
+        "the job's env outlived the job"
+    );
 
     // WHEN an image job runs with it (a stand-in runtime records its argv, env and env file)
     let rt = dir.path().join("fake-docker");
@@ -168,9 +189,10 @@ fn the_jobs_env_reaches_the_job_only() {
     assert!(!argv.contains(&"host"), "{argv:?}");
     let file = std::fs::read_to_string(rec.with_extension("file")).unwrap();
     assert!(
-        file.contains("DOCKER_HOST=tcp://evil:2375\n") && file.contains("HOSTILE=$(touch PWNED)'\"\n"),
+        file.contains("DOCKER_HOST=tcp://evil:2375\n") && file.contains(&format!("HOSTILE={hostile}\n")),
         "{file}"
     );
+    assert!(!pwned.exists(), "HOSTILE was evaluated");
     // AND the runtime's own environment has none of the job's variables
     let renv = std::fs::read_to_string(rec.with_extension("env")).unwrap();
     for k in ["SPOTFIT_IMDS=", "AWS_ENDPOINT_URL=", "DOCKER_HOST=", "HOSTILE="] {

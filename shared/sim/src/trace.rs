@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use spotfit_core::catalog::Catalog;
+use spotfit_core::units::bytes_to_gib;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Read;
@@ -385,8 +386,7 @@ fn bounded_num(
 /// one job no type can hold would make every policy's cost meaningless.
 pub fn check_fits(trace: &Trace, catalog: &Catalog, region: &str) -> Result<(), TraceError> {
     let offers = catalog.region(region);
-    let gib = (1u64 << 30) as f64;
-    let max_mem = offers.iter().map(|o| o.memory_bytes as f64 / gib).fold(0.0, f64::max);
+    let max_mem = offers.iter().map(|o| bytes_to_gib(o.memory_bytes)).fold(0.0, f64::max);
     let max_vcpu = offers.iter().map(|o| o.vcpu).max().unwrap_or(0) as f64;
     let max_gpu = offers.iter().map(|o| o.gpu).max().unwrap_or(0);
     for j in &trace.jobs {
