@@ -4,11 +4,9 @@
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::catalog::Catalog;
-use spotfit_core::pipeline::{size_step, Refusing, SizeInput};
+use spotfit_core::pipeline::{size_step, DeployedRanking, SizeInput};
 use spotfit_core::ports::{Clock, ProfileStore};
-use spotfit_core::ranking::{rank, Deployment, RankOptions};
-use spotfit_core::sizing::Requirement;
-use spotfit_core::JobSpec;
+use spotfit_core::ranking::Deployment;
 use spotfit_lambda::{decode, encode, TaskError};
 
 #[derive(Debug)]
@@ -27,17 +25,10 @@ pub async fn handle<P: ProfileStore, K: Clock>(
     deps: &Deps<P, K>,
 ) -> Result<Value, TaskError> {
     let input: SizeInput = decode(event.payload)?;
-    let opts = RankOptions {
-        default_region: deps.deployment.region.clone(),
-        ..Default::default()
+    let ranker = DeployedRanking {
+        catalog: deps.catalog,
+        deployment: &deps.deployment,
     };
-    let ranker = Refusing(|req: &Requirement, spec: &JobSpec| {
-        let placement = deps.deployment.placement(&spec.placement)?;
-        if placement.architectures.is_empty() {
-            return Ok(Vec::new()); // the spec allows none the deployment can boot: no candidate
-        }
-        Ok(rank(deps.catalog, req, &placement, spec.market, &opts))
-    });
     let state = size_step(&deps.profiles, ranker, input, deps.clock.now_ms()).await?;
     encode(&state)
 }
@@ -60,6 +51,29 @@ mod tests {
             },
             clock: FakeClock::at(1_795_651_200_000),
         }
+    }
+
+    #[test]
+    fn a_spec_is_validated_where_the_deployment_launches() {
+        // GIVEN an on-demand hpc7a job (a family offered in eu-west-1, not in us-east-1)
+        let spec = serde_json::json!({"spec": {"name": "hpc", "command": ["x"], "market": "on-demand",
+            "placement": {"families": ["hpc7a"]}}});
+        // WHEN a deployment in eu-west-1 sizes it, THEN it ranks hpc7a there
+        let mut eu = deps();
+        eu.deployment.region = "eu-west-1".into();
+        let out = block_on(handle(LambdaEvent::new(spec.clone(), Context::default()), &eu)).unwrap();
+        let cands = out["candidates"].as_array().unwrap();
+        assert!(!cands.is_empty());
+        assert!(
+            cands
+                .iter()
+                .all(|c| c["region"] == "eu-west-1" && c["instance_type"].as_str().unwrap().starts_with("hpc7a")),
+            "{cands:?}"
+        );
+        // AND one in us-east-1 refuses it up front, naming the field
+        let err = block_on(handle(LambdaEvent::new(spec, Context::default()), &deps())).unwrap_err();
+        assert_eq!(err.name(), "InvalidJobSpec");
+        assert!(err.to_string().contains("placement"), "{err}");
     }
 
     #[test]
@@ -94,10 +108,12 @@ mod tests {
         let event =
             serde_json::json!({"spec": {"name": "nlp", "command": ["x"], "placement": {"regions": ["eu-west-1"]}}});
         let err = block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap_err();
-        // THEN it is refused, naming the regions, instead of ranking eu-west-1 prices
-        assert_eq!(err.name(), "NoCandidates");
+        // THEN it is refused, naming the field and both regions, instead of ranking eu-west-1
+        assert_eq!(err.name(), "InvalidJobSpec");
         assert!(
-            err.to_string().contains("eu-west-1") && err.to_string().contains("us-east-1"),
+            err.to_string().contains("placement.regions")
+                && err.to_string().contains("eu-west-1")
+                && err.to_string().contains("us-east-1"),
             "{err}"
         );
         // AND a spec that includes the deployment's region ranks there only

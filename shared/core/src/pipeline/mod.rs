@@ -17,7 +17,7 @@ pub use check::{check_step, decide};
 pub use launch::{launch_step, launch_step_within, LaunchSettings};
 pub use reap::*;
 pub use record::{record_key, record_run, record_step, update_profile, PROFILE_WRITE_ATTEMPTS};
-pub use size::{size_step, Ranker, Refusing};
+pub use size::{size_step, DeployedRanking, Ranker};
 pub use terminate::terminate_step;
 
 use crate::error_names as names;

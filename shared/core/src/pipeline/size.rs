@@ -1,12 +1,20 @@
 //! The size step: validate the spec, size the attempt from the job's profile, rank.
 
 use super::*;
+use crate::catalog::Catalog;
+use crate::ranking::{rank, Deployment, RankOptions};
 
-/// Ranks the candidates of a requirement for a spec, as the size step asks. A closure that
-/// returns the candidates is one; [`Refusing`] wraps one that can also say why no candidate
-/// can exist (the reason becomes the `NoCandidates` error).
+/// Ranks the candidates of a requirement for a spec, as the size step asks, and says which
+/// specs it can rank. A closure returning the candidates is one (validating as
+/// [`JobSpec::validate`] does: the spec's regions, else the default region);
+/// [`DeployedRanking`] ranks where a deployment can launch.
 pub trait Ranker {
+    /// The candidates, or why none can exist (the reason becomes the `NoCandidates` error).
     fn rank(&self, req: &Requirement, spec: &JobSpec) -> Result<Vec<Candidate>, String>;
+    /// The spec's rules and placement, checked where this ranking looks.
+    fn validate(&self, spec: &JobSpec) -> Result<(), SpecError> {
+        spec.validate()
+    }
 }
 
 impl<F: Fn(&Requirement, &JobSpec) -> Vec<Candidate>> Ranker for F {
@@ -15,13 +23,30 @@ impl<F: Fn(&Requirement, &JobSpec) -> Vec<Candidate>> Ranker for F {
     }
 }
 
-/// A ranking that may refuse, naming why (see [`Ranker`]).
+/// Ranking for a deployment ([`Deployment`]): only in its region, only the architectures its
+/// AMIs boot; a spec is validated there too, so one that could be placed only elsewhere is
+/// refused up front, naming the field, rather than validated against another region.
 #[derive(Debug)]
-pub struct Refusing<F>(pub F);
+pub struct DeployedRanking<'a> {
+    pub catalog: &'a Catalog,
+    pub deployment: &'a Deployment,
+}
 
-impl<F: Fn(&Requirement, &JobSpec) -> Result<Vec<Candidate>, String>> Ranker for Refusing<F> {
+impl Ranker for DeployedRanking<'_> {
     fn rank(&self, req: &Requirement, spec: &JobSpec) -> Result<Vec<Candidate>, String> {
-        (self.0)(req, spec)
+        let placement = self.deployment.placement(&spec.placement)?;
+        if placement.architectures.is_empty() {
+            return Ok(Vec::new()); // the spec allows none the deployment can boot: no candidate
+        }
+        let opts = RankOptions {
+            default_region: self.deployment.region.clone(),
+            ..Default::default()
+        };
+        Ok(rank(self.catalog, req, &placement, spec.market, &opts))
+    }
+
+    fn validate(&self, spec: &JobSpec) -> Result<(), SpecError> {
+        spec.validate_with(self.catalog, &[self.deployment.region.as_str()])
     }
 }
 
@@ -33,7 +58,8 @@ where
     P: ProfileStore + ?Sized,
     R: Ranker,
 {
-    let spec = JobSpec::from_json(&input.spec.to_string())?;
+    let spec = JobSpec::parse_json(&input.spec.to_string())?;
+    rank.validate(&spec)?;
     let profile = profiles.get(&spec.name).await?;
     let mut requirement = crate::sizing::size(&spec, profile.as_ref(), now_ms);
     let (run_id, attempt, started_at_ms, excluded, mut oom_retries, history) = match input.previous {
