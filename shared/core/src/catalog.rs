@@ -133,10 +133,97 @@ type OfferRow = (usize, usize, Option<f64>, Option<f64>, u8, Option<u8>, Vec<usi
 #[derive(Deserialize)]
 struct Snapshot {
     format: u32,
+    type_columns: Vec<String>,
+    offer_columns: Vec<String>,
+    codes: BTreeMap<String, BTreeMap<String, u8>>,
     regions: Vec<String>,
     az_ids: Vec<String>,
     types: Vec<TypeRow>,
     offers: Vec<OfferRow>,
+}
+
+/// The contract with the builder (`scripts/build-catalog`): the positional columns this loader
+/// reads, in order, and the numeric codes of its enums. The builder writes its own columns and
+/// codes into the file; a snapshot whose differ is refused, so editing either side alone fails
+/// every test that loads the embedded catalog.
+pub const TYPE_COLUMNS: [&str; 15] = [
+    "instance_type",
+    "family",
+    "vcpu",
+    "memory_mib",
+    "arch",
+    "gpu",
+    "gpu_memory_mib_each",
+    "burstable",
+    "current_generation",
+    "spot_supported",
+    "accelerator",
+    "score_multi",
+    "score_multi_cores",
+    "score_single",
+    "score_source",
+];
+pub const OFFER_COLUMNS: [&str; 7] = [
+    "type",
+    "region",
+    "on_demand_per_hour",
+    "spot_per_hour",
+    "spot_source",
+    "interruption_bucket",
+    "az_ids",
+];
+const SPOT_SOURCE_CODES: [(&str, u8, SpotSource); 3] = [
+    ("none", 0, SpotSource::None),
+    ("advisor_estimate", 1, SpotSource::AdvisorEstimate),
+    ("observed", 2, SpotSource::Observed),
+];
+const SCORE_SOURCE_CODES: [(&str, u8, ScoreSource); 3] = [
+    ("none", 0, ScoreSource::None),
+    ("measured", 1, ScoreSource::Measured),
+    ("family_estimate", 2, ScoreSource::FamilyEstimate),
+];
+
+/// The codes this loader reads, in the shape the builder writes them (`codes` in the file).
+pub fn codes() -> BTreeMap<String, BTreeMap<String, u8>> {
+    let table = |t: &[(&str, u8)]| t.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    BTreeMap::from([
+        (
+            "spot_source".to_string(),
+            table(&SPOT_SOURCE_CODES.map(|(n, c, _)| (n, c))),
+        ),
+        (
+            "score_source".to_string(),
+            table(&SCORE_SOURCE_CODES.map(|(n, c, _)| (n, c))),
+        ),
+    ])
+}
+
+fn check_contract(snap: &Snapshot) -> Result<(), CatalogError> {
+    let differs = |field: &str, theirs: String, ours: String| {
+        invalid(
+            field.into(),
+            format!("the builder wrote {theirs}, this spotfit reads {ours} (rebuild the catalog or the loader)"),
+        )
+    };
+    if snap.type_columns != TYPE_COLUMNS {
+        return Err(differs(
+            "type_columns",
+            format!("{:?}", snap.type_columns),
+            format!("{TYPE_COLUMNS:?}"),
+        ));
+    }
+    if snap.offer_columns != OFFER_COLUMNS {
+        return Err(differs(
+            "offer_columns",
+            format!("{:?}", snap.offer_columns),
+            format!("{OFFER_COLUMNS:?}"),
+        ));
+    }
+    let ours = codes();
+    if snap.codes != ours {
+        return Err(differs("codes", format!("{:?}", snap.codes), format!("{ours:?}")));
+    }
+    Ok(())
 }
 
 fn invalid(field: String, reason: impl Into<String>) -> CatalogError {
@@ -172,6 +259,7 @@ impl Catalog {
                 format!("expected {FORMAT_VERSION}, got {}", snap.format),
             ));
         }
+        check_contract(&snap)?;
         let mut offers = Vec::with_capacity(snap.offers.len());
         for (i, (t, r, od, spot, spot_src, bucket, azs)) in snap.offers.into_iter().enumerate() {
             let ty = snap
@@ -210,16 +298,16 @@ impl Catalog {
                 score_single: ty.13.filter(|s| s.is_finite() && *s > 0.0),
                 interruption_bucket: bucket.filter(|b| *b <= 4),
                 azs,
-                spot_source: match spot_src {
-                    1 => SpotSource::AdvisorEstimate,
-                    2 => SpotSource::Observed,
-                    _ => SpotSource::None,
-                },
-                score_source: match ty.14 {
-                    1 => ScoreSource::Measured,
-                    2 => ScoreSource::FamilyEstimate,
-                    _ => ScoreSource::None,
-                },
+                spot_source: SPOT_SOURCE_CODES
+                    .iter()
+                    .find(|(_, c, _)| *c == spot_src)
+                    .map(|(_, _, s)| *s)
+                    .ok_or_else(|| invalid(format!("offers[{i}].spot_source"), format!("unknown code {spot_src}")))?,
+                score_source: SCORE_SOURCE_CODES
+                    .iter()
+                    .find(|(_, c, _)| *c == ty.14)
+                    .map(|(_, _, s)| *s)
+                    .ok_or_else(|| invalid(format!("types[{t}].score_source"), format!("unknown code {}", ty.14)))?,
                 score_multi_cores: ty.12,
                 burstable: ty.7 != 0,
                 current_generation: ty.8 != 0,
@@ -310,11 +398,55 @@ mod tests {
             Catalog::from_json(b"{\"format\":1"),
             Err(CatalogError::Parse(_))
         ));
-        let bad = br#"{"format":1,"regions":["r"],"az_ids":[],"types":[],"offers":[[0,0,1.0,null,0,null,[]]]}"#;
-        let err = Catalog::from_json(bad).unwrap_err().to_string();
+        let bad = snapshot(
+            1,
+            r#""regions":["r"],"az_ids":[],"types":[],"offers":[[0,0,1.0,null,0,null,[]]]"#,
+        );
+        let err = Catalog::from_json(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("offers[0].type"), "{err}");
-        let v2 = br#"{"format":2,"regions":[],"az_ids":[],"types":[],"offers":[]}"#;
-        assert!(Catalog::from_json(v2).unwrap_err().to_string().contains("format"));
+        let v2 = snapshot(2, r#""regions":[],"az_ids":[],"types":[],"offers":[]"#);
+        assert!(Catalog::from_json(v2.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("format"));
+    }
+
+    /// A snapshot with this loader's columns and codes around `rest`.
+    fn snapshot(format: u32, rest: &str) -> String {
+        format!(
+            r#"{{"format":{format},"type_columns":{},"offer_columns":{},"codes":{},{rest}}}"#,
+            serde_json::to_string(&TYPE_COLUMNS).unwrap(),
+            serde_json::to_string(&OFFER_COLUMNS).unwrap(),
+            serde_json::to_string(&codes()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_snapshot_whose_columns_or_codes_differ_from_the_loaders_is_refused() {
+        // the embedded file carries the builder's columns and codes, and they are the loader's
+        let doc: serde_json::Value = serde_json::from_slice(SNAPSHOT_JSON).unwrap();
+        assert!(Catalog::from_json(SNAPSHOT_JSON).is_ok());
+        // the builder renumbering a code, renaming a column or swapping two, each alone, is caught
+        let edits: [(&str, fn(&mut serde_json::Value)); 3] = [
+            ("codes", |d| d["codes"]["spot_source"]["observed"] = 3.into()),
+            ("offer_columns", |d| d["offer_columns"][4] = "spot_src".into()),
+            ("type_columns", |d| {
+                d["type_columns"].as_array_mut().unwrap().swap(11, 13)
+            }),
+        ];
+        for (field, edit) in edits {
+            let mut d = doc.clone();
+            edit(&mut d);
+            let err = Catalog::from_json(d.to_string().as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains(field) && err.contains("the builder wrote"),
+                "{field}: {err}"
+            );
+        }
+        // and a file without the contract is refused, not read positionally on trust
+        let mut d = doc;
+        d.as_object_mut().unwrap().remove("codes");
+        assert!(Catalog::from_json(d.to_string().as_bytes()).is_err());
     }
 
     #[test]
