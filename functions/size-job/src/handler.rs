@@ -57,7 +57,7 @@ mod tests {
     fn a_spec_is_validated_where_the_deployment_launches() {
         // GIVEN an on-demand hpc7a job (a family offered in eu-west-1, not in us-east-1)
         let spec = serde_json::json!({"spec": {"name": "hpc", "command": ["x"], "market": "on-demand",
-            "placement": {"families": ["hpc7a"]}}});
+            "placement": {"allowed_families": ["hpc7a"]}}});
         // WHEN a deployment in eu-west-1 sizes it, THEN it ranks hpc7a there
         let mut eu = deps();
         eu.deployment.region = "eu-west-1".into();
