@@ -427,7 +427,8 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_slice(SNAPSHOT_JSON).unwrap();
         assert!(Catalog::from_json(SNAPSHOT_JSON).is_ok());
         // the builder renumbering a code, renaming a column or swapping two, each alone, is caught
-        let edits: [(&str, fn(&mut serde_json::Value)); 3] = [
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [(&str, Edit); 3] = [
             ("codes", |d| d["codes"]["spot_source"]["observed"] = 3.into()),
             ("offer_columns", |d| d["offer_columns"][4] = "spot_src".into()),
             ("type_columns", |d| {
