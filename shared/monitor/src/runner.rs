@@ -46,6 +46,98 @@ enum Event {
     Spot(SpotNotice),
 }
 
+/// What woke the supervisor loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Exited,
+    Signal(i32),
+    SpotNotice,
+    /// The sampling interval passed.
+    Tick,
+    /// Every sender is gone (cannot happen while the loop holds one).
+    Disconnected,
+}
+
+/// What the loop knows when it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Seen {
+    /// The job is ours (command mode): it can be stopped and reaped. Attached, it is not.
+    own_job: bool,
+    /// A stop was requested ([`MonitorOptions::cancel`]).
+    cancelled: bool,
+    /// The job's timeout has passed.
+    past_deadline: bool,
+}
+
+/// Why the supervisor stops the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopWhy {
+    /// SIGTERM/SIGINT reached the agent: forwarded, the run marked interrupted.
+    Signal,
+    /// A stop request (the local launcher's terminate): interrupted.
+    Cancelled,
+    TimedOut,
+}
+
+/// What the loop does about a wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// The job exited: the last sample, reap, end.
+    Finish,
+    /// Stop the job with `signal`, escalating to SIGKILL ([`stop_job`]); the last sample, reap,
+    /// end.
+    Stop { signal: Signal, why: StopWhy },
+    /// End without stopping anything (attached: the job is not ours); `interrupted` when a
+    /// signal ended the watch.
+    End { interrupted: bool },
+    /// A spot notice: mark the run interrupted and ship what is spooled now.
+    ShipNow,
+    /// Take a sample and go on.
+    Sample,
+}
+
+/// The supervisor's rules, with no I/O: which end a run comes to, and when. The loop in
+/// [`monitor`] only carries them out (spawn, signals, sampling, reaping), so the rules are
+/// tested without processes. Stop requests and the deadline are looked at on ticks only; a stop
+/// request wins over a timeout that falls on the same tick (the stop came from outside).
+fn decide(wake: Wake, seen: Seen) -> Action {
+    match wake {
+        Wake::Exited => Action::Finish,
+        Wake::Signal(sig) if seen.own_job => Action::Stop {
+            signal: Signal::try_from(sig).unwrap_or(Signal::SIGTERM),
+            why: StopWhy::Signal,
+        },
+        Wake::Signal(_) => Action::End { interrupted: true },
+        Wake::SpotNotice => Action::ShipNow,
+        Wake::Tick if seen.own_job && seen.cancelled => Action::Stop {
+            signal: Signal::SIGTERM,
+            why: StopWhy::Cancelled,
+        },
+        Wake::Tick if seen.own_job && seen.past_deadline => Action::Stop {
+            signal: Signal::SIGTERM,
+            why: StopWhy::TimedOut,
+        },
+        Wake::Tick => Action::Sample,
+        Wake::Disconnected => Action::End { interrupted: false },
+    }
+}
+
+/// The tick after the one due at `due`: one interval on, or one interval from `now` when the
+/// loop fell behind (suspended, overloaded) — skipping ticks rather than sampling in a burst.
+fn next_tick_after(due: Instant, now: Instant, interval: Duration) -> Instant {
+    let next = due + interval;
+    if next < now {
+        now + interval
+    } else {
+        next
+    }
+}
+
+/// Whether a part of samples is due for upload: `every` has passed since the last cut.
+fn part_due(now: Instant, last_cut: Instant, every: Option<Duration>) -> bool {
+    every.is_some_and(|e| now.duration_since(last_cut) >= e)
+}
+
 /// Runs `cmd` and monitors it until it exits. `on_sample` sees every sample as it is taken.
 pub fn run_command(
     cmd: &CommandSpec,
@@ -283,71 +375,81 @@ pub fn monitor(
     let mut next_tick = start + opts.interval;
     loop {
         let timeout = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(timeout) {
-            Ok(Event::Exited) => {
-                emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
+        let wake = match rx.recv_timeout(timeout) {
+            Ok(Event::Exited) => Wake::Exited,
+            Ok(Event::Signal(sig)) => Wake::Signal(sig),
+            Ok(Event::Spot(n)) => {
+                tracing::warn!(action = %n.action, time = %n.time, "spot interruption notice");
+                spot_notice = Some(n);
+                Wake::SpotNotice
+            }
+            Err(RecvTimeoutError::Timeout) => Wake::Tick,
+            Err(RecvTimeoutError::Disconnected) => Wake::Disconnected,
+        };
+        let now = Instant::now();
+        let seen = Seen {
+            own_job: child_pid.is_some(),
+            cancelled: opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)),
+            past_deadline: deadline.is_some_and(|d| now >= d),
+        };
+        match decide(wake, seen) {
+            Action::Finish => {
+                emit(sampler.sample(now, now_ms()), &mut spool);
                 exit = not_started.take().unwrap_or_else(|| reap(&mut child));
                 break;
             }
-            Ok(Event::Signal(sig)) => {
-                interrupted = true;
-                signalled_at = Some(Instant::now());
-                let Some(pid) = child_pid else {
-                    emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
-                    break;
-                };
-                stop_job(pid, Signal::try_from(sig).unwrap_or(Signal::SIGTERM), &rx);
+            Action::End { interrupted: by_signal } => {
+                if by_signal {
+                    interrupted = true;
+                    signalled_at = Some(now);
+                }
+                emit(sampler.sample(now, now_ms()), &mut spool);
+                break;
+            }
+            Action::Stop { signal, why } => {
+                match why {
+                    StopWhy::Signal => {
+                        interrupted = true;
+                        signalled_at = Some(now);
+                    }
+                    StopWhy::Cancelled => {
+                        tracing::warn!("stop requested; stopping the job");
+                        interrupted = true;
+                        signalled_at = Some(now);
+                    }
+                    StopWhy::TimedOut => {
+                        tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
+                        timed_out = true;
+                    }
+                }
+                if let Some(pid) = child_pid {
+                    stop_job(pid, signal, &rx);
+                }
                 emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
                 exit = reap(&mut child);
                 break;
             }
-            Ok(Event::Spot(n)) => {
-                tracing::warn!(action = %n.action, time = %n.time, "spot interruption notice");
-                spot_notice = Some(n);
+            Action::ShipNow => {
                 interrupted = true;
                 // Ship what we have now: the instance may vanish in two minutes.
                 cut_and_queue(&mut spool, uploader.as_ref());
-                last_cut = Instant::now();
+                last_cut = now;
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let now = Instant::now();
-                let cancelled = opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
-                let past_deadline = deadline.is_some_and(|d| now >= d);
-                if let (Some(pid), true) = (child_pid, cancelled || past_deadline) {
-                    if cancelled {
-                        tracing::warn!("stop requested; stopping the job");
-                        interrupted = true;
-                        signalled_at = Some(now);
-                    } else {
-                        tracing::warn!(timeout = ?opts.timeout, "job ran past its timeout; stopping it");
-                        timed_out = true;
-                    }
-                    stop_job(pid, Signal::SIGTERM, &rx);
-                    emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
-                    exit = reap(&mut child);
-                    break;
-                }
+            Action::Sample => {
                 cores_probe.tick();
                 let s = sampler.sample(now, now_ms());
                 // Attached: the run is over when the tree or the cgroup has no process left.
-                let gone = child_pid.is_none() && s.processes == 0;
+                let gone = !seen.own_job && s.processes == 0;
                 emit(s, &mut spool);
                 if gone {
                     break;
                 }
-                next_tick += opts.interval;
-                if next_tick < now {
-                    // We fell behind (suspended, overloaded): skip ticks rather than burst.
-                    next_tick = now + opts.interval;
-                }
-                if let Some(every) = upload_every {
-                    if now.duration_since(last_cut) >= every {
-                        cut_and_queue(&mut spool, uploader.as_ref());
-                        last_cut = now;
-                    }
+                next_tick = next_tick_after(next_tick, now, opts.interval);
+                if part_due(now, last_cut, upload_every) {
+                    cut_and_queue(&mut spool, uploader.as_ref());
+                    last_cut = now;
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -619,4 +721,83 @@ fn validate(opts: &MonitorOptions) -> Result<(), MonitorError> {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod decide_tests {
+    use super::*;
+
+    const OWN: Seen = Seen {
+        own_job: true,
+        cancelled: false,
+        past_deadline: false,
+    };
+    const ATTACHED: Seen = Seen {
+        own_job: false,
+        cancelled: false,
+        past_deadline: false,
+    };
+
+    #[test]
+    fn a_run_ends_as_its_first_cause_says() {
+        // the job's own exit ends the run, whatever else is true
+        let all = Seen {
+            own_job: true,
+            cancelled: true,
+            past_deadline: true,
+        };
+        assert_eq!(decide(Wake::Exited, all), Action::Finish);
+        // a signal to the agent is forwarded to its own job, as that signal
+        assert_eq!(
+            decide(Wake::Signal(2), OWN),
+            Action::Stop {
+                signal: Signal::SIGINT,
+                why: StopWhy::Signal
+            }
+        );
+        // attached, the job is not ours to stop: the watch ends, interrupted
+        assert_eq!(decide(Wake::Signal(15), ATTACHED), Action::End { interrupted: true });
+        // a stop request wins over a timeout on the same tick
+        assert_eq!(
+            decide(Wake::Tick, all),
+            Action::Stop {
+                signal: Signal::SIGTERM,
+                why: StopWhy::Cancelled
+            }
+        );
+        let late = Seen {
+            past_deadline: true,
+            ..OWN
+        };
+        assert_eq!(
+            decide(Wake::Tick, late),
+            Action::Stop {
+                signal: Signal::SIGTERM,
+                why: StopWhy::TimedOut
+            }
+        );
+        // an attached job past the deadline or asked to stop is only watched
+        let attached_all = Seen { own_job: false, ..all };
+        assert_eq!(decide(Wake::Tick, attached_all), Action::Sample);
+        // stop requests and deadlines are looked at on ticks, not on a spot notice
+        assert_eq!(decide(Wake::SpotNotice, all), Action::ShipNow);
+        assert_eq!(decide(Wake::Tick, OWN), Action::Sample);
+        assert_eq!(decide(Wake::Disconnected, OWN), Action::End { interrupted: false });
+    }
+
+    #[test]
+    fn ticks_are_skipped_not_burst_and_parts_are_cut_on_time() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        // on time: one interval on
+        assert_eq!(next_tick_after(t0, t0, s), t0 + s);
+        // three intervals behind: one interval from now, not three quick samples
+        let now = t0 + 3 * s + Duration::from_millis(500);
+        assert_eq!(next_tick_after(t0, now, s), now + s);
+        // parts: due once `every` has passed, never without upload
+        let every = Some(Duration::from_secs(60));
+        assert!(!part_due(t0 + Duration::from_secs(59), t0, every));
+        assert!(part_due(t0 + Duration::from_secs(60), t0, every));
+        assert!(!part_due(t0 + Duration::from_secs(600), t0, None));
+    }
 }
