@@ -357,21 +357,26 @@ mod tests {
         assert!(fw.contains("-I DOCKER-USER -d 169.254.169.254/32 -j DROP"), "{fw}");
     }
 
-    #[test]
-    fn unsafe_tokens_nul_bytes_and_oversize_are_refused() {
-        let argv = vec!["a\0b".to_string()];
-        let env = BTreeMap::new();
-        let mut input = UserDataInput {
+    /// An input with plain one-letter tokens around `argv` and `env`.
+    fn plain_input<'a>(argv: &'a [String], env: &'a BTreeMap<String, String>) -> UserDataInput<'a> {
+        UserDataInput {
             bucket: "b",
             agent_key: "k",
             region: "r",
             job: "j",
             run_id: "r",
             deadline_epoch_s: 0,
-            argv: &argv,
-            env: &env,
+            argv,
+            env,
             image: None,
-        };
+        }
+    }
+
+    #[test]
+    fn unsafe_tokens_nul_bytes_and_oversize_are_refused() {
+        let argv = vec!["a\0b".to_string()];
+        let env = BTreeMap::new();
+        let mut input = plain_input(&argv, &env);
         assert_eq!(
             render(&input).unwrap_err(),
             UserDataError::Nul {
@@ -405,17 +410,7 @@ mod tests {
             ("É", false),
         ] {
             let env = BTreeMap::from([(name.to_string(), "v".to_string())]);
-            let input = UserDataInput {
-                bucket: "b",
-                agent_key: "k",
-                region: "r",
-                job: "j",
-                run_id: "r",
-                deadline_epoch_s: 0,
-                argv: &argv,
-                env: &env,
-                image: None,
-            };
+            let input = plain_input(&argv, &env);
             // THEN the renderer agrees with the spec's rule, naming the env name when it refuses
             let rendered = render(&input);
             assert_eq!(rendered.is_ok(), ok, "{name:?}: {rendered:?}");
