@@ -5,9 +5,15 @@
 use lambda_runtime::Diagnostic;
 use serde::de::DeserializeOwned;
 use spotfit_aws::config::{self, env_var, ConfigError, LaunchConfig};
-use spotfit_aws::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, Ec2Launcher, S3ObjectStore};
+use spotfit_aws::{
+    DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, DynamoWaitStore, Ec2Launcher, S3ObjectStore, SfnCallback,
+};
 use spotfit_core::error_names;
-use spotfit_core::pipeline::PipelineError;
+use spotfit_core::pipeline::{Completer, PipelineError};
+use spotfit_core::ports::{
+    CapacityStore, Clock, InstanceLauncher, ObjectStore, RunStore, SystemClock, TaskCallback, WaitStore,
+};
+use std::sync::Arc;
 
 /// A step's failure as Step Functions sees it.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +130,61 @@ impl Aws {
     /// EC2 for describe, terminate and list (check, terminate, reap): no launch configuration.
     pub fn instances(&self) -> Ec2Launcher {
         Ec2Launcher::instances_only(aws_sdk_ec2::Client::new(&self.sdk))
+    }
+
+    /// The waits table (`SPOTFIT_WAITS_TABLE`).
+    pub fn waits(&self) -> Result<DynamoWaitStore, ConfigError> {
+        Ok(DynamoWaitStore::new(self.ddb(), &env_var(config::WAITS_TABLE)?))
+    }
+
+    /// Step Functions' callback API (`SendTaskSuccess`, `SendTaskHeartbeat`).
+    pub fn callback(&self) -> SfnCallback {
+        SfnCallback::from_sdk(&self.sdk)
+    }
+
+    /// Every port completing an attempt needs: check-job's arm, job-events, the sweep.
+    pub fn completion_ports(&self) -> Result<CompletionPorts, ConfigError> {
+        Ok(CompletionPorts {
+            launcher: Arc::new(self.instances()),
+            objects: Arc::new(self.objects()?),
+            capacity: Arc::new(self.capacity()?),
+            runs: Arc::new(self.runs()?),
+            waits: Arc::new(self.waits()?),
+            callback: Arc::new(self.callback()),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// The ports of event-driven completion, shared (`Arc`: the handlers that use them are wired
+/// once, and tests keep a handle on the in-memory fakes they put in).
+pub struct CompletionPorts {
+    pub launcher: Arc<dyn InstanceLauncher>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub capacity: Arc<dyn CapacityStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub waits: Arc<dyn WaitStore>,
+    pub callback: Arc<dyn TaskCallback>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl CompletionPorts {
+    pub fn completer(&self) -> Completer<'_> {
+        Completer {
+            launcher: self.launcher.as_ref(),
+            objects: self.objects.as_ref(),
+            capacity: self.capacity.as_ref(),
+            runs: self.runs.as_ref(),
+            waits: self.waits.as_ref(),
+            callback: self.callback.as_ref(),
+            clock: self.clock.as_ref(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CompletionPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionPorts").finish_non_exhaustive()
     }
 }
 

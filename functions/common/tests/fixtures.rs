@@ -59,9 +59,7 @@ fn every_state_input_and_output_matches_its_fixture() {
         InMemoryCapacityStore::default(),
     );
     let clock = FakeClock::at(T0);
-    let settings = LaunchSettings {
-        zones: vec!["use1-az1".into(), "use1-az2".into()],
-    };
+    let settings = LaunchSettings::new(vec!["use1-az1".into(), "use1-az2".into()]);
     let cands = vec![
         candidate("m7i.large", 0.0302),
         candidate("c7i.large", 0.0315),

@@ -66,9 +66,7 @@ mod tests {
             capacity: Default::default(),
             runs: Default::default(),
             clock: FakeClock::at(T0),
-            settings: LaunchSettings {
-                zones: vec!["use1-az1".into()],
-            },
+            settings: LaunchSettings::new(vec!["use1-az1".into()]),
             budget: Some(crate::LAUNCH_BUDGET),
         }
     }

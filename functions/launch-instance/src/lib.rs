@@ -23,6 +23,7 @@ pub const ENV: &[&str] = &[
     spotfit_aws::config::AGENT_KEY,
     spotfit_aws::config::REGION,
     spotfit_aws::config::SECURITY_GROUP_IDS,
+    spotfit_aws::config::HEARTBEAT_S,
     spotfit_aws::config::ASSOCIATE_PUBLIC_IP,
 ];
 
@@ -37,7 +38,10 @@ pub async fn from_env(
         capacity: aws.capacity()?,
         runs: aws.runs()?,
         clock: SystemClock,
-        settings: LaunchSettings { zones: cfg.zones() },
+        settings: LaunchSettings {
+            heartbeat_s: spotfit_aws::config::heartbeat_s(&|k| std::env::var(k).ok())?,
+            ..LaunchSettings::new(cfg.zones())
+        },
         budget: Some(LAUNCH_BUDGET),
     })
 }

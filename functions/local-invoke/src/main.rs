@@ -27,6 +27,9 @@ async fn invoke(function: &str, payload: Value) -> anyhow::Result<Result<Value, 
         "reap-instances" => {
             reap_instances::handler::handle(ev, &reap_instances::from_env().await.map_err(anyhow::Error::msg)?).await
         }
+        "job-events" => {
+            job_events::handler::handle(ev, &job_events::from_env().await.map_err(anyhow::Error::msg)?).await
+        }
         other => anyhow::bail!("unknown function {other:?}"),
     };
     Ok(out.map_err(Diagnostic::from))

@@ -51,9 +51,7 @@ mod tests {
         let state = sized_state(spec, "run-1", vec![candidate("m7i.large", 0.036)], T0);
         let (l, cap) = (FakeLauncher::new(), InMemoryCapacityStore::default());
         l.now_ms.store(T0, std::sync::atomic::Ordering::SeqCst);
-        let settings = LaunchSettings {
-            zones: vec!["use1-az1".into()],
-        };
+        let settings = LaunchSettings::new(vec!["use1-az1".into()]);
         let state = block_on(launch_step(&l, &cap, &d.runs, &d.clock, &settings, state)).unwrap();
         d.clock.advance(3_600_000);
         let mut ev = serde_json::to_value(&state).unwrap();

@@ -44,9 +44,7 @@ mod tests {
         let spec = serde_json::json!({"name": "etl", "command": ["true"]});
         let state = sized_state(spec, "run-1", vec![candidate("m7i.large", 0.03)], T0);
         let (cap, runs) = (InMemoryCapacityStore::default(), InMemoryRunStore::default());
-        let settings = LaunchSettings {
-            zones: vec!["use1-az1".into()],
-        };
+        let settings = LaunchSettings::new(vec!["use1-az1".into()]);
         let state = block_on(launch_step(&d.launcher, &cap, &runs, &d.clock, &settings, state)).unwrap();
         let mut ev = serde_json::to_value(&state).unwrap();
         ev["error"] = serde_json::json!({"Error": "Throttled", "Cause": "x"});

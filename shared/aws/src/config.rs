@@ -25,6 +25,10 @@ pub const ASSOCIATE_PUBLIC_IP: &str = "SPOTFIT_ASSOCIATE_PUBLIC_IP";
 pub const REAP_STALE_S: &str = "SPOTFIT_REAP_STALE_S";
 /// Optional: seconds after launch before the reaper may call an instance without a run row unknown.
 pub const REAP_GRACE_S: &str = "SPOTFIT_REAP_GRACE_S";
+/// The waits table: one item per attempt an execution waits on (task token and state).
+pub const WAITS_TABLE: &str = "SPOTFIT_WAITS_TABLE";
+/// Optional: the Await task's heartbeat bound, seconds (three reaper periods; default 900).
+pub const HEARTBEAT_S: &str = "SPOTFIT_HEARTBEAT_S";
 /// Optional: the state machine `spotfit submit` starts.
 pub const STATE_MACHINE_ARN: &str = "SPOTFIT_STATE_MACHINE_ARN";
 
@@ -192,6 +196,20 @@ impl LaunchConfig {
     /// AZ ids with a subnet, in a stable order.
     pub fn zones(&self) -> Vec<String> {
         self.subnets.keys().cloned().collect()
+    }
+}
+
+/// The Await task's heartbeat bound (`SPOTFIT_HEARTBEAT_S`): between one minute and a day, so
+/// a misconfigured sweep period cannot make every wait time out or never.
+pub fn heartbeat_s(env: Env<'_>) -> Result<u64, ConfigError> {
+    let s = seconds(env, HEARTBEAT_S, 900)?.as_secs();
+    if (60..=86_400).contains(&s) {
+        Ok(s)
+    } else {
+        Err(ConfigError::Invalid {
+            var: HEARTBEAT_S,
+            reason: format!("{s} s is outside 60..=86400"),
+        })
     }
 }
 

@@ -1,13 +1,13 @@
 //! DynamoDB stores: job profiles (conditional writes on `version`), run attempts (one item per
 //! run id and attempt, a `by-job` index on job and start time), capacity marks (TTL on
-//! `expires_at`). Items carry the domain object as JSON in `doc` plus the key and index
+//! `expires_at`), and the waits of attempts an execution waits on ([`DynamoWaitStore`]). Items carry the domain object as JSON in `doc` plus the key and index
 //! attributes, so the schema of the domain types can grow without a table migration.
 
 use crate::errors::store_error;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use spotfit_core::ids::Pool;
-use spotfit_core::ports::{CapacityMark, CapacityStore, ProfileStore, RunStore, StoreError};
+use spotfit_core::ports::{CapacityMark, CapacityStore, ProfileStore, RunStore, StoreError, WaitStore, Waiting};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::run::RunRecord;
 use spotfit_core::spec::Market;
@@ -293,5 +293,136 @@ impl CapacityStore for DynamoCapacityStore {
         }
         pools.sort();
         Ok(pools)
+    }
+}
+
+/// [`WaitStore`] on the `waits` table (pk `run_id`, sk `attempt`; `token`, the state in `doc`,
+/// TTL `expires_at` a day past the attempt's deadline so a wait nobody removed cannot linger).
+/// Scanned whole by the sweep: it holds one item per attempt in flight, never history.
+#[derive(Debug, Clone)]
+pub struct DynamoWaitStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoWaitStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn wait_of(item: &Item) -> Result<Waiting, StoreError> {
+    let key = format!(
+        "{}/{}",
+        get_s(item, "run_id").unwrap_or("?"),
+        get_n::<u32>(item, "attempt").unwrap_or(0)
+    );
+    doc(item, &key)
+}
+
+#[async_trait]
+impl WaitStore for DynamoWaitStore {
+    #[tracing::instrument(skip(self, wait), err, fields(table = %self.table, run_id = %wait.run_id, attempt = wait.attempt))]
+    async fn arm(&self, wait: &Waiting) -> Result<(), StoreError> {
+        let key = format!("{}/{}", wait.run_id, wait.attempt);
+        const DAY_S: i64 = 86_400;
+        let deadline_ms = wait.state.instance.as_ref().map_or(wait.armed_at_ms, |i| i.deadline_ms);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("run_id", s(&wait.run_id))
+            .item("attempt", n(wait.attempt))
+            .item("token", s(&wait.token))
+            .item("instance_id", s(&wait.instance_id.0))
+            .item("armed_ms", n(wait.armed_at_ms))
+            .item("expires_at", n(deadline_ms.div_euclid(1000) + DAY_S))
+            .item("doc", s(to_json(wait, &key)?))
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb", e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<Waiting>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("run_id", s(run_id))
+            .key("attempt", n(attempt))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("dynamodb", e))?;
+        out.item().map(wait_of).transpose()
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn of_run(&self, run_id: &str) -> Result<Vec<Waiting>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("run_id = :r")
+            .expression_attribute_values(":r", s(run_id))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(|e| store_error("dynamodb", e))?.items() {
+                out.push(wait_of(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn all(&self) -> Result<Vec<Waiting>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(|e| store_error("dynamodb", e))?.items() {
+                out.push(wait_of(item)?);
+            }
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip(self, token), err, fields(table = %self.table))]
+    async fn disarm(&self, run_id: &str, attempt: u32, token: &str) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("run_id", s(run_id))
+            .key("attempt", n(attempt))
+            .condition_expression("#t = :t")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":t", s(token))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("dynamodb", e)),
+        }
     }
 }

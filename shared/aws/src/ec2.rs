@@ -297,6 +297,36 @@ impl InstanceLauncher for Ec2Launcher {
         }
     }
 
+    /// One DescribeInstances per 200 ids, through the `instance-id` filter: unlike
+    /// `InstanceIds`, a filter does not fail the whole call for one id EC2 no longer knows.
+    #[tracing::instrument(skip(self, ids), err, fields(n = ids.len()))]
+    async fn describe_many(&self, ids: &[InstanceId]) -> Result<Vec<InstanceInfo>, LaunchError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let mut pages = self
+                .client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("instance-id")
+                        .set_values(Some(chunk.iter().map(|i| i.0.clone()).collect()))
+                        .build(),
+                )
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(ec2_error)?;
+                out.extend(
+                    page.reservations()
+                        .iter()
+                        .flat_map(|r| r.instances())
+                        .map(instance_info),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     #[tracing::instrument(skip(self), err, fields(instance_id = %id))]
     async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError> {
         match self.client.terminate_instances().instance_ids(&id.0).send().await {

@@ -1,8 +1,11 @@
-//! Step Functions client for `spotfit submit`: start an execution of the pipeline, follow it.
+//! Step Functions: [`SfnExecutions`] for `spotfit submit` and `spotfit cancel` (start, follow,
+//! stop an execution), and [`SfnCallback`], the callback half of the Await task's
+//! `.waitForTaskToken` for the handlers that complete it.
 
 use crate::errors::store_error;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
-use spotfit_core::ports::StoreError;
+use spotfit_core::ports::{Delivery, StoreError, TaskCallback};
 
 /// An execution as `spotfit submit --wait` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +65,20 @@ impl SfnExecutions {
         })
     }
 
+    /// Stops an execution (`spotfit cancel`): the execution ends ABORTED, and the stack's
+    /// status-change rule terminates its instance and closes its run row.
+    pub async fn stop(&self, execution_arn: &str, cause: &str) -> Result<(), StoreError> {
+        self.client
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .error("spotfit.Cancelled")
+            .cause(cause)
+            .send()
+            .await
+            .map_err(|e| store_error("states", e))?;
+        Ok(())
+    }
+
     /// Names of the states entered so far, oldest first (for progress lines).
     pub async fn states_entered(&self, execution_arn: &str) -> Result<Vec<String>, StoreError> {
         let mut pages = self
@@ -88,5 +105,64 @@ impl SfnExecutions {
             }
         }
         Ok(names)
+    }
+}
+
+/// The error codes of a callback whose task no longer waits. Step Functions answers
+/// `TaskTimedOut` for a token whose task ended (completed, timed out, or its execution
+/// stopped), `TaskDoesNotExist` for one it does not know, and `InvalidToken` for one that is
+/// not a token at all.
+pub const TASK_GONE_CODES: &[&str] = &["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"];
+
+/// [`TaskCallback`] on `SendTaskSuccess` / `SendTaskHeartbeat`.
+#[derive(Debug, Clone)]
+pub struct SfnCallback {
+    client: aws_sdk_sfn::Client,
+}
+
+impl SfnCallback {
+    pub fn new(client: aws_sdk_sfn::Client) -> Self {
+        Self { client }
+    }
+    /// From the shared SDK config (the endpoint from `AWS_ENDPOINT_URL_SFN` when set).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_sfn::Client::new(sdk))
+    }
+}
+
+fn delivery<E, R>(
+    res: Result<
+        E,
+        aws_sdk_sfn::error::SdkError<impl ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R>,
+    >,
+) -> Result<Delivery, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match res {
+        Ok(_) => Ok(Delivery::Accepted),
+        Err(e) if e.code().is_some_and(|c| TASK_GONE_CODES.contains(&c)) => Ok(Delivery::Gone),
+        Err(e) => Err(store_error("states", e)),
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskCallback for SfnCallback {
+    #[tracing::instrument(skip_all, err)]
+    async fn succeed(&self, token: &str, output: &serde_json::Value) -> Result<Delivery, StoreError> {
+        let res = self
+            .client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await;
+        delivery(res)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn heartbeat(&self, token: &str) -> Result<Delivery, StoreError> {
+        let res = self.client.send_task_heartbeat().task_token(token).send().await;
+        delivery(res)
     }
 }

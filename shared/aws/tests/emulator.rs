@@ -15,6 +15,7 @@ use spotfit_aws::{
 use spotfit_core::ids::{InstanceId, Pool};
 use spotfit_core::pipeline::{self, LaunchSettings, ReapPolicy, RunState};
 use spotfit_core::ports::*;
+use spotfit_core::ports::{WaitStore, Waiting};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::run::RunRecord;
 use spotfit_core::spec::Market;
@@ -303,7 +304,7 @@ async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
     let l = s.launcher("launch-instance");
     let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let st = state("ec2-props", &["m6i.large"]);
-    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st)
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings::new(s.zones()), st)
         .await
         .unwrap();
     let id = st.instance.as_ref().unwrap().instance_id.clone();
@@ -364,7 +365,7 @@ async fn capacity_errors_fall_back_and_mark_the_pools() {
     let st = state("ec2-fallback", &["c5.large", "c5.xlarge", "c5.2xlarge"]);
     let zones = vec![s.zones()[0].clone()];
     // WHEN launched with the real adapters
-    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones }, st)
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings::new(zones), st)
         .await
         .unwrap();
     // THEN the third type runs, the two failures were tried in order, classified, and marked
@@ -433,7 +434,7 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
     let l = s.launcher("launch-instance");
     let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let st = state("ec2-idem", &["m5.xlarge"]);
-    let settings = LaunchSettings { zones: s.zones() };
+    let settings = LaunchSettings::new(s.zones());
     let a = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &settings, st.clone())
         .await
         .unwrap();
@@ -478,7 +479,7 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
     let l = s.launcher("launch-instance");
     let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
     let st = state("ec2-intr", &["m5.large"]);
-    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings { zones: s.zones() }, st)
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings::new(s.zones()), st)
         .await
         .unwrap();
     let id = st.instance.as_ref().unwrap().instance_id.clone();
@@ -513,7 +514,7 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
     let s = stack().await;
     let l = s.launcher("launch-instance");
     let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
-    let settings = LaunchSettings { zones: s.zones() };
+    let settings = LaunchSettings::new(s.zones());
     let old = pipeline::launch_step(
         &l,
         &caps,
@@ -544,6 +545,7 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
         &s.runs("reap-instances"),
         &SystemClock,
         &ReapPolicy::default(),
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -559,4 +561,62 @@ async fn the_reaper_terminates_an_abandoned_instance_and_spares_a_live_one() {
         InstanceState::Terminated
     );
     terminate_run(&l, "reap-live").await;
+}
+
+#[tokio::test]
+async fn waits_are_armed_found_by_run_swept_and_disarmed_only_with_their_token() {
+    let s = stack().await;
+    let table = env("SPOTFIT_WAITS_TABLE");
+    let waits = |component: &str| spotfit_aws::DynamoWaitStore::new(s.ddb(component), &table);
+    let l = s.launcher("launch-instance");
+    let st = pipeline::launch_step(
+        &l,
+        &s.caps("launch-instance"),
+        &s.runs("launch-instance"),
+        &SystemClock,
+        &LaunchSettings::new(s.zones()),
+        state("wait-1", &["m5.large"]),
+    )
+    .await
+    .unwrap();
+    let inst = st.instance.clone().unwrap();
+    let wait = Waiting {
+        run_id: "wait-1".into(),
+        attempt: 1,
+        token: "tok-a".into(),
+        instance_id: inst.instance_id.clone(),
+        armed_at_ms: now_ms(),
+        state: Box::new(st.clone()),
+    };
+    waits("check-job").arm(&wait).await.unwrap();
+    assert_eq!(waits("job-events").get("wait-1", 1).await.unwrap(), Some(wait.clone()));
+    assert_eq!(waits("job-events").of_run("wait-1").await.unwrap(), vec![wait.clone()]);
+    assert!(waits("reap-instances").all().await.unwrap().contains(&wait));
+    // A re-arm replaces the token; the old token no longer removes it.
+    let rearmed = Waiting {
+        token: "tok-b".into(),
+        ..wait.clone()
+    };
+    waits("check-job").arm(&rearmed).await.unwrap();
+    assert!(!waits("reap-instances").disarm("wait-1", 1, "tok-a").await.unwrap());
+    assert_eq!(
+        waits("job-events").get("wait-1", 1).await.unwrap().unwrap().token,
+        "tok-b"
+    );
+    assert!(waits("job-events").disarm("wait-1", 1, "tok-b").await.unwrap());
+    assert!(
+        !waits("job-events").disarm("wait-1", 1, "tok-b").await.unwrap(),
+        "already gone"
+    );
+    assert_eq!(waits("job-events").get("wait-1", 1).await.unwrap(), None);
+    // The sweep's batched describe: one call, an unknown id left out rather than failing it.
+    let many = s
+        .launcher("reap-instances")
+        .describe_many(&[inst.instance_id.clone(), InstanceId("i-0123456789abcdef0".into())])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 1);
+    assert_eq!(many[0].instance_id, inst.instance_id);
+    assert_eq!(many[0].run_id.as_deref(), Some("wait-1"));
+    terminate_run(&s.launcher("terminate-instance"), "wait-1").await;
 }

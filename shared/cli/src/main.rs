@@ -54,6 +54,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
+    /// Stop a run on AWS: its execution is stopped, its instance terminated, its row closed.
+    #[cfg(feature = "aws")]
+    Cancel(submit_cmd::CancelArgs),
+    /// Stop a run on AWS (this build has no AWS support: build with `--features aws`).
+    #[cfg(not(feature = "aws"))]
+    Cancel {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 /// What a command that needs the AWS side says in a build without it.
@@ -83,6 +92,10 @@ fn main() -> ExitCode {
         Command::Submit(args) => submit_cmd::run(args),
         #[cfg(not(feature = "aws"))]
         Command::Submit { .. } => Err(no_aws("`spotfit submit`")),
+        #[cfg(feature = "aws")]
+        Command::Cancel(args) => submit_cmd::cancel(args),
+        #[cfg(not(feature = "aws"))]
+        Command::Cancel { .. } => Err(no_aws("`spotfit cancel`")),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

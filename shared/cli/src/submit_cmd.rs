@@ -83,3 +83,71 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
         }
     })
 }
+
+/// `spotfit cancel RUN_ID`: stops the run's execution. The stack's rule on the execution's
+/// status change (ABORTED) terminates its instance and closes its run row as `cancelled`, with
+/// the instance time it cost; the reaper's sweep does the same if that event is lost.
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The run id (the execution's name, as `spotfit submit` printed it).
+    pub run_id: String,
+    /// The pipeline's state machine.
+    #[arg(long, env = spotfit_aws::config::STATE_MACHINE_ARN, value_name = "ARN")]
+    pub state_machine: String,
+    /// Why, kept as the execution's cause.
+    #[arg(long, default_value = "cancelled with spotfit cancel")]
+    pub reason: String,
+}
+
+/// The ARN of the execution named `name` of `state_machine_arn`.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> anyhow::Result<String> {
+    let Some((head, machine)) = state_machine_arn.split_once(":stateMachine:") else {
+        bail!("--state-machine {state_machine_arn:?} is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)");
+    };
+    if machine.is_empty() || machine.contains(':') {
+        bail!("--state-machine {state_machine_arn:?}: expected one state machine name after :stateMachine:");
+    }
+    Ok(format!("{head}:execution:{machine}:{name}"))
+}
+
+pub fn cancel(args: CancelArgs) -> anyhow::Result<i32> {
+    if !spotfit_core::ids::valid_run_id(&args.run_id) {
+        bail!(
+            "RUN_ID {:?} is not a run id (letters, digits, '-', '_' or '.', at most 128)",
+            args.run_id
+        );
+    }
+    let arn = execution_arn(&args.state_machine, &args.run_id)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let sdk = spotfit_aws::load_sdk_config().await;
+        let sfn = SfnExecutions::new(aws_sdk_sfn::Client::new(&sdk));
+        let before = sfn.describe(&arn).await?;
+        if !before.is_running() {
+            println!("run {} already ended: {}", args.run_id, before.status);
+            return Ok(1);
+        }
+        sfn.stop(&arn, &args.reason).await?;
+        println!(
+            "cancelled run {} (execution {arn}); its instance is terminated within a minute",
+            args.run_id
+        );
+        Ok(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_execution_arn_is_built_from_the_state_machine_arn() {
+        assert_eq!(
+            execution_arn("arn:aws:states:us-east-1:123456789012:stateMachine:spotfit", "run-1").unwrap(),
+            "arn:aws:states:us-east-1:123456789012:execution:spotfit:run-1"
+        );
+        let e = execution_arn("arn:aws:lambda:us-east-1:1:function:x", "r").unwrap_err();
+        assert!(e.to_string().contains("not a state machine ARN"), "{e}");
+    }
+}

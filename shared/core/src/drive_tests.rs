@@ -113,9 +113,7 @@ impl World {
 fn options() -> DriveOptions {
     DriveOptions {
         poll_ms: 1_000,
-        launch: LaunchSettings {
-            zones: vec!["use1-az1".into()],
-        },
+        launch: LaunchSettings::new(vec!["use1-az1".into()]),
         ..Default::default()
     }
 }

@@ -75,9 +75,7 @@ impl World {
             runs: Default::default(),
             capacity: Default::default(),
             clock: FakeClock::at(T0),
-            settings: LaunchSettings {
-                zones: vec!["use1-az1".into()],
-            },
+            settings: LaunchSettings::new(vec!["use1-az1".into()]),
         }
     }
     fn size(&self, spec: serde_json::Value) -> RunState {
@@ -658,7 +656,7 @@ fn reaper_terminates_ended_unknown_abandoned_and_overdue_instances_only() {
 
     w.clock.advance(180_000);
     let _ = w.check(healthy.clone()); // heartbeat
-    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy)).unwrap();
+    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy, &Default::default())).unwrap();
     let mut got: Vec<(String, ReapReason)> = report
         .terminated
         .iter()
@@ -678,7 +676,7 @@ fn reaper_terminates_ended_unknown_abandoned_and_overdue_instances_only() {
     let _ = (abandoned, unknown);
     // past its deadline even the healthy one goes
     w.clock.advance(600_000 + BOOT_GRACE_MS);
-    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy)).unwrap();
+    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy, &Default::default())).unwrap();
     assert_eq!(report.terminated[0].reason, ReapReason::PastDeadline);
     assert!(w.launcher.live().is_empty());
 }
@@ -700,9 +698,9 @@ fn young_instances_without_a_row_are_left_alone() {
         end: None,
     };
     let p = ReapPolicy::default();
-    assert_eq!(reap_reason(&info, None, T0 + 1000, &p), None);
+    assert_eq!(reap_reason(&info, None, false, T0 + 1000, &p), None);
     assert_eq!(
-        reap_reason(&info, None, T0 + p.launch_grace_ms + 1, &p),
+        reap_reason(&info, None, false, T0 + p.launch_grace_ms + 1, &p),
         Some(ReapReason::Unknown)
     );
 }

@@ -207,6 +207,17 @@ pub trait InstanceLauncher: Send + Sync {
     async fn launch(&self, req: &LaunchRequest) -> Result<LaunchedInstance, LaunchError>;
     /// Current state; `Ok(None)` if the instance is unknown (never existed or long gone).
     async fn describe(&self, id: &InstanceId) -> Result<Option<InstanceInfo>, LaunchError>;
+    /// The states of several instances, unknown ones left out (the sweep: one call per batch
+    /// where the API allows it).
+    async fn describe_many(&self, ids: &[InstanceId]) -> Result<Vec<InstanceInfo>, LaunchError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(info) = self.describe(id).await? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
     /// Terminates; succeeds if it is already terminated or unknown (safe to repeat).
     async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError>;
     /// All spotfit-managed instances not yet terminated (every page).
@@ -251,6 +262,53 @@ pub trait RunStore: Send + Sync {
     async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<RunRecord>, StoreError>;
     /// Most recent first, at most `limit`; all jobs when `job` is None.
     async fn list(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+}
+
+/// An execution waiting on one attempt's end: the Step Functions task token it waits on and
+/// the state the attempt's end is checked from. Stored by the arm step, removed once the
+/// attempt's outcome was sent (or the execution is gone). The token never leaves the control
+/// plane: not in user data, not on the instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub run_id: String,
+    pub attempt: u32,
+    pub token: String,
+    pub instance_id: InstanceId,
+    pub armed_at_ms: i64,
+    pub state: Box<crate::pipeline::RunState>,
+}
+
+#[async_trait]
+pub trait WaitStore: Send + Sync {
+    /// Stores the wait of one attempt, replacing an older one of the same attempt (a re-arm
+    /// after a heartbeat timeout brings a new token).
+    async fn arm(&self, wait: &Waiting) -> Result<(), StoreError>;
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<Waiting>, StoreError>;
+    /// The waits of one run (at most one per attempt).
+    async fn of_run(&self, run_id: &str) -> Result<Vec<Waiting>, StoreError>;
+    /// Every wait (the sweep: a few hundred at most, one per attempt in flight).
+    async fn all(&self) -> Result<Vec<Waiting>, StoreError>;
+    /// Removes the wait if it still holds `token`; `Ok(false)` when it was gone or re-armed.
+    async fn disarm(&self, run_id: &str, attempt: u32, token: &str) -> Result<bool, StoreError>;
+}
+
+/// What Step Functions said to a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Accepted,
+    /// The task no longer waits: completed by an earlier callback, timed out, or its execution
+    /// stopped (`TaskDoesNotExist`, `TaskTimedOut`, `InvalidToken`). Never an error: events
+    /// arrive at least once and in no order.
+    Gone,
+}
+
+/// The callback half of Step Functions' `.waitForTaskToken`.
+#[async_trait]
+pub trait TaskCallback: Send + Sync {
+    /// `SendTaskSuccess`: the task's output is `output` (the checked state).
+    async fn succeed(&self, token: &str, output: &serde_json::Value) -> Result<Delivery, StoreError>;
+    /// `SendTaskHeartbeat` (writes no history event).
+    async fn heartbeat(&self, token: &str) -> Result<Delivery, StoreError>;
 }
 
 /// Why a pool was marked unavailable.

@@ -56,6 +56,9 @@ pub enum RunStatus {
     /// The instance vanished without an exit marker.
     Lost,
     TimedOut,
+    /// Its execution was stopped (`spotfit cancel`, StopExecution) or ended without it: the
+    /// instance was terminated and the row closed with the time it cost.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -71,6 +74,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Lost => "lost",
             RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }

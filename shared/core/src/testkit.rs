@@ -263,6 +263,93 @@ impl RunStore for InMemoryRunStore {
     }
 }
 
+/// Waits in a map keyed by (run id, attempt).
+#[derive(Debug, Default)]
+pub struct InMemoryWaitStore(pub Mutex<BTreeMap<(String, u32), crate::ports::Waiting>>);
+
+#[async_trait]
+impl crate::ports::WaitStore for InMemoryWaitStore {
+    async fn arm(&self, wait: &crate::ports::Waiting) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert((wait.run_id.clone(), wait.attempt), wait.clone());
+        Ok(())
+    }
+    async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<crate::ports::Waiting>, StoreError> {
+        Ok(self.0.lock().unwrap().get(&(run_id.to_string(), attempt)).cloned())
+    }
+    async fn of_run(&self, run_id: &str) -> Result<Vec<crate::ports::Waiting>, StoreError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|w| w.run_id == run_id)
+            .cloned()
+            .collect())
+    }
+    async fn all(&self) -> Result<Vec<crate::ports::Waiting>, StoreError> {
+        Ok(self.0.lock().unwrap().values().cloned().collect())
+    }
+    async fn disarm(&self, run_id: &str, attempt: u32, token: &str) -> Result<bool, StoreError> {
+        let mut m = self.0.lock().unwrap();
+        let key = (run_id.to_string(), attempt);
+        if m.get(&key).is_some_and(|w| w.token == token) {
+            m.remove(&key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Step Functions' side of the callback, as it behaves: a token is open until one success
+/// (later ones find it gone); [`FakeCallback::close`] ends a task the way a stopped execution
+/// or a timeout does.
+#[derive(Debug, Default)]
+pub struct FakeCallback {
+    /// Token → the output it was completed with (None: open).
+    pub tasks: Mutex<BTreeMap<String, Option<serde_json::Value>>>,
+    pub heartbeats: Mutex<Vec<String>>,
+    /// Successes sent, accepted or not.
+    pub sends: Mutex<u32>,
+}
+
+impl FakeCallback {
+    pub fn open(&self, token: &str) {
+        self.tasks.lock().unwrap().insert(token.to_string(), None);
+    }
+    /// The task ends without a callback (execution stopped, timed out).
+    pub fn close(&self, token: &str) {
+        self.tasks.lock().unwrap().remove(token);
+    }
+    pub fn output(&self, token: &str) -> Option<serde_json::Value> {
+        self.tasks.lock().unwrap().get(token).cloned().flatten()
+    }
+}
+
+#[async_trait]
+impl crate::ports::TaskCallback for FakeCallback {
+    async fn succeed(&self, token: &str, output: &serde_json::Value) -> Result<crate::ports::Delivery, StoreError> {
+        *self.sends.lock().unwrap() += 1;
+        let mut t = self.tasks.lock().unwrap();
+        match t.get_mut(token) {
+            Some(slot @ None) => {
+                *slot = Some(output.clone());
+                Ok(crate::ports::Delivery::Accepted)
+            }
+            _ => Ok(crate::ports::Delivery::Gone),
+        }
+    }
+    async fn heartbeat(&self, token: &str) -> Result<crate::ports::Delivery, StoreError> {
+        self.heartbeats.lock().unwrap().push(token.to_string());
+        Ok(match self.tasks.lock().unwrap().get(token) {
+            Some(None) => crate::ports::Delivery::Accepted,
+            _ => crate::ports::Delivery::Gone,
+        })
+    }
+}
+
 /// Capacity marks in a map.
 #[derive(Debug, Default)]
 pub struct InMemoryCapacityStore(pub Mutex<HashMap<Pool, (CapacityMark, i64)>>);

@@ -33,10 +33,19 @@ fn all_outcomes() -> Vec<Outcome> {
 
 fn all_statuses() -> Vec<RunStatus> {
     use RunStatus::*;
-    let all = vec![Running, Succeeded, Failed, OomKilled, Interrupted, Lost, TimedOut];
+    let all = vec![
+        Running,
+        Succeeded,
+        Failed,
+        OomKilled,
+        Interrupted,
+        Lost,
+        TimedOut,
+        Cancelled,
+    ];
     for s in &all {
         match s {
-            Running | Succeeded | Failed | OomKilled | Interrupted | Lost | TimedOut => {}
+            Running | Succeeded | Failed | OomKilled | Interrupted | Lost | TimedOut | Cancelled => {}
         }
     }
     all

@@ -57,6 +57,9 @@ where
     }
     let status = check.status;
     state.check = Some(check);
+    if let Some(i) = state.instance.as_mut() {
+        i.wait_s = wait_seconds(i.deadline_ms, now);
+    }
     if status == RunStatus::Running {
         runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
         state.outcome = None;
@@ -171,6 +174,8 @@ pub fn decide(status: RunStatus, attempt: u32, max_attempts: u32, oom_retries: u
         RunStatus::Succeeded | RunStatus::Running => Outcome::Succeeded,
         RunStatus::Failed => Outcome::Failed,
         RunStatus::TimedOut => Outcome::TimedOut,
+        // Only a stopped execution's bookkeeping closes an attempt as cancelled; nothing follows.
+        RunStatus::Cancelled => Outcome::Failed,
         RunStatus::OomKilled if oom_retries < OOM_RETRIES => Outcome::Retry,
         RunStatus::OomKilled => Outcome::Failed,
         RunStatus::Interrupted | RunStatus::Lost if attempt < max_attempts.max(1) => Outcome::Retry,

@@ -3,10 +3,27 @@
 use super::*;
 
 /// What the launch step needs from the deployment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LaunchSettings {
     /// AZ ids with a subnet, in preference order.
     pub zones: Vec<String>,
+    /// The Await task's heartbeat bound (three sweep periods), seconds.
+    pub heartbeat_s: u64,
+}
+
+impl Default for LaunchSettings {
+    fn default() -> Self {
+        LaunchSettings::new(Vec::new())
+    }
+}
+
+impl LaunchSettings {
+    pub fn new(zones: Vec<String>) -> Self {
+        LaunchSettings {
+            zones,
+            heartbeat_s: DEFAULT_HEARTBEAT_S,
+        }
+    }
 }
 
 /// Launch step: walk the fallback plan until a pool takes the instance. Capacity errors mark
@@ -76,6 +93,8 @@ where
             agent_run_id,
             tried: Vec::new(),
             terminated_at_ms: None,
+            wait_s: wait_seconds(deadline_ms, now),
+            heartbeat_s: settings.heartbeat_s,
         });
         runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
         return Ok(state);
@@ -132,6 +151,8 @@ where
                     agent_run_id,
                     tried,
                     terminated_at_ms: None,
+                    wait_s: wait_seconds(deadline_ms, now),
+                    heartbeat_s: settings.heartbeat_s,
                 });
                 runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
                 return Ok(state);

@@ -6,6 +6,7 @@
 //! cost rule of an attempt. Each Lambda deserialises a [`RunState`] (or a [`SizeInput`]), calls
 //! one step and returns the new state; the ASL only routes on `check.status` and `outcome`.
 
+mod callback;
 mod check;
 mod launch;
 mod reap;
@@ -13,6 +14,7 @@ mod record;
 mod size;
 mod terminate;
 
+pub use callback::*;
 pub use check::{check_step, decide};
 pub use launch::{launch_step, launch_step_within, LaunchSettings};
 pub use reap::*;
@@ -44,6 +46,8 @@ pub const MAX_CANDIDATES: usize = 24;
 pub const DEFAULT_TIMEOUT_S: u64 = 24 * 3600;
 /// Boot, agent download and upload at the end, on top of the job's own timeout.
 pub const BOOT_GRACE_MS: i64 = 10 * 60 * 1000;
+/// The Await task's heartbeat bound when the deployment sets none: three 5-minute sweeps.
+pub const DEFAULT_HEARTBEAT_S: u64 = 900;
 /// How long a pool that refused capacity is skipped by every job.
 pub const CAPACITY_MARK_MS: i64 = 15 * 60 * 1000;
 /// How long a pool that interrupted a job is skipped by every job.
@@ -119,6 +123,27 @@ pub struct AttemptInstance {
     pub tried: Vec<TriedPool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated_at_ms: Option<i64>,
+    /// Seconds from the latest launch or check to the deadline (at least 1): the Await task's
+    /// `TimeoutSecondsPath`, so the wait ends at the deadline whatever else happens.
+    #[serde(default = "one_second")]
+    pub wait_s: u64,
+    /// The Await task's `HeartbeatSecondsPath`: how long a wait lives without the sweep's
+    /// heartbeat before the execution checks the attempt itself.
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: u64,
+}
+
+fn one_second() -> u64 {
+    1
+}
+
+fn default_heartbeat_s() -> u64 {
+    DEFAULT_HEARTBEAT_S
+}
+
+/// Seconds from `now_ms` to `deadline_ms`, rounded up, at least 1 (Step Functions refuses 0).
+pub fn wait_seconds(deadline_ms: i64, now_ms: i64) -> u64 {
+    (((deadline_ms - now_ms).max(0) + 999) / 1000).max(1) as u64
 }
 
 /// The result of one check.

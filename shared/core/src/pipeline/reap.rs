@@ -34,10 +34,13 @@ impl Default for ReapPolicy {
     }
 }
 
-/// Whether (and why) the reaper terminates `info`, given its run row. Pure.
+/// Whether (and why) the reaper terminates `info`, given its run row and whether an execution
+/// waits on its attempt (a waiting attempt is looked after, however old its row's heartbeat:
+/// with event-driven completion nothing polls it). Pure.
 pub fn reap_reason(
     info: &InstanceInfo,
     record: Option<&RunRecord>,
+    waited_on: bool,
     now_ms: i64,
     policy: &ReapPolicy,
 ) -> Option<ReapReason> {
@@ -52,6 +55,7 @@ pub fn reap_reason(
         _ if info.run_id.is_none() || info.attempt.is_none() => (!young).then_some(ReapReason::Unknown),
         None => (!young).then_some(ReapReason::Unknown),
         Some(r) if r.status.is_final() => Some(ReapReason::RunEnded),
+        Some(_) if waited_on => None,
         Some(r) => {
             let beat = r.heartbeat_ms.or(info.launched_at_ms).unwrap_or(0);
             (now_ms - beat > policy.stale_heartbeat_ms).then_some(ReapReason::Abandoned)
@@ -80,12 +84,16 @@ pub struct ReapReport {
 }
 
 /// Reap step: terminate every managed instance whose run is over, unknown, abandoned or past
-/// its deadline. One failed terminate does not stop the others: it is listed in the report.
+/// its deadline, and close the row of an attempt it kills that is still `running` (`timed_out`
+/// past the deadline, else `cancelled`; costed to now), so no run stays running forever. `waiting` lists the attempts an execution
+/// waits on (run id, attempt). One failed terminate does not stop the others: it is listed in
+/// the report.
 pub async fn reap_step<L, R, K>(
     launcher: &L,
     runs: &R,
     clock: &K,
     policy: &ReapPolicy,
+    waiting: &HashSet<(String, u32)>,
 ) -> Result<ReapReport, PipelineError>
 where
     L: InstanceLauncher + ?Sized,
@@ -103,16 +111,33 @@ where
             (Some(run_id), Some(attempt)) => runs.get(run_id, attempt).await?,
             _ => None,
         };
-        let Some(reason) = reap_reason(&info, record.as_ref(), now, policy) else {
+        let waited_on = match (&info.run_id, info.attempt) {
+            (Some(run_id), Some(attempt)) => waiting.contains(&(run_id.clone(), attempt)),
+            _ => false,
+        };
+        let Some(reason) = reap_reason(&info, record.as_ref(), waited_on, now, policy) else {
             continue;
         };
         match launcher.terminate(&info.instance_id).await {
-            Ok(()) => report.terminated.push(Reaped {
-                instance_id: info.instance_id,
-                reason,
-                job: info.job,
-                run_id: info.run_id,
-            }),
+            Ok(()) => {
+                if let Some(mut rec) = record.filter(|r| !r.status.is_final()) {
+                    rec.status = match reason {
+                        ReapReason::PastDeadline => RunStatus::TimedOut,
+                        ReapReason::Abandoned | ReapReason::RunEnded | ReapReason::Unknown => RunStatus::Cancelled,
+                    };
+                    if let (Some(p), Some(t0)) = (&rec.placed, info.launched_at_ms) {
+                        rec.cost_usd = crate::cost::billed_cost(p.price_per_hour, (now - t0).max(0) as f64 / 1000.0);
+                    }
+                    rec.heartbeat_ms = Some(now);
+                    runs.put(&rec).await?;
+                }
+                report.terminated.push(Reaped {
+                    instance_id: info.instance_id,
+                    reason,
+                    job: info.job,
+                    run_id: info.run_id,
+                });
+            }
             Err(e) => report.failed.push((info.instance_id, e.to_string())),
         }
     }

@@ -1,0 +1,18 @@
+//! job-events: EventBridge's events about an attempt, delivered to the execution waiting on it.
+pub mod handler;
+
+use spotfit_lambda::CompletionPorts;
+
+/// The environment variables this function reads; the stack sets exactly these (infra/test).
+pub const ENV: &[&str] = &[
+    spotfit_aws::config::BUCKET,
+    spotfit_aws::config::CAPACITY_TABLE,
+    spotfit_aws::config::RUNS_TABLE,
+    spotfit_aws::config::WAITS_TABLE,
+];
+
+/// The adapters from the environment (once per cold start); an error names what is missing.
+pub async fn from_env() -> Result<CompletionPorts, lambda_runtime::Error> {
+    let aws = spotfit_lambda::Aws::from_env().await;
+    Ok(aws.completion_ports()?)
+}
