@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""moto server, with every IAM denial written to a log: "DENIED <action> <principal ARN> <resource>".
+"""moto server, with every IAM denial written to a log: "DENIED <action> <principal ARN> <resource>",
+and, when SPOTFIT_REQUEST_LOG names a file, every authorized request counted there
+("ALLOWED <action> <principal ARN>", one line each): the control-plane cost model counts the
+DynamoDB and S3 requests each role made from it.
 
 moto's AccessDenied answer does not always name the action (S3's is a bare "Access Denied", and on
 DynamoDB's JSON protocol the body is XML, which the Rust SDK cannot parse into a code), so the tests
@@ -8,6 +11,7 @@ read this log to say which role was denied what. Only the logging is added; moto
 Usage: moto_iam_server.py HOST PORT DENIALS_LOG
 """
 
+import os
 import sys
 
 from moto.iam import access_control
@@ -17,9 +21,15 @@ def main() -> None:
     host, port, denials = sys.argv[1], sys.argv[2], sys.argv[3]
     original = access_control.IAMRequestBase.check_action_permitted
 
+    requests = os.environ.get("SPOTFIT_REQUEST_LOG")
+
     def logged(self, resource):  # type: ignore[no-untyped-def]
         try:
-            return original(self, resource)
+            out = original(self, resource)
+            if requests:
+                with open(requests, "a", encoding="utf-8") as f:
+                    f.write(f"ALLOWED {self._action} {self._access_key.arn}\n")
+            return out
         except Exception:
             with open(denials, "a", encoding="utf-8") as f:
                 f.write(f"DENIED {self._action} {self._access_key.arn} {resource}\n")
