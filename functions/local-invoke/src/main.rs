@@ -3,44 +3,103 @@
 //! Lambda). Prints the result JSON and exits 0; on a handler error prints
 //! `{"errorType": …, "errorMessage": …}` (what Lambda reports) and exits 1; on a wiring error
 //! exits 2. The end-to-end test's state machine engine calls it for every Task state.
+//!
+//! `spotfit-local-invoke --serve FUNCTION`: a warm Lambda instance. Wires the handler once, then
+//! reads one payload per line on stdin and answers one line per payload on stdout —
+//! `{"ok": RESULT}` or `{"errorType": …, "errorMessage": …}` — one at a time, as one Lambda
+//! execution environment serves one event at a time. The soak runs pools of these.
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
-use std::io::Read;
+use spotfit_aws::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, Ec2Launcher, S3ObjectStore};
+use spotfit_core::ports::SystemClock;
+use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
-async fn invoke(function: &str, payload: Value) -> anyhow::Result<Result<Value, Diagnostic>> {
-    let ev = LambdaEvent::new(payload, Context::default());
-    let out = match function {
-        "size-job" => size_job::handler::handle(ev, &size_job::from_env().await.map_err(anyhow::Error::msg)?).await,
-        "launch-instance" => {
-            launch_instance::handler::handle(ev, &launch_instance::from_env().await.map_err(anyhow::Error::msg)?).await
-        }
-        "check-job" => check_job::handler::handle(ev, &check_job::from_env().await.map_err(anyhow::Error::msg)?).await,
-        "terminate-instance" => {
-            terminate_instance::handler::handle(ev, &terminate_instance::from_env().await.map_err(anyhow::Error::msg)?)
-                .await
-        }
-        "record-run" => {
-            record_run::handler::handle(ev, &record_run::from_env().await.map_err(anyhow::Error::msg)?).await
-        }
-        "reap-instances" => {
-            reap_instances::handler::handle(ev, &reap_instances::from_env().await.map_err(anyhow::Error::msg)?).await
-        }
-        "job-events" => {
-            job_events::handler::handle(ev, &job_events::from_env().await.map_err(anyhow::Error::msg)?).await
-        }
+/// One function, wired from the environment once.
+enum Wired {
+    SizeJob(Box<size_job::handler::Deps<DynamoProfileStore, SystemClock>>),
+    LaunchInstance(Box<launch_instance::handler::Deps<Ec2Launcher, DynamoCapacityStore, DynamoRunStore, SystemClock>>),
+    CheckJob(Box<spotfit_lambda::CompletionPorts>),
+    TerminateInstance(Box<terminate_instance::handler::Deps<Ec2Launcher, SystemClock>>),
+    RecordRun(Box<record_run::handler::Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock>>),
+    ReapInstances(Box<reap_instances::handler::Deps>),
+    JobEvents(Box<spotfit_lambda::CompletionPorts>),
+}
+
+async fn wire(function: &str) -> anyhow::Result<Wired> {
+    let e = anyhow::Error::msg;
+    Ok(match function {
+        "size-job" => Wired::SizeJob(Box::new(size_job::from_env().await.map_err(e)?)),
+        "launch-instance" => Wired::LaunchInstance(Box::new(launch_instance::from_env().await.map_err(e)?)),
+        "check-job" => Wired::CheckJob(Box::new(check_job::from_env().await.map_err(e)?)),
+        "terminate-instance" => Wired::TerminateInstance(Box::new(terminate_instance::from_env().await.map_err(e)?)),
+        "record-run" => Wired::RecordRun(Box::new(record_run::from_env().await.map_err(e)?)),
+        "reap-instances" => Wired::ReapInstances(Box::new(reap_instances::from_env().await.map_err(e)?)),
+        "job-events" => Wired::JobEvents(Box::new(job_events::from_env().await.map_err(e)?)),
         other => anyhow::bail!("unknown function {other:?}"),
+    })
+}
+
+async fn call(w: &Wired, payload: Value) -> Result<Value, Diagnostic> {
+    let ev = LambdaEvent::new(payload, Context::default());
+    let out = match w {
+        Wired::SizeJob(d) => size_job::handler::handle(ev, d).await,
+        Wired::LaunchInstance(d) => launch_instance::handler::handle(ev, d).await,
+        Wired::CheckJob(d) => check_job::handler::handle(ev, d).await,
+        Wired::TerminateInstance(d) => terminate_instance::handler::handle(ev, d).await,
+        Wired::RecordRun(d) => record_run::handler::handle(ev, d).await,
+        Wired::ReapInstances(d) => reap_instances::handler::handle(ev, d).await,
+        Wired::JobEvents(d) => job_events::handler::handle(ev, d).await,
     };
-    Ok(out.map_err(Diagnostic::from))
+    out.map_err(Diagnostic::from)
+}
+
+fn error_json(d: &Diagnostic) -> Value {
+    serde_json::json!({"errorType": d.error_type, "errorMessage": d.error_message})
+}
+
+async fn serve(function: &str) -> ExitCode {
+    let w = match wire(function).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("spotfit-local-invoke: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Ok(payload) => match call(&w, payload).await {
+                Ok(v) => serde_json::json!({ "ok": v }),
+                Err(d) => error_json(&d),
+            },
+            Err(e) => serde_json::json!({"errorType": "Lambda.InvalidRequestContent", "errorMessage": e.to_string()}),
+        };
+        if writeln!(stdout, "{answer}").and_then(|()| stdout.flush()).is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Some(function) = std::env::args().nth(1) else {
-        eprintln!("usage: spotfit-local-invoke FUNCTION < payload.json");
-        return ExitCode::from(2);
-    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, function] if flag == "--serve" => return serve(function).await,
+        [_] => {}
+        _ => {
+            eprintln!("usage: spotfit-local-invoke FUNCTION < payload.json | spotfit-local-invoke --serve FUNCTION");
+            return ExitCode::from(2);
+        }
+    }
+    let function = &args[0];
     let mut input = String::new();
     let payload = match std::io::stdin()
         .read_to_string(&mut input)
@@ -56,21 +115,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match invoke(&function, payload).await {
-        Ok(Ok(v)) => {
+    let w = match wire(function).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("spotfit-local-invoke: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match call(&w, payload).await {
+        Ok(v) => {
             println!("{v}");
             ExitCode::SUCCESS
         }
-        Ok(Err(d)) => {
-            println!(
-                "{}",
-                serde_json::json!({"errorType": d.error_type, "errorMessage": d.error_message})
-            );
+        Err(d) => {
+            println!("{}", error_json(&d));
             ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("spotfit-local-invoke: {e:#}");
-            ExitCode::from(2)
         }
     }
 }
