@@ -24,6 +24,7 @@ pub const ENV: &[&str] = &[
     spotfit_aws::config::REGION,
     spotfit_aws::config::SECURITY_GROUP_IDS,
     spotfit_aws::config::HEARTBEAT_S,
+    spotfit_aws::config::BOOT_GRACE_S,
     spotfit_aws::config::ASSOCIATE_PUBLIC_IP,
 ];
 
@@ -40,6 +41,7 @@ pub async fn from_env(
         clock: SystemClock,
         settings: LaunchSettings {
             heartbeat_s: spotfit_aws::config::heartbeat_s(&|k| std::env::var(k).ok())?,
+            boot_grace_ms: spotfit_aws::config::boot_grace_ms(&|k| std::env::var(k).ok())?,
             ..LaunchSettings::new(cfg.zones())
         },
         budget: Some(LAUNCH_BUDGET),

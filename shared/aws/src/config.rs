@@ -29,6 +29,9 @@ pub const REAP_GRACE_S: &str = "SPOTFIT_REAP_GRACE_S";
 pub const WAITS_TABLE: &str = "SPOTFIT_WAITS_TABLE";
 /// Optional: the Await task's heartbeat bound, seconds (three reaper periods; default 900).
 pub const HEARTBEAT_S: &str = "SPOTFIT_HEARTBEAT_S";
+/// Optional: seconds allowed for boot, agent download and the final upload on top of a job's
+/// `timeout_s` before its deadline (default 600).
+pub const BOOT_GRACE_S: &str = "SPOTFIT_BOOT_GRACE_S";
 /// Optional: the state machine `spotfit submit` starts.
 pub const STATE_MACHINE_ARN: &str = "SPOTFIT_STATE_MACHINE_ARN";
 
@@ -213,6 +216,19 @@ pub fn heartbeat_s(env: Env<'_>) -> Result<u64, ConfigError> {
     }
 }
 
+/// The boot grace (`SPOTFIT_BOOT_GRACE_S`), milliseconds: at most an hour.
+pub fn boot_grace_ms(env: Env<'_>) -> Result<i64, ConfigError> {
+    let s = seconds(env, BOOT_GRACE_S, 600)?.as_secs();
+    if s <= 3600 {
+        Ok(s as i64 * 1000)
+    } else {
+        Err(ConfigError::Invalid {
+            var: BOOT_GRACE_S,
+            reason: format!("{s} s is over an hour"),
+        })
+    }
+}
+
 impl ReapConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|k| std::env::var(k).ok())
@@ -229,6 +245,25 @@ impl ReapConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn heartbeat_and_boot_grace_are_bounded_and_name_their_variable() {
+        let none = |_: &str| None;
+        assert_eq!(heartbeat_s(&none).unwrap(), 900);
+        assert_eq!(boot_grace_ms(&none).unwrap(), 600_000);
+        let hb = |v: &'static str| move |k: &str| (k == HEARTBEAT_S).then(|| v.to_string());
+        assert_eq!(heartbeat_s(&hb("60")).unwrap(), 60);
+        for bad in ["59", "86401", "ten"] {
+            let e = heartbeat_s(&hb(bad)).unwrap_err().to_string();
+            assert!(e.contains(HEARTBEAT_S), "{bad}: {e}");
+        }
+        let g = |v: &'static str| move |k: &str| (k == BOOT_GRACE_S).then(|| v.to_string());
+        assert_eq!(boot_grace_ms(&g("0")).unwrap(), 0);
+        assert!(boot_grace_ms(&g("3601"))
+            .unwrap_err()
+            .to_string()
+            .contains(BOOT_GRACE_S));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

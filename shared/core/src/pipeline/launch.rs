@@ -9,6 +9,9 @@ pub struct LaunchSettings {
     pub zones: Vec<String>,
     /// The Await task's heartbeat bound (three sweep periods), seconds.
     pub heartbeat_s: u64,
+    /// Boot, agent download and upload at the end, on top of the job's own timeout: the
+    /// attempt's deadline is launch + `timeout_s` + this.
+    pub boot_grace_ms: i64,
 }
 
 impl Default for LaunchSettings {
@@ -22,6 +25,7 @@ impl LaunchSettings {
         LaunchSettings {
             zones,
             heartbeat_s: DEFAULT_HEARTBEAT_S,
+            boot_grace_ms: BOOT_GRACE_MS,
         }
     }
 }
@@ -83,7 +87,7 @@ where
         let launched_at_ms = existing.launched_at_ms.unwrap_or(now);
         let deadline_ms = existing
             .deadline_ms
-            .unwrap_or(launched_at_ms + timeout_ms + BOOT_GRACE_MS);
+            .unwrap_or(launched_at_ms + timeout_ms + settings.boot_grace_ms);
         state.instance = Some(AttemptInstance {
             instance_id: existing.instance_id,
             pool,
@@ -112,7 +116,7 @@ where
             max_price_per_hour: state.spec.resources.max_price_per_hour,
         },
     );
-    let deadline_ms = now + timeout_ms + BOOT_GRACE_MS;
+    let deadline_ms = now + timeout_ms + settings.boot_grace_ms;
     let budget_ms = budget.map(|b| b.as_millis() as i64);
     let mut tried = Vec::new();
     let mut quota_blocked: Vec<Market> = Vec::new();

@@ -44,7 +44,8 @@ use std::collections::HashSet;
 pub const MAX_CANDIDATES: usize = 24;
 /// An attempt without a `timeout_s` may run this long before the pipeline stops it.
 pub const DEFAULT_TIMEOUT_S: u64 = 24 * 3600;
-/// Boot, agent download and upload at the end, on top of the job's own timeout.
+/// Boot, agent download and upload at the end, on top of the job's own timeout (the
+/// deployment may set another: `LaunchSettings::boot_grace_ms`).
 pub const BOOT_GRACE_MS: i64 = 10 * 60 * 1000;
 /// The Await task's heartbeat bound when the deployment sets none: three 5-minute sweeps.
 pub const DEFAULT_HEARTBEAT_S: u64 = 900;
