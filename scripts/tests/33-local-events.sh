@@ -113,6 +113,19 @@ def other_ref(r):
 refused(other_ref, ["ExecutionsEndedD4E5F6A7", "cannot resolve"])
 PY
 
+check "seed: the waits table (run_id S, attempt N; TTL expires_at), in iam-names.json as Waits" - <<'PY'
+import json, os, boto3
+ddb = boto3.client("dynamodb")
+t = ddb.describe_table(TableName=os.environ["SPOTFIT_WAITS_TABLE"])["Table"]
+assert os.environ["SPOTFIT_WAITS_TABLE"] == "spotfit-waits", os.environ["SPOTFIT_WAITS_TABLE"]
+assert [(k["AttributeName"], k["KeyType"]) for k in t["KeySchema"]] == [("run_id", "HASH"), ("attempt", "RANGE")], t["KeySchema"]
+assert {a["AttributeName"]: a["AttributeType"] for a in t["AttributeDefinitions"]} == {"run_id": "S", "attempt": "N"}, t
+ttl = ddb.describe_time_to_live(TableName=os.environ["SPOTFIT_WAITS_TABLE"])["TimeToLiveDescription"]
+assert ttl.get("AttributeName") == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED", ttl
+names = json.load(open(os.path.join(os.environ["EVDIR"], "iam-names.json")))
+assert names["tables"]["Waits"] == "spotfit-waits", names
+PY
+
 # --- (a), (b): S3 ------------------------------------------------------------------------------------
 check "(a) a .exit object under runs/ → job-events gets one Object Created event with that key, within 2 s, on its role" - <<'PY'
 import time
