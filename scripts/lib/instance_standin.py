@@ -10,7 +10,10 @@ instance first, the script's process group is killed (the machine is gone).
   instance_standin.py WORKDIR [--interrupt-run RUN_ID --after S]
 
 With --interrupt-run, the first attempt of that run is interrupted S seconds after it starts:
-its processes are killed and the fault layer marks it terminated by a spot interruption.
+EC2's "EC2 Spot Instance Interruption Warning" event for it is put on the bus first
+($SPOTFIT_PUT_EVENT, which `scripts/local-stack start` exports: event_pump.py put), then its
+processes are killed and the fault layer marks it terminated by a spot interruption. (On AWS the
+warning comes two minutes before the end; here the end follows at once.)
 
 The stand-in itself plays EC2 (it describes and terminates with the caller's, the set-up's,
 credentials); what runs "on the instance" (the user data, the agent, `aws s3 cp`) gets the
@@ -33,6 +36,9 @@ WORK = sys.argv[1]
 ARGS = sys.argv[2:]
 INTERRUPT_RUN = ARGS[ARGS.index("--interrupt-run") + 1] if "--interrupt-run" in ARGS else None
 INTERRUPT_AFTER = float(ARGS[ARGS.index("--after") + 1]) if "--after" in ARGS else 2.0
+PUT_EVENT = os.environ.get("SPOTFIT_PUT_EVENT")
+if INTERRUPT_RUN and not PUT_EVENT:
+    sys.exit("instance_standin: --interrupt-run needs SPOTFIT_PUT_EVENT (source the local stack's env) to send EC2's interruption warning")
 EC2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"], region_name=os.environ["AWS_REGION"])
 LOG = open(os.path.join(WORK, "standin.log"), "a", buffering=1)
 BIN = os.path.join(WORK, "bin")
@@ -102,6 +108,22 @@ def fault(path, body):
     urllib.request.urlopen(req).read()
 
 
+def interruption_warning(iid):
+    """EC2's two-minute warning, in AWS's envelope, on the event bus."""
+    import shlex
+    import uuid
+
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "EC2 Spot Instance Interruption Warning",
+             "source": "aws.ec2", "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "region": region, "resources": [f"arn:aws:ec2:{region}:123456789012:instance/{iid}"],
+             "detail": {"instance-id": iid, "instance-action": "terminate"}}
+    p = subprocess.run(shlex.split(PUT_EVENT), input=json.dumps(event).encode(), capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"SPOTFIT_PUT_EVENT failed ({p.returncode}): {p.stderr.decode(errors='replace')[-500:]}")
+    log("interruption warning for", iid, p.stdout.decode().strip())
+
+
 def main():
     os.makedirs(BIN, exist_ok=True)
     for name, body in STUBS.items():
@@ -135,6 +157,7 @@ def main():
         for iid, (p, t0, tags) in list(running.items()):
             if (INTERRUPT_RUN and not interrupted and tags.get("spotfit:run-id") == INTERRUPT_RUN
                     and time.time() - t0 > INTERRUPT_AFTER and p.poll() is None):
+                interruption_warning(iid)
                 os.killpg(p.pid, signal.SIGKILL)
                 fault("/interrupt", {"instance_id": iid})
                 interrupted = True
