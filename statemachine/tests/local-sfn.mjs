@@ -142,7 +142,7 @@ function roleEnv(fn) {
   if (!r) throw statesError('States.Runtime', `no role for ${fn} in ${rolesDir}/roles.json`);
   return {
     ...process.env, AWS_ACCESS_KEY_ID: r.AccessKeyId, AWS_SECRET_ACCESS_KEY: r.SecretAccessKey, AWS_SESSION_TOKEN: r.SessionToken,
-    AWS_ENDPOINT_URL_SFN: process.env.AWS_ENDPOINT_URL_SFN ?? selfUrl,
+    AWS_ENDPOINT_URL_SFN: process.env.AWS_ENDPOINT_URL_SFN || selfUrl,
   };
 }
 
