@@ -7,13 +7,16 @@ the emulated bucket (boto3), `shutdown` is logged. When the script ends, the ins
 terminated (InstanceInitiatedShutdownBehavior=terminate); when the pipeline terminates the
 instance first, the script's process group is killed (the machine is gone).
 
-  instance_standin.py WORKDIR [--interrupt-run RUN_ID --after S]
+  instance_standin.py WORKDIR [--interrupt-run RUN_ID --after S] [--hang-run RUN_ID]...
 
 With --interrupt-run, the first attempt of that run is interrupted S seconds after it starts:
 EC2's "EC2 Spot Instance Interruption Warning" event for it is put on the bus first
 ($SPOTFIT_PUT_EVENT, which `scripts/local-stack start` exports: event_pump.py put), then its
 processes are killed and the fault layer marks it terminated by a spot interruption. (On AWS the
 warning comes two minutes before the end; here the end follows at once.)
+
+With --hang-run, the instances of that run boot but never run their user data (a hung boot: no
+agent, no marker, no shutdown), so only the attempt's deadline ends it.
 
 The stand-in itself plays EC2 (it describes and terminates with the caller's, the set-up's,
 credentials); what runs "on the instance" (the user data, the agent, `aws s3 cp`) gets the
@@ -36,6 +39,7 @@ WORK = sys.argv[1]
 ARGS = sys.argv[2:]
 INTERRUPT_RUN = ARGS[ARGS.index("--interrupt-run") + 1] if "--interrupt-run" in ARGS else None
 INTERRUPT_AFTER = float(ARGS[ARGS.index("--after") + 1]) if "--after" in ARGS else 2.0
+HANG_RUNS = {ARGS[i + 1] for i, a in enumerate(ARGS) if a == "--hang-run"}
 PUT_EVENT = os.environ.get("SPOTFIT_PUT_EVENT")
 if INTERRUPT_RUN and not PUT_EVENT:
     sys.exit("instance_standin: --interrupt-run needs SPOTFIT_PUT_EVENT (source the local stack's env) to send EC2's interruption warning")
@@ -152,7 +156,10 @@ def main():
                         log("instance", iid, state, "by the pipeline: killed its processes")
                     done.add(iid)
                 continue
-            if state in ("pending", "running"):
+            if state in ("pending", "running") and tags.get("spotfit:run-id") in HANG_RUNS:
+                done.add(iid)
+                log("hung boot of", iid, tags.get("spotfit:run-id"))
+            elif state in ("pending", "running"):
                 running[iid] = (start(iid, tags), time.time(), tags)
         for iid, (p, t0, tags) in list(running.items()):
             if (INTERRUPT_RUN and not interrupted and tags.get("spotfit:run-id") == INTERRUPT_RUN

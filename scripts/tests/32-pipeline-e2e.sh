@@ -8,12 +8,18 @@
 # subnets) is read for each Lambda's and the instance's role and policies, which are created in
 # moto; every handler and the agent run on their own role's STS credentials (only set-up and the
 # assertions below use the admin), and moto authorizes every call (scripts/local-stack iam).
+# The execution waits on a task token (docs/callback.md): the local Step Functions service
+# (statemachine/tests/local-sfn.mjs) runs the ASL, the template's EventBridge rules are created in
+# moto with S3 → EventBridge on, and the event pump (scripts/lib/event_pump.py) delivers each event
+# to job-events (and plays EC2's state-change events, which moto does not emit).
 # Scenarios: capacity fallback to the third candidate and a full run; a spot interruption
-# retried on another pool with both attempts costed; an execution aborted mid-run whose
-# instance the reaper terminates; the launch handler invoked twice with the same input; a
-# check-job invocation lost to a timeout mid-job; a launch cut off after starting its instance;
-# and a negative control: the same pipeline with one statement removed from one role fails,
-# naming the denied action and the role.
+# retried on another pool with both attempts costed; `spotfit cancel` mid-run (instance gone
+# within a minute, row cancelled); an instance that vanishes with no event, finished as lost by
+# the reaper's sweep; a hung attempt ended by its deadline (Await's timeout → Check → timed_out);
+# the same marker event delivered three times (one transition); the launch handler invoked twice
+# with the same input; the Await's arm invocation lost to a timeout; a launch cut off after
+# starting its instance; and a negative control: the same pipeline with one statement removed
+# from one role fails, naming the denied action and the role. Prints the marker → end latency.
 # Prints "N passed, M failed"; fails if any instance is left running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -57,13 +63,21 @@ TEMPLATE="$dir/cdk.out/Spotfit.template.json"
 "$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
 scripts/local-stack iam "$dir" "$TEMPLATE"
 export SPOTFIT_ROLES_DIR="$dir/roles"
+export SPOTFIT_REAP_STALE_S=3 SPOTFIT_REAP_GRACE_S=60
+# A short boot grace: the deadline scenario ends 20 s after its 5 s timeout, not 10 minutes.
+export SPOTFIT_BOOT_GRACE_S=20
+log "the template's EventBridge rules into moto, the local Step Functions service, the event pump"
+scripts/local-stack events "$dir" "$TEMPLATE" >/dev/null
+scripts/local-stack sfn "$dir" >/dev/null
+# shellcheck disable=SC1090
+source "$dir/env"
+scripts/local-stack pump "$dir" >/dev/null
 as_role() { # COMPONENT CMD…: run CMD on that component's STS credentials
   local comp="$1"; shift
   # shellcheck disable=SC1090
   ( source "$SPOTFIT_ROLES_DIR/$comp.env"; "$@" )
 }
 invoke() { as_role "$1" "$SPOTFIT_LOCAL_INVOKE" "$1"; }
-export SPOTFIT_REAP_STALE_S=3 SPOTFIT_REAP_GRACE_S=60
 
 passed=0; failed=0
 check() { # NAME PYTHON-EXPR-FILE…: run a python assertion script; count
@@ -82,7 +96,7 @@ execute() { # INPUT NAME [opts]: run the state machine, output JSON in $dir/NAME
 }
 
 mkdir -p "$dir/standin"
-"$PY" scripts/lib/instance_standin.py "$dir/standin" --interrupt-run e2e-interrupt --after 2 &
+"$PY" scripts/lib/instance_standin.py "$dir/standin" --interrupt-run e2e-interrupt --after 2 --hang-run e2e-deadline &
 standin_pid=$!
 
 # --- 1. capacity fallback, then a full run -------------------------------------------------
@@ -159,25 +173,142 @@ assert any(i["why"]["S"] == "interrupted" for i in cap), cap
 print("ok")
 PY
 
-# --- 3. execution stopped mid-run: the reaper terminates the orphan -----------------------------
+wait_armed() { # RUN_ID: until an execution waits on its attempt (the waits table has it), 60 s
+  "$PY" - "$1" <<'PY'
+import boto3, os, sys, time
+ddb = boto3.client("dynamodb")
+for _ in range(600):
+    items = ddb.query(TableName=os.environ["SPOTFIT_WAITS_TABLE"], KeyConditionExpression="run_id = :r",
+                      ExpressionAttributeValues={":r": {"S": sys.argv[1]}})["Items"]
+    if items:
+        print(items[0]["instance_id"]["S"]); sys.exit(0)
+    time.sleep(0.1)
+sys.exit(f"{sys.argv[1]} never armed")
+PY
+}
+
+# --- 3. spotfit cancel mid-run: the execution stops, its instance goes within a minute, row cancelled
 cat > "$dir/sleepy.json" <<'JSON'
 {"name": "e2e-orphan", "command": ["sleep", "120"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600}
 JSON
-execute "$dir/sleepy.json" e2e-orphan --abort-after-checks 1
-sleep 4
-echo '{}' | invoke reap-instances > "$dir/reap.out"
-cat "$dir/reap.out"; echo
-check "abort: the orphan is reaped as abandoned" - "$dir" <<'PY'
+node statemachine/tests/run-execution.mjs "$dir/sleepy.json" e2e-cancel > "$dir/e2e-cancel.out" &
+runner=$!
+cancel_iid=$(wait_armed e2e-cancel)
+t_cancel=$(date +%s.%N)
+"$agent" cancel e2e-cancel --reason "e2e: cancelled mid-run" > "$dir/cancel.out"
+wait "$runner" || true
+check "spotfit cancel: ABORTED, instance terminated within a minute, row cancelled with its cost" - "$dir" "$cancel_iid" "$t_cancel" <<'PY'
+import boto3, json, os, sys, time
+d, iid, t0 = sys.argv[1], sys.argv[2], float(sys.argv[3])
+out = json.load(open(f"{d}/e2e-cancel.out"))
+assert out["status"] == "ABORTED", out
+assert "cancelled run e2e-cancel" in open(f"{d}/cancel.out").read()
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"])
+ddb = boto3.client("dynamodb")
+key = {"run_id": {"S": "e2e-cancel"}, "attempt": {"N": "1"}}
+while True:
+    st = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    rec = json.loads(ddb.get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"], Key=key)["Item"]["doc"]["S"])
+    if st in ("terminated", "shutting-down") and rec["status"] == "cancelled":
+        break
+    assert time.time() - t0 < 60, (st, rec["status"])
+    time.sleep(0.2)
+took = time.time() - t0
+assert rec["cost_usd"] > 0, rec
+assert not ddb.query(TableName=os.environ["SPOTFIT_WAITS_TABLE"], KeyConditionExpression="run_id = :r",
+                     ExpressionAttributeValues={":r": {"S": "e2e-cancel"}})["Items"], "wait left behind"
+print(f"cancel → instance terminated and row cancelled in {took:.1f} s")
+PY
+
+# --- 3b. the instance vanishes and no event says so: the reaper's sweep finishes the attempt ------
+cat > "$dir/vanish.json" <<'JSON'
+{"name": "e2e-vanish", "command": ["sleep", "120"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600, "retry": {"max_attempts": 1}}
+JSON
+node statemachine/tests/run-execution.mjs "$dir/vanish.json" e2e-vanish > "$dir/e2e-vanish.out" &
+runner=$!
+vanish_iid=$(wait_armed e2e-vanish)
+echo "$vanish_iid" >> "$dir/events-drop"
+"$PY" -c 'import boto3,os,sys; boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).terminate_instances(InstanceIds=[sys.argv[1]])' "$vanish_iid"
+sleep 2
+vanish_before=$("$PY" -c 'import boto3,os; print(boto3.client("stepfunctions", endpoint_url=os.environ["AWS_ENDPOINT_URL_SFN"]).describe_execution(executionArn=os.environ["SPOTFIT_STATE_MACHINE_ARN"].replace(":stateMachine:", ":execution:") + ":e2e-vanish")["status"])')
+echo '{}' | invoke reap-instances > "$dir/sweep.out"
+wait "$runner" || true
+check "vanished without an event: still waiting until the sweep, which finishes it as lost" - "$dir" "$vanish_before" <<'PY'
+import boto3, json, os, sys
+d, before = sys.argv[1], sys.argv[2]
+assert before == "RUNNING", f"something other than the sweep ended it: {before}"
+sweep = json.load(open(f"{d}/sweep.out"))["sweep"]
+assert ["e2e-vanish", 1] in sweep["completed"], sweep
+out = json.load(open(f"{d}/e2e-vanish.out"))
+assert out["status"] == "FAILED" and out["error"] == "RetriesExhausted", out
+rec = json.loads(boto3.client("dynamodb").get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"],
+    Key={"run_id": {"S": "e2e-vanish"}, "attempt": {"N": "1"}})["Item"]["doc"]["S"])
+assert rec["status"] == "lost", rec
+print("ok")
+PY
+
+# --- 3c. a hung attempt: its deadline ends the wait (Await times out) → Check → timed_out ---------
+cat > "$dir/deadline.json" <<'JSON'
+{"name": "e2e-deadline", "command": ["sleep", "300"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 5}
+JSON
+execute "$dir/deadline.json" e2e-deadline
+check "deadline: the Await task times out at the attempt's deadline, Check says timed_out, terminated, recorded" - "$dir" <<'PY'
 import boto3, json, os, sys
 d = sys.argv[1]
-assert json.load(open(f"{d}/e2e-orphan.out"))["status"] == "ABORTED"
-rep = json.load(open(f"{d}/reap.out"))
-mine = [r for r in rep["terminated"] if r["run_id"] == "e2e-orphan"]
-assert mine and mine[0]["reason"] == "abandoned", rep
+out = json.load(open(f"{d}/e2e-deadline.out"))
+assert out["status"] == "FAILED" and out["error"] == "JobTimedOut", out
+e = out["entered"]
+assert e[e.index("Await") + 1] == "Check" and "Terminate" in e and "Record" in e, e
+assert 20_000 < out["ms"] < 90_000, out["ms"]
+rec = json.loads(boto3.client("dynamodb").get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"],
+    Key={"run_id": {"S": "e2e-deadline"}, "attempt": {"N": "1"}})["Item"]["doc"]["S"])
+assert rec["status"] == "timed_out", rec
 ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"])
-st = ec2.describe_instances(InstanceIds=[mine[0]["instance_id"]])["Reservations"][0]["Instances"][0]["State"]["Name"]
+iid = rec["placed"]["instance_id"]
+st = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"]
 assert st in ("terminated", "shutting-down"), st
 print("ok")
+PY
+
+# --- 3d. the same marker event three times (EventBridge delivers at least once): one transition ---
+cat > "$dir/dup.json" <<'JSON'
+{"name": "e2e-dup", "command": ["python3", "-c", "import time; time.sleep(3)"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600}
+JSON
+node statemachine/tests/run-execution.mjs "$dir/dup.json" e2e-dup > "$dir/e2e-dup.out" &
+runner=$!
+"$PY" - <<'PY'
+import boto3, datetime, json, os, shlex, subprocess, time, uuid
+s3 = boto3.client("s3"); b = os.environ["SPOTFIT_BUCKET"]
+for _ in range(600):
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b, Prefix="runs/job=e2e-dup/").get("Contents", []) if o["Key"].endswith(".exit")]
+    if keys:
+        break
+    time.sleep(0.05)
+else:
+    raise SystemExit("no marker")
+for _ in range(2):
+    ev = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
+          "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "us-east-1",
+          "resources": [f"arn:aws:s3:::{b}"], "detail": {"version": "0", "bucket": {"name": b}, "object": {"key": keys[0], "size": 1}, "reason": "PutObject"}}
+    subprocess.run(shlex.split(os.environ["SPOTFIT_PUT_EVENT"]), input=json.dumps(ev).encode(), check=True, capture_output=True)
+PY
+wait "$runner" || true
+sleep 2
+check "a marker event delivered three times: one SendTaskSuccess accepted, one TaskSucceeded, no error" - "$dir" <<'PY'
+import boto3, json, os, sys
+d = sys.argv[1]
+out = json.load(open(f"{d}/e2e-dup.out"))
+assert out["status"] == "SUCCEEDED", out
+sfn = boto3.client("stepfunctions", endpoint_url=os.environ["AWS_ENDPOINT_URL_SFN"])
+arn = os.environ["SPOTFIT_STATE_MACHINE_ARN"].replace(":stateMachine:", ":execution:") + ":e2e-dup"
+events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+assert sum(1 for e in events if e["type"] == "TaskSucceeded") == 1, [e["type"] for e in events]
+assert [e["stateEnteredEventDetails"]["name"] for e in events if e["type"] == "TaskStateEntered"].count("Await") == 1
+deliveries = [json.loads(l) for l in open(f"{d}/events.log") if "e2e-dup" in l and "Object Created" in l]
+assert len(deliveries) >= 3 and all(x["rc"] == 0 for x in deliveries), deliveries
+actions = [json.loads(x["stdout"])["action"] for x in deliveries]
+assert sum(1 for a in actions if a.get("completion") == "completed") == 1, actions
+print("deliveries:", [a.get("completion") for a in actions])
 PY
 
 # --- 4. the launch handler twice with the same input: one instance ------------------------------
@@ -197,13 +328,13 @@ print("ok")
 PY
 
 # --- 5. check-job lost to a timeout mid-job: retried, the job completes and is recorded ----------
-execute "$dir/long.json" e2e-check-timeout --timeout-once check-job:2
-check "check-job timed out once mid-job: retried, job succeeded and recorded" - "$dir" <<'PY'
+execute "$dir/long.json" e2e-check-timeout --timeout-once check-job:1
+check "the Await's arm invocation lost to a timeout: retried with a fresh token, job succeeded and recorded" - "$dir" <<'PY'
 import boto3, json, os, sys
 d = sys.argv[1]
 out = json.load(open(f"{d}/e2e-check-timeout.out"))
 assert out["status"] == "SUCCEEDED", out
-assert "Check:timed-out" in out["states"] and "CleanUp" not in out["states"], out["states"]
+assert "Await:timed-out" in out["states"] and "CleanUp" not in out["states"], out["states"]
 assert [a["status"] for a in out["output"]["history"]] == ["succeeded"], out["output"]["history"]
 it = boto3.client("dynamodb").get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"], Key={"run_id": {"S": "e2e-check-timeout"}, "attempt": {"N": "1"}})["Item"]
 assert json.loads(it["doc"]["S"])["status"] == "succeeded", it
@@ -295,6 +426,37 @@ assert len({c["instance_type"] for c in calls[:3]}) == 1, "a quota must not walk
 print("ok")
 PY
 
+# --- how soon the end was noticed, and what an attempt cost the control plane ----------------------
+check "the end is noticed ≤ 5 s (p95) after the exit marker lands; ≤ 15 transitions per attempt" - "$dir" <<'PY'
+import boto3, datetime, json, os, sys
+d = sys.argv[1]
+s3 = boto3.client("s3"); b = os.environ["SPOTFIT_BUCKET"]
+sfn = boto3.client("stepfunctions", endpoint_url=os.environ["AWS_ENDPOINT_URL_SFN"])
+lat, per_attempt = [], []
+for ex in sfn.list_executions(stateMachineArn=os.environ["SPOTFIT_STATE_MACHINE_ARN"])["executions"]:
+    events = sfn.get_execution_history(executionArn=ex["executionArn"], maxResults=1000)["events"]
+    done = [e["timestamp"] for e in events if e["type"] == "TaskSucceeded"]
+    name = ex["name"]
+    markers = [o for o in s3.list_objects_v2(Bucket=b, Prefix="runs/").get("Contents", [])
+               if o["Key"].endswith(f"/{name}.exit") or f"/{name}-a" in o["Key"] and o["Key"].endswith(".exit")]
+    for m in markers:
+        landed = m["LastModified"].timestamp()
+        after = [t.timestamp() for t in done if t.timestamp() >= landed - 1]
+        if after:
+            lat.append(min(after) - landed)
+    attempts = sum(1 for e in events if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "Launch")
+    if ex["status"] == "SUCCEEDED" and attempts:
+        trans = sum(1 for e in events if e["type"].endswith("StateEntered"))
+        per_attempt.append(trans / attempts)
+lat.sort()
+assert len(lat) >= 4, lat
+p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+print(f"marker → end noticed: n={len(lat)} p50={lat[len(lat)//2]:.2f} s p95={p95:.2f} s max={lat[-1]:.2f} s (S3 LastModified has 1 s resolution)")
+print(f"states entered per attempt (succeeded executions): max {max(per_attempt):.1f}")
+assert p95 <= 5.0, lat
+assert max(per_attempt) <= 15, per_attempt
+PY
+
 # --- every component ran within its role -----------------------------------------------------------
 check "no IAM denial in any scenario above" - <<'PY'
 import os
@@ -324,6 +486,9 @@ neg="$dir/negative"; mkdir -p "$neg"
   # HeartbeatRunRow would go unseen here: moto evaluates DynamoDB by action only, and check-job may
   # PutItem on the capacity table; the node tests pin that grant to the runs table.)
   scripts/local-stack iam "$neg" "$TEMPLATE" --drop check-job:Describe >/dev/null
+  # A private Step Functions service for this run (run-execution starts one when no endpoint is set),
+  # serving the handlers on this emulator's roles.
+  unset AWS_ENDPOINT_URL_SFN
   SPOTFIT_ROLES_DIR="$neg/roles" node statemachine/tests/run-execution.mjs "$dir/sleepy.json" e2e-negative > "$neg/run.out"
   cp "$SPOTFIT_IAM_DENIALS" "$neg/denials.log"
   scripts/local-stack stop "$neg"
