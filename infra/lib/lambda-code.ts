@@ -14,6 +14,7 @@ export const FUNCTION_NAMES = [
   'terminate-instance',
   'record-run',
   'reap-instances',
+  'job-events',
 ] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 

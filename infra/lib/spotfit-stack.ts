@@ -1,5 +1,5 @@
 // The spotfit deployment: storage, the EC2 side (launch template, instance role, security group),
-// the six Lambdas, the state machine from statemachine/, schedules, and Athena.
+// the seven Lambdas, the state machine from statemachine/, schedules and events, and Athena.
 //
 // Least privilege is the point of this file. Every IAM statement names its actions; resources
 // are ARNs or ARN patterns wherever the service supports resource-level permissions, and EC2
@@ -42,8 +42,22 @@ export const SUBSTITUTIONS: Record<string, FunctionName> = {
   RecordRunArn: 'record-run',
 };
 
-/** Service integrations the state machine role is granted (lambda:invoke only). */
-const ALLOWED_TASK_RESOURCES = /^(arn:aws:states:::lambda:invoke|\$\{[A-Za-z]+Arn\})$/;
+/**
+ * Service integrations the state machine role is granted: Lambda invocations only, plain
+ * (`lambda:invoke`, or the function ARN itself) or with a callback (`lambda:invoke.waitForTaskToken`:
+ * the Await state, docs/callback.md). Both integrations name the function in
+ * `Parameters.FunctionName`, which must then be one of our placeholders.
+ */
+const ALLOWED_TASK_RESOURCES = /^(arn:aws:states:::lambda:invoke(\.waitForTaskToken)?|\$\{[A-Za-z]+Arn\})$/;
+const LAMBDA_INTEGRATION = /^arn:aws:states:::lambda:invoke/;
+
+/** The Step Functions API a callback handler calls with a task token (docs/callback.md). */
+export const TASK_RESPONSE_ACTIONS = ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'];
+
+/** Seconds without SendTaskHeartbeat after which an Await times out: three sweep periods. */
+export function heartbeatSeconds(reaperEveryMinutes: number): number {
+  return 3 * reaperEveryMinutes * 60;
+}
 
 export interface SpotfitStackProps extends StackProps {
   readonly config: SpotfitConfig;
@@ -82,12 +96,19 @@ export class SpotfitStack extends Stack {
       lifecycleRules: this.lifecycleRules(cfg),
     });
     const bucket = this.bucket;
+    // S3 → EventBridge for every event of the bucket (the ExitMarkers rule below picks the exit
+    // markers). Set on the CloudFormation bucket itself: the L2 `eventBridgeEnabled` prop goes
+    // through CDK's BucketNotifications custom resource, a Python Lambda whose role may
+    // s3:PutBucketNotification on Resource "*", for what CloudFormation does natively.
+    (bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = {
+      eventBridgeConfiguration: { eventBridgeEnabled: true },
+    };
     skipChecks(bucket, {
       CKV_AWS_18: 'Server access logs need a second bucket per deployment; CloudTrail S3 data events are the audit path where wanted',
     });
 
     const dataKey = new kms.Key(this, 'DataKey', {
-      description: 'spotfit: DynamoDB tables (profiles, runs, capacity) and CloudWatch log groups',
+      description: 'spotfit: DynamoDB tables (profiles, runs, capacity, waits) and CloudWatch log groups',
       enableKeyRotation: true,
       removalPolicy,
     });
@@ -131,6 +152,14 @@ export class SpotfitStack extends Stack {
     });
     const capacity = table('Capacity', {
       partitionKey: { name: 'pool', type: dynamodb.AttributeType.STRING },
+      timeToLiveAttribute: 'expires_at',
+    });
+    // One item per attempt waiting on a task token (docs/callback.md): written by check-job when it
+    // arms the wait, deleted when the attempt is completed; the TTL (deadline + a day) removes
+    // what a lost completion left behind.
+    const waits = table('Waits', {
+      partitionKey: { name: 'run_id', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'attempt', type: dynamodb.AttributeType.NUMBER },
       timeToLiveAttribute: 'expires_at',
     });
 
@@ -219,6 +248,8 @@ export class SpotfitStack extends Stack {
     // Each function gets only the variables it reads (its `ENV` list in functions/<name>/src/lib.rs;
     // infra/test/contract.test.ts holds the two together).
     const bucketVar = { SPOTFIT_BUCKET: bucket.bucketName };
+    // check-job and job-events run the same check step, and both reach the waits table.
+    const checkVars = { SPOTFIT_CAPACITY_TABLE: capacity.tableName, SPOTFIT_RUNS_TABLE: runs.tableName, SPOTFIT_WAITS_TABLE: waits.tableName };
     const envs: Record<FunctionName, Record<string, string>> = {
       'size-job': { SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_REGION: Aws.REGION, SPOTFIT_ARCHITECTURES: cfg.architecture },
       'launch-instance': {
@@ -230,11 +261,14 @@ export class SpotfitStack extends Stack {
         SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
         SPOTFIT_AGENT_KEY: cfg.agentKey,
         SPOTFIT_REGION: Aws.REGION,
+        // Into the state as instance.heartbeat_s, the Await state's HeartbeatSecondsPath.
+        SPOTFIT_HEARTBEAT_S: String(heartbeatSeconds(cfg.reaperEveryMinutes)),
       },
-      'check-job': { ...bucketVar, SPOTFIT_CAPACITY_TABLE: capacity.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
+      'check-job': { ...bucketVar, ...checkVars },
       'terminate-instance': {},
       'record-run': { ...bucketVar, SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
-      'reap-instances': { SPOTFIT_RUNS_TABLE: runs.tableName },
+      'reap-instances': { SPOTFIT_RUNS_TABLE: runs.tableName, SPOTFIT_WAITS_TABLE: waits.tableName },
+      'job-events': { ...bucketVar, ...checkVars },
     };
     const timeouts: Record<FunctionName, number> = {
       'size-job': 30,
@@ -243,6 +277,8 @@ export class SpotfitStack extends Stack {
       'terminate-instance': 30,
       'record-run': 120,
       'reap-instances': 120,
+      // One event: find the attempt, one check, at most one SendTaskSuccess or one terminate.
+      'job-events': 60,
     };
     const fns = {} as Record<FunctionName, lambda.Function>;
     for (const name of FUNCTION_NAMES) {
@@ -298,14 +334,26 @@ export class SpotfitStack extends Stack {
     fns['check-job'].addToRolePolicy(
       new iam.PolicyStatement({ sid: 'HeartbeatRunRow', actions: ['dynamodb:PutItem'], resources: [runs.tableArn] }),
     );
+    // The callback path (docs/callback.md): exactly the item calls each handler makes, on the
+    // table itself (neither table's index). check-job arms a wait; job-events finds the attempt's
+    // wait (Query by run), completes it, and closes the run row of an execution that ended without
+    // its attempt; the sweep scans every wait, and closes the run rows of what it reaps.
+    const items = (n: FunctionName, sid: string, t: dynamodb.Table, actions: string[]) =>
+      fns[n].addToRolePolicy(new iam.PolicyStatement({ sid, actions: actions.map((a) => `dynamodb:${a}`), resources: [t.tableArn] }));
+    items('check-job', 'ArmWait', waits, ['PutItem', 'GetItem', 'DeleteItem']);
+    items('job-events', 'CompleteWait', waits, ['GetItem', 'DeleteItem', 'Query']);
+    items('job-events', 'ReadAndCloseRunRow', runs, ['GetItem', 'PutItem']);
+    items('reap-instances', 'SweepWaits', waits, ['Scan', 'GetItem', 'DeleteItem']);
+    items('reap-instances', 'CloseOrphanRunRow', runs, ['PutItem']);
     grantTable(fns['size-job'], capacity, false);
-    for (const n of ['launch-instance', 'check-job', 'record-run', 'reap-instances'] as const) grantTable(fns[n], capacity, true);
+    for (const n of ['launch-instance', 'check-job', 'record-run', 'reap-instances', 'job-events'] as const) grantTable(fns[n], capacity, true);
     const tableUsers: Record<string, boolean> = {
       'size-job': false,
       'launch-instance': true,
       'check-job': true,
       'record-run': true,
       'reap-instances': true,
+      'job-events': true,
     };
     for (const [n, write] of Object.entries(tableUsers)) {
       fns[n as FunctionName].addToRolePolicy(
@@ -330,7 +378,8 @@ export class SpotfitStack extends Stack {
       resources: [bucket.bucketArn],
     });
     const readRuns = new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects('runs/*')] });
-    for (const n of ['check-job', 'reap-instances'] as const) {
+    // job-events runs check-job's check step: the same exit-marker read.
+    for (const n of ['check-job', 'reap-instances', 'job-events'] as const) {
       fns[n].addToRolePolicy(list);
       fns[n].addToRolePolicy(readRuns);
     }
@@ -361,7 +410,7 @@ export class SpotfitStack extends Stack {
     fns['launch-instance'].addToRolePolicy(
       describe('ec2:DescribeInstanceTypes', 'ec2:DescribeInstanceTypeOfferings', 'ec2:DescribeSpotPriceHistory', 'ec2:DescribeSubnets'),
     );
-    for (const n of ['check-job', 'terminate-instance', 'reap-instances'] as const) fns[n].addToRolePolicy(describe());
+    for (const n of ['check-job', 'terminate-instance', 'reap-instances', 'job-events'] as const) fns[n].addToRolePolicy(describe());
 
     const viaTemplate = { ArnEquals: { 'ec2:LaunchTemplate': ltArn } };
     const launch = fns['launch-instance'];
@@ -441,8 +490,9 @@ export class SpotfitStack extends Stack {
       resources: [ec2Arn('instance', '*')],
       conditions: { StringEquals: { [`ec2:ResourceTag/${MANAGED_TAG}`]: 'true' } },
     });
-    // launch-instance terminates an instance it started when tagging or bookkeeping fails after RunInstances.
-    for (const n of ['launch-instance', 'terminate-instance', 'reap-instances'] as const) fns[n].addToRolePolicy(terminate);
+    // launch-instance terminates an instance it started when tagging or bookkeeping fails after
+    // RunInstances; job-events the instance of an execution that ended without its attempt.
+    for (const n of ['launch-instance', 'terminate-instance', 'reap-instances', 'job-events'] as const) fns[n].addToRolePolicy(terminate);
 
     // ---------------------------------------------------------------- state machine
     const asl = fs.readFileSync(cfg.stateMachineFile, 'utf8');
@@ -461,9 +511,30 @@ export class SpotfitStack extends Stack {
     });
     for (const fn of new Set(Object.values(SUBSTITUTIONS))) fns[fn].grantInvoke(this.stateMachine);
 
+    // Task tokens (docs/callback.md): check-job (arming, when the job has already ended),
+    // job-events and the sweep answer the Await state. The same three actions on the same ARN as
+    // `stateMachine.grantTaskResponse(fn)`, but in a policy of its own: grantTaskResponse adds the
+    // statement to each role's default policy, which its function DependsOn, and the state
+    // machine's definition substitutes check-job's ARN, so check-job → its default policy →
+    // state machine → check-job would be a cycle. A separate AWS::IAM::Policy depends on the
+    // roles and the state machine, and nothing depends on it. (The IAM reference lists no resource
+    // type for SendTask*, but Step Functions authorizes a callback token against the state machine
+    // of its execution, which is what CDK grants; iam_lint.py accepts parliament's note on it.)
+    new iam.Policy(this, 'TaskResponse', {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'AnswerOwnStateMachineTasks',
+          actions: TASK_RESPONSE_ACTIONS,
+          resources: [this.stateMachine.stateMachineArn],
+        }),
+      ],
+      roles: (['check-job', 'job-events', 'reap-instances'] as const).map((n) => fns[n].role!),
+    });
+
     // ---------------------------------------------------------------- schedules and events
     // Every EventBridge target has this dead-letter queue: an event that could not be delivered
-    // after its retries (a start refused, the reaper throttled) is kept, and alarmed on below.
+    // after its retries (a start refused, the reaper or job-events throttled) is kept, and alarmed
+    // on below.
     const dlq = new sqs.Queue(this, 'EventsDeadLetters', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
@@ -491,31 +562,59 @@ export class SpotfitStack extends Stack {
         ],
       });
     }
+    // The reaper is also the heartbeat sweep of the Await state (docs/callback.md): every wait gets
+    // SendTaskHeartbeat, and a wait whose event was lost is completed. The Await state's
+    // HeartbeatSeconds is three of these periods (SPOTFIT_HEARTBEAT_S), so one missed tick is not a
+    // timeout, and a stopped sweep is one within ~3 periods (the execution then checks by itself).
     const reaper = fns['reap-instances'];
     new events.Rule(this, 'ReaperSchedule', {
-      description: 'spotfit reaper: terminate managed instances whose run is over, unknown or past its deadline',
+      description: 'spotfit sweep: heartbeat the waiting attempts, complete those whose event was lost, terminate managed instances whose run is over, unknown or past its deadline',
       schedule: events.Schedule.rate(Duration.minutes(cfg.reaperEveryMinutes)),
       targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
     });
-    // EC2 events carry no tags, so these rules match every instance in the account and the reaper
-    // ignores instances without spotfit:managed. The reaper is the target because it already
-    // owns "is this instance managed, which run is it, mark its pool": a spot warning marks the
-    // pool in the capacity table at once (two minutes before the instance dies, so concurrent
-    // launches skip it), and a state change to shutting-down/terminated lets it close an
-    // orphan's bookkeeping without waiting for the next schedule tick.
+    // An attempt's end reaches job-events (docs/callback.md), which finds the attempt, runs the
+    // check step and answers the execution's task token. EC2 events carry no tags, so the EC2
+    // rules match every instance in the account and job-events ignores instances without
+    // spotfit:managed. A spot warning also marks the pool in the capacity table at once (two
+    // minutes before the instance dies, so concurrent launches skip it).
+    const jobEvents = fns['job-events'];
+    const toJobEvents = () => [new targets.LambdaFunction(jobEvents, { retryAttempts: 2, deadLetterQueue: dlq })];
     new events.Rule(this, 'SpotInterruptions', {
-      description: 'spotfit: EC2 spot interruption warnings → reaper (marks the pool)',
+      description: 'spotfit: EC2 spot interruption warnings → job-events (marks the pool, completes the attempt)',
       eventPattern: { source: ['aws.ec2'], detailType: ['EC2 Spot Instance Interruption Warning'] },
-      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
+      targets: toJobEvents(),
     });
     new events.Rule(this, 'InstanceStateChanges', {
-      description: 'spotfit: EC2 instances stopping or ending → reaper',
+      description: 'spotfit: EC2 instances stopping or ending → job-events',
       eventPattern: {
         source: ['aws.ec2'],
         detailType: ['EC2 Instance State-change Notification'],
         detail: { state: ['shutting-down', 'terminated', 'stopping', 'stopped'] },
       },
-      targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
+      targets: toJobEvents(),
+    });
+    // The agent's exit marker, runs/job=…/dt=…/<run>.exit. One wildcard filter requires both the
+    // prefix and the suffix: a field's filters in one array are ORed, so [{prefix}, {suffix}]
+    // would match either, and $or only combines fields.
+    new events.Rule(this, 'ExitMarkers', {
+      description: 'spotfit: an exit marker written under runs/ → job-events',
+      eventPattern: {
+        source: ['aws.s3'],
+        detailType: ['Object Created'],
+        detail: { bucket: { name: [bucket.bucketName] }, object: { key: [{ wildcard: 'runs/*.exit' }] } },
+      },
+      targets: toJobEvents(),
+    });
+    // An execution that ended without its attempt (stopped by `spotfit cancel`, failed, timed
+    // out): job-events terminates the instance and closes the run row.
+    new events.Rule(this, 'ExecutionEnds', {
+      description: 'spotfit: executions aborted, failed or timed out → job-events (terminates what they left)',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: { status: ['ABORTED', 'FAILED', 'TIMED_OUT'], stateMachineArn: [this.stateMachine.stateMachineArn] },
+      },
+      targets: toJobEvents(),
     });
 
     // ---------------------------------------------------------------- Athena
@@ -591,15 +690,20 @@ export class SpotfitStack extends Stack {
     const period = Duration.minutes(5);
     alarm('ExecutionsFailed', this.stateMachine.metricFailed({ period, statistic: 'Sum' }), 'spotfit: a job execution failed (see the state machine log group for its cause)');
     alarm('ExecutionsTimedOut', this.stateMachine.metricTimedOut({ period, statistic: 'Sum' }), 'spotfit: a job execution timed out');
-    alarm('ExecutionsAborted', this.stateMachine.metricAborted({ period, statistic: 'Sum' }), 'spotfit: a job execution was aborted (the reaper cleans up its instance)');
+    alarm('ExecutionsAborted', this.stateMachine.metricAborted({ period, statistic: 'Sum' }), 'spotfit: a job execution was aborted (job-events terminates its instance)');
     for (const name of FUNCTION_NAMES) {
-      const what = name === 'reap-instances' ? 'the reaper failed: orphaned instances may keep running' : `${name} returned errors`;
+      const what =
+        name === 'reap-instances'
+          ? 'the reaper (heartbeat sweep) failed: orphaned instances may keep running, waiting attempts time out on their heartbeat'
+          : name === 'job-events'
+            ? 'job-events failed: attempts wait for the sweep to complete them (one reaper period later)'
+            : `${name} returned errors`;
       alarm(`${pascal(name)}Errors`, fns[name].metricErrors({ period, statistic: 'Sum' }), `spotfit: ${what}`);
     }
     alarm(
       'EventsDeadLettersVisible',
       dlq.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
-      'spotfit: EventBridge could not deliver an event (a scheduled start or a reaper call); see the dead-letter queue',
+      'spotfit: EventBridge could not deliver an event (a scheduled start, a reaper or job-events call); see the dead-letter queue',
     );
 
     // ---------------------------------------------------------------- outputs
@@ -611,6 +715,7 @@ export class SpotfitStack extends Stack {
     out('ProfilesTable', profiles.tableName, 'DynamoDB profiles table');
     out('RunsTable', runs.tableName, 'DynamoDB runs table');
     out('CapacityTable', capacity.tableName, 'DynamoDB capacity marks table');
+    out('WaitsTable', waits.tableName, 'DynamoDB table of attempts waiting on a task token');
     out('AthenaWorkGroup', analytics.workgroup.ref, 'Athena workgroup (database spotfit)');
     out('AlarmTopicArn', alarmTopic.topicArn, 'SNS topic of the spotfit alarms');
     out('AgentKey', cfg.agentKey, 'Upload the x86_64 spotfit binary to s3://<bucket>/<this key>');
@@ -692,6 +797,20 @@ export function checkAsl(asl: string, file: string): void {
     for (const [name, st] of Object.entries(states)) {
       if (st.Type === 'Task' && typeof st.Resource === 'string' && !ALLOWED_TASK_RESOURCES.test(st.Resource)) {
         throw new Error(`${file}: state ${name} uses ${st.Resource}; the stack grants the state machine lambda:invoke only`);
+      }
+      // An integration names its function in Parameters: one of ours, fixed (not a path), so that
+      // the role's lambda:InvokeFunction on exactly the substituted functions is what it needs.
+      if (st.Type === 'Task' && typeof st.Resource === 'string' && LAMBDA_INTEGRATION.test(st.Resource)) {
+        const params = (st.Parameters ?? {}) as Record<string, unknown>;
+        const fnName = params.FunctionName;
+        const m = typeof fnName === 'string' ? /^\$\{([A-Za-z]+)\}$/.exec(fnName) : null;
+        if (!m || !(m[1] in SUBSTITUTIONS)) {
+          const shown = 'FunctionName.$' in params ? `FunctionName.$ ${JSON.stringify(params['FunctionName.$'])}` : JSON.stringify(fnName);
+          throw new Error(
+            `${file}: state ${name} (${st.Resource}) calls ${shown}; Parameters.FunctionName must be one of ` +
+              Object.keys(SUBSTITUTIONS).map((k) => `\${${k}}`).join(', '),
+          );
+        }
       }
       const nested = [
         ...(((st.Branches as { States: Record<string, Record<string, unknown>> }[]) ?? []).map((b) => b.States)),

@@ -8,8 +8,8 @@ import * as path from 'path';
 import { namedQueries, RECORD_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS } from '../lib/analytics';
 import { defaultStateMachineFile, repoRoot } from '../lib/config';
 import { loadJobs } from '../lib/jobs';
-import { checkAsl, SUBSTITUTIONS } from '../lib/spotfit-stack';
-import { asArray, render, resourcesOfType, synth } from './helpers';
+import { checkAsl, heartbeatSeconds, SUBSTITUTIONS } from '../lib/spotfit-stack';
+import { asArray, awaitAsl, render, resourcesOfType, synth } from './helpers';
 
 const root = repoRoot();
 const { stack, json } = synth();
@@ -37,6 +37,58 @@ test('the ASL check rejects unknown placeholders and non-Lambda integrations', (
   const sdk = { StartAt: 'T', States: { T: { Type: 'Task', Resource: 'arn:aws:states:::aws-sdk:ec2:terminateInstances', End: true } } };
   assert.throws(() => checkAsl(JSON.stringify(sdk), 'x.json'), /lambda:invoke only/);
   assert.throws(() => checkAsl('{not json', 'x.json'), /not JSON/);
+  // Other callback integrations (SQS, an activity) stay out.
+  const sqs = { StartAt: 'T', States: { T: { Type: 'Task', Resource: 'arn:aws:states:::sqs:sendMessage.waitForTaskToken', End: true } } };
+  assert.throws(() => checkAsl(JSON.stringify(sqs), 'x.json'), /lambda:invoke only/);
+});
+
+test('the ASL check: a Lambda integration (plain or waitForTaskToken) must name one of our functions', () => {
+  const task = (resource: string, params: unknown) =>
+    JSON.stringify({ StartAt: 'T', States: { T: { Type: 'Task', Resource: resource, Parameters: params, End: true } } });
+  for (const r of ['arn:aws:states:::lambda:invoke', 'arn:aws:states:::lambda:invoke.waitForTaskToken']) {
+    checkAsl(task(r, { FunctionName: '${CheckJobArn}', Payload: { 'token.$': '$$.Task.Token', 'state.$': '$' } }), 'x.json');
+    assert.throws(() => checkAsl(task(r, { FunctionName: 'arn:aws:lambda:us-east-1:123456789012:function:other' }), 'x.json'), /FunctionName must be one of/);
+    assert.throws(() => checkAsl(task(r, { 'FunctionName.$': '$.fn' }), 'x.json'), /calls FunctionName\.\$ "\$\.fn"/);
+    assert.throws(() => checkAsl(task(r, { Payload: {} }), 'x.json'), /FunctionName must be one of/);
+    assert.throws(() => checkAsl(task(r, undefined), 'x.json'), /FunctionName must be one of/);
+  }
+});
+
+test('the stack synthesizes the contract\'s Await state (docs/callback.md), and its role may invoke only our functions', () => {
+  const file = awaitAsl();
+  const { json: j, stack: st } = synth({ 'spotfit:stateMachineFile': file });
+  const [[smId, sm]] = resourcesOfType(j, 'AWS::StepFunctions::StateMachine');
+  assert.equal(sm.DefinitionString, fs.readFileSync(file, 'utf8'));
+  const doc = JSON.parse(sm.DefinitionString as string);
+  const aw = doc.States.Await;
+  assert.equal(aw.Resource, 'arn:aws:states:::lambda:invoke.waitForTaskToken');
+  assert.equal(aw.Parameters.FunctionName, '${CheckJobArn}');
+  assert.equal(aw.HeartbeatSecondsPath, '$.instance.heartbeat_s');
+  const subs = sm.DefinitionSubstitutions as Record<string, unknown>;
+  const checkJob = st.getLogicalId(st.functions['check-job'].node.defaultChild as never);
+  assert.deepEqual(subs.CheckJobArn, { 'Fn::GetAtt': [checkJob, 'Arn'] });
+  // No dependency cycle: check-job's role answers the state machine's tokens from a policy the
+  // function does not depend on.
+  const fnDeps = asArray((j.Resources[checkJob] as { DependsOn?: string | string[] }).DependsOn);
+  const taskResponse = Object.keys(j.Resources).find((k) => k.startsWith('TaskResponse'))!;
+  assert.ok(!fnDeps.includes(taskResponse), `check-job depends on ${taskResponse}`);
+  assert.ok(smId);
+});
+
+test('the Await heartbeat: three reaper periods, passed to launch-instance, far under Step Functions\' bounds', () => {
+  const launch = (j: typeof json) =>
+    resourcesOfType(j, 'AWS::Lambda::Function').find(([, f]) => f.Description === 'spotfit launch-instance')![1] as any;
+  assert.equal(launch(json).Environment.Variables.SPOTFIT_HEARTBEAT_S, '900');
+  assert.equal(heartbeatSeconds(5), 900);
+  const { json: slow } = synth({ 'spotfit:reaperEveryMinutes': 1440 });
+  assert.equal(launch(slow).Environment.Variables.SPOTFIT_HEARTBEAT_S, '259200');
+  // The largest schedule the config accepts (1440 minutes) gives 3 days; a standard execution
+  // may run a year, and HeartbeatSeconds is an integer of seconds.
+  assert.ok(heartbeatSeconds(1440) <= 3 * 86400 && heartbeatSeconds(1440) < 365 * 86400);
+  assert.throws(() => synth({ 'spotfit:reaperEveryMinutes': 1441 }), /spotfit:reaperEveryMinutes/);
+  // Only the launcher carries it: the Await state reads it from the state it put it in.
+  const carriers = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => (f as any).Environment?.Variables?.SPOTFIT_HEARTBEAT_S);
+  assert.equal(carriers.length, 1);
 });
 
 test('one enabled-or-not EventBridge rule per job in jobs.json, with the spec as input', () => {
@@ -55,13 +107,64 @@ test('one enabled-or-not EventBridge rule per job in jobs.json, with the spec as
   assert.equal(scheduled.length, jobs.length);
 });
 
-test('reaper: on a schedule, and on spot warnings and instance state changes', () => {
-  const reaperArn = { 'Fn::GetAtt': [logicalId(stack.functions['reap-instances']), 'Arn'] };
-  const rules = resourcesOfType(json, 'AWS::Events::Rule').filter(([, p]) =>
-    asArray(p.Targets as { Arn: unknown }[]).some((t) => JSON.stringify(t.Arn) === JSON.stringify(reaperArn)),
-  );
-  const kinds = rules.map(([, p]) => (p.ScheduleExpression as string) ?? (p.EventPattern as any)['detail-type'][0]).sort();
-  assert.deepEqual(kinds, ['EC2 Instance State-change Notification', 'EC2 Spot Instance Interruption Warning', 'rate(5 minutes)']);
+const escapeRegExp = (x: string) => x.replace(/[.+?^$()|[\]\\{}]/g, (c) => `\\${c}`);
+const targeting = (name: keyof typeof stack.functions) => {
+  const arn = JSON.stringify({ 'Fn::GetAtt': [logicalId(stack.functions[name]), 'Arn'] });
+  return resourcesOfType(json, 'AWS::Events::Rule').filter(([, p]) => asArray(p.Targets as { Arn: unknown }[]).some((t) => JSON.stringify(t.Arn) === arn));
+};
+const ruleById = (prefix: string) => {
+  const r = resourcesOfType(json, 'AWS::Events::Rule').filter(([id]) => id.startsWith(prefix));
+  assert.equal(r.length, 1, prefix);
+  return r[0][1] as any;
+};
+
+test('reaper (the heartbeat sweep): on its schedule only', () => {
+  const rules = targeting('reap-instances');
+  assert.deepEqual(rules.map(([, p]) => p.ScheduleExpression), ['rate(5 minutes)']);
+  assert.match(String(rules[0][1].Description), /heartbeat/);
+});
+
+test('job-events: EC2 spot warnings and state changes, exit markers, executions that ended', () => {
+  const rules = targeting('job-events');
+  assert.deepEqual(rules.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort(), ['ExecutionEnds', 'ExitMarkers', 'InstanceStateChanges', 'SpotInterruptions']);
+  for (const [id, r] of rules) {
+    assert.equal((r.Targets as unknown[]).length, 1, id);
+    const [t] = r.Targets as any[];
+    assert.deepEqual(t.RetryPolicy, { MaximumRetryAttempts: 2 }, id);
+    assert.ok(t.DeadLetterConfig?.Arn, id);
+    assert.equal(r.ScheduleExpression, undefined, id);
+  }
+  assert.deepEqual(ruleById('SpotInterruptions').EventPattern, { source: ['aws.ec2'], 'detail-type': ['EC2 Spot Instance Interruption Warning'] });
+  assert.deepEqual(ruleById('InstanceStateChanges').EventPattern, {
+    source: ['aws.ec2'],
+    'detail-type': ['EC2 Instance State-change Notification'],
+    detail: { state: ['shutting-down', 'terminated', 'stopping', 'stopped'] },
+  });
+  const bucketId = logicalId(stack.bucket);
+  assert.deepEqual(ruleById('ExitMarkers').EventPattern, {
+    source: ['aws.s3'],
+    'detail-type': ['Object Created'],
+    detail: { bucket: { name: [{ Ref: bucketId }] }, object: { key: [{ wildcard: 'runs/*.exit' }] } },
+  });
+  assert.deepEqual(ruleById('ExecutionEnds').EventPattern, {
+    source: ['aws.states'],
+    'detail-type': ['Step Functions Execution Status Change'],
+    detail: { status: ['ABORTED', 'FAILED', 'TIMED_OUT'], stateMachineArn: [{ Ref: logicalId(stack.stateMachine) }] },
+  });
+  // S3 sends the bucket's events to EventBridge natively (no notifications custom resource).
+  const bucket = json.Resources[bucketId].Properties as any;
+  assert.deepEqual(bucket.NotificationConfiguration, { EventBridgeConfiguration: { EventBridgeEnabled: true } });
+  assert.equal(resourcesOfType(json, 'Custom::S3BucketNotifications').length, 0);
+});
+
+test('the exit-marker pattern matches runs/…/*.exit and nothing else (EventBridge wildcard semantics)', () => {
+  // EventBridge's wildcard: `*` matches any run of characters, `/` included.
+  const pattern = ruleById('ExitMarkers').EventPattern.detail.object.key[0].wildcard as string;
+  const re = new RegExp('^' + pattern.split('*').map(escapeRegExp).join('.*') + '$');
+  assert.ok(re.test('runs/job=etl/dt=2026-11-02/run-1.exit'));
+  assert.ok(!re.test('runs/job=etl/dt=2026-11-02/run-1.json'));
+  assert.ok(!re.test('samples/job=etl/dt=2026-11-02/run=x/part-0.exit'));
+  assert.ok(!re.test('records/dt=2026-11-02/run-1.exit'));
 });
 
 test('jobs file errors name the job and the field', () => {
@@ -216,12 +319,29 @@ function rustEnv(name: string): { all: Set<string>; optional: Set<string> } {
   return { all, optional };
 }
 
+/**
+ * What the callback contract (docs/callback.md) adds to the functions' environments. Until the Rust
+ * side of issue 12 is on the branch (functions/job-events is its marker), the stack may set these
+ * ahead of the code, and job-events has no ENV list to compare; once it is, the comparison below
+ * is exact again and this allowance is unused.
+ */
+const CALLBACK_ENV: Record<string, string[]> = {
+  'launch-instance': ['SPOTFIT_HEARTBEAT_S'],
+  'check-job': ['SPOTFIT_WAITS_TABLE'],
+  'reap-instances': ['SPOTFIT_WAITS_TABLE'],
+};
+const rustCallbackSide = fs.existsSync(path.join(root, 'functions', 'job-events', 'src', 'lib.rs'));
+
 test('each function gets only the environment variables its Rust code reads, and every one it requires', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => String(f.Description ?? '').startsWith('spotfit '));
-  assert.equal(fns.length, 6);
+  assert.equal(fns.length, 7);
   for (const [id, f] of fns) {
     const name = String(f.Description).slice('spotfit '.length);
     const set = new Set(Object.keys(((f.Environment as any)?.Variables ?? {}) as Record<string, string>));
+    if (!rustCallbackSide) {
+      if (name === 'job-events') continue;
+      for (const v of CALLBACK_ENV[name] ?? []) set.delete(v);
+    }
     const { all, optional } = rustEnv(name);
     for (const v of set) assert.ok(all.has(v), `${id} (${name}): the stack sets ${v}, which the function does not read`);
     for (const v of all) assert.ok(optional.has(v) || set.has(v), `${id} (${name}): the function requires ${v}, the stack does not set it`);
@@ -229,6 +349,19 @@ test('each function gets only the environment variables its Rust code reads, and
   // Not every function needs every table: size-job has no business with EC2 settings.
   const size = fns.find(([, f]) => f.Description === 'spotfit size-job')![1] as any;
   assert.equal(size.Environment.Variables.SPOTFIT_LAUNCH_TEMPLATE_ID, undefined);
+});
+
+test('job-events and the waits table: the contract\'s environment, timeout and keys', () => {
+  const fns = resourcesOfType(json, 'AWS::Lambda::Function');
+  const env = (n: string) => (fns.find(([, f]) => f.Description === `spotfit ${n}`)![1] as any).Environment?.Variables ?? {};
+  const je = fns.find(([, f]) => f.Description === 'spotfit job-events')![1] as any;
+  assert.equal(je.Timeout, 60);
+  const ref = (prefix: string) => ({ Ref: Object.keys(json.Resources).find((k) => k.startsWith(prefix) && json.Resources[k].Type === 'AWS::DynamoDB::Table')! });
+  assert.deepEqual(Object.keys(env('job-events')).sort(), ['SPOTFIT_BUCKET', 'SPOTFIT_CAPACITY_TABLE', 'SPOTFIT_RUNS_TABLE', 'SPOTFIT_WAITS_TABLE']);
+  for (const n of ['check-job', 'job-events', 'reap-instances']) assert.deepEqual(env(n).SPOTFIT_WAITS_TABLE, ref('Waits'), n);
+  for (const n of ['size-job', 'launch-instance', 'terminate-instance', 'record-run']) assert.equal(env(n).SPOTFIT_WAITS_TABLE, undefined, n);
+  assert.deepEqual(env('job-events').SPOTFIT_RUNS_TABLE, ref('Runs'));
+  assert.deepEqual(env('job-events').SPOTFIT_CAPACITY_TABLE, ref('Capacity'));
 });
 
 test('architecture, AMI and agent binary must agree: an inconsistent set fails synth naming the setting', () => {

@@ -168,7 +168,8 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
     # suite (60-infra-synth-lint.sh); here they are listed, not counted.
     not_modelled = [
         "S3 versioning, bucket key, public access block, lifecycle rules, bucket policy (TLS-only)",
-        "DynamoDB point-in-time recovery, KMS encryption, TTL on the capacity table",
+        "DynamoDB point-in-time recovery, KMS encryption, TTL on the capacity and waits tables",
+        "S3 → EventBridge notifications on the bucket (NotificationConfiguration.EventBridgeConfiguration)",
         "Step Functions DefinitionSubstitutions (moto stores the definition unsubstituted)",
         "Glue database and tables, Athena workgroup and named queries, EventBridge Scheduler schedule",
     ]
@@ -181,7 +182,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
         return f"{b}: exists, default encryption AES256"
 
     def tables_ok():
-        names = [outputs["ProfilesTable"], outputs["RunsTable"], outputs["CapacityTable"]]
+        names = [outputs["ProfilesTable"], outputs["RunsTable"], outputs["CapacityTable"], outputs["WaitsTable"]]
         keys = {}
         for n in names:
             d = ddb.describe_table(TableName=n)["Table"]
@@ -190,6 +191,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
         expect(keys[outputs["ProfilesTable"]] == [("job", "HASH")], f"profiles keys {keys}")
         expect(keys[outputs["RunsTable"]] == [("run_id", "HASH"), ("attempt", "RANGE")], f"runs keys {keys}")
         expect(keys[outputs["CapacityTable"]] == [("pool", "HASH")], f"capacity keys {keys}")
+        expect(keys[outputs["WaitsTable"]] == [("run_id", "HASH"), ("attempt", "RANGE")], f"waits keys {keys}")
         runs = ddb.describe_table(TableName=outputs["RunsTable"])["Table"]
         gsi = [(g["IndexName"], [k["AttributeName"] for k in g["KeySchema"]]) for g in runs.get("GlobalSecondaryIndexes", [])]
         expect(gsi == [("by-job", ["job", "started_at_ms"])], f"GSI {gsi}")
@@ -202,7 +204,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
             raise AssertionError("second conditional put succeeded")
         except ddb.exceptions.ConditionalCheckFailedException:
             pass
-        return "3 on-demand tables with the contract keys; runs GSI; conditional put works"
+        return "4 on-demand tables with the contract keys; runs GSI; conditional put works"
 
     def launch_template_ok():
         lt = outputs["LaunchTemplateId"]
@@ -216,12 +218,12 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
 
     def functions_ok():
         arns = phys("AWS::Lambda::Function")
-        expect(len(arns) == 6, f"{len(arns)} functions")
+        expect(len(arns) == 7, f"{len(arns)} functions")
         # Each function has only its own variables (functions/<name>/src/lib.rs ENV); where one is
         # set, it must name the deployed resource.
         want = {"SPOTFIT_BUCKET": outputs["BucketName"], "SPOTFIT_LAUNCH_TEMPLATE_ID": outputs["LaunchTemplateId"],
                 "SPOTFIT_RUNS_TABLE": outputs["RunsTable"], "SPOTFIT_PROFILES_TABLE": outputs["ProfilesTable"],
-                "SPOTFIT_CAPACITY_TABLE": outputs["CapacityTable"]}
+                "SPOTFIT_CAPACITY_TABLE": outputs["CapacityTable"], "SPOTFIT_WAITS_TABLE": outputs["WaitsTable"]}
         seen = set()
         for a in arns:
             cfg = lam.get_function_configuration(FunctionName=a)
@@ -234,7 +236,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
                 expect(isinstance(json.loads(env["SPOTFIT_SUBNETS"]), dict), "subnets map")
             expect(cfg["Runtime"] == "provided.al2023", cfg["Runtime"])
         expect(seen == set(want), f"variables set by no function: {set(want) - seen}")
-        return "6 functions, provided.al2023, each SPOTFIT_* it has resolved to the deployed resources"
+        return "7 functions, provided.al2023, each SPOTFIT_* it has resolved to the deployed resources"
 
     def state_machine_ok():
         arn = outputs["StateMachineArn"]
@@ -252,13 +254,33 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
         scheduled = [r for r in rules if r.get("ScheduleExpression")]
         patterns = [r for r in rules if r.get("EventPattern")]
         expect(len(scheduled) == len(jobs) + 1, f"{len(scheduled)} scheduled rules for {len(jobs)} jobs + reaper")
-        expect(len(patterns) == 2, f"{len(patterns)} EC2 event rules")
+        expect(len(patterns) == 4, f"{len(patterns)} event-pattern rules (2 EC2, exit markers, execution ends)")
+        # Every pattern rule goes to job-events; the reaper (the sweep) keeps only its schedule.
+        fns = {}
+        for a in phys("AWS::Lambda::Function"):
+            cfg = lam.get_function_configuration(FunctionName=a)
+            fns[cfg["FunctionArn"]] = cfg.get("Description", "")
+            fns[cfg["FunctionName"]] = cfg.get("Description", "")
+        def target_of(rule):
+            ts = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            expect(len(ts) == 1, f"{rule['Name']}: {len(ts)} targets")
+            return fns.get(ts[0]["Arn"]) or fns.get(ts[0]["Arn"].split(":")[-1], ts[0]["Arn"])
+        for r in patterns:
+            expect(target_of(r) == "spotfit job-events", f"{r['Name']} → {target_of(r)}")
+        pats = [json.loads(r["EventPattern"]) for r in patterns]
+        exit_rule = [p for p in pats if p.get("source") == ["aws.s3"]]
+        expect(len(exit_rule) == 1 and exit_rule[0]["detail"]["bucket"]["name"] == [outputs["BucketName"]]
+               and exit_rule[0]["detail"]["object"]["key"] == [{"wildcard": "runs/*.exit"}], f"exit-marker rule {exit_rule}")
+        ends = [p for p in pats if p.get("source") == ["aws.states"]]
+        expect(len(ends) == 1 and ends[0]["detail"]["stateMachineArn"] == [outputs["StateMachineArn"]], f"execution-ends rule {ends}")
+        reaper = [r for r in scheduled if not any(r["ScheduleExpression"] == j["schedule"] for j in jobs)]
+        expect(len(reaper) == 1 and target_of(reaper[0]) == "spotfit reap-instances", f"reaper schedule {reaper}")
         for j in jobs:
             r = next(r for r in scheduled if r["ScheduleExpression"] == j["schedule"])
             t = events.list_targets_by_rule(Rule=r["Name"])["Targets"][0]
             expect(json.loads(t["Input"]) == j["spec"], f"{j['name']} input")
             expect(t["Arn"] == outputs["StateMachineArn"], f"{j['name']} target")
-        return f"{len(jobs)} job rules (input = spec), reaper schedule, 2 EC2 event rules"
+        return f"{len(jobs)} job rules (input = spec), reaper schedule, 4 event rules → job-events (EC2 x2, exit markers, execution ends)"
 
     def iam_ok():
         role = outputs["InstanceRoleArn"].split("/")[-1]

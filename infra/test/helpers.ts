@@ -1,8 +1,11 @@
 // Shared by the assertion tests: synthesize the stack in-process with test context, and walk
 // the IAM statements of the template together with the role each one is attached to.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { loadConfig } from '../lib/config';
+import { defaultStateMachineFile, loadConfig, repoRoot } from '../lib/config';
 import { SpotfitStack } from '../lib/spotfit-stack';
 
 export const TEST_CONTEXT: Record<string, unknown> = {
@@ -94,4 +97,38 @@ export function render(v: unknown): string {
     if ('Fn::GetAtt' in o) return `{${(o['Fn::GetAtt'] as string[]).join('.')}}`;
   }
   return JSON.stringify(v);
+}
+
+/**
+ * The state machine with the Await state of docs/callback.md, for synthesizing the stack against
+ * the contract before statemachine/spotfit.asl.json has it: the real file when it already has an
+ * Await state, else a copy (in a temporary directory, never in the repository) in which Launch
+ * goes to Await, the poll loop (WaitForJob → Check) becomes Await, and Check is the fallback of an
+ * Await timeout. Returns the file's path.
+ */
+export function awaitAsl(): string {
+  const file = defaultStateMachineFile(repoRoot());
+  const text = fs.readFileSync(file, 'utf8');
+  const doc = JSON.parse(text);
+  if (doc.States.Await) return file;
+  const st = doc.States as Record<string, any>;
+  const check = st.Check;
+  st.Launch.Next = 'Await';
+  delete st.WaitForJob;
+  st.Await = {
+    Type: 'Task',
+    Comment: 'Wait for the attempt to end: check-job arms the wait with the task token; job-events or the sweep sends the checked state.',
+    Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
+    Parameters: { FunctionName: '${CheckJobArn}', Payload: { 'token.$': '$$.Task.Token', 'state.$': '$' } },
+    TimeoutSecondsPath: '$.instance.wait_s',
+    HeartbeatSecondsPath: '$.instance.heartbeat_s',
+    Retry: check.Retry,
+    Catch: [{ ErrorEquals: ['States.Timeout', 'States.HeartbeatTimeout'], ResultPath: null, Next: 'Check' }, ...check.Catch],
+    Next: 'Ended?',
+  };
+  for (const c of st['Ended?'].Choices) if (c.Next === 'WaitForJob') c.Next = 'Await';
+  if (st['Ended?'].Default === 'WaitForJob') st['Ended?'].Default = 'Await';
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'spotfit-asl-')), 'spotfit.asl.json');
+  fs.writeFileSync(out, JSON.stringify(doc, null, 2));
+  return out;
 }

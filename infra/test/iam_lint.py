@@ -14,6 +14,14 @@ Accepted too: RESOURCE_MISMATCH for ssm:GetParameters on an AWS public parameter
 (`arn:aws:ssm:REGION::parameter/aws/service/...`): AWS owns those, and their ARN has no account,
 which parliament's pattern (`arn:*:ssm:*:*:parameter/*`) does not allow for.
 
+Accepted too: RESOURCE_MISMATCH for states:SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat
+on the state machine's ARN. The Service Authorization Reference lists no resource type for them
+(parliament's data comes from it), but Step Functions authorizes a callback token against the
+state machine of its execution (AccessDenied messages name `...:stateMachine:NAME`), which is what
+CDK's grantTaskResponse grants; Resource "*" would let the three handlers answer any state
+machine's tasks in the account. Only a statement whose every resource is a state machine ARN is
+accepted.
+
 usage: iam_lint.py TEMPLATE_JSON       prints findings, "N passed, M failed"
 """
 
@@ -83,12 +91,27 @@ def public_parameters_only(doc) -> bool:
     return bool(res) and all(r.split(":")[4] == "" and ":parameter/aws/service/" in r for r in res)
 
 
+TASK_RESPONSE = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+
+
+def state_machines_only(doc) -> bool:
+    """Every resource of every SendTask* statement is a state machine ARN (no activity, no "*")."""
+    stmts = doc["Statement"] if isinstance(doc["Statement"], list) else [doc["Statement"]]
+    res = []
+    for s in stmts:
+        acts = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if TASK_RESPONSE & set(acts):
+            res += s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+    return bool(res) and all(r.startswith("arn:aws:states:") and r.split(":")[5] == "stateMachine" for r in res)
+
+
 def accepted(finding, doc=None) -> bool:
     if finding.issue != "RESOURCE_MISMATCH":
         return False
     return all(
         d.get("action") == "ec2:RunInstances"
         or (d.get("action") == "ssm:GetParameters" and doc is not None and public_parameters_only(doc))
+        or (d.get("action") in TASK_RESPONSE and doc is not None and state_machines_only(doc))
         for d in finding.detail
     )
 

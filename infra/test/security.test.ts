@@ -78,17 +78,42 @@ test('bucket lifecycle tiers and expires data, and cleans up exports and query r
   assert.ok(rules.find((x) => x.Prefix === 'athena-results/')?.ExpirationInDays);
 });
 
-test('tables: on-demand, point-in-time recovery, KMS encryption; capacity has a TTL', () => {
+test('tables: on-demand, point-in-time recovery, KMS encryption; capacity and waits have a TTL', () => {
   const tables = resourcesOfType(json, 'AWS::DynamoDB::Table');
-  assert.equal(tables.length, 3);
+  assert.equal(tables.length, 4);
+  const dataKey = resourcesOfType(json, 'AWS::KMS::Key').map(([id]) => id);
+  assert.equal(dataKey.length, 1);
   for (const [id, t] of tables) {
     assert.equal(t.BillingMode, 'PAY_PER_REQUEST', id);
     assert.deepEqual(t.PointInTimeRecoverySpecification, { PointInTimeRecoveryEnabled: true }, id);
     const sse = t.SSESpecification as any;
     assert.equal(sse.SSEEnabled, true, id);
     assert.equal(sse.SSEType, 'KMS', id);
-    assert.ok(sse.KMSMasterKeyId, id);
+    assert.deepEqual(sse.KMSMasterKeyId, { 'Fn::GetAtt': [dataKey[0], 'Arn'] }, id);
   }
+  // The waits table (docs/callback.md): run_id/attempt like the runs table, TTL expires_at, kept
+  // like the runs table when the stack goes (retain: deletion protection and Retain).
+  const waits = Object.entries(json.Resources).filter(([id, r]) => id.startsWith('Waits') && r.Type === 'AWS::DynamoDB::Table');
+  assert.equal(waits.length, 1);
+  const [waitsId, w] = waits[0] as [string, any];
+  assert.deepEqual(w.Properties.KeySchema, [
+    { AttributeName: 'run_id', KeyType: 'HASH' },
+    { AttributeName: 'attempt', KeyType: 'RANGE' },
+  ]);
+  assert.deepEqual(w.Properties.AttributeDefinitions, [
+    { AttributeName: 'run_id', AttributeType: 'S' },
+    { AttributeName: 'attempt', AttributeType: 'N' },
+  ]);
+  assert.deepEqual(w.Properties.TimeToLiveSpecification, { AttributeName: 'expires_at', Enabled: true });
+  assert.equal(w.Properties.GlobalSecondaryIndexes, undefined);
+  const runsId = Object.keys(json.Resources).find((k) => k.startsWith('Runs') && json.Resources[k].Type === 'AWS::DynamoDB::Table')!;
+  const runsRes = json.Resources[runsId] as any;
+  for (const k of ['DeletionPolicy', 'UpdateReplacePolicy']) assert.equal(w[k], runsRes[k], `${waitsId} ${k}`);
+  assert.equal(w.DeletionPolicy, 'Retain');
+  assert.equal(w.Properties.DeletionProtectionEnabled, runsRes.Properties.DeletionProtectionEnabled);
+  const { json: destroy } = synth({ 'spotfit:removal': 'destroy' });
+  const wd = Object.entries(destroy.Resources).find(([id, r]) => id.startsWith('Waits') && r.Type === 'AWS::DynamoDB::Table')![1] as any;
+  assert.equal(wd.DeletionPolicy, 'Delete');
   template.hasResourceProperties('AWS::DynamoDB::Table', {
     KeySchema: [{ AttributeName: 'pool', KeyType: 'HASH' }],
     TimeToLiveSpecification: { AttributeName: 'expires_at', Enabled: true },
@@ -179,7 +204,7 @@ test('TerminateInstances only on instances tagged spotfit:managed=true', () => {
     assert.ok(asArray(s.statement.Resource).every((r) => render(r).endsWith(':instance/*')));
   }
   const roles = new Set(term.flatMap((s) => s.roles));
-  const expected = new Set(['launch-instance', 'terminate-instance', 'reap-instances'].map((n) => roleOf(n as never)));
+  const expected = new Set(['launch-instance', 'terminate-instance', 'reap-instances', 'job-events'].map((n) => roleOf(n as never)));
   assert.deepEqual(roles, expected);
   assert.ok(!roles.has(instanceRoleId));
 });
@@ -225,7 +250,7 @@ test('create-only writes can be enforced for the instance role', () => {
 
 test('every function runs provided.al2023', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function');
-  assert.equal(fns.length, 6);
+  assert.equal(fns.length, 7, 'our seven, and no CDK helper function (e.g. a bucket-notifications handler)');
   for (const [id, f] of fns) {
     assert.equal(f.Runtime, 'provided.al2023', id);
     assert.equal(f.Handler, 'bootstrap', id);
@@ -258,8 +283,18 @@ test('only the launcher and recorder touch DynamoDB writes they need', () => {
     );
   const id = (n: string) => json.Resources && Object.keys(json.Resources).find((k) => k.startsWith(n) && json.Resources[k].Type === 'AWS::DynamoDB::Table')!;
   assert.deepEqual(writers(id('Profiles')), new Set([roleOf('record-run')]));
-  // check-job writes the running attempt's heartbeat (the reaper's "abandoned" rule reads it).
-  assert.deepEqual(writers(id('Runs')), new Set([roleOf('launch-instance'), roleOf('check-job'), roleOf('record-run')]));
+  // check-job writes the running attempt's heartbeat (the reaper's "abandoned" rule reads it);
+  // job-events and the reaper close the run rows of attempts whose execution is gone.
+  assert.deepEqual(
+    writers(id('Runs')),
+    new Set(['launch-instance', 'check-job', 'record-run', 'job-events', 'reap-instances'].map((n) => roleOf(n as never))),
+  );
+  for (const n of ['job-events', 'reap-instances'] as const) {
+    const w = grants('dynamodb:PutItem').filter((s) => s.roles.includes(roleOf(n)) && asArray(s.statement.Resource).some((r) => render(r).includes(id('Runs'))));
+    assert.equal(w.length, 1, n);
+    assert.deepEqual(asArray(w[0].statement.Resource).map(render), [`{${id('Runs')}.Arn}`], `${n}: runs table only, not its index`);
+    assert.ok(!asArray(w[0].statement.Action).some((a) => /UpdateItem|DeleteItem|BatchWriteItem/.test(a)), `${n}: no update or delete of run rows`);
+  }
   const heartbeat = grants('dynamodb:PutItem').filter(
     (s) => s.roles.includes(roleOf('check-job')) && asArray(s.statement.Resource).some((r) => render(r).includes(id('Runs'))),
   );
@@ -293,8 +328,10 @@ test('alarms: failed executions, every function\'s errors, the reaper, the dead-
   const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, p]) => p as any);
   const metric = (ns: string, name: string) => alarms.filter((a) => a.Namespace === ns && a.MetricName === name);
   assert.ok(metric('AWS/States', 'ExecutionsFailed').length === 1);
-  assert.equal(metric('AWS/Lambda', 'Errors').length, 6);
-  assert.ok(alarms.some((a) => a.MetricName === 'Errors' && render(a.Dimensions).includes(logicalId(stack.functions['reap-instances'] as never))));
+  assert.equal(metric('AWS/Lambda', 'Errors').length, 7);
+  for (const n of ['reap-instances', 'job-events'] as const) {
+    assert.ok(alarms.some((a) => a.MetricName === 'Errors' && render(a.Dimensions).includes(logicalId(stack.functions[n] as never))), n);
+  }
   assert.equal(metric('AWS/SQS', 'ApproximateNumberOfMessagesVisible').length, 1);
   const topics = resourcesOfType(json, 'AWS::SNS::Topic');
   assert.equal(topics.length, 1);
@@ -322,5 +359,96 @@ test('every checkov suppression carries a reason', () => {
   for (const [id, r] of Object.entries(json.Resources)) {
     const skips = ((r.Metadata?.checkov as any)?.skip ?? []) as { id: string; comment: string }[];
     for (const s of skips) assert.ok(/^CKV2?_AWS_\d+$/.test(s.id) && s.comment.length > 20, `${id}: ${JSON.stringify(s)}`);
+  }
+});
+
+/** Every (action, rendered resource) pair the role of a function is allowed. */
+const allowedPairs = (name: keyof typeof stack.functions) =>
+  identity
+    .filter((s) => s.roles.includes(roleOf(name)) && s.statement.Effect === 'Allow')
+    .flatMap((s) => asArray(s.statement.Action).flatMap((a) => asArray(s.statement.Resource).map((r) => `${a} ${render(r)}`)));
+const table = (prefix: string) => Object.keys(json.Resources).find((k) => k.startsWith(prefix) && json.Resources[k].Type === 'AWS::DynamoDB::Table')!;
+
+test('waits table: check-job arms (Put/Get/Delete), job-events completes (Get/Delete/Query), the sweep scans (Scan/Get/Delete); nobody else', () => {
+  const waits = table('Waits');
+  const on = (name: keyof typeof stack.functions) =>
+    allowedPairs(name)
+      .filter((p) => p.includes(`{${waits}.Arn}`))
+      .map((p) => p.split(' ')[0])
+      .sort();
+  assert.deepEqual(on('check-job'), ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem']);
+  assert.deepEqual(on('job-events'), ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:Query']);
+  assert.deepEqual(on('reap-instances'), ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:Scan']);
+  for (const n of ['size-job', 'launch-instance', 'terminate-instance', 'record-run'] as const) assert.deepEqual(on(n), [], n);
+  // The table itself: it has no index, and no statement names one.
+  for (const s of identity) {
+    for (const r of asArray(s.statement.Resource).map(render)) if (r.includes(`{${waits}.Arn}`)) assert.equal(r, `{${waits}.Arn}`, s.holder);
+  }
+  assert.ok(!identity.some((s) => s.roles.includes(instanceRoleId) && render(s.statement.Resource).includes(waits)), 'the instance never sees the tokens');
+});
+
+test('task tokens: exactly check-job, job-events and the sweep may SendTask*, only on this state machine; no other states:* but the schedule role\'s StartExecution', () => {
+  const smId = logicalId(stack.stateMachine);
+  const taskActions = ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'];
+  const expected = new Set(['check-job', 'job-events', 'reap-instances'].map((n) => roleOf(n as never)));
+  for (const a of taskActions) {
+    const g = grants(a);
+    assert.deepEqual(new Set(g.flatMap((s) => s.roles)), expected, a);
+    for (const s of g) {
+      assert.deepEqual(asArray(s.statement.Resource), [{ Ref: smId }], `${s.holder}: ${a} on ${render(s.statement.Resource)}`);
+      assert.equal(s.statement.Condition, undefined);
+    }
+  }
+  const scheduleRole = Object.keys(json.Resources).find((k) => k.startsWith('ScheduleRole') && json.Resources[k].Type === 'AWS::IAM::Role')!;
+  for (const s of identity) {
+    for (const a of asArray(s.statement.Action).filter((x) => x.startsWith('states:'))) {
+      if (taskActions.includes(a)) continue;
+      assert.equal(a, 'states:StartExecution', `${s.holder}: ${a}`);
+      assert.deepEqual(s.roles, [scheduleRole], `${s.holder}: StartExecution`);
+      assert.deepEqual(asArray(s.statement.Resource), [{ Ref: smId }]);
+    }
+  }
+  // Not in a role's default policy: check-job's function DependsOn that policy, and the state
+  // machine substitutes check-job's ARN, so the state machine ARN there would be a cycle.
+  const holders = new Set(grants('states:SendTaskSuccess').map((s) => s.holder));
+  assert.equal(holders.size, 1);
+  const [holder] = holders;
+  assert.ok(!holder.includes('DefaultPolicy'), holder);
+  for (const [id] of resourcesOfType(json, 'AWS::Lambda::Function')) {
+    assert.ok(!asArray((json.Resources[id] as { DependsOn?: string | string[] }).DependsOn).includes(holder), `${id} depends on ${holder}`);
+  }
+});
+
+test('job-events: exactly its contract grants (no launch, no tagging, no role passing, no scans)', () => {
+  const pairs = allowedPairs('job-events').map((p) => p.replace(/\{(Runs|Capacity|Waits|Data|DataKey|StateMachine)[0-9A-F]{8}(\.Arn)?\}/g, '<$1$2>'));
+  const capacityWrite = ['GetItem', 'BatchGetItem', 'Query', 'Scan', 'ConditionCheckItem', 'DescribeTable', 'PutItem', 'UpdateItem', 'DeleteItem', 'BatchWriteItem']
+    .flatMap((a) => [`dynamodb:${a} <Capacity.Arn>`, `dynamodb:${a} <Capacity.Arn>/index/*`]);
+  const expected = [
+    'xray:PutTraceSegments *',
+    'xray:PutTelemetryRecords *',
+    'dynamodb:GetItem <Waits.Arn>',
+    'dynamodb:DeleteItem <Waits.Arn>',
+    'dynamodb:Query <Waits.Arn>',
+    'dynamodb:GetItem <Runs.Arn>',
+    'dynamodb:PutItem <Runs.Arn>',
+    ...capacityWrite,
+    ...['Decrypt', 'DescribeKey', 'Encrypt', 'GenerateDataKey', 'ReEncryptFrom', 'ReEncryptTo'].map((a) => `kms:${a} <DataKey.Arn>`),
+    's3:ListBucket <Data.Arn>',
+    's3:GetObject <Data.Arn>/runs/*',
+    'ec2:DescribeInstances *',
+    'ec2:DescribeInstanceStatus *',
+    'ec2:TerminateInstances arn:{AWS::Partition}:ec2:{AWS::Region}:{AWS::AccountId}:instance/*',
+    'states:SendTaskSuccess <StateMachine>',
+    'states:SendTaskFailure <StateMachine>',
+    'states:SendTaskHeartbeat <StateMachine>',
+  ];
+  assert.deepEqual(pairs.sort(), expected.sort());
+  const actions = new Set(pairs.map((p) => p.split(' ')[0]));
+  for (const a of ['ec2:RunInstances', 'ec2:CreateTags', 'iam:PassRole', 'iam:CreateServiceLinkedRole', 'ssm:GetParameters', 'lambda:InvokeFunction', 'states:StartExecution', 'states:StopExecution', 's3:PutObject', 'dynamodb:Scan']) {
+    if (a === 'dynamodb:Scan') {
+      assert.ok(!pairs.some((p) => p.startsWith('dynamodb:Scan <Waits') || p.startsWith('dynamodb:Scan <Runs')), 'job-events queries one run; it never scans waits or runs');
+      continue;
+    }
+    assert.ok(!actions.has(a), `job-events may ${a}`);
   }
 });

@@ -19,8 +19,11 @@ pseudo parameters) to the emulator's resource names and ARNs.
 
 NAMES_JSON maps the template's resources to the emulator's:
   {"endpoint": "http://127.0.0.1:PORT", "account": "123456789012", "region": "us-east-1",
-   "bucket": "...", "tables": {"Profiles": "...", "Runs": "...", "Capacity": "..."},
+   "bucket": "...", "tables": {"Profiles": "...", "Runs": "...", "Capacity": "...", "Waits": "..."},
    "launch_template_id": "lt-..."}
+(a table missing from "tables" is taken from its handlers' variable, e.g. $SPOTFIT_WAITS_TABLE).
+Components are named by their function's description, "spotfit NAME" → NAME (size-job, …,
+reap-instances, job-events), and "instance" for the instance profile's role.
 
 What moto 5.2's evaluator skips (moto/iam/access_control.py), and so what `apply` hands it:
 * Resource ARNs: moto authorizes every non-S3 call (DynamoDB, EC2, KMS, SSM, …) against resource
@@ -34,6 +37,13 @@ What moto 5.2's evaluator skips (moto/iam/access_control.py), and so what `apply
 `static` covers both: every conditioned statement and every non-S3 resource-scoped statement in
 the template is checked here against the stack's intent (which action needs which condition key,
 which resources an action may name).
+
+Step Functions is not moto here at all: the local emulator (statemachine/tests/local-sfn.mjs)
+takes SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat and StartExecution without asking IAM.
+So `static` is their only enforcement: exactly check-job, job-events and reap-instances hold the
+three SendTask* actions, each on this stack's state machine ARN and nothing else; no other role
+has any states:* action but the EventBridge schedule role's states:StartExecution on the state
+machine (the role the job rules start executions with).
 """
 
 from __future__ import annotations
@@ -45,6 +55,10 @@ import sys
 import urllib.request
 
 PSEUDO = {"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
+# Table logical-id prefix → the variable the handlers read its name from (the fallback of the
+# names map's "tables").
+TABLE_VARS = {"Profiles": "SPOTFIT_PROFILES_TABLE", "Runs": "SPOTFIT_RUNS_TABLE",
+              "Capacity": "SPOTFIT_CAPACITY_TABLE", "Waits": "SPOTFIT_WAITS_TABLE"}
 
 
 class Unresolved(Exception):
@@ -75,7 +89,10 @@ class Resolver:
         for prefix, name in self.names.get("tables", {}).items():
             if lid.startswith(prefix):
                 return name
-        raise Unresolved(f"table {lid}: not in the names map (tables: {sorted(self.names.get('tables', {}))})")
+        for prefix, var in TABLE_VARS.items():
+            if lid.startswith(prefix) and os.environ.get(var):
+                return os.environ[var]
+        raise Unresolved(f"table {lid}: not in the names map (tables: {sorted(self.names.get('tables', {}))}) nor in ${TABLE_VARS.get(re.sub(r'[0-9A-F]{8}$', '', lid), 'SPOTFIT_…_TABLE')}")
 
     def ref(self, lid: str) -> str:
         if lid.startswith("AWS::"):
@@ -339,11 +356,69 @@ KMS_WITHOUT_VIA = {"ProfilesExportRole"}
 ARN_OK = re.compile(r"^arn:aws:(dynamodb|ec2|iam|kms|lambda|ssm|states|logs|sqs|sns|xray):")
 
 
+# The components that answer the Await state's task tokens (docs/callback.md), and what they may call.
+TASK_RESPONDERS = {"check-job", "job-events", "reap-instances"}
+TASK_RESPONSE = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+
+
+def states_findings(template: dict, rv: "Resolver") -> tuple[list[str], int]:
+    """The Step Functions rule of `static` (see the module doc): (findings, statements checked)."""
+    res = template["Resources"]
+    machines = sorted(rv.ref(lid) for lid, r in res.items() if r["Type"] == "AWS::StepFunctions::StateMachine")
+    comps = components(template)
+    role_comp = {role: comp for comp, role in comps.items()}
+    # The schedule role: the role EventBridge rules start our state machine with.
+    starters = set()
+    for r in res.values():
+        if r["Type"] != "AWS::Events::Rule":
+            continue
+        for t in as_list(r.get("Properties", {}).get("Targets")):
+            if t.get("RoleArn") and str(rv.resolve(t.get("Arn"))) in machines:
+                ra = t["RoleArn"]
+                if isinstance(ra, dict) and "Fn::GetAtt" in ra:
+                    starters.add(ra["Fn::GetAtt"][0])
+    findings, checked = [], 0
+    held: dict[str, set[str]] = {c: set() for c in TASK_RESPONDERS}
+    roles = [lid for lid, r in res.items() if r["Type"] == "AWS::IAM::Role"]
+    for role in roles:
+        who = role_comp.get(role, role)
+        for holder, s in role_statements(template, role):
+            actions = [a for a in as_list(s.get("Action")) if a.lower().startswith("states:")]
+            if not actions or s.get("Effect") != "Allow":
+                continue
+            checked += 1
+            where = f"{holder} (role {role}{', ' + who if who != role else ''})"
+            resources = [str(x) for x in as_list(rv.resolve(s.get("Resource")))]
+            for a in actions:
+                if a in TASK_RESPONSE:
+                    if who not in TASK_RESPONDERS:
+                        findings.append(f"{where}: {a}: only {sorted(TASK_RESPONDERS)} may answer task tokens")
+                        continue
+                    held[who].add(a)
+                elif a == "states:StartExecution" and role in starters:
+                    pass
+                else:
+                    findings.append(f"{where}: {a}: no role has states:* but the task responders' SendTask* and the schedule role's StartExecution")
+                    continue
+                if s.get("Condition"):
+                    findings.append(f"{where}: {a} carries a condition {sorted(s['Condition'])}")
+                for r in resources:
+                    if r not in machines:
+                        findings.append(f"{where}: {a} on {r}, not this stack's state machine {machines}")
+    for comp in sorted(TASK_RESPONDERS):
+        if comp not in comps:
+            findings.append(f"{comp}: no such function in the template (it answers task tokens)")
+        elif held[comp] != TASK_RESPONSE:
+            findings.append(f"{comp} (role {comps[comp]}): lacks {sorted(TASK_RESPONSE - held[comp])} on the state machine")
+    return findings, checked
+
+
 def static(template: dict) -> int:
     names = {"account": "123456789012", "region": "us-east-1", "bucket": "bucket",
-             "tables": {"Profiles": "profiles", "Runs": "runs", "Capacity": "capacity"}}
+             "tables": {"Profiles": "profiles", "Runs": "runs", "Capacity": "capacity", "Waits": "waits"}}
     rv = Resolver(template, names)
-    findings, checked = [], 0
+    findings, states_checked = states_findings(template, rv)
+    checked = 0
     for lid, r in template["Resources"].items():
         p = r.get("Properties", {})
         if r["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
@@ -383,7 +458,7 @@ def static(template: dict) -> int:
                     findings.append(f"{where}: SSM parameter {res} is outside this account and AWS's public ones")
     for f in findings:
         print("FINDING", f)
-    print(f"static IAM check: {checked} statements moto cannot fully evaluate (conditions or non-S3 resource ARNs) checked, {len(findings)} findings")
+    print(f"static IAM check: {checked} statements moto cannot fully evaluate (conditions or non-S3 resource ARNs) checked, {states_checked} states:* statements checked, {len(findings)} findings")
     return 1 if findings else 0
 
 

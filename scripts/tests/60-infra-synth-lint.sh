@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CDK app: compiled, its assertion tests (node:test), `cdk synth` with no network, cfn-lint
 # (W3005 ignored: CDK's DependsOn style), checkov (every failure fixed or suppressed in code
-# with a reason) and parliament (every IAM action, condition key and resource ARN valid).
+# with a reason), parliament (every IAM action, condition key and resource ARN valid), and the
+# negative tests of scripts/lib/template_iam.py's static check (infra/test/template_iam_test.py).
 # Prints "N passed, M failed".
 set -euo pipefail
 source "$(dirname "$0")/../../infra/test/env.sh"
@@ -47,7 +48,16 @@ PY
 iam_lint() {
   "$TOOLS/parliament/bin/python" "$INFRA/test/iam_lint.py" "$OUT/cdk.out/Spotfit.template.json" >"$OUT/iam.log" ||
     { cat "$OUT/iam.log"; return 1; }
-  grep -c '^accepted' "$OUT/iam.log" | xargs printf 'parliament: no finding (%s accepted RunInstances split-statement notes)\n'
+  grep -c '^accepted' "$OUT/iam.log" | xargs printf 'parliament: no finding (%s accepted notes: RunInstances split statements, the public AMI parameter, SendTask* on the state machine)\n'
+}
+
+template_iam_static() {
+  # The static IAM check of scripts/lib/template_iam.py (the e2e runs it; the states:* rules are
+  # the only enforcement of SendTask*/StartExecution locally): passes this template, fails each
+  # broken variant of it.
+  python3 "$INFRA/test/template_iam_test.py" "$OUT/cdk.out/Spotfit.template.json" >"$OUT/template-iam.log" ||
+    { cat "$OUT/template-iam.log"; return 1; }
+  tail -1 "$OUT/template-iam.log" | sed 's/^/template_iam static and roles: /'
 }
 
 check "node:test assertion tests (security properties, contracts)" assertion_tests
@@ -55,4 +65,5 @@ check "cdk synth with no network (unshare -n)" synth_offline
 check "cfn-lint clean (ignoring W3005)" cfn_lint
 check "checkov: no unsuppressed failure, every suppression has a reason" checkov_scan
 check "parliament: IAM actions, condition keys and resource ARNs valid" iam_lint
+check "template_iam.py static: passes the template, fails each broken variant" template_iam_static
 finish
