@@ -267,7 +267,13 @@ export class SpotfitStack extends Stack {
       'check-job': { ...bucketVar, ...checkVars },
       'terminate-instance': {},
       'record-run': { ...bucketVar, SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
-      'reap-instances': { SPOTFIT_RUNS_TABLE: runs.tableName, SPOTFIT_WAITS_TABLE: waits.tableName },
+      // The sweep completes attempts through the same check step as job-events, and its period
+      // (a third of the heartbeat bound) sets which sweep probes each wait's marker.
+      'reap-instances': {
+        ...bucketVar,
+        ...checkVars,
+        SPOTFIT_HEARTBEAT_S: String(heartbeatSeconds(cfg.reaperEveryMinutes)),
+      },
       'job-events': { ...bucketVar, ...checkVars },
     };
     const timeouts: Record<FunctionName, number> = {

@@ -86,9 +86,12 @@ test('the Await heartbeat: three reaper periods, passed to launch-instance, far 
   // may run a year, and HeartbeatSeconds is an integer of seconds.
   assert.ok(heartbeatSeconds(1440) <= 3 * 86400 && heartbeatSeconds(1440) < 365 * 86400);
   assert.throws(() => synth({ 'spotfit:reaperEveryMinutes': 1441 }), /spotfit:reaperEveryMinutes/);
-  // Only the launcher carries it: the Await state reads it from the state it put it in.
-  const carriers = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => (f as any).Environment?.Variables?.SPOTFIT_HEARTBEAT_S);
-  assert.equal(carriers.length, 1);
+  // The launcher puts it in the state (the Await state reads it there); the reaper's sweep takes a
+  // third of it as its own period. No other function carries it.
+  const carriers = resourcesOfType(json, 'AWS::Lambda::Function')
+    .filter(([, f]) => (f as any).Environment?.Variables?.SPOTFIT_HEARTBEAT_S)
+    .map(([, f]) => String(f.Description));
+  assert.deepEqual(carriers.sort(), ['spotfit launch-instance', 'spotfit reap-instances']);
 });
 
 test('one enabled-or-not EventBridge rule per job in jobs.json, with the spec as input', () => {
@@ -319,29 +322,12 @@ function rustEnv(name: string): { all: Set<string>; optional: Set<string> } {
   return { all, optional };
 }
 
-/**
- * What the callback contract (docs/callback.md) adds to the functions' environments. Until the Rust
- * side of issue 12 is on the branch (functions/job-events is its marker), the stack may set these
- * ahead of the code, and job-events has no ENV list to compare; once it is, the comparison below
- * is exact again and this allowance is unused.
- */
-const CALLBACK_ENV: Record<string, string[]> = {
-  'launch-instance': ['SPOTFIT_HEARTBEAT_S'],
-  'check-job': ['SPOTFIT_WAITS_TABLE'],
-  'reap-instances': ['SPOTFIT_WAITS_TABLE'],
-};
-const rustCallbackSide = fs.existsSync(path.join(root, 'functions', 'job-events', 'src', 'lib.rs'));
-
 test('each function gets only the environment variables its Rust code reads, and every one it requires', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => String(f.Description ?? '').startsWith('spotfit '));
   assert.equal(fns.length, 7);
   for (const [id, f] of fns) {
     const name = String(f.Description).slice('spotfit '.length);
     const set = new Set(Object.keys(((f.Environment as any)?.Variables ?? {}) as Record<string, string>));
-    if (!rustCallbackSide) {
-      if (name === 'job-events') continue;
-      for (const v of CALLBACK_ENV[name] ?? []) set.delete(v);
-    }
     const { all, optional } = rustEnv(name);
     for (const v of set) assert.ok(all.has(v), `${id} (${name}): the stack sets ${v}, which the function does not read`);
     for (const v of all) assert.ok(optional.has(v) || set.has(v), `${id} (${name}): the function requires ${v}, the stack does not set it`);

@@ -29,9 +29,18 @@ pub fn job_event(ev: &Value) -> Result<JobEvent, String> {
             .ok_or_else(|| format!("{kind} event without detail.{}", path.join(".")))
     };
     match (source, kind) {
-        ("aws.s3", "Object Created") => Ok(JobEvent::ExitMarker {
-            key: field(&["object", "key"])?,
-        }),
+        // S3's classic notifications URL-encode the key; spotfit's keys never hold a '%', so a
+        // key that has one is decoded (`job%3Detl` → `job=etl`) whichever way EventBridge sends it.
+        ("aws.s3", "Object Created") => {
+            let key = field(&["object", "key"])?;
+            let key = match key.contains('%') {
+                true => percent_encoding::percent_decode_str(&key)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+                false => key,
+            };
+            Ok(JobEvent::ExitMarker { key })
+        }
         ("aws.ec2", "EC2 Instance State-change Notification") => Ok(JobEvent::InstanceChanged {
             instance_id: InstanceId(field(&["instance-id"])?),
             state: field(&["state"])?,

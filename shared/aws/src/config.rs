@@ -202,16 +202,17 @@ impl LaunchConfig {
     }
 }
 
-/// The Await task's heartbeat bound (`SPOTFIT_HEARTBEAT_S`): between one minute and a day, so
-/// a misconfigured sweep period cannot make every wait time out or never.
+/// The Await task's heartbeat bound (`SPOTFIT_HEARTBEAT_S`): between one minute and three days
+/// (the stack sets three reaper periods, and accepts a period of at most a day), so a
+/// misconfigured sweep period cannot make every wait time out, or never.
 pub fn heartbeat_s(env: Env<'_>) -> Result<u64, ConfigError> {
     let s = seconds(env, HEARTBEAT_S, 900)?.as_secs();
-    if (60..=86_400).contains(&s) {
+    if (60..=259_200).contains(&s) {
         Ok(s)
     } else {
         Err(ConfigError::Invalid {
             var: HEARTBEAT_S,
-            reason: format!("{s} s is outside 60..=86400"),
+            reason: format!("{s} s is outside 60..=259200"),
         })
     }
 }
@@ -253,7 +254,8 @@ mod tests {
         assert_eq!(boot_grace_ms(&none).unwrap(), 600_000);
         let hb = |v: &'static str| move |k: &str| (k == HEARTBEAT_S).then(|| v.to_string());
         assert_eq!(heartbeat_s(&hb("60")).unwrap(), 60);
-        for bad in ["59", "86401", "ten"] {
+        assert_eq!(heartbeat_s(&hb("259200")).unwrap(), 259_200);
+        for bad in ["59", "259201", "ten"] {
             let e = heartbeat_s(&hb(bad)).unwrap_err().to_string();
             assert!(e.contains(HEARTBEAT_S), "{bad}: {e}");
         }

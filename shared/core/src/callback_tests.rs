@@ -117,6 +117,23 @@ fn launch_sets_the_waits_bounds_and_check_refreshes_them() {
     assert_eq!(wait_seconds(T0, T0 + 5_000), 1, "never 0: Step Functions refuses it");
     assert_eq!(wait_seconds(T0 + 1, T0), 1);
     assert_eq!(wait_seconds(T0 + 1_001, T0), 2);
+    // Near the deadline the heartbeat bound stays below the task's timeout.
+    assert_eq!(heartbeat_within(900, 4200), 900);
+    assert_eq!(heartbeat_within(900, 600), 599);
+    assert_eq!(heartbeat_within(900, 1), 1);
+    let mut late = s.clone();
+    late.instance.as_mut().unwrap().deadline_ms = w.clock.now_ms() + 30_000;
+    let late = block_on(check_step(
+        &w.launcher,
+        &w.objects,
+        &w.capacity,
+        &w.runs,
+        &w.clock,
+        late,
+    ))
+    .unwrap();
+    let i = late.instance.as_ref().unwrap();
+    assert_eq!((i.wait_s, i.heartbeat_s), (30, 29));
 }
 
 #[test]

@@ -59,6 +59,7 @@ where
     state.check = Some(check);
     if let Some(i) = state.instance.as_mut() {
         i.wait_s = wait_seconds(i.deadline_ms, now);
+        i.heartbeat_s = heartbeat_within(i.heartbeat_s, i.wait_s);
     }
     if status == RunStatus::Running {
         runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;

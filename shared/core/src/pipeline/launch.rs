@@ -98,7 +98,7 @@ where
             tried: Vec::new(),
             terminated_at_ms: None,
             wait_s: wait_seconds(deadline_ms, now),
-            heartbeat_s: settings.heartbeat_s,
+            heartbeat_s: heartbeat_within(settings.heartbeat_s, wait_seconds(deadline_ms, now)),
         });
         runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
         return Ok(state);
@@ -156,7 +156,7 @@ where
                     tried,
                     terminated_at_ms: None,
                     wait_s: wait_seconds(deadline_ms, now),
-                    heartbeat_s: settings.heartbeat_s,
+                    heartbeat_s: heartbeat_within(settings.heartbeat_s, wait_seconds(deadline_ms, now)),
                 });
                 runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
                 return Ok(state);

@@ -142,6 +142,12 @@ fn default_heartbeat_s() -> u64 {
     DEFAULT_HEARTBEAT_S
 }
 
+/// The heartbeat bound for a wait of `wait_s`: Step Functions wants a heartbeat shorter than the
+/// task's timeout, so near the deadline it shrinks with it (never below 1 s).
+pub fn heartbeat_within(heartbeat_s: u64, wait_s: u64) -> u64 {
+    heartbeat_s.min(wait_s.saturating_sub(1)).max(1)
+}
+
 /// Seconds from `now_ms` to `deadline_ms`, rounded up, at least 1 (Step Functions refuses 0).
 pub fn wait_seconds(deadline_ms: i64, now_ms: i64) -> u64 {
     (((deadline_ms - now_ms).max(0) + 999) / 1000).max(1) as u64
