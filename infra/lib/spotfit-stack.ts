@@ -333,13 +333,9 @@ export class SpotfitStack extends Stack {
     grantTable(fns['record-run'], profiles, true);
     for (const n of ['launch-instance', 'record-run'] as const) grantTable(fns[n], runs, true);
     for (const n of ['size-job', 'check-job', 'reap-instances'] as const) grantTable(fns[n], runs, false);
-    // check-job writes the attempt's heartbeat (the reaper's "abandoned" rule reads it): PutItem
-    // on the runs table only, nothing on its index, no update or delete. Found by the emulator
-    // enforcing this template's policies: without it the first poll is denied and the Catch
-    // terminates a healthy job.
-    fns['check-job'].addToRolePolicy(
-      new iam.PolicyStatement({ sid: 'HeartbeatRunRow', actions: ['dynamodb:PutItem'], resources: [runs.tableArn] }),
-    );
+    // check-job writes no run row: it used to write a running attempt's heartbeat for the
+    // reaper's "abandoned" rule, which now spares any attempt an execution waits on (the waits
+    // table) instead, so a look at a running attempt costs no write.
     // The callback path (docs/callback.md): exactly the item calls each handler makes, on the
     // table itself (neither table's index). check-job arms a wait; job-events finds the attempt's
     // wait (Query by run), completes it, and closes the run row of an execution that ended without

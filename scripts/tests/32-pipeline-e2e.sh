@@ -47,31 +47,11 @@ cleanup() {
   [ -n "${KEEP_E2E:-}" ] && echo "kept $dir" || rm -rf "$dir"
 }
 trap cleanup EXIT
-scripts/local-stack start "$dir" >/dev/null
-scripts/local-stack seed "$dir" >/dev/null
-# shellcheck disable=SC1091
-source "$dir/env"
-PY="$TOOLS/venv/bin/python"
-
-log "cdk synth for the emulator's network, then its IAM into moto (enforced from here on)"
-# shellcheck source=../../infra/test/env.sh
-source infra/test/env.sh
-infra_build
-CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 \
-  infra_synth "$dir/cdk.out" -c "spotfit:vpcId=$SPOTFIT_TEST_VPC" -c "spotfit:subnets=$SPOTFIT_SUBNETS"
-TEMPLATE="$dir/cdk.out/Spotfit.template.json"
-"$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
-scripts/local-stack iam "$dir" "$TEMPLATE"
-export SPOTFIT_ROLES_DIR="$dir/roles"
 export SPOTFIT_REAP_STALE_S=3 SPOTFIT_REAP_GRACE_S=60
 # A short boot grace: the deadline scenario ends 20 s after its 5 s timeout, not 10 minutes.
 export SPOTFIT_BOOT_GRACE_S=20
-log "the template's EventBridge rules into moto, the local Step Functions service, the event pump"
-scripts/local-stack events "$dir" "$TEMPLATE" >/dev/null
-scripts/local-stack sfn "$dir" >/dev/null
-# shellcheck disable=SC1090
-source "$dir/env"
-scripts/local-stack pump "$dir" >/dev/null
+source scripts/lib/pipeline_stack.sh
+pipeline_stack_up "$dir" "$agent"
 as_role() { # COMPONENT CMD…: run CMD on that component's STS credentials
   local comp="$1"; shift
   # shellcheck disable=SC1090
@@ -82,7 +62,7 @@ invoke() { as_role "$1" "$SPOTFIT_LOCAL_INVOKE" "$1"; }
 passed=0; failed=0
 check() { # NAME PYTHON-EXPR-FILE…: run a python assertion script; count
   local name="$1"; shift
-  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; else
+  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; grep -v '^ok$' "$dir/check.out" | sed 's/^/     /' || true; else
     failed=$((failed+1)); echo "FAIL $name"; cat "$dir/check.out"
     if [ -s "$SPOTFIT_IAM_DENIALS" ]; then echo "IAM denials so far:"; sort "$SPOTFIT_IAM_DENIALS" | uniq -c; fi
   fi

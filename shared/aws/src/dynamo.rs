@@ -296,7 +296,7 @@ impl CapacityStore for DynamoCapacityStore {
     }
 }
 
-/// [`WaitStore`] on the `waits` table (pk `run_id`, sk `attempt`; `token`, the state in `doc`,
+/// [`WaitStore`] on the `waits` table (pk `run_id`, sk `attempt`; `token`, the state gzipped in `docz`,
 /// TTL `expires_at` a day past the attempt's deadline so a wait nobody removed cannot linger).
 /// Scanned whole by the sweep: it holds one item per attempt in flight, never history.
 #[derive(Debug, Clone)]
@@ -314,13 +314,41 @@ impl DynamoWaitStore {
     }
 }
 
+/// The wait's state, gzipped: the sweep scans every wait each period, and DynamoDB bills a scan
+/// by the bytes it reads (a state with its ranked candidates is ~10 KB as JSON, ~2 KB gzipped).
+fn wait_doc(wait: &Waiting, key: &str) -> Result<Vec<u8>, StoreError> {
+    use std::io::Write;
+    let json = to_json(wait, key)?;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(json.as_bytes())
+        .and_then(|()| z.finish())
+        .map_err(|e| StoreError::Corrupt {
+            key: key.into(),
+            reason: format!("gzip: {e}"),
+        })
+}
+
 fn wait_of(item: &Item) -> Result<Waiting, StoreError> {
+    use std::io::Read;
     let key = format!(
         "{}/{}",
         get_s(item, "run_id").unwrap_or("?"),
         get_n::<u32>(item, "attempt").unwrap_or(0)
     );
-    doc(item, &key)
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.clone(),
+        reason,
+    };
+    let bytes = item
+        .get("docz")
+        .and_then(|v| v.as_b().ok())
+        .ok_or_else(|| corrupt("no docz attribute".into()))?;
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(bytes.as_ref())
+        .take(4 << 20)
+        .read_to_string(&mut json)
+        .map_err(|e| corrupt(format!("not gzipped JSON: {e}")))?;
+    serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))
 }
 
 #[async_trait]
@@ -339,7 +367,7 @@ impl WaitStore for DynamoWaitStore {
             .item("instance_id", s(&wait.instance_id.0))
             .item("armed_ms", n(wait.armed_at_ms))
             .item("expires_at", n(deadline_ms.div_euclid(1000) + DAY_S))
-            .item("doc", s(to_json(wait, &key)?))
+            .item("docz", AttributeValue::B(wait_doc(wait, &key)?.into()))
             .send()
             .await
             .map_err(|e| store_error("dynamodb", e))?;
@@ -383,13 +411,9 @@ impl WaitStore for DynamoWaitStore {
 
     #[tracing::instrument(skip(self), err, fields(table = %self.table))]
     async fn all(&self) -> Result<Vec<Waiting>, StoreError> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .into_paginator()
-            .send();
+        // Eventually consistent (half the price): a wait armed this very second is the next
+        // sweep's, and its arm step has already looked once.
+        let mut pages = self.client.scan().table_name(&self.table).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             for item in page.map_err(|e| store_error("dynamodb", e))?.items() {

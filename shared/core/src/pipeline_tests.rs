@@ -382,14 +382,14 @@ fn client_token_is_stable_short_and_distinct() {
 fn a_job_runs_to_success_and_is_recorded_with_cost() {
     let w = World::new(FakeLauncher::new());
     let s = w.launch(w.size(spec())).unwrap();
-    // still running: a heartbeat is written, no outcome
+    // still running: no outcome, and no write (the row stays as the launch wrote it)
     w.clock.advance(30_000);
     let s = w.check(s);
     assert_eq!(s.check.as_ref().unwrap().status, RunStatus::Running);
     assert_eq!(s.outcome, None);
     assert_eq!(
         block_on(w.runs.get("run-1", 1)).unwrap().unwrap().heartbeat_ms,
-        Some(T0 + 30_000)
+        Some(T0)
     );
     // the agent exits 0
     w.clock.advance(90_000);
@@ -633,8 +633,9 @@ fn reaper_terminates_ended_unknown_abandoned_and_overdue_instances_only() {
         launch_grace_ms: 60_000,
         stale_heartbeat_ms: 120_000,
     };
-    // a healthy run, polled recently
+    // a healthy run: its execution waits on it
     let healthy = w.launch(w.size(spec())).unwrap();
+    let waiting: HashSet<(String, u32)> = [("run-1".to_string(), 1)].into();
     // an abandoned run (its execution was stopped): no heartbeat since launch
     let mut s = w.size(spec());
     s.run_id = "run-abandoned".into();
@@ -655,8 +656,7 @@ fn reaper_terminates_ended_unknown_abandoned_and_overdue_instances_only() {
     block_on(async { w.runs.0.lock().unwrap().remove(&("run-unknown".to_string(), 1)) });
 
     w.clock.advance(180_000);
-    let _ = w.check(healthy.clone()); // heartbeat
-    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy, &Default::default())).unwrap();
+    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy, &waiting)).unwrap();
     let mut got: Vec<(String, ReapReason)> = report
         .terminated
         .iter()
@@ -676,7 +676,7 @@ fn reaper_terminates_ended_unknown_abandoned_and_overdue_instances_only() {
     let _ = (abandoned, unknown);
     // past its deadline even the healthy one goes
     w.clock.advance(600_000 + BOOT_GRACE_MS);
-    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy, &Default::default())).unwrap();
+    let report = block_on(reap_step(&w.launcher, &w.runs, &w.clock, &policy, &waiting)).unwrap();
     assert_eq!(report.terminated[0].reason, ReapReason::PastDeadline);
     assert!(w.launcher.live().is_empty());
 }

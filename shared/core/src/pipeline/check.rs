@@ -3,8 +3,7 @@
 use super::*;
 
 /// Check step: has the attempt ended, and how? The exit marker (written last by the agent)
-/// decides when present; otherwise the instance's state. A running attempt gets a heartbeat
-/// in the run store (the reaper's sign that an execution still polls it).
+/// decides when present; otherwise the instance's state.
 pub async fn check_step<L, O, C, R, K>(
     launcher: &L,
     objects: &O,
@@ -61,8 +60,9 @@ where
         i.wait_s = wait_seconds(i.deadline_ms, now);
         i.heartbeat_s = heartbeat_within(i.heartbeat_s, i.wait_s);
     }
+    // A running attempt writes nothing: an execution waits on it (the waits table is what the
+    // reaper spares), and a write per look would make a 14-day wait's sweeps cost a write each.
     if status == RunStatus::Running {
-        runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
         state.outcome = None;
     } else {
         state.outcome = Some(decide(
@@ -87,9 +87,10 @@ fn marker_check(mut summary: RunSummary, state: &RunState, now_ms: i64) -> Check
     }
 }
 
-/// Reads the agent's summary once its exit marker exists. The agent names keys by its own
-/// start day, which may be a day (or, for long jobs, days) after the launch day: look at each
-/// day from launch to now.
+/// Reads the agent's summary once its exit marker exists. The agent names its keys by its own
+/// start day: the launch day, or the next one when it booted across midnight (it starts within
+/// the boot grace, at most [`MAX_BOOT_GRACE_MS`]). Those one or two days are read, however long
+/// the job has run: a probe of a 14-day wait costs two reads, not fifteen.
 async fn read_exit<O: ObjectStore + ?Sized>(
     objects: &O,
     job: &str,
@@ -98,7 +99,7 @@ async fn read_exit<O: ObjectStore + ?Sized>(
 ) -> Result<Option<RunSummary>, PipelineError> {
     const DAY_MS: i64 = 86_400_000;
     let mut day_ms = inst.launched_at_ms;
-    let last = crate::ids::day_of(now_ms.max(inst.launched_at_ms));
+    let last = crate::ids::day_of(now_ms.clamp(inst.launched_at_ms, inst.launched_at_ms + MAX_BOOT_GRACE_MS));
     loop {
         let keys = RunKeys::new(job, day_ms, &inst.agent_run_id);
         if let Some(bytes) = objects.get(&keys.exit_marker()).await? {

@@ -47,6 +47,8 @@ pub const DEFAULT_TIMEOUT_S: u64 = 24 * 3600;
 /// Boot, agent download and upload at the end, on top of the job's own timeout (the
 /// deployment may set another: `LaunchSettings::boot_grace_ms`).
 pub const BOOT_GRACE_MS: i64 = 10 * 60 * 1000;
+/// The longest boot grace a deployment may set (`SPOTFIT_BOOT_GRACE_S` ≤ 3600).
+pub const MAX_BOOT_GRACE_MS: i64 = 60 * 60 * 1000;
 /// The Await task's heartbeat bound when the deployment sets none: three 5-minute sweeps.
 pub const DEFAULT_HEARTBEAT_S: u64 = 900;
 /// How long a pool that refused capacity is skipped by every job.

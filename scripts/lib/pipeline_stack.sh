@@ -1,0 +1,35 @@
+# shellcheck shell=bash
+# The local pipeline stack, up: moto with IAM enforced and the EC2 fault layer, the tables and
+# bucket, the CDK template synthesized for the emulator's network and its roles and policies in
+# moto, the template's EventBridge rules (S3 → EventBridge on), the local Step Functions service
+# and the event pump. Sourced by the end-to-end test, the control-plane bench and the soak.
+#
+#   pipeline_stack_up DIR AGENT_BINARY
+#
+# Needs SPOTFIT_LOCAL_INVOKE; sets TEMPLATE, PY and SPOTFIT_ROLES_DIR, sources DIR/env (endpoints,
+# admin credentials, table names, AWS_ENDPOINT_URL_SFN). Variables the handlers must see (e.g.
+# SPOTFIT_BOOT_GRACE_S) are exported before the call: the services they run under inherit them.
+pipeline_stack_up() {
+  local dir="$1" agent="$2"
+  scripts/local-stack start "$dir" >/dev/null
+  scripts/local-stack seed "$dir" >/dev/null
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  PY="$TOOLS/venv/bin/python"
+  log "cdk synth for the emulator's network, then its IAM into moto (enforced from here on)"
+  # shellcheck source=../../infra/test/env.sh
+  source infra/test/env.sh
+  infra_build
+  CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 \
+    infra_synth "$dir/cdk.out" -c "spotfit:vpcId=$SPOTFIT_TEST_VPC" -c "spotfit:subnets=$SPOTFIT_SUBNETS"
+  TEMPLATE="$dir/cdk.out/Spotfit.template.json"
+  "$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
+  scripts/local-stack iam "$dir" "$TEMPLATE"
+  export SPOTFIT_ROLES_DIR="$dir/roles"
+  log "the template's EventBridge rules into moto, the local Step Functions service, the event pump"
+  scripts/local-stack events "$dir" "$TEMPLATE" >/dev/null
+  scripts/local-stack sfn "$dir" >/dev/null
+  # shellcheck disable=SC1091
+  source "$dir/env"
+  scripts/local-stack pump "$dir" >/dev/null
+}
