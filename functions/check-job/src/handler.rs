@@ -30,7 +30,7 @@ pub async fn handle(event: LambdaEvent<Value>, deps: &CompletionPorts) -> Result
         return Ok(serde_json::json!({"armed": true, "run_id": run_id, "attempt": attempt, "completion": completion}));
     }
     let state: RunState = decode(event.payload)?;
-    let state = check_step(c.launcher, c.objects, c.capacity, c.runs, c.clock, state).await?;
+    let state = check_step(c.launcher, c.objects, c.capacity, c.clock, state).await?;
     encode(&state)
 }
 

@@ -76,13 +76,13 @@ fn every_state_input_and_output_matches_its_fixture() {
     let s = block_on(launch_step(&launcher, &capacity, &runs, &clock, &settings, s)).unwrap();
     fixture("Launch.out.json", &s, &mut bad);
     clock.advance(30_000);
-    let s = block_on(check_step(&launcher, &objects, &capacity, &runs, &clock, s)).unwrap();
+    let s = block_on(check_step(&launcher, &objects, &capacity, &clock, s)).unwrap();
     fixture("Check.running.out.json", &s, &mut bad);
 
     clock.advance(600_000);
     let id = s.instance.as_ref().unwrap().instance_id.clone();
     launcher.set_state(&id, InstanceState::Terminated, Some("Server.SpotInstanceTermination"));
-    let s = block_on(check_step(&launcher, &objects, &capacity, &runs, &clock, s)).unwrap();
+    let s = block_on(check_step(&launcher, &objects, &capacity, &clock, s)).unwrap();
     fixture("Check.interrupted.out.json", &s, &mut bad);
     let s = block_on(terminate_step(&launcher, &clock, s)).unwrap();
     fixture("Terminate.out.json", &s, &mut bad);
@@ -114,7 +114,7 @@ fn every_state_input_and_output_matches_its_fixture() {
         ..Default::default()
     };
     agent_exits(&objects, &summary, inst.launched_at_ms);
-    let s = block_on(check_step(&launcher, &objects, &capacity, &runs, &clock, s)).unwrap();
+    let s = block_on(check_step(&launcher, &objects, &capacity, &clock, s)).unwrap();
     fixture("Check.succeeded.out.json", &s, &mut bad);
     let s = block_on(terminate_step(&launcher, &clock, s)).unwrap();
     let s = block_on(record_step(&profiles, &runs, &objects, &clock, s)).unwrap();

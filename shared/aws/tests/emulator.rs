@@ -492,7 +492,6 @@ async fn an_interrupted_instance_is_reported_interrupted_and_its_pool_marked() {
         &s.launcher("check-job"),
         &s.objects("check-job"),
         &s.caps("check-job"),
-        &s.runs("check-job"),
         &SystemClock,
         st,
     )

@@ -109,7 +109,7 @@ fn launch_sets_the_waits_bounds_and_check_refreshes_them() {
     assert_eq!(inst.wait_s, wait_seconds(inst.deadline_ms, T0));
     assert_eq!(inst.wait_s, 3600 + (BOOT_GRACE_MS / 1000) as u64);
     w.clock.advance(600_000);
-    let s = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.runs, &w.clock, s)).unwrap();
+    let s = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.clock, s)).unwrap();
     assert_eq!(
         s.instance.as_ref().unwrap().wait_s,
         3600 + (BOOT_GRACE_MS / 1000) as u64 - 600
@@ -123,15 +123,7 @@ fn launch_sets_the_waits_bounds_and_check_refreshes_them() {
     assert_eq!(heartbeat_within(900, 1), 1);
     let mut late = s.clone();
     late.instance.as_mut().unwrap().deadline_ms = w.clock.now_ms() + 30_000;
-    let late = block_on(check_step(
-        &w.launcher,
-        &w.objects,
-        &w.capacity,
-        &w.runs,
-        &w.clock,
-        late,
-    ))
-    .unwrap();
+    let late = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.clock, late)).unwrap();
     let i = late.instance.as_ref().unwrap();
     assert_eq!((i.wait_s, i.heartbeat_s), (30, 29));
 }

@@ -210,7 +210,6 @@ where
                     ports.launcher,
                     ports.objects,
                     ports.capacity,
-                    ports.runs,
                     ports.clock,
                     state.clone(),
                 )

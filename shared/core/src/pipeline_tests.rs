@@ -101,7 +101,6 @@ impl World {
             &self.launcher,
             &self.objects,
             &self.capacity,
-            &self.runs,
             &self.clock,
             s,
         ))
@@ -728,15 +727,7 @@ fn an_exit_marker_that_is_not_one_or_names_another_run_is_reported_not_taken() {
     agent_exits(&w.objects, &summary, inst.launched_at_ms);
     // an untyped marker (what the agent wrote with json! before) is corrupt
     block_on(w.objects.put(&keys.exit_marker(), b"{}".to_vec())).unwrap();
-    let err = block_on(check_step(
-        &w.launcher,
-        &w.objects,
-        &w.capacity,
-        &w.runs,
-        &w.clock,
-        s.clone(),
-    ))
-    .unwrap_err();
+    let err = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.clock, s.clone())).unwrap_err();
     assert!(err.to_string().contains("not an exit marker"), "{err}");
     // a marker of another run is corrupt too
     let other = RunSummary {
@@ -745,7 +736,7 @@ fn an_exit_marker_that_is_not_one_or_names_another_run_is_reported_not_taken() {
     };
     let marker = typed_marker(&other);
     block_on(w.objects.put(&keys.exit_marker(), marker)).unwrap();
-    let err = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.runs, &w.clock, s)).unwrap_err();
+    let err = block_on(check_step(&w.launcher, &w.objects, &w.capacity, &w.clock, s)).unwrap_err();
     assert!(err.to_string().contains("exit marker of etl/someone-else"), "{err}");
 }
 
@@ -788,7 +779,7 @@ fn an_agent_that_ends_between_the_marker_read_and_the_describe_is_not_lost() {
         world: &w,
         state: s.clone(),
     };
-    let s = block_on(check_step(&racing, &w.objects, &w.capacity, &w.runs, &w.clock, s)).unwrap();
+    let s = block_on(check_step(&racing, &w.objects, &w.capacity, &w.clock, s)).unwrap();
     let check = s.check.unwrap();
     assert_eq!(check.status, RunStatus::Succeeded, "{}", check.reason);
     assert_eq!(s.outcome, Some(Outcome::Succeeded));

@@ -60,15 +60,7 @@ pub async fn arm_step(c: &Completer<'_>, token: String, state: RunState) -> Resu
 /// task's output and removes the wait. Safe to run any number of times, concurrently: a
 /// second send finds the task gone.
 pub async fn complete_attempt(c: &Completer<'_>, wait: &Waiting) -> Result<Completion, PipelineError> {
-    let state = check_step(
-        c.launcher,
-        c.objects,
-        c.capacity,
-        c.runs,
-        c.clock,
-        (*wait.state).clone(),
-    )
-    .await?;
+    let state = check_step(c.launcher, c.objects, c.capacity, c.clock, (*wait.state).clone()).await?;
     if state.outcome.is_none() {
         return Ok(Completion::StillRunning);
     }

@@ -4,11 +4,10 @@ use super::*;
 
 /// Check step: has the attempt ended, and how? The exit marker (written last by the agent)
 /// decides when present; otherwise the instance's state.
-pub async fn check_step<L, O, C, R, K>(
+pub async fn check_step<L, O, C, K>(
     launcher: &L,
     objects: &O,
     capacity: &C,
-    runs: &R,
     clock: &K,
     mut state: RunState,
 ) -> Result<RunState, PipelineError>
@@ -16,7 +15,6 @@ where
     L: InstanceLauncher + ?Sized,
     O: ObjectStore + ?Sized,
     C: CapacityStore + ?Sized,
-    R: RunStore + ?Sized,
     K: Clock + ?Sized,
 {
     let now = clock.now_ms();
