@@ -156,6 +156,12 @@ impl Aws {
     }
 }
 
+/// The completion ports from the environment (once per cold start): check-job, job-events and
+/// the reaper are wired alike.
+pub async fn completion_ports_from_env() -> Result<CompletionPorts, lambda_runtime::Error> {
+    Ok(Aws::from_env().await.completion_ports()?)
+}
+
 /// The ports of event-driven completion, shared (`Arc`: the handlers that use them are wired
 /// once, and tests keep a handle on the in-memory fakes they put in).
 pub struct CompletionPorts {

@@ -13,6 +13,5 @@ pub const ENV: &[&str] = &[
 
 /// The adapters from the environment (once per cold start); an error names what is missing.
 pub async fn from_env() -> Result<CompletionPorts, lambda_runtime::Error> {
-    let aws = spotfit_lambda::Aws::from_env().await;
-    Ok(aws.completion_ports()?)
+    spotfit_lambda::completion_ports_from_env().await
 }

@@ -303,26 +303,14 @@ impl InstanceLauncher for Ec2Launcher {
     async fn describe_many(&self, ids: &[InstanceId]) -> Result<Vec<InstanceInfo>, LaunchError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
-            let mut pages = self
-                .client
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name("instance-id")
-                        .set_values(Some(chunk.iter().map(|i| i.0.clone()).collect()))
-                        .build(),
-                )
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(ec2_error)?;
-                out.extend(
-                    page.reservations()
-                        .iter()
-                        .flat_map(|r| r.instances())
-                        .map(instance_info),
-                );
-            }
+            let ids = chunk.iter().map(|i| i.0.clone()).collect();
+            out.extend(
+                self.describe_where(vec![Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(ids))
+                    .build()])
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -338,25 +326,28 @@ impl InstanceLauncher for Ec2Launcher {
 
     #[tracing::instrument(skip(self), err)]
     async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
+        let states = ["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from);
+        self.describe_where(vec![
+            Filter::builder()
+                .name(format!("tag:{TAG_MANAGED}"))
+                .values("true")
+                .build(),
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(states.to_vec()))
+                .build(),
+        ])
+        .await
+    }
+}
+
+impl Ec2Launcher {
+    /// Every instance matching `filters`, every page.
+    async fn describe_where(&self, filters: Vec<Filter>) -> Result<Vec<InstanceInfo>, LaunchError> {
         let mut pages = self
             .client
             .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{TAG_MANAGED}"))
-                    .values("true")
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .set_values(Some(
-                        ["pending", "running", "stopping", "stopped", "shutting-down"]
-                            .map(String::from)
-                            .to_vec(),
-                    ))
-                    .build(),
-            )
+            .set_filters(Some(filters))
             .into_paginator()
             .send();
         let mut out = Vec::new();
