@@ -21,8 +21,10 @@ changes state.
                                      --live-only (or SPOTFIT_PUMP_LIVE_ONLY=1): the EC2 emitter
                                      describes only instances not yet terminated; one that drops
                                      out of that listing has been terminated (moto keeps
-                                     terminated instances for ever: a soak's thousands of them
-                                     would make every poll slower)
+                                     terminated instances for ever, and its tag filter walks
+                                     its tag store per instance: the state filter alone, the
+                                     managed tag checked here)
+                                     SPOTFIT_PUMP_EC2_POLL_S: the emitter's period (default 0.25 s)
   event_pump.py put DIR              put one event (an EventBridge envelope, JSON on stdin) on the
                                      default bus: $SPOTFIT_PUT_EVENT, for events AWS services emit
                                      (Step Functions status changes, spot interruption warnings)
@@ -762,10 +764,14 @@ class Pump:
                 now = {}
                 filters = [{"Name": "tag:spotfit:managed", "Values": ["true"]}]
                 if self.live_only:
-                    filters.append({"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]})
+                    # The state filter only, the tag checked here: moto evaluates a tag filter
+                    # against its whole tag store for every instance it ever had (quadratic).
+                    filters = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}]
                 for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
                     for r in page["Reservations"]:
                         for i in r["Instances"]:
+                            if self.live_only and not any(t["Key"] == "spotfit:managed" and t["Value"] == "true" for t in i.get("Tags", [])):
+                                continue
                             now[i["InstanceId"]] = i["State"]["Name"]
                 if self.live_only:
                     # Out of the live listing: terminated (moto removes no instance otherwise).
@@ -788,7 +794,7 @@ class Pump:
             except Exception as e:
                 if not self.stop.is_set():
                     print(f"ec2 emitter: {e}", file=sys.stderr)
-            self.stop.wait(0.25)
+            self.stop.wait(float(os.environ.get("SPOTFIT_PUMP_EC2_POLL_S", "0.25")))
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())

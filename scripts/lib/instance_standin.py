@@ -8,7 +8,7 @@ terminated (InstanceInitiatedShutdownBehavior=terminate); when the pipeline term
 instance first, the script's process group is killed (the machine is gone).
 
   instance_standin.py WORKDIR [--interrupt-run RUN_ID --after S] [--hang-run RUN_ID]...
-                              [--instant [--workers N]]
+                              [--instant [--workers N] [--poll-s S]]
 
 With --interrupt-run, the first attempt of that run is interrupted S seconds after it starts:
 EC2's "EC2 Spot Instance Interruption Warning" event for it is put on the bus first
@@ -25,7 +25,9 @@ writes at once what the agent writes at the end of a run that exited 0 — the r
 ExitMarker), with the job and run id the rendered user data carries (JOB_NAME, RUN_ID) and on
 the instance role's credentials — and then terminates the instance, as the user data's
 `shutdown -h now` does under InstanceInitiatedShutdownBehavior=terminate. It describes only
-live instances (pending, running) each poll, and handles new ones on N threads (default 4).
+live instances (pending, running; the managed tag checked here, as moto's tag filter costs a
+walk of its tag store per instance it ever had) every S seconds (default 0.2), and handles new ones on
+N threads (default 4).
 Each marker is logged to WORKDIR/instant.jsonl: instance, run, attempt, key, put time (ms).
 
 The stand-in itself plays EC2 (it describes and terminates with the caller's, the set-up's,
@@ -52,6 +54,7 @@ INTERRUPT_AFTER = float(ARGS[ARGS.index("--after") + 1]) if "--after" in ARGS el
 HANG_RUNS = {ARGS[i + 1] for i, a in enumerate(ARGS) if a == "--hang-run"}
 INSTANT = "--instant" in ARGS
 WORKERS = int(ARGS[ARGS.index("--workers") + 1]) if "--workers" in ARGS else 4
+POLL_S = float(ARGS[ARGS.index("--poll-s") + 1]) if "--poll-s" in ARGS else 0.2
 PUT_EVENT = os.environ.get("SPOTFIT_PUT_EVENT")
 if INTERRUPT_RUN and not PUT_EVENT:
     sys.exit("instance_standin: --interrupt-run needs SPOTFIT_PUT_EVENT (source the local stack's env) to send EC2's interruption warning")
@@ -190,7 +193,10 @@ def main_instant():
     handled = set()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    filters = [{"Name": "tag:spotfit:managed", "Values": ["true"]}, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    # The state filter only, the tag checked here: moto evaluates a tag filter against its whole
+    # tag store for every instance it ever had (1.2 s a call at 1,200 terminated instances, against
+    # 14 ms for the state filter alone).
+    filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
 
     def one(iid, tags, launched_ms):
         try:
@@ -214,6 +220,8 @@ def main_instant():
         for i in live:
             iid = i["InstanceId"]
             tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            if tags.get("spotfit:managed") != "true":
+                continue
             with lock:
                 if iid in handled:
                     continue
@@ -223,7 +231,7 @@ def main_instant():
                 continue
             lt = i.get("LaunchTime")
             pool.submit(one, iid, tags, int(lt.timestamp() * 1000) if lt else None)
-        time.sleep(0.2)
+        time.sleep(POLL_S)
     pool.shutdown(wait=False, cancel_futures=True)
 
 
