@@ -175,6 +175,20 @@ def injector():
 local = threading.local()
 
 
+def running_names():
+    """Every RUNNING execution's name (ListExecutions pages at 1,000)."""
+    names, tok = [], None
+    while True:
+        kw = {"stateMachineArn": SM, "statusFilter": "RUNNING", "maxResults": 1000}
+        if tok:
+            kw["nextToken"] = tok
+        page = sfn.list_executions(**kw)
+        names += [e["name"] for e in page["executions"]]
+        tok = page.get("nextToken")
+        if not tok:
+            return names
+
+
 def start_one(i: int):
     c = getattr(local, "c", None)
     if c is None:
@@ -205,7 +219,7 @@ for i in range(n_total):
         lag_max = max(lag_max, -d)
     futs.append(pool.submit(start_one, i))
     if i and i % max(1, int(A.rate * 30)) == 0:
-        running = len(sfn.list_executions(stateMachineArn=SM, statusFilter="RUNNING", maxResults=1000)["executions"])
+        running = len(running_names())
         say(f"  {i} started, {running} running, cpu load {os.getloadavg()[0]:.1f}")
 for f in futs:
     f.result()
@@ -215,8 +229,7 @@ stop_faults.set()
 say(f"all started in {t_last_start - t_start:.1f} s (max start lag {lag_max:.1f} s); draining")
 t_drain = time.time()
 while True:
-    running = sfn.list_executions(stateMachineArn=SM, statusFilter="RUNNING", maxResults=1000)["executions"]
-    mine = [e for e in running if e["name"].startswith(PREFIX)]
+    mine = [n for n in running_names() if n.startswith(PREFIX)]
     if not mine or time.time() - t_drain > A.drain_s:
         break
     time.sleep(1)
