@@ -12,7 +12,19 @@ changes state.
 
   event_pump.py setup DIR TEMPLATE   create the template's event rules, queues and the bucket's
                                      EventBridge notifications in moto; write DIR/events.json
-  event_pump.py run DIR              deliver events until SIGTERM (scripts/local-stack pump)
+  event_pump.py run DIR [--warm N] [--live-only]
+                                     deliver events until SIGTERM (scripts/local-stack pump)
+                                     --warm N (or SPOTFIT_PUMP_WARM=N): deliver through up to N
+                                     warm `$SPOTFIT_LOCAL_INVOKE --serve COMPONENT` processes per
+                                     function (Lambda's execution environments: one event at a
+                                     time each, reused) instead of a cold process per delivery
+                                     --live-only (or SPOTFIT_PUMP_LIVE_ONLY=1): the EC2 emitter
+                                     describes only instances not yet terminated; one that drops
+                                     out of that listing has been terminated (moto keeps
+                                     terminated instances for ever, and its tag filter walks
+                                     its tag store per instance: the state filter alone, the
+                                     managed tag checked here)
+                                     SPOTFIT_PUMP_EC2_POLL_S: the emitter's period (default 0.25 s)
   event_pump.py put DIR              put one event (an EventBridge envelope, JSON on stdin) on the
                                      default bus: $SPOTFIT_PUT_EVENT, for events AWS services emit
                                      (Step Functions status changes, spot interruption warnings)
@@ -535,8 +547,102 @@ def normalize(event: dict, message_id: str) -> dict:
     return {**{k: e[k] for k in ENVELOPE_ORDER if k in e}, **{k: v for k, v in e.items() if k not in ENVELOPE_ORDER}}
 
 
+class WarmPool:
+    """Up to `size` warm `INVOKE --serve COMPONENT` processes per component, each answering one
+    JSON line per event line, one event at a time (a Lambda execution environment)."""
+
+    def __init__(self, invoke: list, size: int, env_of):
+        self.invoke, self.size, self.env_of = invoke, size, env_of
+        self.cv = threading.Condition()
+        self.idle: dict[str, list] = {}
+        self.count: dict[str, int] = {}
+        self.stats: dict[str, dict] = {}
+
+    def _acquire(self, comp: str):
+        with self.cv:
+            st = self.stats.setdefault(comp, {"started": 0, "deliveries": 0, "waited": 0, "killed": 0})
+            waited = False
+            while True:
+                idle = self.idle.setdefault(comp, [])
+                while idle:
+                    p = idle.pop()
+                    if p.poll() is None:
+                        return p
+                    self.count[comp] -= 1
+                if self.count.get(comp, 0) < self.size:
+                    self.count[comp] = self.count.get(comp, 0) + 1
+                    break
+                if not waited:
+                    st["waited"] += 1
+                    waited = True
+                self.cv.wait()
+        try:
+            p = subprocess.Popen(self.invoke[:1] + ["--serve"] + self.invoke[1:] + [comp], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.env_of(comp), bufsize=0)
+        except OSError:
+            with self.cv:
+                self.count[comp] -= 1
+                self.cv.notify()
+            raise
+        with self.cv:
+            st["started"] += 1
+        return p
+
+    def _release(self, comp: str, p, ok: bool) -> None:
+        with self.cv:
+            if ok and p.poll() is None:
+                self.idle[comp].append(p)
+            else:
+                if p.poll() is None:
+                    p.kill()
+                    self.stats[comp]["killed"] += 1
+                self.count[comp] -= 1
+            self.cv.notify()
+
+    def call(self, comp: str, event: dict, timeout_s: float):
+        """(rc, stdout bytes, stderr bytes) as the cold path reports them: rc 0 and the result,
+        rc 1 and {errorType, errorMessage}, or "timeout" (the environment is discarded)."""
+        import select
+
+        p = self._acquire(comp)
+        ok = False
+        try:
+            p.stdin.write((json.dumps(event) + "\n").encode())
+            p.stdin.flush()
+            deadline, buf = time.time() + timeout_s, b""
+            while not buf.endswith(b"\n"):
+                left = deadline - time.time()
+                if left <= 0:
+                    return "timeout", buf, b""
+                r, _, _ = select.select([p.stdout], [], [], left)
+                if r:
+                    chunk = os.read(p.stdout.fileno(), 1 << 16)
+                    if not chunk:
+                        return f"exited {p.wait()}", buf, b"its execution environment ended"
+                    buf += chunk
+            with self.cv:
+                self.stats[comp]["deliveries"] += 1
+            ok = True
+            ans = json.loads(buf)
+            if isinstance(ans, dict) and "ok" in ans:
+                return 0, json.dumps(ans["ok"]).encode(), b""
+            return 1, buf.strip(), b""
+        except (OSError, ValueError) as e:
+            ok = False
+            return "unstartable", b"", str(e).encode()
+        finally:
+            self._release(comp, p, ok)
+
+    def close(self) -> None:
+        with self.cv:
+            for ps in self.idle.values():
+                for p in ps:
+                    if p.poll() is None:
+                        p.kill()
+
+
 class Pump:
-    def __init__(self, d: str):
+    def __init__(self, d: str, warm: int = 0, live_only: bool = False):
         self.d = d
         self.env = read_env(d)
         path = os.path.join(d, "events.json")
@@ -558,6 +664,8 @@ class Pump:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=int(os.environ.get("SPOTFIT_PUMP_WORKERS", "4")))
+        self.live_only = live_only
+        self.warm = WarmPool(self.invoke, warm, self.function_env) if warm > 0 else None
 
     def append(self, name: str, obj: dict) -> None:
         line = json.dumps(obj) + "\n"
@@ -600,9 +708,12 @@ class Pump:
             self.append("events.log", {**base, "done_at": time.time(), "rc": None, "filtered": "no rule matches it by AWS's semantics"})
             return
         try:
-            p = subprocess.run(self.invoke + [comp], input=json.dumps(event).encode(), env=self.function_env(comp),
-                               capture_output=True, timeout=c["timeout_s"])
-            rc, out, err = p.returncode, p.stdout, p.stderr
+            if self.warm:
+                rc, out, err = self.warm.call(comp, event, c["timeout_s"])
+            else:
+                p = subprocess.run(self.invoke + [comp], input=json.dumps(event).encode(), env=self.function_env(comp),
+                                   capture_output=True, timeout=c["timeout_s"])
+                rc, out, err = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
             rc, out, err = "timeout", e.stdout or b"", e.stderr or b""
         except OSError as e:
@@ -651,11 +762,24 @@ class Pump:
         while not self.stop.is_set():
             try:
                 now = {}
-                for page in ec2.get_paginator("describe_instances").paginate(
-                        Filters=[{"Name": "tag:spotfit:managed", "Values": ["true"]}]):
+                filters = [{"Name": "tag:spotfit:managed", "Values": ["true"]}]
+                if self.live_only:
+                    # The state filter only, the tag checked here: moto evaluates a tag filter
+                    # against its whole tag store for every instance it ever had (quadratic).
+                    filters = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped", "shutting-down"]}]
+                for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
                     for r in page["Reservations"]:
                         for i in r["Instances"]:
+                            if self.live_only and not any(t["Key"] == "spotfit:managed" and t["Value"] == "true" for t in i.get("Tags", [])):
+                                continue
                             now[i["InstanceId"]] = i["State"]["Name"]
+                if self.live_only:
+                    # Out of the live listing: terminated (moto removes no instance otherwise).
+                    for iid, st in list(seen.items()):
+                        if iid not in now and st != "terminated":
+                            now[iid] = "terminated"
+                    for iid in [i for i, st in seen.items() if st == "terminated" and i not in now]:
+                        del seen[iid]
                 drop = self.dropped()
                 for iid, state in now.items():
                     prev = seen.get(iid)
@@ -670,7 +794,7 @@ class Pump:
             except Exception as e:
                 if not self.stop.is_set():
                     print(f"ec2 emitter: {e}", file=sys.stderr)
-            self.stop.wait(0.25)
+            self.stop.wait(float(os.environ.get("SPOTFIT_PUMP_EC2_POLL_S", "0.25")))
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
@@ -686,6 +810,10 @@ class Pump:
         for t in threads:
             t.join(timeout=3)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.warm:
+            with open(os.path.join(self.d, "pump-warm.json"), "w", encoding="utf-8") as f:
+                json.dump(self.warm.stats, f)
+            self.warm.close()
 
 
 # ------------------------------------------------------------------ selftest
@@ -782,8 +910,20 @@ def main() -> None:
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "setup" and len(sys.argv) == 4:
         setup(sys.argv[2], sys.argv[3])
-    elif cmd == "run" and len(sys.argv) == 3:
-        Pump(sys.argv[2]).run()
+    elif cmd == "run" and len(sys.argv) >= 3:
+        rest = sys.argv[3:]
+        warm = int(os.environ.get("SPOTFIT_PUMP_WARM", "0") or 0)
+        live_only = os.environ.get("SPOTFIT_PUMP_LIVE_ONLY", "") not in ("", "0")
+        while rest:
+            a = rest.pop(0)
+            if a == "--warm" and rest:
+                warm = int(rest.pop(0))
+            elif a == "--live-only":
+                live_only = True
+            else:
+                print(__doc__, file=sys.stderr)
+                sys.exit(2)
+        Pump(sys.argv[2], warm=warm, live_only=live_only).run()
     elif cmd == "put" and len(sys.argv) == 3:
         put(sys.argv[2])
     elif cmd == "selftest":

@@ -8,6 +8,7 @@ terminated (InstanceInitiatedShutdownBehavior=terminate); when the pipeline term
 instance first, the script's process group is killed (the machine is gone).
 
   instance_standin.py WORKDIR [--interrupt-run RUN_ID --after S] [--hang-run RUN_ID]...
+                              [--instant [--workers N] [--poll-s S]]
 
 With --interrupt-run, the first attempt of that run is interrupted S seconds after it starts:
 EC2's "EC2 Spot Instance Interruption Warning" event for it is put on the bus first
@@ -17,6 +18,17 @@ warning comes two minutes before the end; here the end follows at once.)
 
 With --hang-run, the instances of that run boot but never run their user data (a hung boot: no
 agent, no marker, no shutdown), so only the attempt's deadline ends it.
+
+With --instant (the soak: scripts/soak), no user data runs: for each new instance the stand-in
+writes at once what the agent writes at the end of a run that exited 0 — the run summary
+(`runs/job=J/dt=D/RUN.json`, a RunSummary) and then the exit marker (`…/RUN.exit`, an
+ExitMarker), with the job and run id the rendered user data carries (JOB_NAME, RUN_ID) and on
+the instance role's credentials — and then terminates the instance, as the user data's
+`shutdown -h now` does under InstanceInitiatedShutdownBehavior=terminate. It describes only
+live instances (pending, running; the managed tag checked here, as moto's tag filter costs a
+walk of its tag store per instance it ever had) every S seconds (default 0.2), and handles new ones on
+N threads (default 4).
+Each marker is logged to WORKDIR/instant.jsonl: instance, run, attempt, key, put time (ms).
 
 The stand-in itself plays EC2 (it describes and terminates with the caller's, the set-up's,
 credentials); what runs "on the instance" (the user data, the agent, `aws s3 cp`) gets the
@@ -40,6 +52,9 @@ ARGS = sys.argv[2:]
 INTERRUPT_RUN = ARGS[ARGS.index("--interrupt-run") + 1] if "--interrupt-run" in ARGS else None
 INTERRUPT_AFTER = float(ARGS[ARGS.index("--after") + 1]) if "--after" in ARGS else 2.0
 HANG_RUNS = {ARGS[i + 1] for i, a in enumerate(ARGS) if a == "--hang-run"}
+INSTANT = "--instant" in ARGS
+WORKERS = int(ARGS[ARGS.index("--workers") + 1]) if "--workers" in ARGS else 4
+POLL_S = float(ARGS[ARGS.index("--poll-s") + 1]) if "--poll-s" in ARGS else 0.2
 PUT_EVENT = os.environ.get("SPOTFIT_PUT_EVENT")
 if INTERRUPT_RUN and not PUT_EVENT:
     sys.exit("instance_standin: --interrupt-run needs SPOTFIT_PUT_EVENT (source the local stack's env) to send EC2's interruption warning")
@@ -128,7 +143,101 @@ def interruption_warning(iid):
     log("interruption warning for", iid, p.stdout.decode().strip())
 
 
+def user_data_field(script: str, name: str) -> str:
+    """NAME='value' from the rendered user data (the renderer puts plain tokens in single quotes)."""
+    import re
+
+    m = re.search(rf"^{name}='([^']*)'$", script, flags=re.M)
+    if not m:
+        raise ValueError(f"no {name} in the user data")
+    return m.group(1)
+
+
+def instant_run(iid, tags, launched_ms, s3, lock, log_f):
+    """The agent's last two writes for a job that ran for no time and exited 0, then shutdown."""
+    ud = base64.b64decode(EC2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"]["Value"]).decode()
+    job, run_id, bucket = (user_data_field(ud, n) for n in ("JOB_NAME", "RUN_ID", "BUCKET"))
+    now_ms = int(time.time() * 1000)
+    started = min(launched_ms or now_ms, now_ms)
+    day = time.strftime("%Y-%m-%d", time.gmtime(started / 1000))
+    base = f"runs/job={job}/dt={day}/{run_id}"
+    summary = {
+        "job": job, "run_id": run_id, "started_at_ms": started, "ended_at_ms": now_ms,
+        "duration_s": max(0.001, (now_ms - started) / 1000), "samples": 1,
+        "cpu": {"avg": 0.5, "p50": 0.5, "p95": 0.9, "max": 1.0}, "mem_max_bytes": 64 << 20, "mem_metric": "rss",
+        "io": {"disk_read_bytes": 0, "disk_write_bytes": 0, "net_rx_bytes": 0, "net_tx_bytes": 0},
+        "exit": {"code": 0}, "oom_killed": False, "status": "succeeded",
+    }
+    marker = {"run_id": run_id, "job": job, "ended_at_ms": now_ms, "status": "succeeded", "exit": {"code": 0}, "spot_notice": None}
+    s3.put_object(Bucket=bucket, Key=base + ".json", Body=json.dumps(summary).encode(), ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=base + ".exit", Body=json.dumps(marker).encode(), ContentType="application/json")
+    put_ms = int(time.time() * 1000)
+    EC2.terminate_instances(InstanceIds=[iid])
+    with lock:
+        log_f.write(json.dumps({"instance_id": iid, "run_id": tags.get("spotfit:run-id"), "attempt": tags.get("spotfit:attempt"),
+                                "agent_run_id": run_id, "job": job, "key": base + ".exit", "marker_put_ms": put_ms,
+                                "terminated_ms": int(time.time() * 1000)}) + "\n")
+
+
+def main_instant():
+    """--instant: every new live instance gets its summary and marker at once, then is terminated."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"],
+                      aws_access_key_id=INSTANCE_CREDS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=INSTANCE_CREDS["AWS_SECRET_ACCESS_KEY"],
+                      aws_session_token=INSTANCE_CREDS.get("AWS_SESSION_TOKEN"))
+    lock = threading.Lock()
+    log_f = open(os.path.join(WORK, "instant.jsonl"), "a", buffering=1)
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    handled = set()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    # The state filter only, the tag checked here: moto evaluates a tag filter against its whole
+    # tag store for every instance it ever had (1.2 s a call at 1,200 terminated instances, against
+    # 14 ms for the state filter alone).
+    filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+
+    def one(iid, tags, launched_ms):
+        try:
+            instant_run(iid, tags, launched_ms, s3, lock, log_f)
+        except Exception as e:  # logged; the pipeline's deadline and reaper are the backstop
+            log("instant run of", iid, "failed:", repr(e))
+            with lock:
+                handled.discard(iid)  # retried on the next poll while it is still live
+
+    while not stop:
+        try:
+            live = []
+            for page in EC2.get_paginator("describe_instances").paginate(Filters=filters):
+                for r in page["Reservations"]:
+                    for i in r["Instances"]:
+                        live.append(i)
+        except Exception as e:  # the emulator may be going away
+            log("describe failed", e)
+            time.sleep(0.5)
+            continue
+        for i in live:
+            iid = i["InstanceId"]
+            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            if tags.get("spotfit:managed") != "true":
+                continue
+            with lock:
+                if iid in handled:
+                    continue
+                handled.add(iid)
+            if tags.get("spotfit:run-id") in HANG_RUNS:
+                log("hung boot of", iid, tags.get("spotfit:run-id"))
+                continue
+            lt = i.get("LaunchTime")
+            pool.submit(one, iid, tags, int(lt.timestamp() * 1000) if lt else None)
+        time.sleep(POLL_S)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def main():
+    if INSTANT:
+        return main_instant()
     os.makedirs(BIN, exist_ok=True)
     for name, body in STUBS.items():
         path = os.path.join(BIN, name)

@@ -6,7 +6,13 @@
 // through AWS_ENDPOINT_URL_SFN; run-execution.mjs; the tests. See docs/callback.md.
 //
 //   node local-sfn.mjs --port PORT [--definition FILE] [--state-machine-arn ARN]
-//                      [--seconds-ms MS] [--retry-ms MS]
+//                      [--seconds-ms MS] [--retry-ms MS] [--warm N]
+//
+// --warm N: warm Lambda execution environments instead of a cold start per invocation: up to N
+// `$SPOTFIT_LOCAL_INVOKE --serve FUNCTION` processes per function (started on demand on the
+// function's role credentials, reused; each serves one payload at a time, one JSON line in,
+// one line `{"ok": RESULT}` or `{"errorType", "errorMessage"}` out); an invocation that finds
+// all N busy waits for one. Without it (the default) every invocation is a cold process.
 //
 // Prints one line {"port": N} once listening (PORT 0: any free port).
 //
@@ -60,6 +66,7 @@ const smName = stateMachineArn.split(':').pop();
 const definitionFile = opt('--definition', join(here, '..', 'spotfit.asl.json'));
 let secondsMs = Number(opt('--seconds-ms', 1000));
 const retryMs = Number(opt('--retry-ms', 200));
+const warmMax = Number(opt('--warm', 0));
 const CALLBACK = 'arn:aws:states:::lambda:invoke.waitForTaskToken';
 const NO_TIMEOUT_S = 2147483; // under setTimeout's 2^31-1 ms ceiling
 
@@ -154,6 +161,13 @@ function invoke(ex, fn, payload) {
   let fault = null;
   for (const f of faults) if (f.fn === fn && (!f.execution || f.execution === ex.name) && ++f.seen === f.n) fault ??= f;
   if (fault) faults = faults.filter(f => f !== fault);
+  if (warmMax > 0) {
+    return warmInvoke(fn, payload).then((out) => {
+      inv.ms += Date.now() - t0;
+      if (fault) throw statesError('Lambda.Unknown', `Task timed out (injected: invocation ${fault.n} of ${fn}; its work was done, its result lost)`);
+      return out;
+    }, (e) => { inv.ms += Date.now() - t0; throw e; });
+  }
   return new Promise((resolve, reject) => {
     let env;
     try { env = roleEnv(fn); } catch (e) { return reject(e); }
@@ -177,6 +191,73 @@ function invoke(ex, fn, payload) {
     });
     p.stdin.on('error', () => {});
     p.stdin.end(JSON.stringify(payload));
+  });
+}
+
+// ---- warm pools (--warm N): per function, up to N `--serve` processes, one payload each at a time
+const pools = new Map(); // fn → {idle: [worker], all: Set, waiting: [resolve]}
+const warmStats = {}; // fn → {started, invocations, waited, exited}
+function newWorker(fn, pool) {
+  const p = spawn(invokeBin, ['--serve', fn], { stdio: ['pipe', 'pipe', 'inherit'], env: roleEnv(fn) });
+  const w = { p, fn, current: null, buf: '', dead: false };
+  (warmStats[fn] ??= { started: 0, invocations: 0, waited: 0, exited: 0 }).started++;
+  pool.all.add(w);
+  p.stdout.setEncoding('utf8');
+  p.stdout.on('data', (d) => {
+    w.buf += d;
+    let i;
+    while ((i = w.buf.indexOf('\n')) >= 0) {
+      const line = w.buf.slice(0, i); w.buf = w.buf.slice(i + 1);
+      const cur = w.current; w.current = null;
+      if (!cur) continue;
+      let ans;
+      try { ans = JSON.parse(line); } catch { cur.reject(statesError('Lambda.Unknown', `${fn} answered no JSON: ${line.slice(0, 200)}`)); release(w, pool); continue; }
+      if (ans && Object.prototype.hasOwnProperty.call(ans, 'ok')) cur.resolve(ans.ok);
+      else cur.reject(statesError(ans?.errorType ?? 'Lambda.Unknown', ans?.errorMessage ?? line));
+      release(w, pool);
+    }
+  });
+  const gone = (why) => {
+    if (w.dead) return;
+    w.dead = true;
+    warmStats[fn].exited++;
+    pool.all.delete(w);
+    pool.idle = pool.idle.filter(x => x !== w);
+    if (w.current) { w.current.reject(statesError('Lambda.Unknown', `${fn}: its execution environment ended (${why})`)); w.current = null; }
+    // A waiter can now start a fresh environment.
+    const next = pool.waiting.shift();
+    if (next) next();
+  };
+  p.on('error', (e) => gone(e.message));
+  p.on('close', (code, sig) => gone(`exit ${code ?? sig}`));
+  p.stdin.on('error', () => {});
+  return w;
+}
+function release(w, pool) {
+  if (w.dead) return;
+  const next = pool.waiting.shift();
+  if (next) next(w); else pool.idle.push(w);
+}
+function acquire(fn) {
+  const pool = pools.get(fn) ?? (pools.set(fn, { idle: [], all: new Set(), waiting: [] }), pools.get(fn));
+  return new Promise((resolve, reject) => {
+    const take = (w) => {
+      if (w && !w.dead) return resolve(w);
+      const idle = pool.idle.pop();
+      if (idle) return resolve(idle);
+      if (pool.all.size < warmMax) { try { return resolve(newWorker(fn, pool)); } catch (e) { return reject(e); } }
+      (warmStats[fn] ??= { started: 0, invocations: 0, waited: 0, exited: 0 }).waited++;
+      pool.waiting.push(take);
+    };
+    take(null);
+  });
+}
+async function warmInvoke(fn, payload) {
+  const w = await acquire(fn);
+  warmStats[fn].invocations++;
+  return new Promise((resolve, reject) => {
+    w.current = { resolve, reject };
+    w.p.stdin.write(JSON.stringify(payload) + '\n');
   });
 }
 
@@ -514,6 +595,7 @@ function stats() {
     })),
     unmatched_callbacks: unmatchedCallbacks,
     seconds_ms: secondsMs,
+    warm: warmMax > 0 ? { max_per_function: warmMax, functions: warmStats } : null,
   };
 }
 
@@ -565,5 +647,6 @@ server.listen(Number(opt('--port', 0)), '127.0.0.1', () => {
 });
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => {
   for (const ex of executions.values()) for (const p of ex.children) { try { p.kill('SIGKILL'); } catch { /* gone */ } }
+  for (const pool of pools.values()) for (const w of pool.all) { try { w.p.kill('SIGKILL'); } catch { /* gone */ } }
   process.exit(0);
 });
