@@ -8,7 +8,9 @@
 #
 # Needs SPOTFIT_LOCAL_INVOKE; sets TEMPLATE, PY and SPOTFIT_ROLES_DIR, sources DIR/env (endpoints,
 # admin credentials, table names, AWS_ENDPOINT_URL_SFN). Variables the handlers must see (e.g.
-# SPOTFIT_BOOT_GRACE_S) are exported before the call: the services they run under inherit them.
+# SPOTFIT_BOOT_GRACE_S) are exported before the call: the services they run under inherit them;
+# so are the pump's options (SPOTFIT_PUMP_*). SPOTFIT_SFN_ARGS: extra options of the local Step
+# Functions service (the soak's `--warm N`).
 pipeline_stack_up() {
   local dir="$1" agent="$2"
   scripts/local-stack start "$dir" >/dev/null
@@ -28,7 +30,8 @@ pipeline_stack_up() {
   export SPOTFIT_ROLES_DIR="$dir/roles"
   log "the template's EventBridge rules into moto, the local Step Functions service, the event pump"
   scripts/local-stack events "$dir" "$TEMPLATE" >/dev/null
-  scripts/local-stack sfn "$dir" >/dev/null
+  # shellcheck disable=SC2086
+  scripts/local-stack sfn "$dir" ${SPOTFIT_SFN_ARGS:-} >/dev/null
   # shellcheck disable=SC1091
   source "$dir/env"
   scripts/local-stack pump "$dir" >/dev/null

@@ -9,7 +9,6 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::pipeline::{reap_step, sweep_step, ReapPolicy};
 use spotfit_lambda::{encode, CompletionPorts, TaskError};
-use std::collections::HashSet;
 
 #[derive(Debug)]
 pub struct Deps {
@@ -28,15 +27,7 @@ pub async fn handle(_event: LambdaEvent<Value>, deps: &Deps) -> Result<Value, Ta
     for (run_id, attempt, e) in &sweep.failed {
         lambda_runtime::tracing::error!(%run_id, attempt, error = %e, "sweep failed for this wait");
     }
-    let waiting: HashSet<(String, u32)> = c
-        .waits
-        .all()
-        .await
-        .map_err(spotfit_core::pipeline::PipelineError::from)?
-        .into_iter()
-        .map(|w| (w.run_id, w.attempt))
-        .collect();
-    let report = reap_step(c.launcher, c.runs, c.clock, &deps.policy, &waiting).await?;
+    let report = reap_step(c.launcher, c.runs, c.clock, &deps.policy, &sweep.waited_on).await?;
     for r in &report.terminated {
         lambda_runtime::tracing::info!(instance_id = %r.instance_id, reason = ?r.reason, run_id = ?r.run_id, "reaped");
     }

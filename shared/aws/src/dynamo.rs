@@ -31,6 +31,26 @@ fn get_n<T: std::str::FromStr>(item: &Item, k: &str) -> Option<T> {
     item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
+/// The item of one attempt in a table keyed by (`run_id`, `attempt`), read consistently (the
+/// runs and the waits tables).
+async fn get_attempt(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    run_id: &str,
+    attempt: u32,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("run_id", s(run_id))
+        .key("attempt", n(attempt))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| store_error("dynamodb", e))?;
+    Ok(out.item)
+}
+
 fn doc<T: serde::de::DeserializeOwned>(item: &Item, key: &str) -> Result<T, StoreError> {
     let json = get_s(item, "doc").ok_or_else(|| StoreError::Corrupt {
         key: key.into(),
@@ -161,18 +181,9 @@ impl RunStore for DynamoRunStore {
 
     #[tracing::instrument(skip(self), err, fields(table = %self.table))]
     async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<RunRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("run_id", s(run_id))
-            .key("attempt", n(attempt))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("dynamodb", e))?;
-        out.item()
-            .map(|item| doc(item, &format!("{run_id}/{attempt}")))
+        get_attempt(&self.client, &self.table, run_id, attempt)
+            .await?
+            .map(|item| doc(&item, &format!("{run_id}/{attempt}")))
             .transpose()
     }
 
@@ -376,17 +387,10 @@ impl WaitStore for DynamoWaitStore {
 
     #[tracing::instrument(skip(self), err, fields(table = %self.table))]
     async fn get(&self, run_id: &str, attempt: u32) -> Result<Option<Waiting>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("run_id", s(run_id))
-            .key("attempt", n(attempt))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("dynamodb", e))?;
-        out.item().map(wait_of).transpose()
+        get_attempt(&self.client, &self.table, run_id, attempt)
+            .await?
+            .map(|item| wait_of(&item))
+            .transpose()
     }
 
     #[tracing::instrument(skip(self), err, fields(table = %self.table))]

@@ -326,19 +326,35 @@ impl InstanceLauncher for Ec2Launcher {
 
     #[tracing::instrument(skip(self), err)]
     async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError> {
-        let states = ["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from);
-        self.describe_where(vec![
-            Filter::builder()
-                .name(format!("tag:{TAG_MANAGED}"))
-                .values("true")
-                .build(),
-            Filter::builder()
-                .name("instance-state-name")
-                .set_values(Some(states.to_vec()))
-                .build(),
-        ])
-        .await
+        self.describe_where(managed_live()).await
     }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn list_run(&self, run_id: &str) -> Result<Vec<InstanceInfo>, LaunchError> {
+        let mut filters = managed_live();
+        filters.push(
+            Filter::builder()
+                .name(format!("tag:{TAG_RUN_ID}"))
+                .values(run_id)
+                .build(),
+        );
+        self.describe_where(filters).await
+    }
+}
+
+/// The filters of spotfit-managed instances not yet terminated.
+fn managed_live() -> Vec<Filter> {
+    let states = ["pending", "running", "stopping", "stopped", "shutting-down"].map(String::from);
+    vec![
+        Filter::builder()
+            .name(format!("tag:{TAG_MANAGED}"))
+            .values("true")
+            .build(),
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(states.to_vec()))
+            .build(),
+    ]
 }
 
 impl Ec2Launcher {

@@ -222,6 +222,13 @@ pub trait InstanceLauncher: Send + Sync {
     async fn terminate(&self, id: &InstanceId) -> Result<(), LaunchError>;
     /// All spotfit-managed instances not yet terminated (every page).
     async fn list_managed(&self) -> Result<Vec<InstanceInfo>, LaunchError>;
+    /// The managed instances of one run not yet terminated (a stopped execution's); adapters
+    /// that can filter on the run id tag do it server-side.
+    async fn list_run(&self, run_id: &str) -> Result<Vec<InstanceInfo>, LaunchError> {
+        let mut all = self.list_managed().await?;
+        all.retain(|i| i.run_id.as_deref() == Some(run_id));
+        Ok(all)
+    }
 }
 
 #[async_trait]

@@ -234,9 +234,9 @@ pub async fn close_run(c: &Completer<'_>, run_id: &str, status: RunStatus) -> Re
     }
     // An execution stopped outside the wait (during launch or terminate) has no wait item: its
     // instances are found by their tags.
-    let managed = c.launcher.list_managed().await.map_err(PipelineError::Instance)?;
-    for info in managed {
-        if info.run_id.as_deref() != Some(run_id) || done.contains(&info.instance_id) {
+    let of_run = c.launcher.list_run(run_id).await.map_err(PipelineError::Instance)?;
+    for info in of_run {
+        if done.contains(&info.instance_id) {
             continue;
         }
         c.launcher
@@ -287,6 +287,10 @@ pub struct SweepReport {
     /// Waits that failed this time (run id, attempt, error); the next sweep tries again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<(String, u32, String)>,
+    /// Every attempt an execution waited on when the sweep began: the reaper spares these, from
+    /// this one scan of the waits table rather than a second.
+    #[serde(skip)]
+    pub waited_on: HashSet<(String, u32)>,
 }
 
 /// How often the sweep also looks for an exit marker of an attempt whose instance still runs
@@ -307,6 +311,7 @@ pub async fn sweep_step(c: &Completer<'_>, period_ms: i64) -> Result<SweepReport
     let infos = c.launcher.describe_many(&ids).await.map_err(PipelineError::Instance)?;
     let mut report = SweepReport {
         waiting: waits.len(),
+        waited_on: waits.iter().map(|w| (w.run_id.clone(), w.attempt)).collect(),
         ..Default::default()
     };
     for wait in &waits {
