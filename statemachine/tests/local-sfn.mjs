@@ -6,7 +6,7 @@
 // through AWS_ENDPOINT_URL_SFN; run-execution.mjs; the tests. See docs/callback.md.
 //
 //   node local-sfn.mjs --port PORT [--definition FILE] [--state-machine-arn ARN]
-//                      [--seconds-ms MS] [--retry-ms MS] [--warm N]
+//                      [--seconds-ms MS] [--retry-ms MS] [--history-limit N] [--warm N]
 //
 // --warm N: warm Lambda execution environments instead of a cold start per invocation: up to N
 // `$SPOTFIT_LOCAL_INVOKE --serve FUNCTION` processes per function (started on demand on the
@@ -67,6 +67,10 @@ const definitionFile = opt('--definition', join(here, '..', 'spotfit.asl.json'))
 let secondsMs = Number(opt('--seconds-ms', 1000));
 const retryMs = Number(opt('--retry-ms', 200));
 const warmMax = Number(opt('--warm', 0));
+// Step Functions' limits: an execution fails (uncatchably) when its history reaches 25,000
+// events; a task's output may be at most 256 KiB. --history-limit lowers the first for tests.
+const historyLimit = Number(opt('--history-limit', 25000));
+const MAX_PAYLOAD_BYTES = 262144;
 const CALLBACK = 'arn:aws:states:::lambda:invoke.waitForTaskToken';
 const NO_TIMEOUT_S = 2147483; // under setTimeout's 2^31-1 ms ceiling
 
@@ -135,6 +139,12 @@ const epoch = (ms) => ms / 1000;
 
 function addEvent(ex, type, detailsKey, details) {
   if (ex.closed) return null; // nothing is written after the execution's last event
+  if (ex.status === 'RUNNING' && ex.events.length >= historyLimit - 1) {
+    // The last slot is the ExecutionFailed event; no Catch sees this.
+    finish(ex, 'FAILED', { error: 'States.Runtime', cause: `The execution reached the maximum number of history events (${historyLimit}).` });
+    ex.run?.abort();
+    return null;
+  }
   const id = ex.events.length + 1;
   const ev = { timestamp: epoch(Date.now()), type, id, previousEventId: id - 1 };
   if (detailsKey) ev[detailsKey] = details;
@@ -546,6 +556,7 @@ const ops = {
     const rec = recordCallback('SendTaskSuccess', b, caller);
     const t = getTaskRecorded(rec, b.taskToken);
     let output;
+    if (Buffer.byteLength(b.output ?? '') > MAX_PAYLOAD_BYTES) { rec.result = 'InvalidOutput'; throw new ApiError('InvalidOutput', `Invalid output: more than ${MAX_PAYLOAD_BYTES} bytes`); }
     try { output = JSON.parse(need(b, 'output')); } catch (e) { rec.result = 'InvalidOutput'; throw e instanceof ApiError ? e : new ApiError('InvalidOutput', 'Invalid output: not JSON'); }
     rec.result = 'ok';
     t.succeed(output);

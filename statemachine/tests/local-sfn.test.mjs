@@ -39,11 +39,11 @@ const TINY = {
   },
 };
 
-function startService(definition, dir) {
+function startService(definition, dir, extra = []) {
   const defFile = join(dir, 'def.json');
   writeFileSync(defFile, JSON.stringify(definition));
   const p = spawn(process.execPath, [join(here, 'local-sfn.mjs'), '--port', '0', '--definition', defFile,
-    '--seconds-ms', String(SECONDS_MS), '--retry-ms', '20'], {
+    '--seconds-ms', String(SECONDS_MS), '--retry-ms', '20', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: {
       ...process.env, SPOTFIT_LOCAL_INVOKE: join(here, 'stubs', 'invoke.mjs'), SPOTFIT_ROLES_DIR: dir, STUB_LOG: dir,
@@ -384,4 +384,38 @@ test('run-execution.mjs is a client of the service: result line, and --stop-afte
   assert.equal(faulted.status, 'SUCCEEDED');
   assert.deepEqual(faulted.states.slice(0, 4), ['Size', 'Launch', 'Launch:timed-out', 'Launch']);
   assert.equal(faulted.transitions, 9, 'the retry is one more transition');
+});
+
+test('Step Functions\' limits: a polling loop fails at the history limit, uncaught; an output over 256 KiB is InvalidOutput', async () => {
+  // The loop the callback replaced, in miniature: a poll is three states (entered and exited).
+  const loop = {
+    StartAt: 'Poll',
+    States: {
+      Poll: { Type: 'Pass', Next: 'Ended?' },
+      'Ended?': { Type: 'Choice', Choices: [{ Variable: '$.done', BooleanEquals: true, Next: 'Done' }], Default: 'Wait' },
+      Wait: { Type: 'Wait', Seconds: 0, Next: 'Poll' },
+      Done: { Type: 'Succeed' },
+    },
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'sfn-limit-'));
+  writeFileSync(join(dir, 'roles.json'), '{}');
+  const svc = await startService(loop, dir, ['--history-limit', '200']);
+  try {
+    const lc = client(svc.url);
+    const { executionArn } = await lc.start('loop-1', { done: false });
+    const d = await lc.wait(executionArn);
+    assert.equal(d.status, 'FAILED');
+    assert.equal(d.error, 'States.Runtime');
+    const ev = await lc.history(executionArn);
+    assert.equal(ev.length, 200);
+    assert.equal(ev.at(-1).type, 'ExecutionFailed');
+  } finally {
+    svc.p.kill();
+  }
+  const { executionArn } = await c.start('big-out', { mode: 'hold', id: 'big-out', wait_s: 1000, heartbeat_s: 1000 });
+  const token = await tokenFor(tinyDir, t => t.state.id === 'big-out');
+  const big = await c.call('SendTaskSuccess', { taskToken: token, output: JSON.stringify({ pad: 'x'.repeat(262144) }) });
+  assert.equal(big.body.__type, 'InvalidOutput');
+  await c.ok('SendTaskSuccess', { taskToken: token, output: '{}' });
+  assert.equal((await c.wait(executionArn)).status, 'SUCCEEDED');
 });
