@@ -619,7 +619,10 @@ async fn waits_are_armed_found_by_run_swept_and_disarmed_only_with_their_token()
     assert_eq!(many[0].run_id.as_deref(), Some("wait-1"));
     // A stopped execution's instances, by the run id tag (server-side), as job-events sees them.
     let of_run = s.launcher("job-events").list_run("wait-1").await.unwrap();
-    assert_eq!(of_run.iter().map(|i| &i.instance_id).collect::<Vec<_>>(), [&inst.instance_id]);
+    assert_eq!(
+        of_run.iter().map(|i| &i.instance_id).collect::<Vec<_>>(),
+        [&inst.instance_id]
+    );
     assert!(s.launcher("job-events").list_run("wait-none").await.unwrap().is_empty());
     terminate_run(&s.launcher("terminate-instance"), "wait-1").await;
 }
