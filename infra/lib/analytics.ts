@@ -84,7 +84,7 @@ export const RUN_COLUMNS = SUMMARY_FIELDS;
 
 const SUMMARY_STRUCT = `struct<job:string,${SUMMARY_FIELDS.map(([n, t]) => `${n}:${t}`).join(',')}>`;
 const PLACED_STRUCT =
-  'struct<instance_id:string,instance_type:string,region:string,az:string,market:string,price_per_hour:double,local:boolean>';
+  'struct<instance_id:string,instance_type:string,region:string,az:string,market:string,price_per_hour:double,local:boolean,storage_per_hour:double>';
 
 /** shared/core/src/run.rs `RunRecord`. Checked against infra/athena/schema.json (written from the Rust types by shared/core/tests/athena_contract.rs) in infra/test/contract.test.ts. */
 export const RECORD_COLUMNS: [string, string][] = [

@@ -479,13 +479,16 @@ export class SpotfitStack extends Stack {
         conditions: { StringEquals: { 'iam:AWSServiceName': 'spot.amazonaws.com' } },
       }),
     );
-    // A `resolve:ssm:` image id is resolved with the caller's permissions at RunInstances.
-    const ssmParam = amiParameterArn(cfg.imageId);
-    if (ssmParam) {
-      launch.addToRolePolicy(
-        new iam.PolicyStatement({ sid: 'ResolveAmiParameter', actions: ['ssm:GetParameters'], resources: [ssmParam] }),
-      );
-    }
+    // A `resolve:ssm:` image id is resolved with the caller's permissions at RunInstances: the
+    // launch template's, and the images size-job picks per job and type (Amazon Linux 2023, the
+    // ECS-optimized and ECS GPU-optimized AL2023), named in infra/machine-images.json, which a
+    // Rust test keeps equal to what the launch resolves. Exactly those parameters, nothing else.
+    const ssmParams = [cfg.imageId, ...machineImageParameters().map((p) => `resolve:ssm:${p}`)]
+      .map(amiParameterArn)
+      .filter((a): a is string => a !== undefined);
+    launch.addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'ResolveAmiParameter', actions: ['ssm:GetParameters'], resources: [...new Set(ssmParams)] }),
+    );
     const terminate = new iam.PolicyStatement({
       sid: 'TerminateManagedOnly',
       actions: ['ec2:TerminateInstances'],
@@ -757,6 +760,13 @@ export class SpotfitStack extends Stack {
       { id: 'old-agent-versions', prefix: 'agent/', noncurrentVersionExpiration: Duration.days(30) },
     ];
   }
+}
+
+/** The public SSM parameters of the images the launch may boot (infra/machine-images.json). */
+export function machineImageParameters(): string[] {
+  const file = path.join(__dirname, '..', 'machine-images.json');
+  const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { parameters: string[] };
+  return doc.parameters;
 }
 
 /**

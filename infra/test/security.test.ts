@@ -1,6 +1,8 @@
 // Security properties of the synthesized template, asserted one by one (not a snapshot).
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { asArray, functionRole, render, resourcesOfType, statements, synth } from './helpers';
 
@@ -306,15 +308,22 @@ test('the launcher may create the Spot service-linked role, and only that one', 
   assert.equal(resourcesOfType(json, 'AWS::IAM::ServiceLinkedRole').length, 0, 'a declared SLR fails in accounts that have one');
 });
 
-test('the launcher may read the resolve:ssm AMI parameter, and only that parameter', () => {
+test('the launcher may read the image parameters Rust resolves, and only those', () => {
   const get = grants('ssm:GetParameters');
   assert.equal(get.length, 1);
   assert.deepEqual(get[0].roles, [roleOf('launch-instance')]);
-  assert.deepEqual(
-    asArray(get[0].statement.Resource).map(render),
-    ['arn:{AWS::Partition}:ssm:{AWS::Region}::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64'],
-  );
+  // infra/machine-images.json is written by a Rust test from the images the launch boots.
+  const doc = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'machine-images.json'), 'utf8'));
+  const want = (doc.parameters as string[]).map((p) => `arn:{AWS::Partition}:ssm:{AWS::Region}::parameter${p}`);
+  assert.ok(want.length >= 5, 'one parameter per image and architecture');
+  assert.deepEqual(asArray(get[0].statement.Resource).map(render).sort(), [...want].sort());
+  for (const r of asArray(get[0].statement.Resource).map(render)) assert.ok(r.includes(':parameter/aws/service/'), r);
+  // a plain AMI id for the template adds nothing: the same five public parameters
   const { json: plain } = synth({ 'spotfit:imageId': 'ami-0123456789abcdef0' });
+  const plainGets = statements(plain).filter((s) => asArray(s.statement.Action).includes('ssm:GetParameters'));
+  assert.equal(plainGets.length, 1);
+  assert.equal(asArray(plainGets[0].statement.Resource).length, want.length);
+});
   assert.equal(statements(plain).filter((s) => asArray(s.statement.Action).includes('ssm:GetParameters')).length, 0);
 });
 

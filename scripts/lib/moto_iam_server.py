@@ -8,6 +8,13 @@ moto's AccessDenied answer does not always name the action (S3's is a bare "Acce
 DynamoDB's JSON protocol the body is XML, which the Rust SDK cannot parse into a code), so the tests
 read this log to say which role was denied what. Only the logging is added; moto decides.
 
+It also makes RunInstances do what EC2 does with `ImageId=resolve:ssm:NAME` (moto stores the
+string as it is): the parameter is read with the caller's rights (`ssm:GetParameters` on the
+parameter's ARN, checked by moto's IAM evaluator and logged like any denial; denied:
+UnauthorizedOperation), a parameter that does not exist fails the launch (InvalidParameterValue),
+and the instance gets the AMI id the parameter holds. moto ships AWS's public parameters
+(/aws/service/ami-amazon-linux-latest/…, /aws/service/ecs/optimized-ami/…).
+
 Usage: moto_iam_server.py HOST PORT DENIALS_LOG
 """
 
@@ -62,9 +69,48 @@ def main() -> None:
             raise
 
     access_control.IAMRequestBase.check_signature = logged_sig
+    resolve_ssm_image_ids(denials)
     from moto.server import main as moto_main
 
     moto_main(["-H", host, "-p", port])
+
+
+def resolve_ssm_image_ids(denials: str) -> None:
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses.instances import InstanceResponse
+    from moto.ssm.models import ssm_backends
+
+    original_run = InstanceResponse.run_instances
+
+    def run_instances(self):  # type: ignore[no-untyped-def]
+        image_id = self._get_param("ImageId") or ""
+        if image_id.startswith("resolve:ssm:"):
+            name = image_id[len("resolve:ssm:"):]
+            bare = name.split(":")[0]  # NAME[:VERSION]
+            account = "" if bare.startswith("/aws/service/") else self.current_account
+            arn = f"arn:aws:ssm:{self.region}:{account}:parameter{bare}"
+            if ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT:
+                req = access_control.IAMRequest(
+                    account_id=self.current_account, method=self.method, path=self.raw_path,
+                    data=self.data, body=self.raw_body, headers=self.headers, action="GetParameters",
+                )
+                req._action = "ssm:GetParameters"
+                try:
+                    req.check_action_permitted(arn)  # logged by `logged` above when denied
+                except Exception:
+                    raise EC2ClientError(
+                        "UnauthorizedOperation",
+                        f"You are not authorized to perform: ssm:GetParameters on resource: {arn}",
+                    )
+            param = ssm_backends[self.current_account][self.region].get_parameter(name)
+            if param is None:
+                raise EC2ClientError("InvalidParameterValue", f"Unable to resolve the SSM parameter {bare!r} for ImageId")
+            self.querystring["ImageId"] = [param.value]
+        return original_run(self)
+
+    InstanceResponse.run_instances = run_instances
 
 
 if __name__ == "__main__":

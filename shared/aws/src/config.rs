@@ -13,6 +13,9 @@ pub const LAUNCH_TEMPLATE_ID: &str = "SPOTFIT_LAUNCH_TEMPLATE_ID";
 /// JSON object: AZ id → subnet id, e.g. `{"use1-az1":"subnet-0abc"}`.
 pub const SUBNETS: &str = "SPOTFIT_SUBNETS";
 pub const INSTANCE_PROFILE_ARN: &str = "SPOTFIT_INSTANCE_PROFILE_ARN";
+/// Optional JSON object: job role name (a spec's `role`) → the ARN of its instance profile (the
+/// stack's `spotfit:jobRoles`, each role holding the job's rights and the agent's).
+pub const JOB_PROFILES: &str = "SPOTFIT_JOB_PROFILES";
 /// S3 key of the `spotfit` agent binary in the bucket.
 pub const AGENT_KEY: &str = "SPOTFIT_AGENT_KEY";
 pub const REGION: &str = "SPOTFIT_REGION";
@@ -66,6 +69,8 @@ pub struct LaunchConfig {
     pub region: String,
     pub security_group_ids: Vec<String>,
     pub associate_public_ip: bool,
+    /// Job role name → instance profile ARN: the allow-list a spec's `role` is looked up in.
+    pub job_profiles: BTreeMap<String, String>,
 }
 
 /// The reaper's thresholds.
@@ -169,6 +174,19 @@ impl LaunchConfig {
                 reason: format!("must be a JSON list of security group ids ({e})"),
             })?,
         };
+        let job_profiles: BTreeMap<String, String> = match optional(env, JOB_PROFILES) {
+            None => BTreeMap::new(),
+            Some(v) => serde_json::from_str(&v).map_err(|e| ConfigError::Invalid {
+                var: JOB_PROFILES,
+                reason: format!("must be a JSON object of job role name to instance profile ARN ({e})"),
+            })?,
+        };
+        if let Some((name, arn)) = job_profiles.iter().find(|(_, a)| !a.starts_with("arn:")) {
+            return Err(ConfigError::Invalid {
+                var: JOB_PROFILES,
+                reason: format!("{name}: {arn:?} is not an instance profile ARN"),
+            });
+        }
         let associate_public_ip = match optional(env, ASSOCIATE_PUBLIC_IP).as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -194,6 +212,7 @@ impl LaunchConfig {
             region: plain(REGION, region(env)?)?,
             security_group_ids,
             associate_public_ip,
+            job_profiles,
         })
     }
     /// AZ ids with a subnet, in a stable order.

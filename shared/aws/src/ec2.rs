@@ -9,10 +9,11 @@ use crate::user_data::{self, UserDataInput};
 use async_trait::async_trait;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceInterruptionBehavior,
-    InstanceMarketOptionsRequest, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
-    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, LaunchTemplateSpecification, MarketType,
-    ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification, Instance,
+    InstanceInterruptionBehavior, InstanceMarketOptionsRequest, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType,
+    LaunchTemplateSpecification, MarketType, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag,
+    TagSpecification, VolumeType,
 };
 use base64::Engine;
 use spotfit_core::ids::{InstanceId, Pool};
@@ -94,6 +95,7 @@ impl Ec2Launcher {
                 region: String::new(),
                 security_group_ids: Vec::new(),
                 associate_public_ip: false,
+                job_profiles: Default::default(),
             },
         }
     }
@@ -169,6 +171,26 @@ pub fn instance_info(i: &Instance) -> InstanceInfo {
             .map(str::to_string),
         end: i.state_reason().and_then(|r| r.code()).map(InstanceEnd::of_ec2_code),
     }
+}
+
+/// Device name of the root volume on every image spotfit boots (Amazon Linux 2023 and the
+/// ECS-optimized AL2023 images): overriding it resizes the root volume the launch template
+/// describes (encrypted gp3, deleted on termination).
+pub const ROOT_DEVICE: &str = "/dev/xvda";
+
+/// The root volume mapping for `gib` GiB: as the launch template's, with the size the job needs.
+fn root_volume(gib: u32) -> BlockDeviceMapping {
+    BlockDeviceMapping::builder()
+        .device_name(ROOT_DEVICE)
+        .ebs(
+            EbsBlockDevice::builder()
+                .volume_size(gib.min(i32::MAX as u32) as i32)
+                .volume_type(VolumeType::Gp3)
+                .encrypted(true)
+                .delete_on_termination(true)
+                .build(),
+        )
+        .build()
 }
 
 #[async_trait]
@@ -251,7 +273,34 @@ impl InstanceLauncher for Ec2Launcher {
                     .build(),
             )
         };
-        if let Some(arn) = &self.cfg.instance_profile_arn {
+        // The image and disk size-job chose for this job on this type, over the launch
+        // template's (which stay the defaults for requests that name none).
+        if let Some(image_id) = &req.image_id {
+            call = call.image_id(image_id);
+        }
+        if let Some(gib) = req.root_volume_gib {
+            call = call.block_device_mappings(root_volume(gib));
+        }
+        // The job's role, if the spec names one, else the agent's: looked up in the allow-list,
+        // so a spec can never pick an arbitrary role (and PassRole is granted on these only).
+        let profile = match &req.role {
+            Some(role) => Some(self.cfg.job_profiles.get(role).ok_or_else(|| {
+                let known: Vec<&str> = self.cfg.job_profiles.keys().map(String::as_str).collect();
+                fatal(
+                    "UnknownJobRole",
+                    format!(
+                        "role: {role:?} is not one of the deployment's job roles ({})",
+                        if known.is_empty() {
+                            "none configured".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                )
+            })?),
+            None => self.cfg.instance_profile_arn.as_ref(),
+        };
+        if let Some(arn) = profile {
             call = call.iam_instance_profile(IamInstanceProfileSpecification::builder().arn(arn).build());
         }
         if req.pool.market != Market::OnDemand {

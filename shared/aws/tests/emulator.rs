@@ -355,6 +355,96 @@ async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
 }
 
 #[tokio::test]
+async fn launch_boots_the_image_and_disk_size_job_chose_resolved_with_the_launch_role() {
+    // GIVEN a container job asking for 200 GiB, ranked onto a GPU type: size-job's choice is the
+    // ECS GPU-optimized AL2023 image and a 200 GiB root volume
+    let s = stack().await;
+    let l = s.launcher("launch-instance");
+    let (caps, runs) = (s.caps("launch-instance"), s.runs("launch-instance"));
+    let mut c = candidate("g5.xlarge", 0.5);
+    c.gpu = 1;
+    c.machine_image = spotfit_core::machine_image::MachineImage::EcsGpuAl2023;
+    c.root_volume_gib = 200;
+    c.storage_per_hour = spotfit_core::cost::ebs_per_hour(200);
+    let st = sized_state(
+        serde_json::json!({"name": "adapter-test", "command": ["nvidia-smi"], "image": "public.ecr.aws/docker/library/busybox:1.36"}),
+        "ec2-image",
+        vec![c],
+        now_ms(),
+    );
+    // WHEN it launches (the launch role resolves `resolve:ssm:` itself: IAM is enforced)
+    let st = pipeline::launch_step(&l, &caps, &runs, &SystemClock, &LaunchSettings::new(s.zones()), st)
+        .await
+        .unwrap();
+    let id = st.instance.as_ref().unwrap().instance_id.clone();
+    // THEN EC2 booted the AMI the public parameter holds, with the volume asked for
+    let ssm_ami = {
+        let out = std::process::Command::new(std::env::var("SPOTFIT_PYTHON").unwrap_or_else(|_| "python3".into()))
+            .args([
+                "-c",
+                "import boto3,sys; print(boto3.client('ssm').get_parameter(Name=sys.argv[1])['Parameter']['Value'])",
+                "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let ec2 = aws_sdk_ec2::Client::new(&s.admin_sdk);
+    let out = ec2.describe_instances().instance_ids(&id.0).send().await.unwrap();
+    let inst = out.reservations()[0].instances()[0].clone();
+    assert!(ssm_ami.starts_with("ami-"), "{ssm_ami}");
+    assert_eq!(inst.image_id(), Some(ssm_ami.as_str()));
+    let vol_id = inst.block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.volume_id())
+        .unwrap()
+        .to_string();
+    let vols = ec2.describe_volumes().volume_ids(&vol_id).send().await.unwrap();
+    assert_eq!(vols.volumes()[0].size(), Some(200));
+    // … and the attempt is costed with its volume
+    let rec = runs.get("ec2-image", 1).await.unwrap().unwrap();
+    assert!((rec.placed.unwrap().storage_per_hour - spotfit_core::cost::ebs_per_hour(200)).abs() < 1e-12);
+    terminate_run(&l, "ec2-image").await;
+}
+
+#[tokio::test]
+async fn an_image_parameter_that_does_not_exist_fails_the_launch() {
+    let s = stack().await;
+    let l = s.launcher("launch-instance");
+    let req = LaunchRequest {
+        pool: Pool {
+            instance_type: "t3.micro".into(),
+            az: s.zones()[0].clone(),
+            market: Market::Spot,
+        },
+        job: "j".into(),
+        run_id: "ec2-noimage".into(),
+        attempt: 1,
+        agent_run_id: "ec2-noimage".into(),
+        client_token: "noimage-token".into(),
+        argv: vec!["true".into()],
+        image: None,
+        env: Default::default(),
+        deadline_ms: now_ms() + 60_000,
+        max_price_per_hour: None,
+        memory_limit_bytes: None,
+        image_id: Some("resolve:ssm:/aws/service/no-such/image_id".into()),
+        root_volume_gib: None,
+        env_from: Default::default(),
+        role: None,
+    };
+    match l.launch(&req).await {
+        // the launch role may not even read it: only the images spotfit boots are granted
+        Err(LaunchError::Fatal { code, .. }) => assert!(
+            code == "UnauthorizedOperation" || code == "InvalidParameterValue",
+            "{code}"
+        ),
+        other => panic!("expected a fatal launch error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn capacity_errors_fall_back_and_mark_the_pools() {
     let s = stack().await;
     let l = s.launcher("launch-instance");
@@ -409,6 +499,10 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
         deadline_ms: now_ms() + 60_000,
         max_price_per_hour: None,
         memory_limit_bytes: None,
+        image_id: None,
+        root_volume_gib: None,
+        env_from: Default::default(),
+        role: None,
     };
     match l.launch(&req).await {
         Err(LaunchError::Fatal { code, .. }) => assert_eq!(code, "InvalidParameterValue"),
@@ -467,6 +561,10 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
         deadline_ms: now_ms() + 60_000,
         max_price_per_hour: None,
         memory_limit_bytes: None,
+        image_id: None,
+        root_volume_gib: None,
+        env_from: Default::default(),
+        role: None,
     };
     let again = l.launch(&req).await.unwrap();
     assert_eq!(again.instance_id, a.instance.as_ref().unwrap().instance_id);

@@ -83,6 +83,8 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
         oom_retry_factor: 1.5,
         cpu_need_unknown: false,
         shared_slot_cores: 0.0,
+        container: false,
+        disk_gib: None,
     };
     let placement = Placement {
         regions: args.regions.clone(),

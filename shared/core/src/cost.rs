@@ -9,6 +9,19 @@ pub fn billed_cost(price_per_hour: f64, seconds: f64) -> f64 {
     price_per_hour * seconds.max(MIN_BILLED_S) / 3600.0
 }
 
+/// gp3 storage, USD per GiB-month (us-east-1 list price; other regions are within about 20 %).
+/// The volume is billed per second from the launch to the termination, like the instance; its
+/// baseline 3,000 IOPS and 125 MiB/s are included.
+pub const GP3_PER_GIB_MONTH: f64 = 0.08;
+
+/// Hours in EBS's billing month.
+const EBS_MONTH_H: f64 = 730.0;
+
+/// What a gp3 root volume of `gib` costs per hour.
+pub fn ebs_per_hour(gib: u32) -> f64 {
+    gib as f64 * GP3_PER_GIB_MONTH / EBS_MONTH_H
+}
+
 /// Monthly interruption frequency the Spot Advisor bucket stands for (the middle of its
 /// range; `>20%` taken as 25%). An unknown bucket is taken as the worst, so a type the
 /// Advisor does not list never wins on an unmeasured risk.
@@ -52,5 +65,7 @@ mod tests {
         assert!((interruption_probability(Some(4), 720.0 * 3600.0) - 0.25).abs() < 1e-9);
         assert!(interruption_penalty(1.0, 3600.0, 60.0, Some(0)) < interruption_penalty(1.0, 3600.0, 60.0, Some(4)));
         assert_eq!(interruption_penalty(1.0, 0.0, 60.0, Some(4)), 0.0);
+        // 30 GiB for a month costs $2.40
+        assert!((ebs_per_hour(30) * 730.0 - 2.4).abs() < 1e-9);
     }
 }

@@ -142,6 +142,10 @@ mod tests {
             expected_slowdown: 1.0,
             spot_source: Default::default(),
             score_source: Default::default(),
+            arch: crate::spec::Arch::X86_64,
+            machine_image: Default::default(),
+            root_volume_gib: 0,
+            storage_per_hour: 0.0,
         }
     }
 

@@ -36,6 +36,10 @@ fn cand(t: &str, spot: f64) -> Candidate {
         expected_slowdown: 1.0,
         spot_source: Default::default(),
         score_source: Default::default(),
+        arch: crate::spec::Arch::X86_64,
+        machine_image: Default::default(),
+        root_volume_gib: 0,
+        storage_per_hour: 0.0,
     }
 }
 
@@ -162,6 +166,43 @@ fn fallback_walks_ranked_pools_and_marks_each_failure() {
     let row = block_on(w.runs.get("run-1", 1)).unwrap().unwrap();
     assert_eq!(row.status, RunStatus::Running);
     assert_eq!(row.heartbeat_ms, Some(T0));
+}
+
+#[test]
+fn the_launch_boots_the_chosen_image_and_disk_and_costs_the_volume() {
+    // GIVEN candidates carrying size-job's image and volume choice (an ECS image, 100 GiB)
+    let w = World::new(FakeLauncher::new());
+    let mut s = w.size(spec());
+    for c in &mut s.candidates {
+        c.machine_image = crate::machine_image::MachineImage::EcsAl2023;
+        c.arch = crate::spec::Arch::Arm64;
+        c.root_volume_gib = 100;
+        c.storage_per_hour = crate::cost::ebs_per_hour(100);
+    }
+    // WHEN launched
+    let s = w.launch(s).unwrap();
+    // THEN RunInstances gets that image by its public parameter, and the volume
+    let calls = w.launcher.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls[0].image_id.as_deref(),
+        Some("resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id")
+    );
+    assert_eq!(calls[0].root_volume_gib, Some(100));
+    // AND the attempt is costed with its volume: an hour of both
+    let inst = s.instance.as_ref().unwrap();
+    assert!((inst.storage_per_hour - crate::cost::ebs_per_hour(100)).abs() < 1e-12);
+    let cost = attempt_cost(&s, inst.launched_at_ms + 3_600_000);
+    assert!(
+        (cost - (inst.price_per_hour + crate::cost::ebs_per_hour(100))).abs() < 1e-9,
+        "{cost}"
+    );
+    let row = block_on(w.runs.get("run-1", 1)).unwrap().unwrap();
+    assert!((row.placed.unwrap().storage_per_hour - crate::cost::ebs_per_hour(100)).abs() < 1e-12);
+    // GIVEN a state from before images were chosen (no volume) THEN the launch template's
+    let w = World::new(FakeLauncher::new());
+    w.launch(w.size(spec())).unwrap();
+    let calls = w.launcher.calls.lock().unwrap().clone();
+    assert_eq!((calls[0].image_id.as_deref(), calls[0].root_volume_gib), (None, None));
 }
 
 #[test]

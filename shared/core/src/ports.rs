@@ -105,6 +105,19 @@ pub struct LaunchRequest {
     /// local launcher's cgroup; a container's `--memory`), so exceeding it is an OOM kill.
     #[serde(default)]
     pub memory_limit_bytes: Option<u64>,
+    /// The image to boot, as RunInstances' `ImageId` (`resolve:ssm:` + AWS's public parameter,
+    /// [`crate::machine_image`]); None: the launch template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// The root volume, GiB; None: the launch template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_volume_gib: Option<u32>,
+    /// The spec's `env_from`: secret *references* for the agent to resolve on the instance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_from: BTreeMap<String, String>,
+    /// The spec's `role`: which of the deployment's job roles the instance runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// A started instance.

@@ -9,7 +9,8 @@
 //! respects it. On-demand rows follow as the fallback for `spot-then-on-demand`.
 
 use crate::catalog::{Catalog, Offer, ScoreSource, SpotSource};
-use crate::cost::{billed_cost, interruption_penalty};
+use crate::cost::{billed_cost, ebs_per_hour, interruption_penalty};
+use crate::machine_image::{root_volume_gib, MachineImage};
 use crate::sizing::{Requirement, OS_RESERVE_BYTES, STARTUP_OVERHEAD_S};
 use crate::spec::{Arch, Market, Placement};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,33 @@ pub struct Candidate {
     pub spot_source: SpotSource,
     #[serde(default)]
     pub score_source: ScoreSource,
+    /// The type's architecture (which image variant it boots).
+    #[serde(default = "x86_64", skip_serializing_if = "is_x86_64")]
+    pub arch: Arch,
+    /// The image the run boots on this type, for this job (container or not, GPU or not).
+    #[serde(default, skip_serializing_if = "is_default_image")]
+    pub machine_image: MachineImage,
+    /// The run's root volume on this type, GiB ([`root_volume_gib`]); 0 in states written
+    /// before volumes were sized (the launch template's).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub root_volume_gib: u32,
+    /// What that volume costs per hour, USD: part of `est_cost_usd`, `rank_cost` and the
+    /// attempt's cost, not of `price_per_hour` (the instance's).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storage_per_hour: f64,
+}
+
+fn x86_64() -> Arch {
+    Arch::X86_64
+}
+fn is_x86_64(a: &Arch) -> bool {
+    *a == Arch::X86_64
+}
+fn is_default_image(i: &MachineImage) -> bool {
+    *i == MachineImage::default()
+}
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -217,6 +245,9 @@ pub enum Misfit {
     Burstable,
     /// A previous-generation type whose family the placement does not name exactly.
     PreviousGeneration,
+    /// AWS publishes no image that runs a job on it (an arm64 GPU type: no GPU-optimized
+    /// AL2023 image for arm64, see [`MachineImage::for_job`]).
+    NoMachineImage,
 }
 
 /// The first rule of [`fits`] that `o` breaks for `need` and `placement` (not the market, the
@@ -249,6 +280,10 @@ pub fn misfit(o: &Offer, need: &Floors<'_>, placement: &Placement, opts: &RankOp
     }
     if need.gpu > 0 && o.gpu_memory_bytes < need.gpu_memory_bytes {
         return Some(Misfit::GpuMemory);
+    }
+    // Whether the job is a container does not matter here: only a GPU type can lack an image.
+    if MachineImage::for_job(true, o.gpu, o.arch).is_none() {
+        return Some(Misfit::NoMachineImage);
     }
     // A busy job is throttled to a burstable type's baseline once its credits run out.
     if o.burstable && !opts.include_burstable {
@@ -427,6 +462,9 @@ pub fn rank(
         oom_cost: f64,
         slowdown: f64,
         too_slow: bool,
+        image: MachineImage,
+        volume_gib: u32,
+        storage: f64,
     }
     let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
     // P(OOM) depends on the offer only through its memory. At or above the memory taken as
@@ -480,11 +518,16 @@ pub fn rank(
             // cores busy than the type has). A type's slower or faster core is in its duration,
             // hence its cost, already.
             let cpu_slowdown = (req.cores_used.max(0.01) / o.vcpu.max(1) as f64).max(1.0);
+            // `misfit` left only types with an image.
+            let image = MachineImage::for_job(req.container, o.gpu, o.arch).unwrap_or_default();
+            let volume_gib = root_volume_gib(req.disk_gib, image);
+            let storage = ebs_per_hour(volume_gib);
             for (market, price) in offered_prices(o, market_wanted) {
                 if !within_price_cap(price, req.max_price_per_hour) {
                     continue;
                 }
-                let billed = billed_cost(price, opts.startup_s + pred_d);
+                // The volume is billed for as long as the instance: the run pays both.
+                let billed = billed_cost(price + storage, opts.startup_s + pred_d);
                 let penalty = if market == Market::Spot {
                     interruption_penalty(price, pred_d, opts.startup_s, o.interruption_bucket)
                 } else {
@@ -508,6 +551,9 @@ pub fn rank(
                         oom_cost,
                         slowdown,
                         too_slow: slowdown > req.max_slowdown.max(1.0) + 1e-9,
+                        image,
+                        volume_gib,
+                        storage,
                     };
                     if market == Market::Spot {
                         spot.push(row);
@@ -567,6 +613,10 @@ pub fn rank(
         expected_slowdown: r.slowdown,
         spot_source: r.offer.spot_source,
         score_source: r.offer.score_source,
+        arch: r.offer.arch,
+        machine_image: r.image,
+        root_volume_gib: r.volume_gib,
+        storage_per_hour: r.storage,
     };
     let spot = top(spot, opts.limit, order);
     let on_demand = match market_wanted {
@@ -663,6 +713,8 @@ mod tests {
             oom_retry_factor: 1.5,
             cpu_need_unknown: false,
             shared_slot_cores: 0.0,
+            container: false,
+            disk_gib: None,
         }
     }
 
@@ -714,6 +766,57 @@ mod tests {
             &RankOptions::default()
         )
         .is_empty());
+    }
+
+    #[test]
+    fn each_candidate_boots_the_image_its_job_needs_with_its_disk_priced() {
+        let opts = RankOptions::default();
+        let gpu = |name: &str, arch: Arch| {
+            let mut o = offer(name, 4, 16, arch, 0.30, 1.0, 1500.0, &["use1-az1"]);
+            o.gpu = 1;
+            o.gpu_memory_bytes = 16 * GIB;
+            o
+        };
+        let cat = Catalog::from_offers(vec![
+            offer("c7g.large", 2, 4, Arch::Arm64, 0.03, 0.07, 1500.0, &["use1-az1"]),
+            offer("c7i.large", 2, 4, Arch::X86_64, 0.035, 0.09, 2000.0, &["use1-az1"]),
+            gpu("g5g.xlarge", Arch::Arm64),
+            gpu("g5.xlarge", Arch::X86_64),
+        ]);
+        // GIVEN an argv job THEN plain AL2023 on either architecture, 30 GiB by default
+        let c = rank(&cat, &req(2, 1.0, 2), &Placement::default(), Market::Spot, &opts);
+        assert_eq!(names(&c), ["c7i.large", "c7g.large"]);
+        assert!(c
+            .iter()
+            .all(|c| c.machine_image == MachineImage::Al2023 && c.root_volume_gib == 30));
+        assert_eq!((c[0].arch, c[1].arch), (Arch::X86_64, Arch::Arm64));
+        // … and the volume is in the expected cost: an hour of 30 GiB of gp3 on top of the instance
+        let billed_alone = billed_cost(c[0].price_per_hour, STARTUP_OVERHEAD_S + c[0].est_duration_s.unwrap());
+        let with_disk = billed_cost(
+            c[0].price_per_hour + ebs_per_hour(30),
+            STARTUP_OVERHEAD_S + c[0].est_duration_s.unwrap(),
+        );
+        assert!((c[0].storage_per_hour - ebs_per_hour(30)).abs() < 1e-12);
+        assert!(c[0].rank_cost > billed_alone && (c[0].rank_cost - with_disk).abs() < 0.01 * with_disk);
+        // GIVEN a container job asking for 8 GiB THEN the ECS image, at its 30 GiB floor
+        let mut r = req(2, 1.0, 2);
+        r.container = true;
+        r.disk_gib = Some(8);
+        let c = rank(&cat, &r, &Placement::default(), Market::Spot, &opts);
+        assert!(c
+            .iter()
+            .all(|c| c.machine_image == MachineImage::EcsAl2023 && c.root_volume_gib == 30));
+        // GIVEN a GPU job with 500 GiB THEN only the x86_64 GPU type (no arm64 GPU image exists)
+        let mut r = req(2, 1.0, 2);
+        r.gpu = 1;
+        r.disk_gib = Some(500);
+        let c = rank(&cat, &r, &Placement::default(), Market::Spot, &opts);
+        assert_eq!(names(&c), ["g5.xlarge"]);
+        assert_eq!(
+            (c[0].machine_image, c[0].root_volume_gib),
+            (MachineImage::EcsGpuAl2023, 500)
+        );
+        assert!((c[0].storage_per_hour - ebs_per_hour(500)).abs() < 1e-12);
     }
 
     #[test]
@@ -895,8 +998,9 @@ mod tests {
             });
             r
         };
-        // billed = price × (60 s start-up + 3600 s) / 3600; E = billed × (1 + P × (1 + 1.5))
-        let billed = |price: f64| price * 3660.0 / 3600.0;
+        // billed = (price + the 30 GiB root volume's) × (60 s start-up + 3600 s) / 3600;
+        // E = billed × (1 + P × (1 + 1.5))
+        let billed = |price: f64| (price + ebs_per_hour(30)) * 3660.0 / 3600.0;
         // z = 2.0: P = 2.28%; E(small) = 0.030 × 1.01667 × 1.0570 = 0.03224 < E(large) = 0.03355
         let r = with_z(2.0);
         let risk = r.memory_risk.clone().unwrap();
@@ -912,8 +1016,8 @@ mod tests {
         assert_eq!(c[0].instance_type, "c7g.large");
         assert!((c[0].oom_risk - 0.02275).abs() < 1e-4, "{}", c[0].oom_risk);
         assert!((c[0].est_cost_usd.unwrap() - billed(0.030) * (1.0 + 0.02275 * 2.5)).abs() < 1e-5);
-        assert!((c[0].est_cost_usd.unwrap() - 0.03224).abs() < 1e-4);
-        assert!((c[1].est_cost_usd.unwrap() - 0.03355).abs() < 1e-4 && c[1].oom_risk < 1e-9);
+        assert!((c[0].est_cost_usd.unwrap() - 0.03224 - ebs_per_hour(30) * 1.01667 * 1.0570).abs() < 1e-4);
+        assert!((c[1].est_cost_usd.unwrap() - billed(0.033)).abs() < 1e-4 && c[1].oom_risk < 1e-9);
         // z = 1.5: P = 6.68%; E(small) = 0.030 × 1.01667 × 1.1670 = 0.03559 > E(large) = 0.03355
         let c = rank(
             &cat,
@@ -924,7 +1028,7 @@ mod tests {
         );
         assert_eq!(c[0].instance_type, "m7g.large");
         assert!((c[1].oom_risk - 0.0668).abs() < 1e-3);
-        assert!((c[1].est_cost_usd.unwrap() - 0.03559).abs() < 1e-4);
+        assert!((c[1].est_cost_usd.unwrap() - billed(0.030) * (1.0 + 0.0668 * 2.5)).abs() < 1e-4);
         // both within max_slowdown 1.1 (1 + P): the cost decided, not the time
         assert!(c.iter().all(|c| c.expected_slowdown <= 1.1));
     }

@@ -18,6 +18,22 @@ pub struct Placed {
     pub price_per_hour: f64,
     #[serde(default)]
     pub local: bool,
+    /// The root volume's price per hour, USD, billed beside the instance (0: records written
+    /// before volumes were priced, and local runs).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub storage_per_hour: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+impl Placed {
+    /// What the attempt costs after `seconds` on its instance: instance and volume, billed per
+    /// second with EC2's minimum.
+    pub fn cost_after(&self, seconds: f64) -> f64 {
+        crate::cost::billed_cost(self.price_per_hour + self.storage_per_hour, seconds)
+    }
 }
 
 /// One run attempt, the unit of the `runs` table.

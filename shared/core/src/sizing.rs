@@ -97,6 +97,12 @@ pub struct Requirement {
     /// the host is full. 0 when the need is not known (the slot then reserves `cores_used`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shared_slot_cores: f64,
+    /// The job runs in a container image (its instance boots an image with Docker).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub container: bool,
+    /// The spec's `resources.disk_gib`: the root volume ranking prices and the launch asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gib: Option<u32>,
 }
 
 // Fields at their defaults are left out of the JSON, so states written before v3 (and the
@@ -968,6 +974,8 @@ pub fn size_with(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64, opts
             Some(h) if !cpu_need_unknown => h.cpu_expected_slowdown_cores.clamp(0.05, cores.max(0.05)),
             _ => 0.0,
         },
+        container: spec.image.is_some(),
+        disk_gib: b.disk_gib,
     }
 }
 

@@ -36,6 +36,16 @@ pub struct JobSpec {
     /// Environment for the job. Names: `[A-Za-z_][A-Za-z0-9_]*`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets, by reference: `ssm:NAME` (SSM Parameter
+    /// Store, SecureStrings decrypted) or `secretsmanager:ID` ([`crate::secret_ref`]). Resolved
+    /// on the instance at start with the job's role; only the reference travels through spotfit.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_from: BTreeMap<String, String>,
+    /// The IAM role the job runs with, by its name in the deployment's allow-list (the stack's
+    /// `spotfit:jobRoles`): the instance gets that role's instance profile, whose role holds
+    /// the job's rights and the agent's narrow ones. None: the agent's role alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// What the submitter believes the job needs; used until the job has history.
     #[serde(default)]
     pub hints: Hints,
@@ -121,6 +131,11 @@ pub struct Bounds {
     /// Most the job may cost per instance-hour, USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_price_per_hour: Option<f64>,
+    /// Size of the instance's root (EBS gp3) volume, GiB: the job's disk. Default
+    /// [`crate::machine_image::DEFAULT_ROOT_GIB`]; never under what the image boots from. Its
+    /// cost is part of the run's estimate and cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gib: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -574,6 +589,40 @@ impl JobSpec {
                 );
             }
         }
+        if self.env_from.len() > crate::secret_ref::MAX_ENV_FROM {
+            err(
+                "env_from",
+                format!(
+                    "has {} variables; at most {}",
+                    self.env_from.len(),
+                    crate::secret_ref::MAX_ENV_FROM
+                ),
+            );
+        }
+        for (k, r) in &self.env_from {
+            let field = format!("env_from.{k}");
+            if !valid_env_name(k) {
+                err(&field, "variable name must match [A-Za-z_][A-Za-z0-9_]*".into());
+            }
+            if self.env.contains_key(k) {
+                err(&field, "is also in env: a variable has one source".into());
+            }
+            if let Err(why) = crate::secret_ref::SecretRef::parse(r) {
+                err(&field, why);
+            }
+        }
+        if let Some(role) = &self.role {
+            let ok = (1..=64).contains(&role.len())
+                && role
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+            if !ok {
+                err(
+                    "role",
+                    "must be 1-64 of letters, digits and _+=,.@- (a name in the deployment's job roles)".into(),
+                );
+            }
+        }
         let payload = crate::user_data::job_payload_len(&self.command, &self.env, self.image.as_deref());
         let budget = crate::user_data::job_payload_budget();
         if payload > budget {
@@ -660,6 +709,15 @@ impl JobSpec {
             }
         }
         positive_opt(&mut err, "resources.max_price_per_hour", r.max_price_per_hour, 1000.0);
+        if let Some(d) = r.disk_gib {
+            let max = crate::machine_image::MAX_ROOT_GIB;
+            if d == 0 || d > max {
+                err(
+                    "resources.disk_gib",
+                    format!("must be between 1 and {max} GiB (a gp3 volume) (got {d})"),
+                );
+            }
+        }
         if let (Some(hint), Some(max)) = (self.hints.vcpu, r.max_vcpu) {
             if hint > max as f64 {
                 err("hints.vcpu", format!("must be <= resources.max_vcpu ({hint} > {max})"));
@@ -984,6 +1042,13 @@ impl JobSpec {
                 "placement.architectures",
                 format!("no instance type {scope} of the allowed families has these architectures"),
             ),
+            Some(Stage::Fit(Misfit::NoMachineImage)) => (
+                "placement.architectures",
+                format!(
+                    "the GPU types that fit {scope} are all arm64, for which AWS publishes no GPU-optimized \
+                     Amazon Linux 2023 image (allow x86_64)"
+                ),
+            ),
             Some(Stage::Fit(Misfit::GpuHost)) => (
                 "resources.min_gpu",
                 "the allowed types all carry GPUs or accelerators, which a job asking for no GPU is never \
@@ -1124,6 +1189,14 @@ mod tests {
                 "resources.max_price_per_hour",
             ),
             (
+                r#"{"name":"j","command":["x"],"resources":{"disk_gib":0}}"#,
+                "resources.disk_gib",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"resources":{"disk_gib":20000}}"#,
+                "resources.disk_gib",
+            ),
+            (
                 r#"{"name":"j","command":["x"],"hints":{"memory_gib":0}}"#,
                 "hints.memory_gib",
             ),
@@ -1137,6 +1210,19 @@ mod tests {
                 "placement.architectures[0]",
             ),
             (r#"{"name":"j","command":["x"],"env":{"1BAD":"v"}}"#, "env.1BAD"),
+            (
+                r#"{"name":"j","command":["x"],"env_from":{"1BAD":"ssm:/a"}}"#,
+                "env_from.1BAD",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"env_from":{"DB":"vault:/a"}}"#,
+                "env_from.DB",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"env":{"DB":"x"},"env_from":{"DB":"ssm:/a"}}"#,
+                "env_from.DB",
+            ),
+            (r#"{"name":"j","command":["x"],"role":"has space"}"#, "role"),
             (r#"{"name":"j","command":["x"],"timeout_s":0}"#, "timeout_s"),
             (
                 r#"{"name":"j","command":["x"],"retry":{"max_attempts":0}}"#,

@@ -104,6 +104,7 @@ fn record() -> RunRecord {
             market: Market::Spot,
             price_per_hour: 1.0,
             local: true,
+            storage_per_hour: 1.0,
         }),
         cost_usd: 1.0,
         summary: Some(summary()),

@@ -248,7 +248,7 @@ pub async fn close_run(c: &Completer<'_>, run_id: &str, status: RunStatus) -> Re
                 if !rec.status.is_final() {
                     rec.status = status;
                     if let (Some(p), Some(t0)) = (&rec.placed, info.launched_at_ms) {
-                        rec.cost_usd = crate::cost::billed_cost(p.price_per_hour, (now - t0).max(0) as f64 / 1000.0);
+                        rec.cost_usd = p.cost_after((now - t0).max(0) as f64 / 1000.0);
                     }
                     rec.heartbeat_ms = Some(now);
                     c.runs.put(&rec).await?;

@@ -84,6 +84,7 @@ where
             market: existing.market,
         };
         let price = price_of(&state.candidates, &pool);
+        let storage = candidate_of(&state.candidates, &pool).map_or(0.0, |c| c.storage_per_hour);
         let launched_at_ms = existing.launched_at_ms.unwrap_or(now);
         let deadline_ms = existing
             .deadline_ms
@@ -99,6 +100,7 @@ where
             terminated_at_ms: None,
             wait_s: wait_seconds(deadline_ms, now),
             heartbeat_s: heartbeat_within(settings.heartbeat_s, wait_seconds(deadline_ms, now)),
+            storage_per_hour: storage,
         });
         runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
         return Ok(state);
@@ -130,6 +132,9 @@ where
                 return Err(PipelineError::LaunchBudgetSpent { budget_ms: b, tried });
             }
         }
+        // The image and volume size-job chose for this type (a state from before they were
+        // chosen has no volume: the launch template's image and volume then).
+        let boot = candidate_of(&state.candidates, &step.pool).filter(|c| c.root_volume_gib > 0);
         let req = LaunchRequest {
             pool: step.pool.clone(),
             job: state.job.clone(),
@@ -143,6 +148,10 @@ where
             deadline_ms,
             max_price_per_hour: state.spec.resources.max_price_per_hour,
             memory_limit_bytes: Some(state.requirement.memory_bytes),
+            image_id: boot.and_then(|c| c.machine_image.image_id(c.arch)),
+            root_volume_gib: boot.map(|c| c.root_volume_gib).filter(|g| *g > 0),
+            env_from: state.spec.env_from.clone(),
+            role: state.spec.role.clone(),
         };
         match launcher.launch(&req).await {
             Ok(launched) => {
@@ -157,6 +166,7 @@ where
                     terminated_at_ms: None,
                     wait_s: wait_seconds(deadline_ms, now),
                     heartbeat_s: heartbeat_within(settings.heartbeat_s, wait_seconds(deadline_ms, now)),
+                    storage_per_hour: boot.map_or(0.0, |c| c.storage_per_hour),
                 });
                 runs.put(&attempt_record(&state, RunStatus::Running, now)).await?;
                 return Ok(state);
@@ -206,10 +216,13 @@ async fn find_attempt_instance<L: InstanceLauncher + ?Sized>(
     }))
 }
 
+/// The candidate a pool was planned from (its type).
+fn candidate_of<'a>(candidates: &'a [Candidate], pool: &Pool) -> Option<&'a Candidate> {
+    candidates.iter().find(|c| c.instance_type == pool.instance_type)
+}
+
 pub(super) fn price_of(candidates: &[Candidate], pool: &Pool) -> f64 {
-    candidates
-        .iter()
-        .find(|c| c.instance_type == pool.instance_type)
+    candidate_of(candidates, pool)
         .and_then(|c| match pool.market {
             crate::spec::Market::OnDemand => c.on_demand_per_hour,
             _ => c.spot_per_hour,

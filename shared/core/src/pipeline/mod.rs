@@ -134,6 +134,14 @@ pub struct AttemptInstance {
     /// heartbeat before the execution checks the attempt itself.
     #[serde(default = "default_heartbeat_s")]
     pub heartbeat_s: u64,
+    /// The root volume's price per hour (the candidate's `storage_per_hour`), billed beside
+    /// `price_per_hour` until the instance is gone.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub storage_per_hour: f64,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn one_second() -> u64 {
@@ -306,6 +314,7 @@ pub(crate) fn attempt_record(state: &RunState, status: RunStatus, now_ms: i64) -
         market: i.pool.market,
         price_per_hour: i.price_per_hour,
         local: i.instance_id.is_local(),
+        storage_per_hour: i.storage_per_hour,
     });
     RunRecord {
         run_id: state.run_id.clone(),
@@ -327,7 +336,10 @@ pub fn attempt_cost(state: &RunState, now_ms: i64) -> f64 {
     match &state.instance {
         Some(i) => {
             let end = i.terminated_at_ms.unwrap_or(now_ms);
-            crate::cost::billed_cost(i.price_per_hour, (end - i.launched_at_ms).max(0) as f64 / 1000.0)
+            crate::cost::billed_cost(
+                i.price_per_hour + i.storage_per_hour,
+                (end - i.launched_at_ms).max(0) as f64 / 1000.0,
+            )
         }
         None => 0.0,
     }

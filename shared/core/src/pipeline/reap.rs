@@ -126,7 +126,7 @@ where
                         ReapReason::Abandoned | ReapReason::RunEnded | ReapReason::Unknown => RunStatus::Cancelled,
                     };
                     if let (Some(p), Some(t0)) = (&rec.placed, info.launched_at_ms) {
-                        rec.cost_usd = crate::cost::billed_cost(p.price_per_hour, (now - t0).max(0) as f64 / 1000.0);
+                        rec.cost_usd = p.cost_after((now - t0).max(0) as f64 / 1000.0);
                     }
                     rec.heartbeat_ms = Some(now);
                     runs.put(&rec).await?;
