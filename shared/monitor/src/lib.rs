@@ -14,6 +14,7 @@ pub mod cli;
 pub mod container;
 pub mod gpu;
 pub mod imds;
+pub mod logs;
 pub mod procfs;
 mod runner;
 mod sampler;
