@@ -129,7 +129,10 @@ fn read_header(buf: &[u8], at: usize) -> Result<(Stream, i64, usize), LogFormatE
         have: buf.len().saturating_sub(at),
         need: HEADER_LEN,
     })?;
-    let stream = Stream::from_byte(h[0]).ok_or(LogFormatError::BadStream { offset: at, stream: h[0] })?;
+    let stream = Stream::from_byte(h[0]).ok_or(LogFormatError::BadStream {
+        offset: at,
+        stream: h[0],
+    })?;
     let mut ts = [0u8; 8];
     ts.copy_from_slice(&h[1..9]);
     let mut len = [0u8; 4];

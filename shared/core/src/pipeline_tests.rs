@@ -466,10 +466,16 @@ fn a_failed_jobs_last_lines_reach_the_record_trimmed_and_not_the_profile() {
     assert!(rs.stderr_tail.ends_with("ValueError: bad row 17\n"));
     assert_eq!(rs.stderr_tail.len(), crate::logs::RECORD_TAIL_BYTES);
     assert_eq!(rs.stdout_tail, "done 99%\n");
-    assert!(serde_json::to_vec(&s).unwrap().len() < 64 * 1024, "the state stays small");
+    assert!(
+        serde_json::to_vec(&s).unwrap().len() < 64 * 1024,
+        "the state stays small"
+    );
     // and the profile keeps the run's numbers without its output
     let profile = block_on(w.profiles.get("etl")).unwrap().unwrap();
-    assert!(profile.recent.iter().all(|r| r.stderr_tail.is_empty() && r.stdout_tail.is_empty()));
+    assert!(profile
+        .recent
+        .iter()
+        .all(|r| r.stderr_tail.is_empty() && r.stdout_tail.is_empty()));
 }
 
 #[test]

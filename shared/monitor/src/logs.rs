@@ -80,8 +80,10 @@ impl LogSink {
     }
 
     fn append(&self, stream: Stream, bytes: &[u8]) {
-        let ts_ms = chrono::Utc::now().timestamp_millis();
         let mut st = self.lock();
+        // Under the lock: the records' order in the spool is the arrival order, and so are
+        // their times (as far as the wall clock goes forward).
+        let ts_ms = chrono::Utc::now().timestamp_millis();
         st.tails[stream as usize - 1].push(bytes);
         if st.closed {
             return;
@@ -140,10 +142,7 @@ impl LogSink {
     pub(crate) fn take_sealed(&self) -> Vec<u64> {
         let mut st = self.lock();
         let SinkState { target, sealed, .. } = &mut *st;
-        if let Target::Dir {
-            seg, file, seg_len, ..
-        } = target
-        {
+        if let Target::Dir { seg, file, seg_len, .. } = target {
             seal(seg, file, seg_len, sealed);
         }
         std::mem::take(sealed)
@@ -211,7 +210,11 @@ pub(crate) fn compress_segment(dir: &Path, n: u64) -> std::io::Result<bool> {
     let bytes = std::fs::read(&seg)?;
     let whole = complete_len(&bytes);
     if whole < bytes.len() {
-        tracing::warn!(segment = n, torn = bytes.len() - whole, "a spooled log segment ends in a torn record; dropped it");
+        tracing::warn!(
+            segment = n,
+            torn = bytes.len() - whole,
+            "a spooled log segment ends in a torn record; dropped it"
+        );
     }
     let made = whole > 0;
     if made {
@@ -252,23 +255,29 @@ pub(crate) fn seal_leftover_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(made)
 }
 
+/// One of the job's pipes, as its reader thread reads it.
+type Pipe = Box<dyn Read + Send>;
+
 /// The capture of one job's stdout and stderr.
 #[derive(Debug)]
 pub(crate) struct Capture {
     sink: Arc<LogSink>,
     stdout_to_stderr: bool,
+    pass: bool,
     done: Option<Receiver<()>>,
     readers: usize,
 }
 
 impl Capture {
     /// Gives `command` pipes for stdout and stderr. `stdout_to_stderr`: the job's stdout is
-    /// passed through to the agent's stderr (the agent's stdout carries samples).
-    pub(crate) fn pipe(command: &mut Command, stdout_to_stderr: bool) -> Self {
+    /// passed through to the agent's stderr (the agent's stdout carries samples). `pass`:
+    /// pass the output through at all.
+    pub(crate) fn pipe(command: &mut Command, stdout_to_stderr: bool, pass: bool) -> Self {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         Self {
             sink: Arc::new(LogSink::new()),
             stdout_to_stderr,
+            pass,
             done: None,
             readers: 0,
         }
@@ -282,14 +291,14 @@ impl Capture {
     pub(crate) fn start(&mut self, child: &mut Child) -> Result<(), crate::MonitorError> {
         let (tx, rx) = mpsc::channel::<()>();
         let out_fd = if self.stdout_to_stderr { 2 } else { 1 };
-        let streams: [(Option<Box<dyn Read + Send>>, Stream, i32); 2] = [
+        let streams: [(Option<Pipe>, Stream, i32); 2] = [
             (child.stdout.take().map(|p| Box::new(p) as _), Stream::Stdout, out_fd),
             (child.stderr.take().map(|p| Box::new(p) as _), Stream::Stderr, 2),
         ];
         for (pipe, stream, fd) in streams {
             let Some(pipe) = pipe else { continue };
             let (sink, tx) = (self.sink.clone(), tx.clone());
-            let pass = passthrough(fd);
+            let pass = if self.pass { passthrough(fd) } else { None };
             std::thread::Builder::new()
                 .name(format!("spotfit-{}", stream.as_str()))
                 .spawn(move || {
@@ -340,7 +349,7 @@ fn passthrough(fd: i32) -> Option<File> {
     owned.ok().map(File::from)
 }
 
-fn pump(mut pipe: Box<dyn Read + Send>, stream: Stream, mut pass: Option<File>, sink: &LogSink) {
+fn pump(mut pipe: Pipe, stream: Stream, mut pass: Option<File>, sink: &LogSink) {
     let mut buf = vec![0u8; READ_BYTES];
     loop {
         match pipe.read(&mut buf) {

@@ -191,7 +191,7 @@ pub fn monitor(
             if let Some(d) = &c.cwd {
                 command.current_dir(d);
             }
-            let mut cap = crate::logs::Capture::pipe(&mut command, c.stdout_to_stderr);
+            let mut cap = crate::logs::Capture::pipe(&mut command, c.stdout_to_stderr, opts.pass_output);
             let spawned = match command.spawn() {
                 Ok(c) => Some(c),
                 // As an agent (shipping a run), a program that cannot be started is the job's

@@ -176,12 +176,12 @@ impl Spool {
         };
         sink.take_sealed()
             .into_iter()
-            .filter_map(|n| match crate::logs::compress_segment(&self.dir, n) {
-                Ok(made) => made.then_some(n),
+            .filter(|&n| match crate::logs::compress_segment(&self.dir, n) {
+                Ok(made) => made,
                 Err(e) => {
                     // The segment stays; `--resume-spool` (or the next agent) compresses it.
                     tracing::error!(segment = n, error = %e, "compressing a log segment failed");
-                    None
+                    false
                 }
             })
             .collect()
