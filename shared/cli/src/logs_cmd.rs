@@ -12,7 +12,7 @@ use spotfit_core::logs::{Record, Stream};
 use spotfit_core::pipeline::attempt_run_id;
 use spotfit_core::ports::{ObjectStore, RunStore};
 use spotfit_monitor::cli::UploadUrl;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +111,18 @@ pub fn run(store_flag: Option<&Path>, args: LogsArgs) -> anyhow::Result<i32> {
     let block = Block(handle);
     let job = args.job.clone().or_else(|| hint.as_ref().map(|h| h.job.clone()));
     let days = hint.map(|h| h.days).unwrap_or_default();
-    let keys = block.on(locate(store.as_ref(), &agent_run, job.as_deref(), &days))?;
+    let mut keys = block.on(locate(store.as_ref(), &agent_run, job.as_deref(), &days))?;
+    // Following a run that has shipped nothing yet (its first part comes after --upload-every,
+    // later still through an outage): wait for it to appear. Without --follow it is an error.
+    if keys.is_none() && args.follow {
+        if std::io::stderr().is_terminal() {
+            eprintln!("spotfit: waiting for run {} to appear in {where_} …", args.run_id);
+        }
+        while keys.is_none() {
+            std::thread::sleep(Duration::from_secs_f64(args.poll));
+            keys = block.on(locate(store.as_ref(), &agent_run, job.as_deref(), &days))?;
+        }
+    }
     let Some(keys) = keys else {
         bail!(
             "no run {} (attempt {}) in {where_}: no logs, summary or exit marker for agent run {agent_run}{}",
