@@ -79,6 +79,8 @@ const SUMMARY_FIELDS: [string, string][] = [
   ['cpu_given_cores', 'double'],
   ['cpu_throttled', 'boolean'],
   ['input_bytes', 'bigint'],
+  ['stdout_tail', 'string'],
+  ['stderr_tail', 'string'],
 ];
 export const RUN_COLUMNS = SUMMARY_FIELDS;
 

@@ -44,7 +44,7 @@ import boto3, gzip, json, sys
 run, want_status = sys.argv[1], sys.argv[2]
 s3 = boto3.client("s3")
 keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="bkt", Prefix="pre/") for o in p.get("Contents", [])]
-parts = sorted(k for k in keys if f"/run={run}/part-" in k)
+parts = sorted(k for k in keys if f"/run={run}/part-" in k and k.startswith("pre/samples/"))
 seqs = []
 for k in parts:
     body = gzip.decompress(s3.get_object(Bucket="bkt", Key=k)["Body"].read()).decode()

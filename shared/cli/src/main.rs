@@ -1,6 +1,7 @@
 //! `spotfit`: run batch jobs measured and right-sized. `main` parses the command line and
 //! dispatches; each subcommand lives in its own module.
 
+mod logs_cmd;
 mod monitor_cmd;
 mod output;
 mod recommend_cmd;
@@ -41,6 +42,8 @@ enum Command {
     Profile(store_cmd::ProfileArgs),
     /// List recorded runs.
     Runs(store_cmd::RunsArgs),
+    /// Show a run's stdout and stderr (local store, or `--from s3://…` for AWS runs).
+    Logs(logs_cmd::LogsArgs),
     /// Track a command, a process tree, a cgroup or a container; ship samples (the agent).
     Monitor(Box<spotfit_monitor::cli::MonitorArgs>),
     /// Replay a job trace and price it under the batch baselines, spotfit, the Spare Cores rule and the floor.
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
         Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
         Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
+        Command::Logs(args) => logs_cmd::run(store, args),
         Command::Monitor(args) => monitor_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(&args),
         #[cfg(feature = "aws")]

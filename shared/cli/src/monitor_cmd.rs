@@ -12,7 +12,7 @@ type Opened = (Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>);
 
 pub fn run(args: MonitorArgs) -> anyhow::Result<i32> {
     let upload = args.upload.as_deref().map(UploadUrl::parse).transpose()?;
-    let s3 = S3::for_upload(upload.as_ref())?;
+    let s3 = S3::for_upload(upload.as_ref(), "`spotfit monitor --upload s3://…`")?;
     let open = |u: &UploadUrl| -> Result<Opened, MonitorError> {
         match u {
             UploadUrl::Dir(dir) => Ok((Arc::new(spotfit_local::FsObjectStore::new(dir.clone())), None)),
@@ -25,11 +25,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<i32> {
 /// S3 for `--upload s3://…`: the SDK needs a tokio runtime, built only when S3 is named, so
 /// plain tracking keeps the agent at one sampling thread.
 #[cfg(feature = "aws")]
-struct S3(Option<tokio::runtime::Runtime>);
+pub(crate) struct S3(Option<tokio::runtime::Runtime>);
 
 #[cfg(feature = "aws")]
 impl S3 {
-    fn for_upload(upload: Option<&UploadUrl>) -> anyhow::Result<Self> {
+    pub(crate) fn for_upload(upload: Option<&UploadUrl>, _what: &str) -> anyhow::Result<Self> {
         Ok(S3(match upload {
             Some(UploadUrl::S3 { .. }) => Some(
                 tokio::runtime::Builder::new_multi_thread()
@@ -41,7 +41,7 @@ impl S3 {
         }))
     }
 
-    fn open(&self, bucket: &str, prefix: &str) -> Result<Opened, MonitorError> {
+    pub(crate) fn open(&self, bucket: &str, prefix: &str) -> Result<Opened, MonitorError> {
         let Some(rt) = &self.0 else {
             return Err(MonitorError::BadInput {
                 field: "upload",
@@ -62,18 +62,19 @@ impl S3 {
 
 /// This build has no S3: `--upload s3://…` is refused before anything starts.
 #[cfg(not(feature = "aws"))]
-struct S3;
+pub(crate) struct S3;
 
 #[cfg(not(feature = "aws"))]
 impl S3 {
-    fn for_upload(upload: Option<&UploadUrl>) -> anyhow::Result<Self> {
+    /// `what`: the command line that needs S3, for the error.
+    pub(crate) fn for_upload(upload: Option<&UploadUrl>, what: &str) -> anyhow::Result<Self> {
         match upload {
-            Some(UploadUrl::S3 { .. }) => Err(crate::no_aws("`spotfit monitor --upload s3://…`")),
+            Some(UploadUrl::S3 { .. }) => Err(crate::no_aws(what)),
             _ => Ok(S3),
         }
     }
 
-    fn open(&self, _bucket: &str, _prefix: &str) -> Result<Opened, MonitorError> {
+    pub(crate) fn open(&self, _bucket: &str, _prefix: &str) -> Result<Opened, MonitorError> {
         Err(MonitorError::BadInput {
             field: "upload",
             reason: "this build has no S3 support (build with --features aws)".into(),

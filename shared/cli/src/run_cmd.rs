@@ -307,6 +307,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> anyhow::Result<i32> {
             "samples: {}",
             store.objects.root().join(keys.samples_prefix()).display()
         )?;
+        writeln!(err, "logs: spotfit logs {}", record.run_id)?;
         writeln!(err, "next run of {}: {}", spec.name, requirement_line(&next_req))?;
         if cands.is_empty() {
             writeln!(

@@ -10,6 +10,7 @@ use spotfit_core::ports::{ProfileStore, RunStore};
 use spotfit_core::profile::{JobProfile, Sketch};
 use spotfit_core::sizing::{size, Requirement};
 use spotfit_core::spec::JobSpec;
+use spotfit_core::summary::RunStatus;
 use spotfit_core::units::{fmt_bytes, gib_to_bytes};
 use spotfit_local::{resolve_store_dir, LocalStore};
 use std::path::Path;
@@ -138,5 +139,37 @@ pub fn runs(store: Option<&Path>, args: RunsArgs) -> anyhow::Result<()> {
         ]);
     }
     println!("{t}");
+    // What a run that did not succeed said last (the record keeps a few KiB of each stream;
+    // `spotfit logs RUN_ID` has all of it).
+    for r in runs.iter().filter(|r| r.status != RunStatus::Succeeded) {
+        let Some(s) = &r.summary else { continue };
+        let (name, tail) = if s.stderr_tail.trim().is_empty() {
+            ("stdout", &s.stdout_tail)
+        } else {
+            ("stderr", &s.stderr_tail)
+        };
+        if tail.trim().is_empty() {
+            continue;
+        }
+        println!(
+            "{} attempt {} ({}), last lines of {name}:",
+            r.run_id,
+            r.attempt,
+            r.status.as_str()
+        );
+        for line in last_lines(tail, FAILED_TAIL_LINES) {
+            println!("  | {line}");
+        }
+    }
     Ok(())
+}
+
+/// Lines of a failed run's output shown under `spotfit runs`.
+const FAILED_TAIL_LINES: usize = 5;
+
+/// The last `n` non-empty lines of `text`.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().rev().filter(|l| !l.trim().is_empty()).take(n).collect();
+    lines.reverse();
+    lines
 }

@@ -113,6 +113,15 @@ impl RunKeys {
     pub fn sample_part(&self, n: u64) -> String {
         format!("{}part-{:05}.ndjson.gz", self.samples_prefix(), n)
     }
+    /// `logs/job=<job>/dt=<day>/run=<run_id>/`
+    pub fn logs_prefix(&self) -> String {
+        format!("logs/job={}/dt={}/run={}/", self.job, self.day, self.run_id)
+    }
+    /// Part `n` of the job's stdout and stderr ([`crate::logs`]), named like the sample parts
+    /// so a retried upload overwrites.
+    pub fn log_part(&self, n: u64) -> String {
+        format!("{}part-{:05}.log.gz", self.logs_prefix(), n)
+    }
     /// `runs/job=<job>/dt=<day>/<run_id>.json`
     pub fn summary(&self) -> String {
         format!("runs/job={}/dt={}/{}.json", self.job, self.day, self.run_id)
@@ -142,6 +151,7 @@ mod tests {
             "samples/job=etl/dt=2026-11-26/run=r1/part-00003.ndjson.gz"
         );
         assert_eq!(k.summary(), "runs/job=etl/dt=2026-11-26/r1.json");
+        assert_eq!(k.log_part(0), "logs/job=etl/dt=2026-11-26/run=r1/part-00000.log.gz");
         assert_eq!(k.record(2), "records/dt=2026-11-26/r1-2.json");
         assert!(valid_run_id(&new_run_id(1_795_651_200_000, 0xdead_beef)));
         // two fresh ids in the same millisecond differ, and both are valid

@@ -10,6 +10,7 @@ pub mod fallback;
 pub mod ids;
 pub mod image;
 pub mod input_fit;
+pub mod logs;
 pub mod machine_image;
 pub mod pipeline;
 pub mod ports;

@@ -481,6 +481,45 @@ fn a_failing_job_fails_without_retry() {
 }
 
 #[test]
+fn a_failed_jobs_last_lines_reach_the_record_trimmed_and_not_the_profile() {
+    // GIVEN an agent whose summary keeps 64 KiB of stderr, ending in the error
+    let w = World::new(FakeLauncher::new());
+    let s = w.launch(w.size(spec())).unwrap();
+    let inst = s.instance.as_ref().unwrap();
+    let mut stderr = "x".repeat(crate::logs::SUMMARY_TAIL_BYTES - 40);
+    stderr.push_str("\nTraceback: ValueError: bad row 17\n");
+    let summary = RunSummary {
+        job: s.job.clone(),
+        run_id: inst.agent_run_id.clone(),
+        started_at_ms: inst.launched_at_ms,
+        exit: ExitInfo::code(1),
+        status: RunStatus::Failed,
+        stdout_tail: "done 99%\n".into(),
+        stderr_tail: stderr,
+        ..Default::default()
+    };
+    agent_exits(&w.objects, &summary, inst.launched_at_ms);
+    // WHEN it is checked and recorded
+    let s = w.finish(w.check(s));
+    // THEN the record holds the last few KiB of each stream, the error line included
+    let row = block_on(w.runs.get("run-1", 1)).unwrap().unwrap();
+    let rs = row.summary.as_ref().unwrap();
+    assert!(rs.stderr_tail.ends_with("ValueError: bad row 17\n"));
+    assert_eq!(rs.stderr_tail.len(), crate::logs::RECORD_TAIL_BYTES);
+    assert_eq!(rs.stdout_tail, "done 99%\n");
+    assert!(
+        serde_json::to_vec(&s).unwrap().len() < 64 * 1024,
+        "the state stays small"
+    );
+    // and the profile keeps the run's numbers without its output
+    let profile = block_on(w.profiles.get("etl")).unwrap().unwrap();
+    assert!(profile
+        .recent
+        .iter()
+        .all(|r| r.stderr_tail.is_empty() && r.stdout_tail.is_empty()));
+}
+
+#[test]
 fn interruption_retries_on_another_pool_and_both_attempts_are_costed() {
     let w = World::new(FakeLauncher::new());
     let s = w.launch(w.size(spec())).unwrap();

@@ -160,7 +160,11 @@ impl JobProfile {
                 self.gpu_mem_max_gib.add(crate::units::bytes_to_gib(g.mem_max_bytes));
             }
         }
-        self.recent.push_back(run.clone());
+        // The profile keeps numbers, not output: 32 runs' tails would bloat every profile read.
+        let mut kept = run.clone();
+        kept.stdout_tail.clear();
+        kept.stderr_tail.clear();
+        self.recent.push_back(kept);
         while self.recent.len() > RECENT_RUNS {
             self.recent.pop_front();
         }

@@ -144,6 +144,24 @@ pub struct RunSummary {
     /// input-aware sizing regresses memory and duration on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_bytes: Option<u64>,
+    /// The last bytes of the job's stdout, as text (invalid UTF-8 replaced, cut at a character):
+    /// at most [`crate::logs::SUMMARY_TAIL_BYTES`] in the agent's summary, and
+    /// [`crate::logs::RECORD_TAIL_BYTES`] once the check step puts it in the run record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stdout_tail: String,
+    /// The same of stderr: what a failed job said last.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr_tail: String,
+}
+
+impl RunSummary {
+    /// Keeps at most `max` bytes of each tail (their ends), for where the summary must stay small.
+    pub fn trim_tails(&mut self, max: usize) {
+        for t in [&mut self.stdout_tail, &mut self.stderr_tail] {
+            let keep = crate::logs::last_chars(t, max).len();
+            t.drain(..t.len() - keep);
+        }
+    }
 }
 
 /// A spot interruption notice as IMDS gave it (`{"action":"terminate","time":"…"}`).
@@ -355,6 +373,9 @@ pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
             && throttled_s(samples).max(end.cpu_throttled_s) >= CPU_THROTTLED_FRACTION * duration_s,
         // The monitor does not know the input; the pipeline, which has the spec, sets it.
         input_bytes: None,
+        // The monitor's log capture sets them; samples say nothing of the job's output.
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
     }
 }
 
@@ -433,6 +454,20 @@ mod tests {
             rows.iter().all(|(l, _)| !l.starts_with("GPU")),
             "no GPU row without a GPU"
         );
+    }
+
+    #[test]
+    fn tails_are_optional_in_json_and_trim_to_their_ends() {
+        // a summary written before tails existed still parses
+        let old = serde_json::to_value(RunSummary::default()).unwrap();
+        assert!(old.get("stderr_tail").is_none(), "empty tails are not written");
+        let mut s: RunSummary = serde_json::from_value(old).unwrap();
+        assert_eq!(s.stderr_tail, "");
+        s.stderr_tail = "aé\nlast line\n".into();
+        s.trim_tails(11);
+        assert_eq!(s.stderr_tail, "\nlast line\n");
+        s.trim_tails(100);
+        assert_eq!(s.stderr_tail, "\nlast line\n");
     }
 
     #[test]

@@ -87,6 +87,8 @@ fn summary() -> RunSummary {
         cpu_given_cores: Some(1.0),
         cpu_throttled: true,
         input_bytes: Some(1),
+        stdout_tail: "1".into(),
+        stderr_tail: "1".into(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod container;
 pub mod gpu;
 pub mod imds;
+pub mod logs;
 pub mod procfs;
 mod runner;
 mod sampler;
@@ -149,6 +150,9 @@ pub struct MonitorOptions {
     /// (see [`cgroup::JobCgroup`]), so exceeding it is a real, recorded OOM kill. Where the host
     /// allows no such group the job runs unlimited and a warning says so.
     pub memory_limit: Option<u64>,
+    /// Command mode: pass the job's stdout and stderr through to the agent's own (they are
+    /// spooled and shipped either way). Off in tests that would flood their output.
+    pub pass_output: bool,
 }
 
 impl Default for MonitorOptions {
@@ -168,6 +172,7 @@ impl Default for MonitorOptions {
             timeout: None,
             cancel: None,
             memory_limit: None,
+            pass_output: true,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::cgroup::{docker_cgroup, oom_kills_v2, own_v2_cgroup, Cgroup, CoresGivenProbe, JobCgroup};
 use crate::sampler::{Sampler, Source};
-use crate::spool::{keep_final_files, Spool, Uploader};
+use crate::spool::{keep_final_files, PartKind, Spool, Uploader};
 use crate::tree::TreeSampler;
 use crate::{CommandSpec, MonitorError, MonitorOptions, Outcome, SpotNotice, UploadReport};
 use nix::sys::signal::{kill, Signal};
@@ -15,7 +15,7 @@ use spotfit_core::summary::{summarize, ExitInfo, RunEnd};
 use spotfit_core::Sample;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -172,6 +172,8 @@ pub fn monitor(
     let mut not_started: Option<ExitInfo> = None;
     let mut early_exit_guard = KillOnEarlyReturn(None);
     let mut child: Option<std::process::Child> = None;
+    // Command mode: the job's stdout and stderr, passed through and spooled (crate::logs).
+    let mut capture: Option<crate::logs::Capture> = None;
     let mut oom_base = None;
     // Removed (rmdir) when the run ends, by which time the job has been reaped.
     let mut job_cgroup: Option<JobCgroup> = None;
@@ -189,15 +191,7 @@ pub fn monitor(
             if let Some(d) = &c.cwd {
                 command.current_dir(d);
             }
-            if c.stdout_to_stderr {
-                let fd = std::os::fd::AsFd::as_fd(&std::io::stderr())
-                    .try_clone_to_owned()
-                    .map_err(|source| MonitorError::Setup {
-                        what: "stdout redirect",
-                        source,
-                    })?;
-                command.stdout(Stdio::from(fd));
-            }
+            let mut cap = crate::logs::Capture::pipe(&mut command, c.stdout_to_stderr, opts.pass_output);
             let spawned = match command.spawn() {
                 Ok(c) => Some(c),
                 // As an agent (shipping a run), a program that cannot be started is the job's
@@ -224,7 +218,7 @@ pub fn monitor(
             cpu_dirs = Vec::new();
             match spawned {
                 None => (Source::Tree(TreeSampler::new(vec![])), false),
-                Some(spawned) => {
+                Some(mut spawned) => {
                     let pid = spawned.id();
                     // From here on an early return (a set-up error) must not leave the job
                     // running unwatched: the guard kills and reaps it unless disarmed.
@@ -263,6 +257,8 @@ pub fn monitor(
                             what: "waiter thread",
                             source,
                         })?;
+                    cap.start(&mut spawned)?;
+                    capture = Some(cap);
                     child = Some(spawned);
                     (Source::Tree(TreeSampler::new(vec![pid])), false)
                 }
@@ -326,6 +322,12 @@ pub fn monitor(
     } else {
         None
     };
+    if let Some(c) = &capture {
+        match spool.as_mut() {
+            Some(sp) => sp.attach_logs(c.sink())?,
+            None => c.sink().detach(),
+        }
+    }
     let uploader = match &opts.upload {
         Some(u) => Some(Uploader::start(
             spool_dir.clone(),
@@ -456,6 +458,14 @@ pub fn monitor(
     if let Some(h) = signals {
         h.close();
     }
+    // Every byte the job wrote is spooled once its pipes reach end-of-file (bounded: a process
+    // it left behind may hold them open).
+    let tails = capture.map(|c| {
+        c.finish(match signalled_at {
+            Some(_) => crate::logs::DRAIN_TIMEOUT_SIGNALLED,
+            None => crate::logs::DRAIN_TIMEOUT,
+        })
+    });
     let ended_at_ms = now_ms();
 
     let oom_killed = exit.signal == Some(9)
@@ -479,6 +489,10 @@ pub fn monitor(
         cpu_throttled_s,
     };
     let mut summary = summarize(&samples, &end);
+    if let Some((stdout_tail, stderr_tail)) = tails {
+        summary.stdout_tail = stdout_tail;
+        summary.stderr_tail = stderr_tail;
+    }
     if child_pid.is_some() && summary.mem_metric == spotfit_core::MemoryMetric::Rss {
         // A job shorter than the interval may leave only its exit sample, taken from the zombie
         // (RSS 0). The kernel kept the largest reaped descendant's peak RSS for us: a lower
@@ -552,17 +566,21 @@ fn cut_and_queue(spool: &mut Option<Spool>, up: Option<&Uploader>) {
 }
 
 fn cut_and_queue_spool(sp: &mut Spool, up: Option<&Uploader>) {
-    if !sp.has_pending() {
-        return;
-    }
-    match sp.cut() {
-        Ok(Some(n)) => {
-            if let Some(u) = up {
-                u.part(n);
+    if sp.has_pending() {
+        match sp.cut() {
+            Ok(Some(n)) => {
+                if let Some(u) = up {
+                    u.part(PartKind::Samples, n);
+                }
             }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cutting a spool part failed"),
         }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "cutting a spool part failed"),
+    }
+    for n in sp.cut_logs() {
+        if let Some(u) = up {
+            u.part(PartKind::Logs, n);
+        }
     }
 }
 

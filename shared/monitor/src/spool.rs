@@ -4,6 +4,11 @@
 //! uploader thread puts pending parts in order, retrying with backoff until the store answers.
 //! An uploaded part is renamed `*.done`. Whatever is not uploaded when the agent stops stays in
 //! the spool; [`upload_spool`] finishes the job later. Retries overwrite, never duplicate.
+//!
+//! The job's stdout and stderr travel the same way as a second kind of part ([`PartKind::Logs`]):
+//! [`crate::logs`] appends them to `<spool>/log-<n>.frames` segments, a cut compresses each
+//! sealed segment into `<spool>/log-<n>.log.gz`, and the same queue, `.done` acknowledgement and
+//! resume ship it to `…/part-<n>.log.gz` under `logs/`.
 
 use crate::MonitorError;
 use flate2::write::GzEncoder;
@@ -63,6 +68,37 @@ pub struct UploadReport {
     pub retries: u64,
 }
 
+/// The two kinds of part a spool ships, each numbered on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum PartKind {
+    /// `part-<n>.ndjson.gz`: samples.
+    Samples,
+    /// `log-<n>.log.gz`: the job's stdout and stderr ([`spotfit_core::logs`]).
+    Logs,
+}
+
+impl PartKind {
+    const ALL: [PartKind; 2] = [PartKind::Samples, PartKind::Logs];
+    fn file_prefix(self) -> &'static str {
+        match self {
+            PartKind::Samples => "part-",
+            PartKind::Logs => "log-",
+        }
+    }
+    fn file_suffix(self) -> &'static str {
+        match self {
+            PartKind::Samples => ".ndjson.gz",
+            PartKind::Logs => ".log.gz",
+        }
+    }
+    fn key(self, keys: &RunKeys, n: u64) -> String {
+        match self {
+            PartKind::Samples => keys.sample_part(n),
+            PartKind::Logs => keys.log_part(n),
+        }
+    }
+}
+
 /// Appends samples and cuts parts. Lives on the sampling thread.
 #[derive(Debug)]
 pub(crate) struct Spool {
@@ -71,6 +107,8 @@ pub(crate) struct Spool {
     pending: Vec<u8>,
     line: Vec<u8>,
     next_part: u64,
+    /// The job's output, when it is captured (command mode).
+    logs: Option<Arc<crate::logs::LogSink>>,
 }
 
 impl Spool {
@@ -90,7 +128,7 @@ impl Spool {
             std::fs::write(dir.join(RUN_FILE), serde_json::to_vec(&run).unwrap_or_default()).map_err(err)?;
         }
         // Continue numbering after parts a previous agent left, so a restart never reuses a name.
-        let next_part = existing_parts(dir)
+        let next_part = existing_parts(dir, PartKind::Samples)
             .map_err(err)?
             .iter()
             .map(|(n, _)| n + 1)
@@ -108,7 +146,45 @@ impl Spool {
             pending: Vec::with_capacity(64 * 1024),
             line: Vec::new(),
             next_part,
+            logs: None,
         })
+    }
+
+    /// Spools the job's output captured by `sink` from now on (and what it held until now), in
+    /// segments numbered after the log parts already here (a previous agent's, sealed first).
+    pub(crate) fn attach_logs(&mut self, sink: Arc<crate::logs::LogSink>) -> Result<(), MonitorError> {
+        let err = |source| MonitorError::Spool {
+            path: self.dir.clone(),
+            source,
+        };
+        crate::logs::seal_leftover_segments(&self.dir).map_err(err)?;
+        let next = existing_parts(&self.dir, PartKind::Logs)
+            .map_err(err)?
+            .iter()
+            .map(|(n, _)| n + 1)
+            .max()
+            .unwrap_or(0);
+        sink.attach(&self.dir, next).map_err(err)?;
+        self.logs = Some(sink);
+        Ok(())
+    }
+
+    /// Seals the job output spooled since the last cut into log parts; returns their numbers.
+    pub(crate) fn cut_logs(&mut self) -> Vec<u64> {
+        let Some(sink) = &self.logs else {
+            return Vec::new();
+        };
+        sink.take_sealed()
+            .into_iter()
+            .filter(|&n| match crate::logs::compress_segment(&self.dir, n) {
+                Ok(made) => made,
+                Err(e) => {
+                    // The segment stays; `--resume-spool` (or the next agent) compresses it.
+                    tracing::error!(segment = n, error = %e, "compressing a log segment failed");
+                    false
+                }
+            })
+            .collect()
     }
 
     /// Appends one sample (one `write` call; the page cache keeps it if we die).
@@ -147,21 +223,26 @@ impl Spool {
 }
 
 fn part_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("part-{n:05}.ndjson.gz"))
+    kind_path(dir, PartKind::Samples, n)
 }
 
-/// Parts in a spool directory: (number, uploaded?).
-fn existing_parts(dir: &Path) -> std::io::Result<Vec<(u64, bool)>> {
+pub(crate) fn kind_path(dir: &Path, kind: PartKind, n: u64) -> PathBuf {
+    dir.join(format!("{}{n:05}{}", kind.file_prefix(), kind.file_suffix()))
+}
+
+/// Parts of one kind in a spool directory: (number, uploaded?).
+pub(crate) fn existing_parts(dir: &Path, kind: PartKind) -> std::io::Result<Vec<(u64, bool)>> {
     let mut out = Vec::new();
+    let done_suffix = format!("{}.done", kind.file_suffix());
     for e in std::fs::read_dir(dir)? {
         let name = e?.file_name();
         let name = name.to_string_lossy();
-        let Some(rest) = name.strip_prefix("part-") else {
+        let Some(rest) = name.strip_prefix(kind.file_prefix()) else {
             continue;
         };
-        let (num, done) = if let Some(r) = rest.strip_suffix(".ndjson.gz.done") {
+        let (num, done) = if let Some(r) = rest.strip_suffix(done_suffix.as_str()) {
             (r, true)
-        } else if let Some(r) = rest.strip_suffix(".ndjson.gz") {
+        } else if let Some(r) = rest.strip_suffix(kind.file_suffix()) {
             (r, false)
         } else {
             continue;
@@ -175,7 +256,7 @@ fn existing_parts(dir: &Path) -> std::io::Result<Vec<(u64, bool)>> {
 }
 
 pub(crate) enum UpCmd {
-    Part(u64),
+    Part(PartKind, u64),
     /// Upload the summary then the exit marker after every part, and report.
     Finish {
         summary: Vec<u8>,
@@ -234,7 +315,7 @@ pub fn private_dir(tmp: &Path, run_id: &str) -> Result<PathBuf, MonitorError> {
 impl std::fmt::Debug for UpCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpCmd::Part(n) => write!(f, "Part({n})"),
+            UpCmd::Part(k, n) => write!(f, "Part({k:?}, {n})"),
             UpCmd::Finish { .. } => f.write_str("Finish"),
         }
     }
@@ -249,15 +330,14 @@ impl Uploader {
     ) -> Result<Self, MonitorError> {
         let (tx, rx) = mpsc::channel();
         // Parts a previous agent cut but never uploaded go first.
-        let leftover: Vec<u64> = existing_parts(&dir)
-            .map_err(|source| MonitorError::Spool {
+        let mut leftover = Vec::new();
+        for kind in PartKind::ALL {
+            let parts = existing_parts(&dir, kind).map_err(|source| MonitorError::Spool {
                 path: dir.clone(),
                 source,
-            })?
-            .into_iter()
-            .filter(|(_, done)| !done)
-            .map(|(n, _)| n)
-            .collect();
+            })?;
+            leftover.extend(parts.into_iter().filter(|(_, done)| !done).map(|(n, _)| (kind, n)));
+        }
         let rt = match runtime {
             Some(h) => Rt::Handle(h),
             None => Rt::Own(
@@ -289,9 +369,9 @@ impl Uploader {
         })
     }
 
-    pub(crate) fn part(&self, n: u64) {
+    pub(crate) fn part(&self, kind: PartKind, n: u64) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(UpCmd::Part(n));
+            let _ = tx.send(UpCmd::Part(kind, n));
         }
     }
 
@@ -314,7 +394,10 @@ impl Uploader {
 }
 
 fn pending_report(dir: &Path) -> UploadReport {
-    let parts = existing_parts(dir).unwrap_or_default();
+    let parts: Vec<(u64, bool)> = PartKind::ALL
+        .iter()
+        .flat_map(|k| existing_parts(dir, *k).unwrap_or_default())
+        .collect();
     UploadReport {
         parts_uploaded: parts.iter().filter(|(_, d)| *d).count() as u64,
         parts_pending: parts.iter().filter(|(_, d)| !*d).count() as u64,
@@ -357,14 +440,20 @@ async fn put_logged(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool 
 /// Ships part `n` of the spool (again, when `done`, from its `.done` file) and marks it done
 /// once it landed: the one part upload of the live path and `--resume-spool`. `Ok(landed)`;
 /// `Err` when the part file cannot be read.
-async fn ship_part(store: &dyn ObjectStore, dir: &Path, keys: &RunKeys, n: u64, done: bool) -> std::io::Result<bool> {
+async fn ship_part(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    keys: &RunKeys,
+    (kind, n): (PartKind, u64),
+    done: bool,
+) -> std::io::Result<bool> {
     let path = if done {
-        part_path(dir, n).with_extension("gz.done")
+        kind_path(dir, kind, n).with_extension("gz.done")
     } else {
-        part_path(dir, n)
+        kind_path(dir, kind, n)
     };
     let bytes = std::fs::read(&path)?;
-    let landed = put_logged(store, &keys.sample_part(n), bytes).await;
+    let landed = put_logged(store, &kind.key(keys, n), bytes).await;
     if landed && !done {
         let _ = std::fs::rename(&path, path.with_extension("gz.done"));
     }
@@ -408,9 +497,9 @@ async fn ship_final(
 type Finish = (Vec<u8>, Vec<u8>, Sender<UploadReport>);
 
 /// Takes one command into the uploader's work: a part to ship, or the run's end.
-fn take(cmd: UpCmd, queue: &mut Vec<u64>, finish: &mut Option<Finish>) {
+fn take(cmd: UpCmd, queue: &mut Vec<(PartKind, u64)>, finish: &mut Option<Finish>) {
     match cmd {
-        UpCmd::Part(n) => queue.push(n),
+        UpCmd::Part(k, n) => queue.push((k, n)),
         UpCmd::Finish {
             summary,
             exit_marker,
@@ -425,7 +514,7 @@ fn upload_loop(
     store: Arc<dyn ObjectStore>,
     rt: Rt,
     rx: Receiver<UpCmd>,
-    mut queue: Vec<u64>,
+    mut queue: Vec<(PartKind, u64)>,
 ) {
     let mut report = UploadReport::default();
     let mut finish: Option<Finish> = None;
@@ -468,7 +557,7 @@ fn upload_loop(
                 }
                 Err(e) => {
                     // A part file that vanished cannot be uploaded; say so and move on.
-                    tracing::error!(part = n, error = %e, "spool part unreadable; skipped");
+                    tracing::error!(part = ?n, error = %e, "spool part unreadable; skipped");
                     queue.remove(0);
                     true
                 }
@@ -521,14 +610,18 @@ pub async fn upload_spool(dir: &Path, store: &dyn ObjectStore, all: bool) -> Res
     };
     let keys = SpoolRun::load(dir)?.keys();
     let mut report = UploadReport::default();
-    for (n, done) in existing_parts(dir).map_err(err)? {
-        if done && !all {
-            continue;
-        }
-        if ship_part(store, dir, &keys, n, done).await.map_err(err)? {
-            report.parts_uploaded += 1;
-        } else {
-            report.parts_pending += 1;
+    // Job output a stopped agent spooled but never cut becomes parts first.
+    crate::logs::seal_leftover_segments(dir).map_err(err)?;
+    for kind in PartKind::ALL {
+        for (n, done) in existing_parts(dir, kind).map_err(err)? {
+            if done && !all {
+                continue;
+            }
+            if ship_part(store, dir, &keys, (kind, n), done).await.map_err(err)? {
+                report.parts_uploaded += 1;
+            } else {
+                report.parts_pending += 1;
+            }
         }
     }
     // The run's end only once every part is in: the same rule, and code, as the live path.

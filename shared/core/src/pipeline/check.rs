@@ -77,6 +77,10 @@ where
 fn marker_check(mut summary: RunSummary, state: &RunState, now_ms: i64) -> Check {
     // The run's input size, from its spec, for input-aware sizing of later runs.
     summary.input_bytes = summary.input_bytes.or(state.spec.hints.input_bytes);
+    // The agent's summary object keeps 64 KiB of each stream; the check travels in the Step
+    // Functions state (256 KiB) and becomes the run record (one DynamoDB attribute, 400 KB):
+    // a few KiB of each is what the record shows ("the last lines"), `spotfit logs` the rest.
+    summary.trim_tails(crate::logs::RECORD_TAIL_BYTES);
     Check {
         status: summary.status,
         at_ms: now_ms,
