@@ -12,6 +12,7 @@ pub mod cgroup;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod container;
+mod container_watch;
 pub mod gpu;
 pub mod imds;
 pub mod procfs;
@@ -149,6 +150,11 @@ pub struct MonitorOptions {
     /// (see [`cgroup::JobCgroup`]), so exceeding it is a real, recorded OOM kill. Where the host
     /// allows no such group the job runs unlimited and a warning says so.
     pub memory_limit: Option<u64>,
+    /// Command mode, a container job: the command is the runtime's client, which writes the
+    /// container's id to this cidfile; the container is measured through its cgroup (see
+    /// `container_watch`). Its memory limit is the container's (`--memory`), not
+    /// [`MonitorOptions::memory_limit`].
+    pub container: Option<container::ContainerRun>,
 }
 
 impl Default for MonitorOptions {
@@ -168,6 +174,7 @@ impl Default for MonitorOptions {
             timeout: None,
             cancel: None,
             memory_limit: None,
+            container: None,
         }
     }
 }
