@@ -409,6 +409,7 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
         deadline_ms: now_ms() + 60_000,
         max_price_per_hour: None,
         memory_limit_bytes: None,
+        gpus: 0,
     };
     match l.launch(&req).await {
         Err(LaunchError::Fatal { code, .. }) => assert_eq!(code, "InvalidParameterValue"),
@@ -467,6 +468,7 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
         deadline_ms: now_ms() + 60_000,
         max_price_per_hour: None,
         memory_limit_bytes: None,
+        gpus: 0,
     };
     let again = l.launch(&req).await.unwrap();
     assert_eq!(again.instance_id, a.instance.as_ref().unwrap().instance_id);

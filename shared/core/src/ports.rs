@@ -105,6 +105,10 @@ pub struct LaunchRequest {
     /// local launcher's cgroup; a container's `--memory`), so exceeding it is an OOM kill.
     #[serde(default)]
     pub memory_limit_bytes: Option<u64>,
+    /// GPUs of the pool's instance type (from the ranked candidate): a container job on a type
+    /// with GPUs gets them (`--gpus all`).
+    #[serde(default)]
+    pub gpus: u32,
 }
 
 /// A started instance.

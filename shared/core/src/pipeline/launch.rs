@@ -143,6 +143,7 @@ where
             deadline_ms,
             max_price_per_hour: state.spec.resources.max_price_per_hour,
             memory_limit_bytes: Some(state.requirement.memory_bytes),
+            gpus: state.candidates.get(step.rank).map_or(0, |c| c.gpu),
         };
         match launcher.launch(&req).await {
             Ok(launched) => {
