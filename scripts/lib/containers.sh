@@ -6,8 +6,10 @@
 #                           file, all exported); `podman` as the runtime the agent calls
 #   make_burn_image DIR REF a busybox-static root filesystem with the static `burn` workload
 #                           (scripts/tests/fixtures/burn.c, built with zig) → `podman import` REF
-#   registry_start DIR      docker-registry on a free loopback port with htpasswd auth; sets
-#                           REGISTRY (host:port), REGISTRY_USER, REGISTRY_PASSWORD_FILE
+#   registry_start DIR [USER PASSWORD_FILE]
+#                           docker-registry on loopback ($REGISTRY_PORT, else a free port) with
+#                           htpasswd auth (a random password unless given); sets REGISTRY
+#                           (host:port), REGISTRY_USER, REGISTRY_PASSWORD_FILE
 #   registry_login          `podman login --password-stdin` into $REGISTRY (the auth file)
 #   registry_push REF NAME  pushes REF as $REGISTRY/NAME (logged in)
 #   containers_cleanup      removes the images in $CLEANUP_IMAGES and their containers, stops
@@ -68,11 +70,15 @@ make_burn_image() {
 registry_start() {
   local dir="$1/registry" port
   mkdir -p "$dir/data"
-  port="$(free_port)"
+  port="${REGISTRY_PORT:-$(free_port)}"
   REGISTRY="127.0.0.1:$port"
-  REGISTRY_USER=spotfit
-  REGISTRY_PASSWORD_FILE="$dir/password"
-  python3 -c 'import secrets; print(secrets.token_urlsafe(18))' > "$REGISTRY_PASSWORD_FILE"
+  REGISTRY_USER="${2:-spotfit}"
+  if [ -n "${3:-}" ]; then
+    REGISTRY_PASSWORD_FILE="$3"
+  else
+    REGISTRY_PASSWORD_FILE="$dir/password"
+    python3 -c 'import secrets; print(secrets.token_urlsafe(18))' > "$REGISTRY_PASSWORD_FILE"
+  fi
   # bcrypt (the registry accepts no other hash); the password from stdin, not argv.
   htpasswd -Bin "$REGISTRY_USER" < "$REGISTRY_PASSWORD_FILE" > "$dir/htpasswd" 2>/dev/null
   cat > "$dir/config.yml" <<EOF

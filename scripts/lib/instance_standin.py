@@ -4,7 +4,8 @@ instance, fetch its user data from the emulator and run it, as cloud-init would,
 The script's outside world is replaced on PATH only where a laptop differs from an instance:
 `curl` answers the IMDSv2 token and instance-id calls, `aws s3 cp` downloads the agent from
 the emulated bucket (boto3), `aws ecr get-login-password` answers with the emulator's ECR token
-(GetAuthorizationToken), `docker` is podman (no Docker engine here), `shutdown` is logged. When the script ends, the instance is
+(GetAuthorizationToken), `docker` is podman (no Docker engine here), `iptables` and `shutdown`
+are logged. When the script ends, the instance is
 terminated (InstanceInitiatedShutdownBehavior=terminate); when the pipeline terminates the
 instance first, the script's process group is killed (the machine is gone).
 
@@ -106,6 +107,11 @@ boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).download_file(bu
     # the stand-in's environment; scripts/lib/containers.sh sets them).
     "docker": """#!/bin/bash
 exec podman "$@"
+""",
+    # The user data's firewall rule for containers (IMDS dropped) is the instance's, not this
+    # machine's: logged, not applied.
+    "iptables": """#!/bin/bash
+echo "iptables $*" >> "$SPOTFIT_HOME/iptables.log"
 """,
 }
 
