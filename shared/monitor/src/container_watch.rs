@@ -13,9 +13,9 @@
 //! be lost with it. The watcher therefore waits for the cgroup to empty (inotify on the v2
 //! `cgroup.events`, which on a hybrid host lives in the unified mount; a 100 ms poll of the
 //! counters where there is no v2 hierarchy) and reads the final counters at that moment; the
-//! loop's last sample uses them. After the run the watcher asks the runtime whether the
-//! container was OOM-killed (`RUNTIME inspect --format {{.State.OOMKilled}} ID`), then removes
-//! it (`RUNTIME rm -f ID`), both as argv.
+//! loop's last sample uses them. After the run the monitor asks the runtime whether the
+//! container was OOM-killed (`RUNTIME inspect --format {{.State.OOMKilled}} ID`), and once the
+//! summary and exit marker are shipped it removes it (`RUNTIME rm -f ID`), both as argv.
 
 use crate::cgroup::{container_cgroup, process_cgroup, Cgroup, CgroupStats, CoresGivenProbe};
 use crate::container::ContainerRun;
@@ -68,7 +68,6 @@ pub(crate) struct Watch {
     run: ContainerRun,
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
-    removed: bool,
 }
 
 /// How long a runtime command (`inspect`, `rm`) may take before it is killed.
@@ -93,7 +92,6 @@ impl Watch {
             run: run.clone(),
             shared,
             thread: Some(thread),
-            removed: false,
         })
     }
 
@@ -119,15 +117,13 @@ impl Watch {
         st.last
     }
 
-    /// Stops the watcher, asks the runtime whether the container was OOM-killed and removes
-    /// it. Returns the runtime's answer (false when there was no container).
-    pub(crate) fn finish(mut self) -> bool {
-        self.stop();
+    /// Whether the runtime says the container was OOM-killed (false when there was none). The
+    /// container itself is removed when the watch is dropped, after the run's last upload: on a
+    /// spot interruption the summary and the exit marker go first.
+    pub(crate) fn oom_killed(&self) -> bool {
         let Some(id) = self.id() else { return false };
-        let oom = runtime_output(&self.run.runtime, &["inspect", "--format", "{{.State.OOMKilled}}", &id])
-            .is_some_and(|out| out.trim() == "true");
-        self.remove(&id);
-        oom
+        runtime_output(&self.run.runtime, &["inspect", "--format", "{{.State.OOMKilled}}", &id])
+            .is_some_and(|out| out.trim() == "true")
     }
 
     fn id(&self) -> Option<String> {
@@ -141,22 +137,24 @@ impl Watch {
             let _ = t.join();
         }
     }
-
-    fn remove(&mut self, id: &str) {
-        self.removed = true;
-        if runtime_output(&self.run.runtime, &["rm", "-f", id]).is_none() {
-            tracing::warn!(container = %id, "could not remove the job's container");
-        }
-    }
 }
 
 impl Drop for Watch {
-    /// A run that ends on an error after the start still removes its container.
+    /// Removes the container (`RUNTIME rm -f ID`, argv) at the end of the run, and on an error
+    /// after the start too.
     fn drop(&mut self) {
+        // Seen to empty before the watcher stopped: the container has stopped by itself.
+        let ended = self.shared.state.lock().is_ok_and(|s| s.done);
         self.stop();
-        if !self.removed {
-            if let Some(id) = self.id() {
-                self.remove(&id);
+        if let Some(id) = self.id() {
+            if !ended {
+                // Still running (the agent stopped its client on a signal or a timeout; a PID 1
+                // without a handler ignores SIGTERM): SIGKILL now, as `rm -f` would only after
+                // podman's 10 s stop timeout.
+                let _ = runtime_output(&self.run.runtime, &["kill", &id]);
+            }
+            if runtime_output(&self.run.runtime, &["rm", "-f", &id]).is_none() {
+                tracing::warn!(container = %id, "could not remove the job's container");
             }
         }
     }
@@ -178,10 +176,17 @@ pub(crate) fn on_wake(watch: Option<&Watch>, sampler: &mut Sampler, probe: &mut 
 
 /// Before the run's last sample (the client has exited or been stopped): the container's
 /// final counters, read as it stopped, replace readings of its removed cgroup.
-pub(crate) fn before_last_sample(watch: Option<&Watch>, sampler: &mut Sampler, probe: &mut CoresGivenProbe) {
+/// `within`: how long to wait for them (the container was seen to stop: ~1 s; the agent is
+/// stopping it on a signal, within the flush budget: less).
+pub(crate) fn before_last_sample(
+    watch: Option<&Watch>,
+    sampler: &mut Sampler,
+    probe: &mut CoresGivenProbe,
+    within: Duration,
+) {
     let Some(w) = watch else { return };
     on_wake(Some(w), sampler, probe);
-    match w.final_stats(Duration::from_secs(1)) {
+    match w.final_stats(within) {
         Some(last) => sampler.freeze_cgroup(last),
         None => tracing::debug!("no final counters of the container: the last sample is the one before"),
     }

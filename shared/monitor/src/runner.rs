@@ -400,7 +400,12 @@ pub fn monitor(
         };
         match decide(wake, seen) {
             Action::Finish => {
-                crate::container_watch::before_last_sample(container.as_ref(), &mut sampler, &mut cores_probe);
+                crate::container_watch::before_last_sample(
+                    container.as_ref(),
+                    &mut sampler,
+                    &mut cores_probe,
+                    Duration::from_secs(1),
+                );
                 emit(sampler.sample(now, now_ms()), &mut spool);
                 exit = not_started.take().unwrap_or_else(|| reap(&mut child));
                 break;
@@ -432,7 +437,12 @@ pub fn monitor(
                 if let Some(pid) = child_pid {
                     stop_job(pid, signal, &rx);
                 }
-                crate::container_watch::before_last_sample(container.as_ref(), &mut sampler, &mut cores_probe);
+                crate::container_watch::before_last_sample(
+                    container.as_ref(),
+                    &mut sampler,
+                    &mut cores_probe,
+                    Duration::from_millis(300),
+                );
                 emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
                 exit = reap(&mut child);
                 break;
@@ -466,8 +476,9 @@ pub fn monitor(
     }
     let ended_at_ms = now_ms();
 
-    // The runtime's word on the container (its client exits 137, not by a signal).
-    let container_oom = container.take().is_some_and(|w| w.finish());
+    // The runtime's word on the container (its client exits 137, not by a signal). The container
+    // is removed when `container` is dropped, after the last upload.
+    let container_oom = container.as_ref().is_some_and(|w| w.oom_killed());
     let oom_killed = container_oom
         || (exit.signal == Some(9)
             && (job_cgroup
