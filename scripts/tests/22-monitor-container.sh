@@ -8,6 +8,8 @@
 #   (c) the same job with a memory limit below its need: exit 137, status oom_killed
 #   (d) the runtime gets `--memory N --memory-swap N`, `--gpus all` and `--cidfile`, and is
 #       asked whether the container was OOM-killed and to remove it, each as argv
+#   (e) SIGTERM to the agent mid-run: summary and exit marker shipped, the container (whose
+#       PID 1 ignores SIGTERM) killed and removed, all within 2 s
 # The agent is $SPOTFIT_AGENT_BIN, else the SDK-free `spotfit-monitor` example binary (the
 # same code path as `spotfit monitor` on an instance).
 set -euo pipefail
@@ -119,6 +121,21 @@ chmod +x "$WORK/fake-runtime"
   --image "$REMOTE" -- burn 1 0 > /dev/null 2>&1 || true
 check "(d) --gpus all reached the runtime, before the image" \
   "grep -B100 -x -- -- $WORK/fake.log | grep -A1 -x -- --gpus | grep -qx all"
+
+# (e) SIGTERM to the agent mid-run (a spot interruption): shipped first, container gone, ≤ 2 s
+"$BIN" --no-gpu --imds off --interval 0.25 --container-runtime "$WORK/runtime" --image "$REMOTE" \
+  --summary "$WORK/e.json" --upload "file://$WORK/up-e" -- burn 16 60 > /dev/null 2> "$WORK/e.err" &
+apid=$!
+for _ in $(seq 100); do [ "$(leftover)" = 1 ] && break; sleep 0.1; done
+sleep 1.5
+t0=$(date +%s%N)
+kill -TERM "$apid"
+wait "$apid" || true
+took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "(e) on SIGTERM the agent ends within 2 s (${took_ms} ms)" "[ $took_ms -le 2000 ]"
+check "(e) the run is recorded interrupted and its exit marker shipped" \
+  "grep -q '\"status\": \"interrupted\"' $WORK/e.json && [ -n \"\$(find $WORK/up-e -name '*.exit')\" ]"
+check "(e) the container was killed and removed" "[ $(leftover) = 0 ]"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
