@@ -9,7 +9,7 @@
 #   (d) the runtime gets `--memory N --memory-swap N`, `--gpus all` and `--cidfile`, and is
 #       asked whether the container was OOM-killed and to remove it, each as argv
 #   (e) SIGTERM to the agent mid-run: summary and exit marker shipped, the container (whose
-#       PID 1 ignores SIGTERM) killed and removed, all within 2 s
+#       PID 1 ignores SIGTERM) killed and removed after them, the agent gone within 2.5 s
 # The agent is $SPOTFIT_AGENT_BIN, else the SDK-free `spotfit-monitor` example binary (the
 # same code path as `spotfit monitor` on an instance).
 set -euo pipefail
@@ -122,7 +122,7 @@ chmod +x "$WORK/fake-runtime"
 check "(d) --gpus all reached the runtime, before the image" \
   "grep -B100 -x -- -- $WORK/fake.log | grep -A1 -x -- --gpus | grep -qx all"
 
-# (e) SIGTERM to the agent mid-run (a spot interruption): shipped first, container gone, ≤ 2 s
+# (e) SIGTERM to the agent mid-run (a spot interruption): shipped first, then the container goes
 "$BIN" --no-gpu --imds off --interval 0.25 --container-runtime "$WORK/runtime" --image "$REMOTE" \
   --summary "$WORK/e.json" --upload "file://$WORK/up-e" -- burn 16 60 > /dev/null 2> "$WORK/e.err" &
 apid=$!
@@ -132,7 +132,8 @@ t0=$(date +%s%N)
 kill -TERM "$apid"
 wait "$apid" || true
 took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-check "(e) on SIGTERM the agent ends within 2 s (${took_ms} ms)" "[ $took_ms -le 2000 ]"
+# The flush (last sample, summary, marker) has 1.8 s; removing the container comes after it.
+check "(e) on SIGTERM the agent ends within 2.5 s (${took_ms} ms)" "[ $took_ms -le 2500 ]"
 check "(e) the run is recorded interrupted and its exit marker shipped" \
   "grep -q '\"status\": \"interrupted\"' $WORK/e.json && [ -n \"\$(find $WORK/up-e -name '*.exit')\" ]"
 check "(e) the container was killed and removed" "[ $(leftover) = 0 ]"
