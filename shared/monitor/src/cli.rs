@@ -284,6 +284,9 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
                     run.env_file = env_file.as_deref();
                     run.cidfile = Some(&cidfile);
                     c.argv = crate::container::run_argv(&args.container_runtime, image, &run, &c.argv)?;
+                    // The client runs in the private directory: podman's conmon leaves an `oom`
+                    // file in its working directory when the container is OOM-killed.
+                    c.cwd = Some(dir.clone());
                     opts.container = Some(crate::container::ContainerRun {
                         runtime: args.container_runtime.clone(),
                         cidfile: cidfile.clone(),
