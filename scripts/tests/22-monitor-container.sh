@@ -21,7 +21,7 @@ BIN="${SPOTFIT_AGENT_BIN:-$(monitor_bin)}"
 WORK="$(mktemp -d)"
 TAG="spotfit-test-$$"
 LOCAL_REF="localhost/$TAG/burn:1"
-MIB=256 CPU_S=6
+MIB=256 CPU_S=8
 cleanup() { containers_cleanup; if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi; }
 trap cleanup EXIT
 
