@@ -86,7 +86,7 @@ mkdir -p "$dir/standin"
 standin_pid=$!
 
 # --- 1. pulled with authentication, measured through the container's cgroup ---------------------
-MIB=256 CPU_S=6
+MIB=256 CPU_S=8
 cat > "$dir/ctr.json" <<JSON
 {"name": "e2e-ctr", "image": "$REMOTE", "command": ["burn", "$MIB", "$CPU_S"],
  "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600}
