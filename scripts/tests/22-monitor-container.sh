@@ -26,6 +26,7 @@ cleanup() { containers_cleanup; if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WOR
 trap cleanup EXIT
 
 containers_init "$WORK/ctr"
+CLEANUP_IMAGES="$LOCAL_REF"
 make_burn_image "$WORK" "$LOCAL_REF"
 registry_start "$WORK"
 REMOTE="$REGISTRY/$TAG/burn:1"
