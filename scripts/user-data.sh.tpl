@@ -19,6 +19,12 @@ DEADLINE_EPOCH_S='@@DEADLINE_EPOCH_S@@'
 ARGV_B64='@@ARGV_B64@@'
 ENV_B64='@@ENV_B64@@'
 IMAGE_B64='@@IMAGE_B64@@'
+# Decided by the renderer: the sized memory (bytes, or empty), `all` when the type has GPUs and
+# the job is an image, and the registry to log in to before the pull (host and token region).
+MEMORY_LIMIT='@@MEMORY_LIMIT@@'
+GPUS='@@GPUS@@'
+REGISTRY_HOST='@@REGISTRY_HOST@@'
+REGISTRY_REGION='@@REGISTRY_REGION@@'
 
 log() { printf 'spotfit-user-data: %s\n' "$*" >&2; }
 
@@ -60,9 +66,30 @@ mapfile -d '' -t job_argv < "$SPOTFIT_HOME/argv"
 
 agent_args=(--job "$JOB_NAME" --run-id "$RUN_ID" --upload "s3://$BUCKET"
   --summary "$SPOTFIT_HOME/summary.json" --job-env "$SPOTFIT_HOME/env")
+# Over its sized memory the job is OOM-killed and the run says so (the pipeline retries it with
+# more), rather than the host swapping or its own OOM killer picking a victim.
+if [ -n "$MEMORY_LIMIT" ]; then agent_args+=(--memory-limit "$MEMORY_LIMIT"); fi
+auth_dir="$SPOTFIT_HOME/registry-auth"
 if [ -n "$IMAGE_B64" ]; then
   image=$(printf '%s' "$IMAGE_B64" | base64 -d)
   agent_args+=("--image=$image")
+  if [ "$GPUS" = all ]; then agent_args+=(--gpus); fi
+  if [ -n "$REGISTRY_HOST" ]; then
+    # The token goes from the AWS CLI to the runtime through a pipe: never in argv, never
+    # printed. The runtime keeps it in a private file of this boot only (removed after the job),
+    # which the agent's runtime calls find through these variables (docker, podman).
+    mkdir -p "$auth_dir"
+    export DOCKER_CONFIG="$auth_dir" REGISTRY_AUTH_FILE="$auth_dir/auth.json"
+    logged_in=0
+    for attempt in 1 2 3; do
+      if aws ecr get-login-password --region "$REGISTRY_REGION" \
+          | docker login --username AWS --password-stdin "$REGISTRY_HOST" >/dev/null; then
+        logged_in=1; break
+      fi
+      sleep $((attempt * 2))
+    done
+    if [ "$logged_in" = 0 ]; then log "registry login to $REGISTRY_HOST failed; the pull will be refused"; fi
+  fi
   # Containers must not reach the instance role's credentials: drop what they send to IMDS
   # (forwarded traffic only; the host's own requests are not forwarded). The launch's hop
   # limit of 1 refuses IMDSv2 tokens to them as well.
@@ -79,6 +106,7 @@ set +e
 rc=$?
 set -e
 log "job ended with status $rc"
+rm -rf "$auth_dir"
 
 # Done: power off at once (the pipeline terminates the instance too; this saves the poll gap).
 shutdown -h now >/dev/null 2>&1 || true

@@ -23,6 +23,16 @@ export interface SpotfitConfig {
   readonly rootVolumeGiB: number;
   /** IMDSv2 hop limit: 1 keeps containers on the bridge network away from the instance role. */
   readonly imdsHopLimit: number;
+  /**
+   * ECR repositories container jobs pull from (`spotfit:ecrRepositories`: names in this account
+   * and region, or repository ARNs): the instance role may read exactly these images.
+   */
+  readonly ecrRepositories: string[];
+  /**
+   * Registry hosts besides ECR's own that take an ECR token (`spotfit:ecrRegistries`), passed to
+   * the launcher as SPOTFIT_ECR_REGISTRIES: instances log in to them before the pull.
+   */
+  readonly ecrRegistries: string[];
   /** S3 key of the agent binary (`spotfit:agentKey`). */
   readonly agentKey: string;
   /** Bucket lifecycle (`spotfit:lifecycle`), days. */
@@ -117,6 +127,10 @@ function list(node: Node, key: string, dflt: string[]): string[] {
 const AZ_ID = /^[a-z]{2,4}[0-9]-az[0-9]+$/;
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const VPC_ID = /^vpc-[0-9a-f]{8,17}$/;
+// ECR's repository-name grammar, and its ARN (any partition).
+const ECR_REPOSITORY = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
+const ECR_REPOSITORY_ARN = /^arn:aws[a-z-]*:ecr:[a-z0-9-]+:[0-9]{12}:repository\/[a-z0-9._\/-]+$/;
+const REGISTRY_HOST = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?$/;
 
 function optionalEmail(node: Node): string | undefined {
   const v = ctx(node, 'spotfit:alarmEmail');
@@ -199,6 +213,8 @@ export function loadConfig(node: Node): SpotfitConfig {
     amiOwners: list(node, 'spotfit:amiOwners', ['amazon']),
     rootVolumeGiB: int(node, 'spotfit:rootVolumeGiB', 30, 8, 16384),
     imdsHopLimit: int(node, 'spotfit:imdsHopLimit', 1, 1, 64),
+    ecrRepositories: list(node, 'spotfit:ecrRepositories', []),
+    ecrRegistries: list(node, 'spotfit:ecrRegistries', []),
     agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit'),
     lifecycle: {
       infrequentAccessDays: int(node, 'spotfit:infrequentAccessDays', 30, 30, 36500),
@@ -228,6 +244,14 @@ export function loadConfig(node: Node): SpotfitConfig {
   }
   if (cfg.agentKey.startsWith('/') || !cfg.agentKey.startsWith('agent/')) {
     throw new ConfigError('spotfit:agentKey', 'must be a key under agent/ (the only prefix instances may read)');
+  }
+  for (const r of cfg.ecrRepositories) {
+    if (!ECR_REPOSITORY.test(r) && !ECR_REPOSITORY_ARN.test(r)) {
+      throw new ConfigError('spotfit:ecrRepositories', `not a repository name or ARN: ${JSON.stringify(r)}`);
+    }
+  }
+  for (const h of cfg.ecrRegistries) {
+    if (!REGISTRY_HOST.test(h)) throw new ConfigError('spotfit:ecrRegistries', `not a registry host[:port]: ${JSON.stringify(h)}`);
   }
   checkArchitecture(cfg);
   return cfg;

@@ -199,6 +199,20 @@ export class SpotfitStack extends Stack {
         }),
       );
     }
+    if (cfg.ecrRepositories.length > 0) {
+      // Container jobs' images: the token (GetAuthorizationToken has no resource-level
+      // permission) and reads of exactly the configured repositories, nothing else of ECR.
+      instancePolicy.addStatements(
+        new iam.PolicyStatement({ sid: 'EcrToken', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
+        new iam.PolicyStatement({
+          sid: 'EcrPullConfiguredRepositories',
+          actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
+          resources: cfg.ecrRepositories.map((r) =>
+            r.startsWith('arn:') ? r : Stack.of(this).formatArn({ service: 'ecr', resource: 'repository', resourceName: r }),
+          ),
+        }),
+      );
+    }
     instancePolicy.attachToRole(this.instanceRole);
     const instanceProfile = new iam.CfnInstanceProfile(this, 'InstanceProfile', { roles: [this.instanceRole.roleName] });
 
@@ -263,6 +277,7 @@ export class SpotfitStack extends Stack {
         SPOTFIT_REGION: Aws.REGION,
         // Into the state as instance.heartbeat_s, the Await state's HeartbeatSecondsPath.
         SPOTFIT_HEARTBEAT_S: String(heartbeatSeconds(cfg.reaperEveryMinutes)),
+        ...(cfg.ecrRegistries.length > 0 ? { SPOTFIT_ECR_REGISTRIES: cfg.ecrRegistries.join(',') } : {}),
       },
       'check-job': { ...bucketVar, ...checkVars },
       'terminate-instance': {},

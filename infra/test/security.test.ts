@@ -172,6 +172,7 @@ test('Resource "*" only for actions that have no resource-level permissions', ()
     'logs:PutResourcePolicy',
     'logs:DescribeResourcePolicies',
     'logs:DescribeLogGroups',
+    'ecr:GetAuthorizationToken',
   ]);
   for (const s of identity) {
     if (!asArray(s.statement.Resource).includes('*')) continue;
@@ -248,6 +249,28 @@ test('create-only writes can be enforced for the instance role', () => {
   const role = st.getLogicalId(st.instanceRole.node.defaultChild as never);
   const deny = statements(j).find((s) => s.roles.includes(role) && s.statement.Effect === 'Deny');
   assert.deepEqual(deny?.statement.Condition, { Null: { 's3:if-none-match': 'true' } });
+});
+
+test('container images: no ECR access by default; with spotfit:ecrRepositories exactly those repositories', () => {
+  const instanceRole = (st: typeof stack) => st.getLogicalId(st.instanceRole.node.defaultChild as never);
+  const ecr = (j: typeof json, role: string) =>
+    statements(j).filter((s) => s.roles.includes(role) && asArray(s.statement.Action).some((a) => String(a).startsWith('ecr:')));
+  assert.deepEqual(ecr(json, instanceRole(stack)), []);
+  const arn = 'arn:aws:ecr:eu-west-1:210987654321:repository/shared/base';
+  const { json: j, stack: st } = synth({ 'spotfit:ecrRepositories': `nlp/train,${arn}`, 'spotfit:ecrRegistries': '127.0.0.1:5000' });
+  const grants = ecr(j, instanceRole(st));
+  const token = grants.find((s) => s.statement.Sid === 'EcrToken')!;
+  assert.deepEqual(asArray(token.statement.Action), ['ecr:GetAuthorizationToken']);
+  const pull = grants.find((s) => s.statement.Sid === 'EcrPullConfiguredRepositories')!;
+  assert.deepEqual(asArray(pull.statement.Action).sort(), ['ecr:BatchCheckLayerAvailability', 'ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer']);
+  const resources = asArray(pull.statement.Resource).map(render);
+  assert.equal(resources.length, 2);
+  assert.ok(resources[0].endsWith(':repository/nlp/train') && resources[0].includes('ecr'), resources[0]);
+  assert.equal(resources[1], arn);
+  assert.equal(grants.length, 2, 'nothing else of ECR');
+  const launch = resourcesOfType(j, 'AWS::Lambda::Function').find(([, f]) => f.Description === 'spotfit launch-instance')![1] as any;
+  assert.equal(launch.Environment.Variables.SPOTFIT_ECR_REGISTRIES, '127.0.0.1:5000');
+  assert.throws(() => synth({ 'spotfit:ecrRepositories': 'Bad Name' }), /spotfit:ecrRepositories/);
 });
 
 test('every function runs provided.al2023', () => {

@@ -3,7 +3,9 @@
 instance, fetch its user data from the emulator and run it, as cloud-init would, with bash.
 The script's outside world is replaced on PATH only where a laptop differs from an instance:
 `curl` answers the IMDSv2 token and instance-id calls, `aws s3 cp` downloads the agent from
-the emulated bucket (boto3), `shutdown` is logged. When the script ends, the instance is
+the emulated bucket (boto3), `aws ecr get-login-password` answers with the emulator's ECR token
+(GetAuthorizationToken), `docker` is podman (no Docker engine here), `iptables` and `shutdown`
+are logged. When the script ends, the instance is
 terminated (InstanceInitiatedShutdownBehavior=terminate); when the pipeline terminates the
 instance first, the script's process group is killed (the machine is gone).
 
@@ -83,12 +85,33 @@ exit 22
 echo "shutdown $*" >> "$SPOTFIT_HOME/shutdown.log"
 """,
     "aws": f"""#!{sys.executable}
-# aws s3 cp [--only-show-errors] s3://BUCKET/KEY DEST, from the emulated bucket
-import os, sys, boto3
+# aws s3 cp [--only-show-errors] s3://BUCKET/KEY DEST, from the emulated bucket;
+# aws ecr get-login-password --region R: the password of the emulator's ECR token (GetAuthorizationToken
+# on the instance role's credentials; the token is base64 of "AWS:PASSWORD"), on stdout only
+import base64, os, sys, boto3
+if sys.argv[1:3] == ["ecr", "get-login-password"]:
+    region = sys.argv[sys.argv.index("--region") + 1] if "--region" in sys.argv else os.environ["AWS_REGION"]
+    ecr = boto3.client("ecr", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=region)
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, password = base64.b64decode(token).decode().split(":", 1)
+    assert user == "AWS", "an ECR token is for the user AWS"
+    sys.stdout.write(password)
+    sys.exit(0)
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 assert args[:2] == ["s3", "cp"], args
 bucket, key = args[2][len("s3://"):].split("/", 1)
 boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).download_file(bucket, key, args[3])
+""",
+    # No Docker engine on a test machine: the user data's `docker login` and the agent's
+    # `docker run`/`inspect`/`rm` go to podman (its configuration from CONTAINERS_CONF etc. in
+    # the stand-in's environment; scripts/lib/containers.sh sets them).
+    "docker": """#!/bin/bash
+exec podman "$@"
+""",
+    # The user data's firewall rule for containers (IMDS dropped) is the instance's, not this
+    # machine's: logged, not applied.
+    "iptables": """#!/bin/bash
+echo "iptables $*" >> "$SPOTFIT_HOME/iptables.log"
 """,
 }
 

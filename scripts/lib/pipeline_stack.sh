@@ -10,7 +10,8 @@
 # admin credentials, table names, AWS_ENDPOINT_URL_SFN). Variables the handlers must see (e.g.
 # SPOTFIT_BOOT_GRACE_S) are exported before the call: the services they run under inherit them;
 # so are the pump's options (SPOTFIT_PUMP_*). SPOTFIT_SFN_ARGS: extra options of the local Step
-# Functions service (the soak's `--warm N`).
+# Functions service (the soak's `--warm N`). SPOTFIT_SYNTH_ARGS: extra `-c key=value` context for
+# the synth (the container e2e's `spotfit:ecrRepositories`).
 pipeline_stack_up() {
   local dir="$1" agent="$2"
   scripts/local-stack start "$dir" >/dev/null
@@ -22,8 +23,9 @@ pipeline_stack_up() {
   # shellcheck source=../../infra/test/env.sh
   source infra/test/env.sh
   infra_build
+  # shellcheck disable=SC2086
   CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 \
-    infra_synth "$dir/cdk.out" -c "spotfit:vpcId=$SPOTFIT_TEST_VPC" -c "spotfit:subnets=$SPOTFIT_SUBNETS"
+    infra_synth "$dir/cdk.out" -c "spotfit:vpcId=$SPOTFIT_TEST_VPC" -c "spotfit:subnets=$SPOTFIT_SUBNETS" ${SPOTFIT_SYNTH_ARGS:-}
   TEMPLATE="$dir/cdk.out/Spotfit.template.json"
   "$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
   scripts/local-stack iam "$dir" "$TEMPLATE"

@@ -330,6 +330,7 @@ UNSCOPED = {
     "ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypes",
     "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    "ecr:GetAuthorizationToken",
 }
 # Action → the condition (operator, key) every Allow of it must carry. moto ignores them all.
 REQUIRED_CONDITIONS = {
@@ -353,7 +354,7 @@ EXTRA_CONDITIONS = {
 # the export; CDK's grantDecrypt gives it no ViaService condition).
 KMS_WITHOUT_VIA = {"ProfilesExportRole"}
 # Non-S3 resource-scoped ARNs must be of these services and of this stack's own resources.
-ARN_OK = re.compile(r"^arn:aws:(dynamodb|ec2|iam|kms|lambda|ssm|states|logs|sqs|sns|xray):")
+ARN_OK = re.compile(r"^arn:aws:(dynamodb|ec2|ecr|iam|kms|lambda|ssm|states|logs|sqs|sns|xray):")
 
 
 # The components that answer the Await state's task tokens (docs/callback.md), and what they may call.

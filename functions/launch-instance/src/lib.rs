@@ -26,6 +26,7 @@ pub const ENV: &[&str] = &[
     spotfit_aws::config::HEARTBEAT_S,
     spotfit_aws::config::BOOT_GRACE_S,
     spotfit_aws::config::ASSOCIATE_PUBLIC_IP,
+    spotfit_aws::config::ECR_REGISTRIES,
 ];
 
 /// The adapters from the environment (once per cold start); an error names what is missing.

@@ -35,6 +35,11 @@ pub const HEARTBEAT_S: &str = "SPOTFIT_HEARTBEAT_S";
 /// Optional: seconds allowed for boot, agent download and the final upload on top of a job's
 /// `timeout_s` before its deadline (default 600).
 pub const BOOT_GRACE_S: &str = "SPOTFIT_BOOT_GRACE_S";
+/// Optional: registry hosts (`host[:port]`, comma-separated) that take an ECR token like ECR's
+/// own `<account>.dkr.ecr.<region>.amazonaws.com` hosts, which need no entry. Instances log in
+/// to an image's host before the pull when it is one of these; the tests name the emulator's
+/// loopback registry here.
+pub const ECR_REGISTRIES: &str = "SPOTFIT_ECR_REGISTRIES";
 /// Optional: the state machine `spotfit submit` starts.
 pub const STATE_MACHINE_ARN: &str = "SPOTFIT_STATE_MACHINE_ARN";
 
@@ -71,6 +76,8 @@ pub struct LaunchConfig {
     pub associate_public_ip: bool,
     /// Job role name → instance profile ARN: the allow-list a spec's `role` is looked up in.
     pub job_profiles: BTreeMap<String, String>,
+    /// [`ECR_REGISTRIES`].
+    pub registry_hosts: Vec<String>,
 }
 
 /// The reaper's thresholds.
@@ -213,6 +220,13 @@ impl LaunchConfig {
             security_group_ids,
             associate_public_ip,
             job_profiles,
+            registry_hosts: spotfit_core::image::parse_registry_hosts(
+                &optional(env, ECR_REGISTRIES).unwrap_or_default(),
+            )
+            .map_err(|reason| ConfigError::Invalid {
+                var: ECR_REGISTRIES,
+                reason,
+            })?,
         })
     }
     /// AZ ids with a subnet, in a stable order.
@@ -303,6 +317,17 @@ mod tests {
         let c = LaunchConfig::from_lookup(&env(&base)).unwrap();
         assert_eq!(c.zones(), ["use1-az1", "use1-az2"]);
         assert!(!c.associate_public_ip);
+        assert!(c.registry_hosts.is_empty());
+        let mut with = base.to_vec();
+        with.push((ECR_REGISTRIES, "127.0.0.1:5000,registry.internal"));
+        let c = LaunchConfig::from_lookup(&env(&with)).unwrap();
+        assert_eq!(c.registry_hosts, ["127.0.0.1:5000", "registry.internal"]);
+        let mut bad = base.to_vec();
+        bad.push((ECR_REGISTRIES, "ok.io,bad;host"));
+        assert!(LaunchConfig::from_lookup(&env(&bad))
+            .unwrap_err()
+            .to_string()
+            .contains(ECR_REGISTRIES));
 
         let mut bad = base.to_vec();
         bad[1] = (SUBNETS, "[1]");

@@ -96,6 +96,7 @@ impl Ec2Launcher {
                 security_group_ids: Vec::new(),
                 associate_public_ip: false,
                 job_profiles: Default::default(),
+                registry_hosts: Vec::new(),
             },
         }
     }
@@ -221,6 +222,9 @@ impl InstanceLauncher for Ec2Launcher {
             argv: &req.argv,
             env: &req.env,
             image: req.image.as_deref(),
+            memory_limit_bytes: req.memory_limit_bytes,
+            gpus: req.gpus > 0,
+            registry_hosts: &self.cfg.registry_hosts,
         })
         .map_err(|e| fatal("InvalidUserData", e.to_string()))?;
 

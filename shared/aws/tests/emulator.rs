@@ -503,6 +503,7 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
         root_volume_gib: None,
         env_from: Default::default(),
         role: None,
+        gpus: 0,
     };
     match l.launch(&req).await {
         Err(LaunchError::Fatal { code, .. }) => assert_eq!(code, "InvalidParameterValue"),
@@ -565,6 +566,7 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
         root_volume_gib: None,
         env_from: Default::default(),
         role: None,
+        gpus: 0,
     };
     let again = l.launch(&req).await.unwrap();
     assert_eq!(again.instance_id, a.instance.as_ref().unwrap().instance_id);

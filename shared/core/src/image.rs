@@ -150,9 +150,118 @@ pub fn parse_image_ref(s: &str) -> Result<ImageRef, String> {
     })
 }
 
+/// A registry the instance logs in to before the pull, with the region to ask for its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub host: String,
+    pub region: String,
+}
+
+/// The region of an ECR registry host, `<12-digit account>.dkr.ecr[-fips].<region>.amazonaws.com`
+/// (or `.amazonaws.com.cn`); None for any other host.
+pub fn ecr_region(host: &str) -> Option<&str> {
+    let labels: Vec<&str> = host.split('.').collect();
+    let [account, "dkr", ecr, region, rest @ ..] = labels.as_slice() else {
+        return None;
+    };
+    let region_ok = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && matches!(*ecr, "ecr" | "ecr-fips")
+        && region_ok
+        && matches!(rest, ["amazonaws", "com"] | ["amazonaws", "com", "cn"]))
+    .then_some(*region)
+}
+
+/// Which registry, if any, to log in to before pulling `image`: its host when that is an ECR
+/// registry (a token from `ecr get-login-password` in the registry's own region), or one of
+/// the deployment's other ECR-compatible hosts (`extra`: hosts that answer to the same token,
+/// e.g. the emulator's loopback registry in tests; asked in the deployment's `region`). None
+/// for public images (Docker Hub, ghcr.io …) and images without a registry host.
+pub fn registry_login(image: &str, extra: &[String], region: &str) -> Option<RegistryLogin> {
+    let host = parse_image_ref(image).ok()?.domain?;
+    if let Some(r) = ecr_region(&host) {
+        return Some(RegistryLogin {
+            host: host.clone(),
+            region: r.to_string(),
+        });
+    }
+    extra
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(&host))
+        .then(|| RegistryLogin {
+            host,
+            region: region.to_string(),
+        })
+}
+
+/// The deployment's extra ECR-compatible registry hosts: `host[:port]` entries separated by
+/// commas or whitespace (the empty text is none). A bad entry is refused by position.
+pub fn parse_registry_hosts(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, h) in text.split([',', ' ', '\n', '\t']).filter(|h| !h.is_empty()).enumerate() {
+        if h.len() > 128 || !domain(h) {
+            return Err(format!(
+                "entry {i} ({:?}) is not a registry host[:port]",
+                h.chars().take(64).collect::<String>()
+            ));
+        }
+        out.push(h.to_string());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ecr_hosts_and_the_configured_ones_are_logged_in_to_others_not() {
+        let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/etl/daily:2024.06.01";
+        assert_eq!(
+            registry_login(ecr, &[], "us-east-1"),
+            Some(RegistryLogin {
+                host: "123456789012.dkr.ecr.eu-west-1.amazonaws.com".into(),
+                region: "eu-west-1".into()
+            })
+        );
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com"),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+            Some("cn-north-1")
+        );
+        // look-alikes are not ECR: a short account, another domain, a suffix added
+        for not in [
+            "12345.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io",
+            "123456789012.dkr.ecr.us-east-1.example.com",
+            "public.ecr.aws",
+        ] {
+            assert_eq!(ecr_region(not), None, "{not}");
+        }
+        // public images log in nowhere; a configured stand-in host does, in the deployment's region
+        assert_eq!(registry_login("rocker/r-ver:4.4", &[], "us-east-1"), None);
+        assert_eq!(registry_login("ghcr.io/org/img:1", &[], "us-east-1"), None);
+        let extra = parse_registry_hosts("127.0.0.1:5000, registry.internal").unwrap();
+        assert_eq!(extra, ["127.0.0.1:5000", "registry.internal"]);
+        assert_eq!(
+            registry_login("127.0.0.1:5000/burn:1", &extra, "us-east-1"),
+            Some(RegistryLogin {
+                host: "127.0.0.1:5000".into(),
+                region: "us-east-1".into()
+            })
+        );
+        assert_eq!(registry_login("127.0.0.1:5001/burn:1", &extra, "us-east-1"), None);
+        assert_eq!(parse_registry_hosts("").unwrap(), Vec::<String>::new());
+        let e = parse_registry_hosts("ok.io,host;rm").unwrap_err();
+        assert!(e.contains("entry 1"), "{e}");
+    }
 
     #[test]
     fn real_references_parse() {

@@ -118,6 +118,10 @@ pub struct LaunchRequest {
     /// The spec's `role`: which of the deployment's job roles the instance runs with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// GPUs of the pool's instance type (from the ranked candidate): a container job on a type
+    /// with GPUs gets them (`--gpus all`).
+    #[serde(default)]
+    pub gpus: u32,
 }
 
 /// A started instance.

@@ -1695,6 +1695,10 @@ mod tests {
             argv: &spec.command,
             env: &spec.env,
             image: None,
+            // The longest values the new fields can take, for the size bound.
+            memory_limit_bytes: Some(u64::MAX),
+            gpus: true,
+            registry_hosts: &[],
         })
         .unwrap();
         assert!(script.len() <= crate::user_data::MAX_USER_DATA, "{}", script.len());

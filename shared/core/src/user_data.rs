@@ -15,14 +15,19 @@ pub const MAX_USER_DATA: usize = 16 * 1024;
 /// Longest plain token (bucket, agent key, region, job name, run id) the renderer accepts.
 pub const MAX_PLAIN_LEN: usize = 128;
 
-/// Placeholders filled with plain tokens or the deadline (each at most [`MAX_PLAIN_LEN`]).
-const PLAIN_PLACEHOLDERS: [&str; 6] = [
+/// Placeholders filled with plain tokens, numbers or words the renderer chooses (each at most
+/// [`MAX_PLAIN_LEN`]; the optional ones may be empty).
+const PLAIN_PLACEHOLDERS: [&str; 10] = [
     "@@BUCKET@@",
     "@@AGENT_KEY@@",
     "@@REGION@@",
     "@@JOB@@",
     "@@RUN_ID@@",
     "@@DEADLINE_EPOCH_S@@",
+    "@@MEMORY_LIMIT@@",
+    "@@GPUS@@",
+    "@@REGISTRY_HOST@@",
+    "@@REGISTRY_REGION@@",
 ];
 
 /// Bytes of user data left for the job's encoded argv, env and image when every plain token
@@ -73,6 +78,14 @@ pub struct UserDataInput<'a> {
     pub argv: &'a [String],
     pub env: &'a BTreeMap<String, String>,
     pub image: Option<&'a str>,
+    /// The memory the job was sized to: the agent's `--memory-limit` (the container's
+    /// `--memory`, a process job's memory cgroup), so going over it is a recorded OOM kill.
+    pub memory_limit_bytes: Option<u64>,
+    /// The instance type has GPUs: an image job's container gets `--gpus all`.
+    pub gpus: bool,
+    /// The deployment's ECR-compatible registry hosts besides ECR's own (see
+    /// [`crate::image::registry_login`]).
+    pub registry_hosts: &'a [String],
 }
 
 fn plain(field: &'static str, value: &str) -> Result<(), UserDataError> {
@@ -140,6 +153,21 @@ pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
         None => String::new(),
     };
     let deadline = input.deadline_epoch_s.to_string();
+    let memory_limit = input.memory_limit_bytes.map(|m| m.to_string()).unwrap_or_default();
+    // Only a container uses GPUs through the runtime; a process job sees the host's devices.
+    let gpus = if input.gpus && input.image.is_some() { "all" } else { "" };
+    // Which registry to log in to is decided here, not in the script: the script only runs
+    // `aws ecr get-login-password | RUNTIME login --password-stdin HOST` when it is given one.
+    let login = input
+        .image
+        .and_then(|i| crate::image::registry_login(i, input.registry_hosts, input.region));
+    if let Some(l) = &login {
+        plain("registry host", &l.host)?;
+        plain("registry region", &l.region)?;
+    }
+    let (registry_host, registry_region) = login
+        .as_ref()
+        .map_or(("", ""), |l| (l.host.as_str(), l.region.as_str()));
     let value = |name: &str| -> Option<&str> {
         Some(match name {
             "BUCKET" => input.bucket,
@@ -151,6 +179,10 @@ pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
             "ARGV_B64" => &argv,
             "ENV_B64" => &env,
             "IMAGE_B64" => &image,
+            "MEMORY_LIMIT" => &memory_limit,
+            "GPUS" => gpus,
+            "REGISTRY_HOST" => registry_host,
+            "REGISTRY_REGION" => registry_region,
             _ => return None,
         })
     };
@@ -217,8 +249,17 @@ mod tests {
         write_exec(
             &bin.join("aws"),
             &format!(
-                "#!/bin/bash\n# aws s3 cp SRC DEST\ncp {} \"${{@: -1}}\"\n",
-                agent.display()
+                "#!/bin/bash\n# aws s3 cp SRC DEST | aws ecr get-login-password --region R\nif [ \"$1\" = ecr ]; then echo \"$*\" >> {d}/ecr.log; echo ecr-token-SECRET; exit 0; fi\ncp {a} \"${{@: -1}}\"\n",
+                d = dir.display(),
+                a = agent.display()
+            ),
+        );
+        // The registry login: its argv, its stdin and where it was told to keep the token.
+        write_exec(
+            &bin.join("docker"),
+            &format!(
+                "#!/bin/bash\nprintf '%s\\0' \"$@\" > {d}/docker.argv\ncat > {d}/docker.stdin\necho \"$DOCKER_CONFIG $REGISTRY_AUTH_FILE\" > {d}/docker.env\nmkdir -p \"$DOCKER_CONFIG\" && echo '{{}}' > \"$DOCKER_CONFIG/config.json\"\n",
+                d = dir.display()
             ),
         );
         let out = Command::new("bash")
@@ -276,6 +317,9 @@ mod tests {
             argv: &argv,
             env: &env,
             image: None,
+            memory_limit_bytes: None,
+            gpus: false,
+            registry_hosts: &[],
         };
         // WHEN the rendered script runs
         let script = render(&input).unwrap();
@@ -343,6 +387,9 @@ mod tests {
             argv: &argv,
             env: &env,
             image: Some("rocker/r-ver:4.4"),
+            memory_limit_bytes: None,
+            gpus: false,
+            registry_hosts: &[],
         };
         let (got, agent_env, _) = run_script(&render(&input).unwrap(), dir.path());
         let sep = got.iter().position(|a| a == "--").unwrap();
@@ -357,6 +404,91 @@ mod tests {
         assert!(fw.contains("-I DOCKER-USER -d 169.254.169.254/32 -j DROP"), "{fw}");
     }
 
+    #[test]
+    fn an_ecr_image_is_pulled_after_a_login_whose_token_only_goes_through_a_pipe() {
+        // GIVEN an ECR image job, sized to 3 GiB, on a GPU type
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec!["python".to_string(), "train.py".to_string()];
+        let env = BTreeMap::new();
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let image = format!("{host}/nlp/train:3");
+        let input = UserDataInput {
+            image: Some(&image),
+            memory_limit_bytes: Some(3 << 30),
+            gpus: true,
+            region: "us-east-1",
+            ..plain_input(&argv, &env)
+        };
+        let script = render(&input).unwrap();
+        let (got, _, stderr) = run_script(&script, dir.path());
+        // THEN the token was asked for in the registry's region and given to the runtime's login
+        // on stdin only: not in its argv, not in the script, not in the log
+        let ecr = std::fs::read_to_string(dir.path().join("ecr.log")).unwrap();
+        assert_eq!(ecr.trim(), "ecr get-login-password --region eu-west-1");
+        let login: Vec<String> = std::fs::read(dir.path().join("docker.argv"))
+            .unwrap()
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect();
+        assert_eq!(login, ["login", "--username", "AWS", "--password-stdin", host]);
+        let stdin = std::fs::read_to_string(dir.path().join("docker.stdin")).unwrap();
+        assert_eq!(stdin.trim(), "ecr-token-SECRET");
+        assert!(!script.contains("SECRET") && !stderr.contains("SECRET"), "{stderr}");
+        // AND the runtime kept it in a private directory of this boot, removed after the job
+        let env_line = std::fs::read_to_string(dir.path().join("docker.env")).unwrap();
+        let auth = dir.path().join("home/registry-auth");
+        assert!(env_line.starts_with(&auth.display().to_string()), "{env_line}");
+        assert!(!auth.exists(), "the registry credentials outlived the job");
+        // AND the agent got the sized memory and the GPUs, before `--`
+        let sep = got.iter().position(|a| a == "--").unwrap();
+        let opts = got[..sep].join(" ");
+        assert!(opts.contains(&format!("--memory-limit {}", 3u64 << 30)), "{opts}");
+        assert!(opts.contains("--gpus"), "{opts}");
+    }
+
+    #[test]
+    fn public_images_and_process_jobs_log_in_nowhere_and_get_no_gpus_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec!["x".to_string()];
+        let env = BTreeMap::new();
+        // a public image on a GPU type: GPUs yes, login no
+        let input = UserDataInput {
+            image: Some("pytorch/pytorch:2.3.0"),
+            gpus: true,
+            ..plain_input(&argv, &env)
+        };
+        let (got, _, _) = run_script(&render(&input).unwrap(), dir.path());
+        assert!(got.iter().any(|a| a == "--gpus"), "{got:?}");
+        assert!(!dir.path().join("docker.argv").exists(), "logged in for a public image");
+        // a process job on a GPU type, with a limit: the limit yes, `--gpus` (a container flag) no
+        let dir = tempfile::tempdir().unwrap();
+        let input = UserDataInput {
+            memory_limit_bytes: Some(1 << 30),
+            gpus: true,
+            ..plain_input(&argv, &env)
+        };
+        let (got, _, _) = run_script(&render(&input).unwrap(), dir.path());
+        assert!(!got.iter().any(|a| a == "--gpus"), "{got:?}");
+        assert!(
+            got.windows(2)
+                .any(|w| w[0] == "--memory-limit" && w[1] == (1u64 << 30).to_string()),
+            "{got:?}"
+        );
+        // the deployment's extra registry (the emulator's) is logged in to, in its region
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = vec!["127.0.0.1:5000".to_string()];
+        let input = UserDataInput {
+            image: Some("127.0.0.1:5000/burn:1"),
+            registry_hosts: &hosts,
+            region: "us-east-1",
+            ..plain_input(&argv, &env)
+        };
+        run_script(&render(&input).unwrap(), dir.path());
+        let ecr = std::fs::read_to_string(dir.path().join("ecr.log")).unwrap();
+        assert_eq!(ecr.trim(), "ecr get-login-password --region us-east-1");
+    }
+
     /// An input with plain one-letter tokens around `argv` and `env`.
     fn plain_input<'a>(argv: &'a [String], env: &'a BTreeMap<String, String>) -> UserDataInput<'a> {
         UserDataInput {
@@ -369,6 +501,9 @@ mod tests {
             argv,
             env,
             image: None,
+            memory_limit_bytes: None,
+            gpus: false,
+            registry_hosts: &[],
         }
     }
 

@@ -314,6 +314,9 @@ fn check_refusal(e: &spotfit_core::SpecError) -> Result<(), TestCaseError> {
 }
 
 const PAYLOADS: [&str; 3] = ["ARGV_B64='", "ENV_B64='", "IMAGE_B64='"];
+/// Values the renderer decides from the job's image (GPUs only for images, the registry to log
+/// in to): not job bytes, but they differ from the empty job's, so they are checked apart.
+const DECIDED: [&str; 3] = ["GPUS='", "REGISTRY_HOST='", "REGISTRY_REGION='"];
 
 /// Renders `spec` with the longest plain tokens and checks the user-data invariants.
 fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
@@ -330,6 +333,10 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
                 argv,
                 env,
                 image,
+                // The longest values the new fields can take, for the size bound.
+                memory_limit_bytes: Some(u64::MAX),
+                gpus: true,
+                registry_hosts: &[],
             })
             .map_err(|e| e.to_string())
         };
@@ -343,6 +350,8 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
             .map(|l| {
                 if PAYLOADS.iter().any(|p| l.starts_with(p)) {
                     "PAYLOAD"
+                } else if DECIDED.iter().any(|p| l.starts_with(p)) {
+                    "DECIDED"
                 } else {
                     l
                 }
@@ -352,6 +361,16 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
     };
     let empty = input(&[], &BTreeMap::new(), None).unwrap();
     prop_assert_eq!(blank(&script), blank(&empty));
+    // Each decided value is a plain token (or empty) inside single quotes.
+    for p in DECIDED {
+        let line = script.lines().find(|l| l.starts_with(p)).unwrap();
+        let v = &line[p.len()..line.len() - 1];
+        prop_assert!(line.ends_with('\''));
+        prop_assert!(
+            v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@".contains(&b)),
+            "{line}"
+        );
+    }
     // Each payload is base64 inside single quotes, and the argv decodes to the command.
     for p in PAYLOADS {
         let line = script.lines().find(|l| l.starts_with(p)).unwrap();
@@ -457,6 +476,10 @@ fn fuzz_spec_parser_validator_and_user_data() {
             argv: &spec.command,
             env: &spec.env,
             image: spec.image.as_deref(),
+            // The longest values the new fields can take, for the size bound.
+            memory_limit_bytes: Some(u64::MAX),
+            gpus: true,
+            registry_hosts: &[],
         });
         match r {
             Ok(_) if spec.command.iter().all(|a| !a.contains('\0')) => check_render(&spec)?,

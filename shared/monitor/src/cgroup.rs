@@ -277,9 +277,20 @@ pub fn parse_blkio_v1(b: &[u8]) -> (u64, u64) {
     (r, w)
 }
 
-/// Finds the cgroup of a Docker container from its id (full or a unique prefix), in the
-/// layouts of the cgroupfs and systemd drivers, v2 and v1. No Docker API, no `docker stats`.
+/// Finds the cgroup of a Docker container from its id (full or a unique prefix). See
+/// [`container_cgroup`].
 pub fn docker_cgroup(id: &str, root: &Path) -> Result<Cgroup, MonitorError> {
+    container_cgroup(id, root)
+}
+
+/// Finds a container's cgroup from its id (full or a unique prefix), in the layouts Docker and
+/// podman use, v2 and v1. No runtime API, no `docker stats`. Layouts (seen with `cat
+/// /proc/<pid>/cgroup` of a container's process): Docker's systemd driver
+/// `system.slice/docker-<id>.scope`, its cgroupfs driver `docker/<id>`; podman under systemd
+/// `machine.slice/libpod-<id>.scope`, podman's cgroupfs manager `libpod_parent/libpod-<id>`
+/// (this build host, v1). A container whose process is known is better found by
+/// [`process_cgroup`], which reads where it is rather than where it usually is.
+pub fn container_cgroup(id: &str, root: &Path) -> Result<Cgroup, MonitorError> {
     if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(MonitorError::BadInput {
             field: "docker",
@@ -288,12 +299,13 @@ pub fn docker_cgroup(id: &str, root: &Path) -> Result<Cgroup, MonitorError> {
     }
     // (parent directory, name prefix, name suffix) per layout; v1 layouts are looked up under
     // the memory controller and then applied to the others.
-    let layouts: [(&str, String, &str); 4] = [
-        ("system.slice", format!("docker-{id}"), ".scope"),
-        ("docker", id.to_string(), ""),
-        ("memory/system.slice", format!("docker-{id}"), ".scope"),
-        ("memory/docker", id.to_string(), ""),
-    ];
+    let mut layouts: Vec<(String, String, &str)> = Vec::new();
+    for base in ["", "memory/"] {
+        layouts.push((format!("{base}system.slice"), format!("docker-{id}"), ".scope"));
+        layouts.push((format!("{base}docker"), id.to_string(), ""));
+        layouts.push((format!("{base}machine.slice"), format!("libpod-{id}"), ".scope"));
+        layouts.push((format!("{base}libpod_parent"), format!("libpod-{id}"), ""));
+    }
     for (parent, prefix, suffix) in &layouts {
         let dir = root.join(parent);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -317,8 +329,35 @@ pub fn docker_cgroup(id: &str, root: &Path) -> Result<Cgroup, MonitorError> {
         }
     }
     Err(MonitorError::CgroupNotFound {
-        path: format!("docker container {id}"),
+        path: format!("container {id}"),
     })
+}
+
+/// The cgroup process `pid` is in, from `/proc/<pid>/cgroup` (its v1 memory controller's path,
+/// else its v2 path), resolved under `root`.
+pub fn process_cgroup(pid: u32, root: &Path) -> Option<Cgroup> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    Cgroup::resolve(&cgroup_path_of(&text)?, root).ok()
+}
+
+/// The path to track in a `/proc/<pid>/cgroup` file: the v1 memory controller's (its counters
+/// are the ones that matter, the other controllers share the path under Docker and podman),
+/// else the v2 one (`0::/path`). None for the root cgroup: that would be the whole host.
+pub fn cgroup_path_of(text: &str) -> Option<String> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if ctrls.split(',').any(|c| c == "memory") {
+            return (path != "/").then(|| path.to_string());
+        }
+        if ctrls.is_empty() {
+            v2 = Some(path.to_string());
+        }
+    }
+    v2.filter(|p| p != "/")
 }
 
 /// The v2 cgroup directory of a process (`0::/path` in `/proc/<pid>/cgroup`), if it has one
@@ -703,6 +742,49 @@ mod tests {
         assert_eq!((q2, d2), (Some(2.0), None));
         assert_eq!(cores_given(None, &[], &root), (None, None));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_process_cgroup_file_names_the_memory_path_else_the_v2_one() {
+        // GIVEN /proc/<pid>/cgroup of a podman container here (hybrid v1) and on a v2 host
+        let hybrid = "9:name=systemd:/libpod_parent/libpod-28154f\n4:memory:/libpod_parent/libpod-28154f\n0::/libpod_parent/libpod-28154f\n";
+        let v2 = "0::/machine.slice/libpod-28154f.scope\n";
+        assert_eq!(cgroup_path_of(hybrid).as_deref(), Some("/libpod_parent/libpod-28154f"));
+        assert_eq!(
+            cgroup_path_of(v2).as_deref(),
+            Some("/machine.slice/libpod-28154f.scope")
+        );
+        // AND a process in the root cgroup names none (tracking it would track the host)
+        assert_eq!(cgroup_path_of("0::/\n"), None);
+        assert_eq!(cgroup_path_of("4:memory:/\n0::/x\n"), None);
+    }
+
+    #[test]
+    fn container_cgroups_are_found_in_docker_and_podman_layouts() {
+        // GIVEN a v2 root with one container of each layout (the files a v2 directory has)
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        let id = |c: char| c.to_string().repeat(64);
+        let dirs = [
+            format!("system.slice/docker-{}.scope", id('a')),
+            format!("docker/{}", id('b')),
+            format!("machine.slice/libpod-{}.scope", id('c')),
+            format!("libpod_parent/libpod-{}", id('d')),
+            format!("machine.slice/libpod-conmon-{}.scope", id('e')),
+        ];
+        for d in &dirs {
+            let p = root.path().join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("cgroup.procs"), "").unwrap();
+            std::fs::write(p.join("cgroup.controllers"), "").unwrap();
+        }
+        // THEN each id (or a unique prefix) finds its own directory, and conmon's is no container
+        for (c, d) in ['a', 'b', 'c', 'd'].iter().zip(&dirs) {
+            let want = Cgroup::V2(root.path().join(d));
+            assert_eq!(container_cgroup(&id(*c), root.path()).unwrap(), want);
+            assert_eq!(container_cgroup(&id(*c)[..12], root.path()).unwrap(), want);
+        }
+        assert!(container_cgroup(&id('e'), root.path()).is_err());
     }
 
     #[test]

@@ -74,9 +74,36 @@ pub struct MonitorArgs {
     /// The container runtime's command for `--image`.
     #[arg(long, default_value = crate::container::DEFAULT_RUNTIME, value_name = "CMD")]
     pub container_runtime: String,
+    /// The job's memory limit: bytes, or with a k/m/g suffix (KiB, MiB, GiB). A container gets
+    /// it as `--memory` and `--memory-swap`; a command runs in a memory cgroup of that size.
+    /// Going over it is an OOM kill, recorded as such.
+    #[arg(long, value_name = "BYTES|Nm|Ng", value_parser = parse_bytes, requires = "command")]
+    pub memory_limit: Option<u64>,
+    /// Give the container every GPU of the host (`--gpus all`).
+    #[arg(long, requires = "image")]
+    pub gpus: bool,
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `--memory-limit`: bytes, or a number with a k/m/g suffix (KiB, MiB, GiB; `b` for bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes (e.g. 536870912, 512m, 2g)"))?;
+    match n.checked_mul(mult) {
+        Some(0) | None => Err(format!("{s:?} must be a positive size that fits in 64 bits")),
+        Some(v) => Ok(v),
+    }
 }
 
 /// Where `--upload` points.
@@ -219,6 +246,8 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
         imds,
         handle_signals: true,
         keep_samples: true,
+        // A container's limit is the container's (below); a command's is its own cgroup.
+        memory_limit: args.memory_limit.filter(|_| args.image.is_none()),
         ..Default::default()
     };
 
@@ -232,19 +261,36 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
         .transpose()?
         .unwrap_or_default();
     let mut private: Option<PathBuf> = None;
+    let mut opts = opts;
     let target = match target {
         Target::Command(mut c) => {
             match &args.image {
                 Some(image) => {
-                    crate::container::run_argv(&args.container_runtime, image, None, &c.argv)?; // checks the image
+                    let mut run = crate::container::RunOptions {
+                        memory_limit: args.memory_limit,
+                        gpus: args.gpus,
+                        ..Default::default()
+                    };
+                    crate::container::run_argv(&args.container_runtime, image, &run, &c.argv)?; // checks the image
+                                                                                                // The env file and the container's id file live in a private directory.
+                    let dir = crate::spool::private_dir(&std::env::temp_dir(), &opts.run_id)?;
+                    private = Some(dir.clone());
                     let env_file = if job_env.is_empty() {
                         None
                     } else {
-                        let dir = crate::spool::private_dir(&std::env::temp_dir(), &opts.run_id)?;
-                        private = Some(dir.clone());
                         Some(crate::container::write_env_file(&dir, &job_env)?)
                     };
-                    c.argv = crate::container::run_argv(&args.container_runtime, image, env_file.as_deref(), &c.argv)?;
+                    let cidfile = dir.join("cid");
+                    run.env_file = env_file.as_deref();
+                    run.cidfile = Some(&cidfile);
+                    c.argv = crate::container::run_argv(&args.container_runtime, image, &run, &c.argv)?;
+                    // The client runs in the private directory: podman's conmon leaves an `oom`
+                    // file in its working directory when the container is OOM-killed.
+                    c.cwd = Some(dir.clone());
+                    opts.container = Some(crate::container::ContainerRun {
+                        runtime: args.container_runtime.clone(),
+                        cidfile: cidfile.clone(),
+                    });
                 }
                 None => c.env = job_env,
             }
@@ -401,6 +447,18 @@ pub fn summary_table(o: &Outcome) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_limits_parse_with_units_and_refuse_junk() {
+        assert_eq!(parse_bytes("536870912"), Ok(512 << 20));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        for bad in ["", "m", "-1", "1.5g", "0", "99999999999999999999g", "12 parsecs"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn upload_urls() {

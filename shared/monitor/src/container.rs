@@ -73,11 +73,28 @@ pub fn write_env_file(dir: &Path, env: &[(String, String)]) -> Result<PathBuf, M
     Ok(path)
 }
 
-/// `RUNTIME run --rm --network bridge --security-opt no-new-privileges [--env-file FILE] -- IMAGE ARGV…`
+/// What the container gets besides the image and the argv.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions<'a> {
+    /// The job's environment (see [`write_env_file`]).
+    pub env_file: Option<&'a Path>,
+    /// Where the runtime writes the container's id (a path in a private directory that does not
+    /// exist yet), so the agent can find and measure the container itself.
+    pub cidfile: Option<&'a Path>,
+    /// `--memory N --memory-swap N`: the container gets N bytes and no swap, so going over is
+    /// the kernel's OOM kill inside the container, never a host driven into swap or its own OOM.
+    pub memory_limit: Option<u64>,
+    /// `--gpus all` (the instance type has GPUs; the GPU image has the NVIDIA toolkit).
+    pub gpus: bool,
+}
+
+/// `RUNTIME run --network bridge --security-opt no-new-privileges [--cidfile F] [--memory N
+/// --memory-swap N] [--gpus all] [--env-file FILE] -- IMAGE ARGV…`. No `--rm`: the agent
+/// inspects the stopped container (was it OOM-killed?) and then removes it itself.
 pub fn run_argv(
     runtime: &str,
     image: &str,
-    env_file: Option<&Path>,
+    opts: &RunOptions<'_>,
     argv: &[String],
 ) -> Result<Vec<String>, MonitorError> {
     spotfit_core::image::parse_image_ref(image).map_err(|why| MonitorError::BadInput {
@@ -87,10 +104,15 @@ pub fn run_argv(
             image.chars().take(80).collect::<String>()
         ),
     })?;
+    if opts.memory_limit.is_some_and(|m| m < MIN_MEMORY) {
+        return Err(MonitorError::BadInput {
+            field: "memory_limit",
+            reason: format!("a container needs at least {MIN_MEMORY} bytes (Docker refuses less)"),
+        });
+    }
     let mut v: Vec<String> = [
         runtime,
         "run",
-        "--rm",
         "--network",
         NETWORK,
         "--security-opt",
@@ -99,7 +121,17 @@ pub fn run_argv(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if let Some(f) = env_file {
+    if let Some(f) = opts.cidfile {
+        v.push("--cidfile".into());
+        v.push(f.display().to_string());
+    }
+    if let Some(m) = opts.memory_limit {
+        v.extend(["--memory".into(), m.to_string(), "--memory-swap".into(), m.to_string()]);
+    }
+    if opts.gpus {
+        v.extend(["--gpus".into(), "all".into()]);
+    }
+    if let Some(f) = opts.env_file {
         v.push("--env-file".into());
         v.push(f.display().to_string());
     }
@@ -107,6 +139,20 @@ pub fn run_argv(
     v.push(image.to_string());
     v.extend(argv.iter().cloned());
     Ok(v)
+}
+
+/// Docker's smallest `--memory` (6 MiB).
+pub const MIN_MEMORY: u64 = 6 << 20;
+
+/// A container job, for [`MonitorOptions::container`](crate::MonitorOptions::container): the
+/// command the monitor starts is the runtime's client (`RUNTIME run --cidfile CIDFILE …`); the
+/// monitor waits on it for the exit status, and measures the container through its cgroup.
+#[derive(Debug, Clone)]
+pub struct ContainerRun {
+    /// The runtime's command (for `inspect` and `rm`, as argv).
+    pub runtime: String,
+    /// The `--cidfile` given to `run`.
+    pub cidfile: PathBuf,
 }
 
 #[cfg(test)]
@@ -117,13 +163,16 @@ mod tests {
     #[test]
     fn the_image_comes_after_the_end_of_options_and_options_are_refused() {
         let argv = vec!["--volume=/:/host".to_string(), "x".into()];
-        let v = run_argv("docker", "rocker/r-ver:4.4", Some(Path::new("/s/container.env")), &argv).unwrap();
+        let opts = RunOptions {
+            env_file: Some(Path::new("/s/container.env")),
+            ..Default::default()
+        };
+        let v = run_argv("docker", "rocker/r-ver:4.4", &opts, &argv).unwrap();
         assert_eq!(
             v,
             [
                 "docker",
                 "run",
-                "--rm",
                 "--network",
                 "bridge",
                 "--security-opt",
@@ -138,9 +187,42 @@ mod tests {
         );
         assert!(!v.iter().any(|a| a == "host"));
         for bad in ["--volume=/:/host", "-v", "--network=host", "a b"] {
-            let e = run_argv("docker", bad, None, &[]).unwrap_err();
+            let e = run_argv("docker", bad, &RunOptions::default(), &[]).unwrap_err();
             assert!(e.to_string().contains("image"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_container_gets_its_id_file_memory_limit_and_gpus_as_separate_words() {
+        // GIVEN a sized job on a GPU type
+        let opts = RunOptions {
+            cidfile: Some(Path::new("/p/cid")),
+            memory_limit: Some(512 << 20),
+            gpus: true,
+            ..Default::default()
+        };
+        let v = run_argv("podman", "localhost:5000/burn:1", &opts, &["burn".into()]).unwrap();
+        // THEN the limit is memory and memory+swap alike (no swap), GPUs are all of the type's,
+        // the id goes to the cidfile, all before `--`, and the container is not `--rm`
+        let sep = v.iter().position(|a| a == "--").unwrap();
+        let opts_part = v[..sep].join(" ");
+        assert!(opts_part.contains("--cidfile /p/cid"), "{opts_part}");
+        assert!(
+            opts_part.contains("--memory 536870912 --memory-swap 536870912"),
+            "{opts_part}"
+        );
+        assert!(opts_part.contains("--gpus all"), "{opts_part}");
+        assert!(!v.iter().any(|a| a == "--rm"), "{v:?}");
+        assert_eq!(&v[sep + 1..], ["localhost:5000/burn:1", "burn"]);
+        // AND without GPUs or a limit neither word appears; a limit Docker refuses is an error
+        let plain = run_argv("docker", "x", &RunOptions::default(), &[]).unwrap();
+        assert!(!plain.iter().any(|a| a == "--gpus" || a == "--memory"), "{plain:?}");
+        let tiny = RunOptions {
+            memory_limit: Some(1 << 20),
+            ..Default::default()
+        };
+        let e = run_argv("docker", "x", &tiny, &[]).unwrap_err();
+        assert!(e.to_string().contains("memory_limit"), "{e}");
     }
 
     #[test]

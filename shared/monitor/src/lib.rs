@@ -12,6 +12,7 @@ pub mod cgroup;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod container;
+mod container_watch;
 pub mod gpu;
 pub mod imds;
 pub mod logs;
@@ -153,6 +154,11 @@ pub struct MonitorOptions {
     /// Command mode: pass the job's stdout and stderr through to the agent's own (they are
     /// spooled and shipped either way). Off in tests that would flood their output.
     pub pass_output: bool,
+    /// Command mode, a container job: the command is the runtime's client, which writes the
+    /// container's id to this cidfile; the container is measured through its cgroup (see
+    /// `container_watch`). Its memory limit is the container's (`--memory`), not
+    /// [`MonitorOptions::memory_limit`].
+    pub container: Option<container::ContainerRun>,
 }
 
 impl Default for MonitorOptions {
@@ -173,6 +179,7 @@ impl Default for MonitorOptions {
             cancel: None,
             memory_limit: None,
             pass_output: true,
+            container: None,
         }
     }
 }

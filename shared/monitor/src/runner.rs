@@ -177,6 +177,8 @@ pub fn monitor(
     let mut oom_base = None;
     // Removed (rmdir) when the run ends, by which time the job has been reaped.
     let mut job_cgroup: Option<JobCgroup> = None;
+    // A container job: the watcher that finds, measures and finally removes the container.
+    let mut container: Option<crate::container_watch::Watch> = None;
     // Where to find the cores the job can use (censoring): its process, its cgroups.
     let mut cpu_pid: Option<u32> = None;
     let cpu_dirs: Vec<std::path::PathBuf>;
@@ -260,6 +262,9 @@ pub fn monitor(
                     cap.start(&mut spawned)?;
                     capture = Some(cap);
                     child = Some(spawned);
+                    if let Some(run) = &opts.container {
+                        container = Some(crate::container_watch::Watch::start(run, &opts.cgroup_root)?);
+                    }
                     (Source::Tree(TreeSampler::new(vec![pid])), false)
                 }
             }
@@ -388,6 +393,7 @@ pub fn monitor(
             Err(RecvTimeoutError::Timeout) => Wake::Tick,
             Err(RecvTimeoutError::Disconnected) => Wake::Disconnected,
         };
+        crate::container_watch::on_wake(container.as_ref(), &mut sampler, &mut cores_probe);
         let now = Instant::now();
         let seen = Seen {
             own_job: child_pid.is_some(),
@@ -396,6 +402,12 @@ pub fn monitor(
         };
         match decide(wake, seen) {
             Action::Finish => {
+                crate::container_watch::before_last_sample(
+                    container.as_ref(),
+                    &mut sampler,
+                    &mut cores_probe,
+                    Duration::from_secs(1),
+                );
                 emit(sampler.sample(now, now_ms()), &mut spool);
                 exit = not_started.take().unwrap_or_else(|| reap(&mut child));
                 break;
@@ -427,6 +439,12 @@ pub fn monitor(
                 if let Some(pid) = child_pid {
                     stop_job(pid, signal, &rx);
                 }
+                crate::container_watch::before_last_sample(
+                    container.as_ref(),
+                    &mut sampler,
+                    &mut cores_probe,
+                    Duration::from_millis(300),
+                );
                 emit(sampler.sample(Instant::now(), now_ms()), &mut spool);
                 exit = reap(&mut child);
                 break;
@@ -468,13 +486,17 @@ pub fn monitor(
     });
     let ended_at_ms = now_ms();
 
-    let oom_killed = exit.signal == Some(9)
-        && (job_cgroup
-            .as_ref()
-            .is_some_and(|g| g.oom_kills().is_some_and(|n| n > 0))
-            || oom_base
+    // The runtime's word on the container (its client exits 137, not by a signal). The container
+    // is removed when `container` is dropped, after the last upload.
+    let container_oom = container.as_ref().is_some_and(|w| w.oom_killed());
+    let oom_killed = container_oom
+        || (exit.signal == Some(9)
+            && (job_cgroup
                 .as_ref()
-                .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0)));
+                .is_some_and(|g| g.oom_kills().is_some_and(|n| n > 0))
+                || oom_base
+                    .as_ref()
+                    .is_some_and(|(d, n0)| oom_kills_v2(d).is_some_and(|n| n > *n0))));
     let (cpu_given_cores, cpu_throttled_s) = cores_probe.finish();
     let end = RunEnd {
         job: opts.job.clone(),

@@ -60,6 +60,9 @@ pub(crate) struct Sampler {
     majflt: Counter,
     read: Counter,
     write: Counter,
+    /// A container's last counters, read as it stopped (its cgroup is removed right after):
+    /// used instead of reading the cgroup from then on.
+    frozen: Option<CgroupStats>,
 }
 
 /// The pieces of one reading of the tracked source, before rates are derived.
@@ -99,6 +102,7 @@ impl Sampler {
             majflt: Counter::default(),
             read: Counter::default(),
             write: Counter::default(),
+            frozen: None,
         };
         s.host_cpu = s.host.read_proc(None, "stat").ok().and_then(parse_host_cpu);
         s.net_base = s.host.read_proc(None, "net/dev").ok().and_then(parse_net_dev);
@@ -111,6 +115,31 @@ impl Sampler {
             s.write.rebase(raw.write);
         }
         s
+    }
+
+    /// From now on sample `cg` (a container's, found after its client started), its counters
+    /// counted from zero, i.e. from the container's start; what the tree counted so far stays.
+    pub(crate) fn set_cgroup(&mut self, cg: Cgroup) {
+        self.source = Source::Cgroup {
+            cg,
+            tree: TreeSampler::new(vec![]),
+            procs: Vec::new(),
+        };
+        for c in [
+            &mut self.cpu_ns,
+            &mut self.minflt,
+            &mut self.majflt,
+            &mut self.read,
+            &mut self.write,
+        ] {
+            c.rebase(0);
+        }
+        self.pss = None;
+    }
+
+    /// The tracked cgroup's final counters (see [`Sampler::frozen`]).
+    pub(crate) fn freeze_cgroup(&mut self, last: CgroupStats) {
+        self.frozen = Some(last);
     }
 
     pub(crate) fn gpu_count(&self) -> u32 {
@@ -133,9 +162,26 @@ impl Sampler {
                 }
             }
             Source::Cgroup { cg, tree, procs } => {
-                let st = cg.read(&mut self.host);
-                if cg.procs(&mut self.host, procs).is_err() {
+                let st = match self.frozen {
+                    Some(last) => last,
+                    None => cg.read(&mut self.host),
+                };
+                if self.frozen.is_some() || cg.procs(&mut self.host, procs).is_err() {
                     procs.clear();
+                }
+                if st.cpu_usage_ns.is_none() && self.frozen.is_none() && !cg.procs_dir().exists() {
+                    // The cgroup is gone (a container's, removed by its runtime as it stopped):
+                    // nothing changed since the last reading. Falling back to the (empty) tree
+                    // would read as counters reset, and the frozen final counters would then be
+                    // counted twice.
+                    return Raw {
+                        cpu_ns: self.cpu_ns.last_raw,
+                        minflt: self.minflt.last_raw,
+                        majflt: self.majflt.last_raw,
+                        read: self.read.last_raw,
+                        write: self.write.last_raw,
+                        ..Default::default()
+                    };
                 }
                 tree.set_roots(procs);
                 // The tree walk gives the pids (GPU memory, PSS) and RSS; the counters are the cgroup's.
@@ -252,5 +298,54 @@ fn apply_cgroup(s: &mut Sample, cg: &CgroupStats) {
     }
     if s.rss_bytes == 0 {
         s.rss_bytes = cg.anon_bytes.unwrap_or(0);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn write_v2(dir: &std::path::Path, usage_usec: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+        std::fs::write(
+            dir.join("cpu.stat"),
+            format!("usage_usec {usage_usec}\nthrottled_usec 0\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("memory.current"), "1048576\n").unwrap();
+    }
+
+    #[test]
+    fn a_container_switch_counts_its_cgroup_from_zero_and_its_end_once() {
+        // GIVEN a sampler on a (dead) tree, switched to a container's cgroup that used 2 s
+        let root = tempfile::tempdir().unwrap();
+        let cg_dir = root.path().join("libpod-ab");
+        write_v2(&cg_dir, 2_000_000);
+        let t0 = Instant::now();
+        let mut s = Sampler::new(Source::Tree(TreeSampler::new(vec![])), "r", 1, false, t0, false);
+        s.set_cgroup(Cgroup::V2(cg_dir.clone()));
+        let at = |ms| t0 + std::time::Duration::from_millis(ms);
+        let mut total = 0.0;
+        let mut take = |s: &mut Sampler, ms| {
+            let x = s.sample(at(ms), 0);
+            total += x.cpu_cores * x.interval_s;
+        };
+        // WHEN it samples, the container runs to 3 s, its cgroup is removed, then the final
+        // counters (3.5 s, read as it emptied) arrive
+        take(&mut s, 100);
+        write_v2(&cg_dir, 3_000_000);
+        take(&mut s, 200);
+        std::fs::remove_dir_all(&cg_dir).unwrap();
+        take(&mut s, 300);
+        s.freeze_cgroup(CgroupStats {
+            cpu_usage_ns: Some(3_500_000_000),
+            ..Default::default()
+        });
+        take(&mut s, 400);
+        // THEN the run used what the container used, 3.5 s: from its start, the end once
+        assert!((total - 3.5).abs() < 1e-6, "{total}");
     }
 }

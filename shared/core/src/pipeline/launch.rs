@@ -152,6 +152,7 @@ where
             root_volume_gib: boot.map(|c| c.root_volume_gib).filter(|g| *g > 0),
             env_from: state.spec.env_from.clone(),
             role: state.spec.role.clone(),
+            gpus: state.candidates.get(step.rank).map_or(0, |c| c.gpu),
         };
         match launcher.launch(&req).await {
             Ok(launched) => {
