@@ -386,7 +386,10 @@ fn a_local_run_is_recorded_by_the_pipelines_own_steps() {
     // AND it is costed by the record step's rule: launch to termination, EC2's 60 s minimum
     let price = placed["price_per_hour"].as_f64().unwrap();
     assert!(price > 0.0);
-    let expected = spotfit_core::cost::billed_cost(price, 1.0);
+    // (instance and root volume: what it would have cost there)
+    let storage = placed["storage_per_hour"].as_f64().unwrap();
+    assert!((storage - spotfit_core::cost::ebs_per_hour(30)).abs() < 1e-12, "{run}");
+    let expected = spotfit_core::cost::billed_cost(price + storage, 1.0);
     assert!(
         (run["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-12,
         "{} vs {expected}",

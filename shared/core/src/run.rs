@@ -18,8 +18,8 @@ pub struct Placed {
     pub price_per_hour: f64,
     #[serde(default)]
     pub local: bool,
-    /// The root volume's price per hour, USD, billed beside the instance (0: records written
-    /// before volumes were priced, and local runs).
+    /// The root volume's price per hour, USD, billed beside the instance (a local run: what it
+    /// would have cost there; 0: records written before volumes were priced).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub storage_per_hour: f64,
 }
