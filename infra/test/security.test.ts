@@ -347,8 +347,6 @@ test('the launcher may read the image parameters Rust resolves, and only those',
   assert.equal(plainGets.length, 1);
   assert.equal(asArray(plainGets[0].statement.Resource).length, want.length);
 });
-  assert.equal(statements(plain).filter((s) => asArray(s.statement.Action).includes('ssm:GetParameters')).length, 0);
-});
 
 test('alarms: failed executions, every function\'s errors, the reaper, the dead-letter queue; all to one topic', () => {
   const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, p]) => p as any);
