@@ -779,7 +779,7 @@ export class SpotfitStack extends Stack {
 
 /** The public SSM parameters of the images the launch may boot (infra/machine-images.json). */
 export function machineImageParameters(): string[] {
-  const file = path.join(__dirname, '..', 'machine-images.json');
+  const file = path.join(repoRoot(), 'infra', 'machine-images.json');
   const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { parameters: string[] };
   return doc.parameters;
 }

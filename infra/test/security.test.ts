@@ -4,6 +4,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
+import { repoRoot } from '../lib/config';
 import { asArray, functionRole, render, resourcesOfType, statements, synth } from './helpers';
 
 const { stack, template, json } = synth();
@@ -336,7 +337,7 @@ test('the launcher may read the image parameters Rust resolves, and only those',
   assert.equal(get.length, 1);
   assert.deepEqual(get[0].roles, [roleOf('launch-instance')]);
   // infra/machine-images.json is written by a Rust test from the images the launch boots.
-  const doc = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'machine-images.json'), 'utf8'));
+  const doc = JSON.parse(fs.readFileSync(path.join(repoRoot(), 'infra', 'machine-images.json'), 'utf8'));
   const want = (doc.parameters as string[]).map((p) => `arn:{AWS::Partition}:ssm:{AWS::Region}::parameter${p}`);
   assert.ok(want.length >= 5, 'one parameter per image and architecture');
   assert.deepEqual(asArray(get[0].statement.Resource).map(render).sort(), [...want].sort());
