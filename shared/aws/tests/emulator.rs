@@ -433,6 +433,7 @@ async fn an_image_parameter_that_does_not_exist_fails_the_launch() {
         root_volume_gib: None,
         env_from: Default::default(),
         role: None,
+        gpus: 0,
     };
     match l.launch(&req).await {
         // the launch role may not even read it: only the images spotfit boots are granted
