@@ -107,6 +107,9 @@ def resolve_ssm_image_ids(denials: str) -> None:
             param = ssm_backends[self.current_account][self.region].get_parameter(name)
             if param is None:
                 raise EC2ClientError("InvalidParameterValue", f"Unable to resolve the SSM parameter {bare!r} for ImageId")
+            # moto reads parameters from `params` (automated parsing) or `querystring`.
+            if getattr(self, "automated_parameter_parsing", False):
+                self.params["ImageId"] = param.value
             self.querystring["ImageId"] = [param.value]
         return original_run(self)
 
