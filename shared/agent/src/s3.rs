@@ -1,0 +1,438 @@
+//! S3 as an [`ObjectStore`] without the AWS SDK: `rusty-s3` signs each request (SigV4 query
+//! signing, session tokens included) as a pure function, and `ureq` sends it over one blocking
+//! keep-alive connection. The store's futures never wait on anything: they run the request on
+//! the uploader's thread and return, so no tokio reactor (or its threads) is needed.
+//!
+//! The semantics are those of `spotfit-aws`'s `S3ObjectStore`: a missing key reads as
+//! `Ok(None)`; throttling is `Throttled`, server errors and every transport failure (refused,
+//! reset, timed out) are `Unavailable` — both retryable; anything else is `Other` with S3's code.
+//! Keys are deterministic and a put overwrites, so the uploader's retries never duplicate.
+
+use crate::creds::Provider;
+use rusty_s3::{Bucket, S3Action, UrlStyle};
+use spotfit_core::ports::{ObjectStore, StoreError};
+use std::io::Read;
+use std::time::Duration;
+
+pub const REGION_ENV: &str = "AWS_REGION";
+pub const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
+/// The SDKs' endpoint overrides: the S3-specific one wins over the global one.
+pub const ENDPOINT_S3_ENV: &str = "AWS_ENDPOINT_URL_S3";
+pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+
+/// A put can't be cancelled from outside (it blocks its thread), so its own deadline must end
+/// it before the uploader's 5 s per-put timeout would: 4 s from DNS to the last response byte.
+/// A part (a minute of samples) is a few KiB; that is ample on any link an instance has.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a signed URL is valid: only for the request made right after signing.
+const SIGNED_FOR: Duration = Duration::from_secs(300);
+/// Error bodies are a few hundred bytes of XML; read no more than this of one.
+const ERROR_BODY_LIMIT: u64 = 16 * 1024;
+/// The agent reads little back (resume checks, tests); bounded all the same.
+const GET_LIMIT: u64 = 256 * 1024 * 1024;
+/// Buffers per connection (ureq's default is 128 KiB each): a part is a few KiB and S3's
+/// response headers are well under this, so a smaller buffer keeps the agent's RSS down.
+const IO_BUFFER: usize = 16 * 1024;
+const SERVICE: &str = "s3";
+
+/// Where requests for `bucket` go: an endpoint override (emulators: path style, since they
+/// serve buckets under the path, not as virtual hosts), else AWS's regional endpoint in
+/// virtual-hosted style — AWS's own default and the only style for buckets created from now
+/// on; path style only for a bucket whose name has a dot (it would not match the TLS wildcard
+/// certificate as a host name).
+pub fn endpoint(
+    get: &dyn Fn(&str) -> Option<String>,
+    region: &str,
+    bucket: &str,
+) -> Result<(url::Url, UrlStyle), (&'static str, String)> {
+    let var = |n: &str| get(n).filter(|v| !v.is_empty());
+    for name in [ENDPOINT_S3_ENV, ENDPOINT_ENV] {
+        if let Some(v) = var(name) {
+            let u: url::Url = v.parse().map_err(|e| (name, format!("{v:?} is not a URL: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err((name, format!("{v:?}: expected http(s)://host[:port]")));
+            }
+            return Ok((u, UrlStyle::Path));
+        }
+    }
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    let u = format!("https://s3.{region}.{suffix}")
+        .parse()
+        .map_err(|e| (REGION_ENV, format!("{region:?}: {e}")))?;
+    let style = if bucket.contains('.') {
+        UrlStyle::Path
+    } else {
+        UrlStyle::VirtualHost
+    };
+    Ok((u, style))
+}
+
+/// The region: `AWS_REGION`, then `AWS_DEFAULT_REGION` (checked to be a region-shaped token,
+/// since it becomes part of a host name and of the signature).
+pub fn region(get: &dyn Fn(&str) -> Option<String>) -> Option<Result<String, (&'static str, String)>> {
+    [REGION_ENV, DEFAULT_REGION_ENV].into_iter().find_map(|name| {
+        get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| check_region(&v).map_err(|r| (name, r)))
+    })
+}
+
+pub fn check_region(v: &str) -> Result<String, String> {
+    if v.len() <= 32
+        && !v.starts_with('-')
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{:?} is not a region name (e.g. us-east-1)",
+            v.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+/// One bucket through signed HTTP requests.
+#[derive(Debug)]
+pub struct S3Store {
+    bucket: Bucket,
+    creds: Provider,
+    http: ureq::Agent,
+}
+
+/// A response: status, and the body of a failure (or of a successful GET / list).
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl S3Store {
+    pub fn new(
+        endpoint: url::Url,
+        style: UrlStyle,
+        bucket: &str,
+        region: &str,
+        creds: Provider,
+    ) -> Result<Self, String> {
+        let bucket = Bucket::new(endpoint, style, bucket.to_string(), region.to_string())
+            .map_err(|e| format!("bucket {bucket:?} at this endpoint: {e:?}"))?;
+        let http = ureq::Agent::config_builder()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            // S3's answers are classified here (a 404 is a missing key, a 503 a throttle).
+            .http_status_as_error(false)
+            .input_buffer_size(IO_BUFFER)
+            .output_buffer_size(IO_BUFFER)
+            // One connection is all the single uploader thread uses.
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            .user_agent(concat!("spotfit-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Self { bucket, creds, http })
+    }
+
+    #[cfg(test)]
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// Sends one signed request; transport failures are `Unavailable`, statuses are for the
+    /// caller (a success body is read up to `limit`).
+    fn send(&self, what: &str, url: url::Url, put: Option<&[u8]>, limit: u64) -> Result<Reply, StoreError> {
+        let unavailable = |e: &dyn std::fmt::Display| StoreError::Unavailable {
+            service: SERVICE.into(),
+            message: format!("{what}: {e}"),
+        };
+        let resp = match put {
+            Some(bytes) => self.http.put(url.as_str()).send(bytes),
+            None => self.http.get(url.as_str()).call(),
+        };
+        let mut resp = resp.map_err(|e| unavailable(&e))?;
+        let status = resp.status().as_u16();
+        let limit = if (200..300).contains(&status) {
+            limit
+        } else {
+            ERROR_BODY_LIMIT
+        };
+        let mut body = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| unavailable(&e))?;
+        if body.len() as u64 > limit {
+            return Err(StoreError::Other {
+                service: SERVICE.into(),
+                code: "TooLarge".into(),
+                message: format!("{what}: the answer is over {limit} bytes"),
+            });
+        }
+        Ok(Reply { status, body })
+    }
+
+    /// The error for a failed reply, with S3's code; credentials S3 calls expired or unknown
+    /// are dropped so the retry signs with fresh ones.
+    fn failure(&self, what: &str, r: &Reply) -> StoreError {
+        let (code, message) = error_code(&r.body);
+        let code = code.unwrap_or_else(|| format!("Http{}", r.status));
+        let message = format!("{what}: {} {}", r.status, message.unwrap_or_default());
+        let e = classify(r.status, &code, message);
+        if matches!(
+            code.as_str(),
+            "ExpiredToken" | "TokenRefreshRequired" | "InvalidToken" | "InvalidAccessKeyId"
+        ) {
+            self.creds.invalidate();
+        }
+        e
+    }
+
+    fn creds(&self) -> Result<rusty_s3::Credentials, StoreError> {
+        Ok(self.creds.current()?.to_s3())
+    }
+}
+
+/// S3's status and code to the port's error kinds.
+pub fn classify(status: u16, code: &str, message: String) -> StoreError {
+    let service = SERVICE.to_string();
+    match (status, code) {
+        (429, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
+            StoreError::Throttled { service, message }
+        }
+        // Expired credentials heal on the next call (they are fetched again); say so by retrying.
+        (500..=599, _) | (_, "ExpiredToken" | "TokenRefreshRequired" | "RequestTimeout" | "InternalError") => {
+            StoreError::Unavailable { service, message }
+        }
+        _ => StoreError::Other {
+            service,
+            code: code.to_string(),
+            message,
+        },
+    }
+}
+
+/// `<Code>` and `<Message>` of an S3 XML error body.
+pub fn error_code(body: &[u8]) -> (Option<String>, Option<String>) {
+    let text = String::from_utf8_lossy(body);
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{t}>"))? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    (tag("Code"), tag("Message"))
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let creds = self.creds()?;
+        let url = rusty_s3::actions::PutObject::new(&self.bucket, Some(&creds), key).sign(SIGNED_FOR);
+        let what = format!("PUT {key}");
+        let r = self.send(&what, url, Some(&bytes), ERROR_BODY_LIMIT)?;
+        if (200..300).contains(&r.status) {
+            Ok(())
+        } else {
+            Err(self.failure(&what, &r))
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let creds = self.creds()?;
+        let url = rusty_s3::actions::GetObject::new(&self.bucket, Some(&creds), key).sign(SIGNED_FOR);
+        let what = format!("GET {key}");
+        let r = self.send(&what, url, None, GET_LIMIT)?;
+        match r.status {
+            200..=299 => Ok(Some(r.body)),
+            404 if error_code(&r.body).0.is_none_or(|c| c == "NoSuchKey") => Ok(None),
+            _ => Err(self.failure(&what, &r)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let creds = self.creds()?;
+            let mut action = self.bucket.list_objects_v2(Some(&creds));
+            action.with_prefix(prefix);
+            if let Some(t) = &token {
+                action.with_continuation_token(t.as_str());
+            }
+            let url = action.sign(SIGNED_FOR);
+            let what = format!("LIST {prefix}");
+            let r = self.send(&what, url, None, 64 * 1024 * 1024)?;
+            if !(200..300).contains(&r.status) {
+                return Err(self.failure(&what, &r));
+            }
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(&r.body).map_err(|e| StoreError::Other {
+                service: SERVICE.into(),
+                code: "MalformedListing".into(),
+                message: format!("{what}: {e}"),
+            })?;
+            keys.extend(page.contents.into_iter().map(|c| c.key));
+            match page.next_continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::creds::{Creds, Source};
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn store(endpoint: &str, style: UrlStyle, bucket: &str, token: Option<&str>) -> S3Store {
+        let creds = Provider::new(Source::Env(Creds {
+            key: "AKIDEXAMPLE".into(),
+            secret: "secret".into(),
+            token: token.map(str::to_string),
+            expires: None,
+        }))
+        .unwrap();
+        S3Store::new(endpoint.parse().unwrap(), style, bucket, "eu-west-1", creds).unwrap()
+    }
+
+    #[test]
+    fn endpoint_overrides_are_path_style_and_the_s3_one_wins() {
+        let e = env(&[(ENDPOINT_ENV, "http://127.0.0.1:5000")]);
+        let (u, s) = endpoint(&e, "us-east-1", "bkt").unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:5000/");
+        assert!(matches!(s, UrlStyle::Path));
+        let e = env(&[(ENDPOINT_ENV, "http://a:1"), (ENDPOINT_S3_ENV, "http://b:2")]);
+        assert_eq!(endpoint(&e, "us-east-1", "bkt").unwrap().0.as_str(), "http://b:2/");
+        let e = env(&[(ENDPOINT_ENV, "ftp://x")]);
+        assert_eq!(endpoint(&e, "us-east-1", "bkt").unwrap_err().0, ENDPOINT_ENV);
+        let e = env(&[(ENDPOINT_S3_ENV, "not a url")]);
+        assert_eq!(endpoint(&e, "us-east-1", "bkt").unwrap_err().0, ENDPOINT_S3_ENV);
+    }
+
+    #[test]
+    fn aws_endpoints_are_regional_and_virtual_hosted_unless_the_bucket_has_a_dot() {
+        let none = env(&[]);
+        let (u, s) = endpoint(&none, "eu-west-1", "bkt").unwrap();
+        assert_eq!(u.as_str(), "https://s3.eu-west-1.amazonaws.com/");
+        assert!(matches!(s, UrlStyle::VirtualHost));
+        assert!(matches!(endpoint(&none, "eu-west-1", "a.b").unwrap().1, UrlStyle::Path));
+        assert_eq!(
+            endpoint(&none, "cn-north-1", "bkt").unwrap().0.as_str(),
+            "https://s3.cn-north-1.amazonaws.com.cn/"
+        );
+    }
+
+    #[test]
+    fn regions_come_from_the_environment_and_are_checked() {
+        assert_eq!(region(&env(&[])), None);
+        assert_eq!(
+            region(&env(&[(DEFAULT_REGION_ENV, "us-west-2")])).unwrap().unwrap(),
+            "us-west-2"
+        );
+        assert_eq!(
+            region(&env(&[(REGION_ENV, "eu-west-1"), (DEFAULT_REGION_ENV, "us-west-2")]))
+                .unwrap()
+                .unwrap(),
+            "eu-west-1"
+        );
+        assert_eq!(
+            region(&env(&[(REGION_ENV, "evil.com/x")])).unwrap().unwrap_err().0,
+            REGION_ENV
+        );
+    }
+
+    #[test]
+    fn object_urls_are_signed_with_the_session_token_and_keys_percent_encoded() {
+        // GIVEN a virtual-hosted bucket and role credentials with a session token
+        let s = store(
+            "https://s3.eu-west-1.amazonaws.com",
+            UrlStyle::VirtualHost,
+            "bkt",
+            Some("TOKEN/+="),
+        );
+        let key = "samples/job=j/dt=2026-12-02/run=r 1/part-00000.ndjson.gz";
+        let creds = s.creds().unwrap();
+        // WHEN a put is signed
+        let url = rusty_s3::actions::PutObject::new(s.bucket(), Some(&creds), key).sign(SIGNED_FOR);
+        // THEN it names the bucket as the host, the key in the path, and carries SigV4 with the token
+        assert_eq!(url.host_str(), Some("bkt.s3.eu-west-1.amazonaws.com"));
+        assert_eq!(
+            url.path(),
+            "/samples/job%3Dj/dt%3D2026-12-02/run%3Dr%201/part-00000.ndjson.gz"
+        );
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
+        assert!(q["X-Amz-Credential"].starts_with("AKIDEXAMPLE/"));
+        assert!(q["X-Amz-Credential"].ends_with("/eu-west-1/s3/aws4_request"));
+        assert_eq!(q["X-Amz-Security-Token"], "TOKEN/+=");
+        assert_eq!(q["X-Amz-Expires"], "300");
+        assert_eq!(q["X-Amz-Signature"].len(), 64);
+        // AND path style (an emulator) puts the bucket in the path
+        let p = store("http://127.0.0.1:5000", UrlStyle::Path, "bkt", None);
+        let creds = p.creds().unwrap();
+        let url = rusty_s3::actions::GetObject::new(p.bucket(), Some(&creds), "runs/x.json").sign(SIGNED_FOR);
+        assert_eq!(
+            url.as_str().split('?').next(),
+            Some("http://127.0.0.1:5000/bkt/runs/x.json")
+        );
+        assert!(!url.as_str().contains("X-Amz-Security-Token"));
+    }
+
+    #[test]
+    fn errors_keep_s3_codes_and_retryability() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The bucket does not exist</Message></Error>";
+        assert_eq!(
+            error_code(body),
+            (Some("NoSuchBucket".into()), Some("The bucket does not exist".into()))
+        );
+        assert_eq!(error_code(b""), (None, None));
+        let e = classify(404, "NoSuchBucket", "m".into());
+        assert!(matches!(&e, StoreError::Other { code, .. } if code == "NoSuchBucket") && !e.is_retryable());
+        assert!(matches!(
+            classify(503, "SlowDown", "m".into()),
+            StoreError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify(429, "Http429", "m".into()),
+            StoreError::Throttled { .. }
+        ));
+        assert!(classify(500, "InternalError", "m".into()).is_retryable());
+        assert!(classify(502, "Http502", "m".into()).is_retryable());
+        assert!(classify(400, "ExpiredToken", "m".into()).is_retryable());
+        assert!(!classify(403, "AccessDenied", "m".into()).is_retryable());
+    }
+
+    #[test]
+    fn a_dead_endpoint_is_unavailable_not_a_panic() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = store(&format!("http://127.0.0.1:{port}"), UrlStyle::Path, "bkt", None);
+        let e = futures_lite_block(s.put("k", b"x".to_vec())).unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
+    }
+
+    /// The store's futures never pend (the request blocks inside), so one poll runs them.
+    fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}
