@@ -42,12 +42,6 @@ impl std::fmt::Debug for Creds {
 }
 
 impl Creds {
-    pub fn to_s3(&self) -> rusty_s3::Credentials {
-        match &self.token {
-            Some(t) => rusty_s3::Credentials::new_with_token(&self.key, &self.secret, t),
-            None => rusty_s3::Credentials::new(&self.key, &self.secret),
-        }
-    }
     fn fresh_at(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_none_or(|e| e - now > REFRESH_BEFORE)
     }

@@ -6,6 +6,7 @@
 mod creds;
 mod dir;
 mod s3;
+mod sigv4;
 
 use clap::{Parser, Subcommand};
 use spotfit_core::ports::ObjectStore;
