@@ -199,7 +199,7 @@ export function loadConfig(node: Node): SpotfitConfig {
     amiOwners: list(node, 'spotfit:amiOwners', ['amazon']),
     rootVolumeGiB: int(node, 'spotfit:rootVolumeGiB', 30, 8, 16384),
     imdsHopLimit: int(node, 'spotfit:imdsHopLimit', 1, 1, 64),
-    agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit'),
+    agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit-agent'),
     lifecycle: {
       infrequentAccessDays: int(node, 'spotfit:infrequentAccessDays', 30, 30, 36500),
       glacierIrDays: int(node, 'spotfit:glacierIrDays', 90, 31, 36500),
