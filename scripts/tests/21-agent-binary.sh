@@ -82,7 +82,7 @@ check "run 2: every sample in S3 exactly once, summary and marker present" "veri
 
 # 5. Signatures verified: moto set up (a user allowed only bkt), then told to enforce IAM on
 #    every request from now on (its /moto-api/reset-auth, what INITIAL_NO_AUTH_ACTION_COUNT sets).
-read -r UKEY USECRET < <("$TOOLS/venv/bin/python" - <<'PY'
+read -r UKEY USECRET < <(STS_FILE="$WORK/sts" "$TOOLS/venv/bin/python" - <<'PY'
 import boto3, json, os, urllib.request
 iam = boto3.client("iam")
 iam.create_user(UserName="agent")
@@ -90,6 +90,14 @@ iam.put_user_policy(UserName="agent", PolicyName="bkt", PolicyDocument=json.dump
     "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:ListBucket"],
                    "Resource": ["arn:aws:s3:::bkt", "arn:aws:s3:::bkt/*"]}]}))
 k = iam.create_access_key(UserName="agent")["AccessKey"]
+# A role too, assumed through STS: temporary credentials with a session token, what the
+# instance role and the pipeline's stand-in instances give the agent.
+iam.create_role(RoleName="agent-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+iam.put_role_policy(RoleName="agent-role", PolicyName="bkt", PolicyDocument=json.dumps({"Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::bkt/sts/*"]}]}))
+t = boto3.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/agent-role", RoleSessionName="agent")["Credentials"]
+open(os.environ["STS_FILE"], "w").write(f'{t["AccessKeyId"]} {t["SecretAccessKey"]} {t["SessionToken"]}\n')
 urllib.request.urlopen(urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}))
 print(k["AccessKeyId"], k["SecretAccessKey"])
 PY
@@ -108,6 +116,17 @@ AWS_ACCESS_KEY_ID="$UKEY" AWS_SECRET_ACCESS_KEY="wrong-secret" \
 check "IAM enforced: a wrong secret is refused with S3's code and retried" \
   "grep -q 'SignatureDoesNotMatch' '$WORK/iam2.err' && grep -q 'will retry' '$WORK/iam2.err'"
 check "IAM enforced: what was refused stays in the spool" "ls '$WORK/spool-iam2' | grep -q 'part-.*ndjson.gz$'"
+read -r SKEY SSECRET STOKEN <"$WORK/sts"
+AWS_ACCESS_KEY_ID="$SKEY" AWS_SECRET_ACCESS_KEY="$SSECRET" AWS_SESSION_TOKEN="$STOKEN" \
+  "$AGENT" monitor --upload s3://bkt/sts --interval 0.2 --upload-every 1 --run-id sts1 --job agent-test \
+  --finish-timeout 5 --imds off --no-gpu -- sleep 2 2>"$WORK/sts.err" || true
+check "IAM enforced: a role's STS session (token signed and sent) may put under its prefix" \
+  "grep -q 'summary yes, exit marker yes' '$WORK/sts.err'"
+AWS_ACCESS_KEY_ID="$SKEY" AWS_SECRET_ACCESS_KEY="$SSECRET" AWS_SESSION_TOKEN="$STOKEN" \
+  "$AGENT" monitor --upload s3://bkt/elsewhere --interval 0.2 --upload-every 1 --run-id sts2 --job agent-test \
+  --finish-timeout 2 --imds off --no-gpu -- sleep 1 2>"$WORK/sts2.err" || true
+check "IAM enforced: ... and nowhere else (AccessDenied, kept in the spool)" \
+  "grep -q 'AccessDenied' '$WORK/sts2.err' && grep -q 'exit marker no' '$WORK/sts2.err'"
 
 # Enforcement off again (the stand-in role's keys below exist in no IAM).
 curl -sf -X POST -H 'Content-Type: text/plain' --data inf "$AWS_ENDPOINT_URL/moto-api/reset-auth" >/dev/null
