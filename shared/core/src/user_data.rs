@@ -306,7 +306,10 @@ mod tests {
         assert_eq!(&got_argv[sep + 1..], &argv[..]);
         // AND the agent ran is the slim `spotfit-agent`, fetched to that name and made executable
         let agent = dir.path().join("home/spotfit-agent");
-        assert!(agent.exists(), "the agent was not fetched to $SPOTFIT_HOME/spotfit-agent");
+        assert!(
+            agent.exists(),
+            "the agent was not fetched to $SPOTFIT_HOME/spotfit-agent"
+        );
         assert_eq!(std::fs::metadata(&agent).unwrap().permissions().mode() & 0o777, 0o755);
         // AND the job's env went to the agent as a file (for the job), never into its own env
         assert_eq!(got_env, vec!["unset", "unset", "unset"]);
