@@ -304,7 +304,7 @@ mod tests {
             .collect::<Vec<_>>()
         );
         assert_eq!(&got_argv[sep + 1..], &argv[..]);
-        // AND the agent ran is the slim `spotfit-agent`, fetched to that name and made executable
+        // AND the agent that ran is the slim `spotfit-agent`, fetched to that name and made executable
         let agent = dir.path().join("home/spotfit-agent");
         assert!(
             agent.exists(),
