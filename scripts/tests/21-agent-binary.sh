@@ -12,7 +12,10 @@
 #     and its puts allowed; the same run with a wrong secret is refused (SignatureDoesNotMatch),
 #     retried, and left in the spool;
 #  6. credentials from the instance role: no keys in the environment, an IMDSv2 stand-in on
-#     loopback (token, role listing, role document) — the agent asks it with the token and ships.
+#     loopback (token, role listing, role document) — the agent asks it with the token and ships;
+#  7. HTTPS (rustls, as on AWS): moto serving TLS with a certificate from a CA made here — refused
+#     (unknown issuer) with the bundled roots, shipped with AWS_CA_BUNDLE naming that CA; a
+#     missing bundle file is an error naming AWS_CA_BUNDLE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib/tools.sh
@@ -168,6 +171,30 @@ check "instance role: IMDSv2 token asked for, role credentials read with it" \
   "grep -q 'PUT /latest/api/token' '$WORK/imds.log' && grep -q 'GET /latest/meta-data/iam/security-credentials/spotfit-instance-role with token' '$WORK/imds.log'"
 check "instance role: never asked IMDS without the token" "! grep -q 'without token' '$WORK/imds.log'"
 check "instance role: every sample in S3 exactly once" "verify_s3_run role1 succeeded role"
+
+# 7. HTTPS with certificate verification.
+kill "$MOTO_PID"; wait "$MOTO_PID" 2>/dev/null || true; MOTO_PID=""
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=spotfit-test-ca -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$WORK/srv.key" -out "$WORK/srv.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/srv.ext"
+openssl x509 -req -in "$WORK/srv.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 1 \
+  -extfile "$WORK/srv.ext" -out "$WORK/srv.pem" 2>/dev/null
+TLS_PORT="$(free_port)"
+"$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$TLS_PORT" -c "$WORK/srv.pem" -k "$WORK/srv.key" >"$WORK/moto-tls.log" 2>&1 &
+MOTO_PID=$!
+export AWS_ENDPOINT_URL="https://127.0.0.1:$TLS_PORT"
+for _ in $(seq 50); do curl -s --cacert "$WORK/ca.pem" "$AWS_ENDPOINT_URL" >/dev/null 2>&1 && break; sleep 0.1; done
+AWS_CA_BUNDLE="$WORK/ca.pem" "$TOOLS/venv/bin/python" -c 'import boto3; boto3.client("s3").create_bucket(Bucket="bkt")'
+"$AGENT" monitor --upload s3://bkt/tls --interval 0.2 --upload-every 1 --run-id tls0 --job agent-test \
+  --finish-timeout 2 --imds off --no-gpu -- sleep 1 2>"$WORK/tls0.err" || true
+check "TLS: a certificate from an unknown CA is refused (bundled roots), nothing shipped" \
+  "grep -qi 'UnknownIssuer\|certificate' '$WORK/tls0.err' && grep -q 'exit marker no' '$WORK/tls0.err'"
+AWS_CA_BUNDLE="$WORK/ca.pem" "$AGENT" monitor --upload s3://bkt/tls --interval 0.2 --upload-every 1 --run-id tls1 \
+  --job agent-test --imds off --no-gpu -- sleep 2 2>"$WORK/tls1.err" || true
+check "TLS: with AWS_CA_BUNDLE naming the CA, every sample shipped over HTTPS exactly once" \
+  "AWS_CA_BUNDLE='$WORK/ca.pem' verify_s3_run tls1 succeeded tls"
+check "TLS: a missing AWS_CA_BUNDLE file names the variable" \
+  "bad cabundle AWS_CA_BUNDLE AWS_CA_BUNDLE=$WORK/nonexistent.pem -- --upload s3://bkt/tls"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -63,8 +63,18 @@ fn open_store(args: &MonitorArgs, url: &UploadUrl) -> Result<Opened, MonitorErro
                 },
             };
             let (endpoint, style) = s3::endpoint(&env, &region, bucket).map_err(|(f, r)| bad(f, r))?;
+            let roots = match env(s3::CA_BUNDLE_ENV).filter(|p| !p.is_empty()) {
+                Some(path) => Some(
+                    std::fs::read(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|pem| s3::ca_bundle(&pem))
+                        .map_err(|r| bad(s3::CA_BUNDLE_ENV, format!("{path}: {r}")))?,
+                ),
+                None => None,
+            };
             let provider = creds::Provider::new(source).map_err(|(f, r)| bad(f, r))?;
-            let store = s3::S3Store::new(endpoint, style, bucket, &region, provider).map_err(|r| bad("upload", r))?;
+            let store =
+                s3::S3Store::new(endpoint, style, bucket, &region, provider, roots).map_err(|r| bad("upload", r))?;
             Ok((
                 Arc::new(PrefixedStore {
                     inner: store,

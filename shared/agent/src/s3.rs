@@ -20,6 +20,9 @@ pub const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
 /// The SDKs' endpoint overrides: the S3-specific one wins over the global one.
 pub const ENDPOINT_S3_ENV: &str = "AWS_ENDPOINT_URL_S3";
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+/// The SDKs' private trust store: a PEM file of CA certificates trusted instead of the bundled
+/// web PKI roots (a VPC endpoint or proxy behind a private CA; tests with their own CA).
+pub const CA_BUNDLE_ENV: &str = "AWS_CA_BUNDLE";
 
 /// A put can't be cancelled from outside (it blocks its thread), so its own deadline must end
 /// it before the uploader's 5 s per-put timeout would: 4 s from DNS to the last response byte.
@@ -100,6 +103,20 @@ pub fn check_region(v: &str) -> Result<String, String> {
     }
 }
 
+/// The certificates of a PEM CA bundle (at least one; keys and other sections are ignored).
+pub fn ca_bundle(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| format!("not PEM: {e}"))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no CERTIFICATE in it".into());
+    }
+    Ok(certs)
+}
+
 /// One bucket through signed HTTP requests.
 #[derive(Debug)]
 pub struct S3Store {
@@ -115,12 +132,14 @@ struct Reply {
 }
 
 impl S3Store {
+    /// `roots`: trust these CAs instead of the bundled web PKI roots.
     pub fn new(
         endpoint: url::Url,
         style: UrlStyle,
         bucket: &str,
         region: &str,
         creds: Provider,
+        roots: Option<Vec<ureq::tls::Certificate<'static>>>,
     ) -> Result<Self, String> {
         let bucket = Bucket::new(endpoint, style, bucket.to_string(), region.to_string())
             .map_err(|e| format!("bucket {bucket:?} at this endpoint: {e:?}"))?;
@@ -135,6 +154,12 @@ impl S3Store {
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
             .user_agent(concat!("spotfit-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_config(match roots {
+                Some(certs) => ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+                None => ureq::tls::TlsConfig::default(),
+            })
             .build()
             .into();
         Ok(Self { bucket, creds, http })
@@ -329,7 +354,7 @@ mod tests {
             expires: None,
         }))
         .unwrap();
-        S3Store::new(endpoint.parse().unwrap(), style, bucket, "eu-west-1", creds).unwrap()
+        S3Store::new(endpoint.parse().unwrap(), style, bucket, "eu-west-1", creds, None).unwrap()
     }
 
     #[test]
@@ -431,6 +456,12 @@ mod tests {
         assert!(classify(502, "Http502", "m".into()).is_retryable());
         assert!(classify(400, "ExpiredToken", "m".into()).is_retryable());
         assert!(!classify(403, "AccessDenied", "m".into()).is_retryable());
+    }
+
+    #[test]
+    fn ca_bundles_need_a_certificate() {
+        assert!(ca_bundle(b"").unwrap_err().contains("no CERTIFICATE"));
+        assert!(ca_bundle(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").is_err());
     }
 
     #[test]
