@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The slim agent as shipped: scripts/package-agent's build (zig-linked for glibc 2.26), then
 #  1. the binary: highest GLIBC_x.y symbol version it requires <= 2.26, stripped, <= 8 MB,
-#     `monitor --help` works;
+#     `monitor --help` works; package-agent's upload lands it byte for byte in the emulator;
 #  2. shipping to a real S3 emulator (moto on loopback, started and stopped here): samples,
 #     summary and exit marker under the prefix, every sample parsing, each exactly once;
 #  3. bad input: a bad --upload, a bad region, missing credentials each give an error naming
@@ -49,6 +49,12 @@ PORT="$(free_port)"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 start_moto_s3
+
+# 1b. package-agent's upload (boto3, honouring AWS_ENDPOINT_URL): the object is the binary.
+scripts/package-agent s3://bkt/agent/x86_64/spotfit-agent >/dev/null
+check "package-agent s3://bkt/agent/x86_64/spotfit-agent uploads the binary byte for byte" \
+  "'$TOOLS/venv/bin/python' -c 'import boto3, sys; b = boto3.client(\"s3\").get_object(Bucket=\"bkt\", Key=\"agent/x86_64/spotfit-agent\")[\"Body\"].read(); sys.exit(b != open(\"$AGENT\", \"rb\").read())'"
+check "package-agent refuses a destination that is not s3://BUCKET/KEY" "! scripts/package-agent s3://bkt 2>/dev/null"
 
 # 2. Shipping.
 "$AGENT" monitor --upload s3://bkt/pfx --interval 0.2 --upload-every 1 --run-id ship1 --job agent-test \
