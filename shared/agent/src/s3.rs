@@ -150,6 +150,9 @@ impl S3Store {
             .http_status_as_error(false)
             .input_buffer_size(IO_BUFFER)
             .output_buffer_size(IO_BUFFER)
+            // Never follow a redirect: the signature is for this host, and the session token
+            // (a header) must not travel to another one. S3's 301/307 are errors with a code.
+            .max_redirects(0)
             // One connection is all the single uploader thread uses.
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
@@ -462,6 +465,43 @@ mod tests {
     fn ca_bundles_need_a_certificate() {
         assert!(ca_bundle(b"").unwrap_err().contains("no CERTIFICATE"));
         assert!(ca_bundle(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").is_err());
+    }
+
+    #[test]
+    fn redirects_are_errors_and_never_followed() {
+        use std::io::Write;
+        // GIVEN an "S3" that redirects every request to a second server, which counts visits
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other_port = other.local_addr().unwrap().port();
+        other.set_nonblocking(true).unwrap();
+        let s3 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = s3.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for c in s3.incoming() {
+                let mut c = c.unwrap();
+                let mut buf = [0u8; 8192];
+                let _ = c.read(&mut buf);
+                let body = "<Error><Code>TemporaryRedirect</Code><Message>go there</Message></Error>";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{other_port}/bkt/k\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let s = store(
+            &format!("http://127.0.0.1:{port}"),
+            UrlStyle::Path,
+            "bkt",
+            Some("SESSION"),
+        );
+        // WHEN a put is made  THEN it fails with S3's code, and the other server saw nothing
+        let e = futures_lite_block(s.put("k", b"x".to_vec())).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Other { code, .. } if code == "TemporaryRedirect"),
+            "{e}"
+        );
+        assert!(other.accept().is_err(), "the redirect was followed");
     }
 
     #[test]
