@@ -1,7 +1,8 @@
 //! S3 as an [`ObjectStore`] without the AWS SDK: `rusty-s3` builds each request's URL (and
 //! parses listings), [`crate::sigv4`] signs it in the `Authorization` header (session tokens
-//! included), and `ureq` sends it over one blocking keep-alive connection. The store's futures never wait on anything: they run the request on
-//! the uploader's thread and return, so no tokio reactor (or its threads) is needed.
+//! included), and `ureq` sends it over one blocking keep-alive connection. The store's futures
+//! never wait on anything: they run the request on the uploader's thread and return, so no
+//! tokio reactor (or its threads) is needed.
 //!
 //! The semantics are those of `spotfit-aws`'s `S3ObjectStore`: a missing key reads as
 //! `Ok(None)`; throttling is `Throttled`, server errors and every transport failure (refused,
