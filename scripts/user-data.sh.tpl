@@ -1,5 +1,5 @@
 #!/bin/bash
-# spotfit instance user data: fetch the agent, run the job under `spotfit monitor`, power off.
+# spotfit instance user data: fetch the agent, run the job under `spotfit-agent monitor`, power off.
 #
 # Rendered by spotfit-aws (src/user_data.rs). Only the @@NAME@@ placeholders below are
 # substituted, each inside single quotes, and each value is either checked to be a plain token
@@ -48,13 +48,16 @@ umask 077
 mkdir -p "$SPOTFIT_HOME"
 export AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION"
 
-# The agent binary, from the deployment's bucket (credentials: the instance profile via IMDSv2).
+# The agent binary, from the deployment's bucket (credentials: the instance profile via IMDSv2):
+# the slim `spotfit-agent` (scripts/package-agent; monitor and S3 shipping only, linked for
+# glibc 2.26, so it runs on Amazon Linux 2 and 2023 alike). It reads the same instance-role
+# credentials itself, through IMDSv2.
 for attempt in 1 2 3 4 5; do
-  if aws s3 cp --only-show-errors "s3://$BUCKET/$AGENT_KEY" "$SPOTFIT_HOME/spotfit"; then break; fi
+  if aws s3 cp --only-show-errors "s3://$BUCKET/$AGENT_KEY" "$SPOTFIT_HOME/spotfit-agent"; then break; fi
   if [ "$attempt" -eq 5 ]; then log "cannot fetch the agent"; shutdown -h now; exit 1; fi
   sleep $((attempt * 2))
 done
-chmod 0755 "$SPOTFIT_HOME/spotfit"
+chmod 0755 "$SPOTFIT_HOME/spotfit-agent"
 
 # The job, as data: NUL-separated argv and NAME=VALUE env, read without evaluation. The env
 # file goes to the agent, which gives it to the job only (the agent and the container runtime
@@ -102,7 +105,7 @@ if [ -n "$IMAGE_B64" ]; then
 fi
 
 set +e
-"$SPOTFIT_HOME/spotfit" monitor "${agent_args[@]}" -- ${job_argv[@]+"${job_argv[@]}"}
+"$SPOTFIT_HOME/spotfit-agent" monitor "${agent_args[@]}" -- ${job_argv[@]+"${job_argv[@]}"}
 rc=$?
 set -e
 log "job ended with status $rc"

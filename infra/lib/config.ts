@@ -215,7 +215,7 @@ export function loadConfig(node: Node): SpotfitConfig {
     imdsHopLimit: int(node, 'spotfit:imdsHopLimit', 1, 1, 64),
     ecrRepositories: list(node, 'spotfit:ecrRepositories', []),
     ecrRegistries: list(node, 'spotfit:ecrRegistries', []),
-    agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit'),
+    agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit-agent'),
     lifecycle: {
       infrequentAccessDays: int(node, 'spotfit:infrequentAccessDays', 30, 30, 36500),
       glacierIrDays: int(node, 'spotfit:glacierIrDays', 90, 31, 36500),

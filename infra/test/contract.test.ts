@@ -358,12 +358,12 @@ test('architecture, AMI and agent binary must agree: an inconsistent set fails s
         'spotfit:architecture': 'arm64',
         'spotfit:imageId': 'resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64',
       }),
-    /context spotfit:agentKey: agent\/x86_64\/spotfit is an x86_64 agent/,
+    /context spotfit:agentKey: agent\/x86_64\/spotfit-agent is an x86_64 agent/,
   );
   assert.throws(() => synth({ 'spotfit:architecture': 'sparc' }), /spotfit:architecture: must be one of/);
   synth({
     'spotfit:architecture': 'arm64',
     'spotfit:imageId': 'resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64',
-    'spotfit:agentKey': 'agent/arm64/spotfit',
+    'spotfit:agentKey': 'agent/arm64/spotfit-agent',
   });
 });

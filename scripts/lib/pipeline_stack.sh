@@ -4,7 +4,7 @@
 # moto, the template's EventBridge rules (S3 → EventBridge on), the local Step Functions service
 # and the event pump. Sourced by the end-to-end test, the control-plane bench and the soak.
 #
-#   pipeline_stack_up DIR AGENT_BINARY
+#   pipeline_stack_up DIR AGENT_BINARY   (target/debug/spotfit-agent: what user data fetches)
 #
 # Needs SPOTFIT_LOCAL_INVOKE; sets TEMPLATE, PY and SPOTFIT_ROLES_DIR, sources DIR/env (endpoints,
 # admin credentials, table names, AWS_ENDPOINT_URL_SFN). Variables the handlers must see (e.g.

@@ -29,36 +29,11 @@ fi
 PORT="$(free_port)"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-start_moto() {
-  moto_server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
-  MOTO_PID=$!
-  for _ in $(seq 50); do curl -s "$AWS_ENDPOINT_URL" >/dev/null 2>&1 && break; sleep 0.1; done
-  python3 -c 'import boto3; boto3.client("s3").create_bucket(Bucket="bkt")' 2>/dev/null || "$TOOLS/venv/bin/python" -c 'import boto3; boto3.client("s3").create_bucket(Bucket="bkt")'
-}
+start_moto() { start_moto_s3; } # scripts/lib/monitor-test.sh
 start_moto
 
-# verify RUN_ID EXPECT_STATUS: downloads the run's parts, checks seq 0..N-1 exactly once.
-verify() {
-  "$TOOLS/venv/bin/python" - "$1" "$2" <<'PY'
-import boto3, gzip, json, sys
-run, want_status = sys.argv[1], sys.argv[2]
-s3 = boto3.client("s3")
-keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="bkt", Prefix="pre/") for o in p.get("Contents", [])]
-parts = sorted(k for k in keys if f"/run={run}/part-" in k and k.startswith("pre/samples/"))
-seqs = []
-for k in parts:
-    body = gzip.decompress(s3.get_object(Bucket="bkt", Key=k)["Body"].read()).decode()
-    seqs += [json.loads(l)["seq"] for l in body.splitlines() if l]
-summary = [k for k in keys if k.endswith(f"/{run}.json") and k.startswith("pre/runs/")]
-marker = [k for k in keys if k.endswith(f"/{run}.exit")]
-ok = sorted(seqs) == list(range(len(seqs))) and len(seqs) == len(set(seqs)) and len(seqs) > 0
-status = json.loads(s3.get_object(Bucket="bkt", Key=summary[0])["Body"].read())["status"] if summary else None
-n = json.loads(s3.get_object(Bucket="bkt", Key=summary[0])["Body"].read())["samples"] if summary else -1
-print(f"run {run}: {len(parts)} parts, {len(seqs)} samples (summary says {n}), unique {len(set(seqs))}, "
-      f"gap-free {sorted(seqs) == list(range(len(seqs)))}, summary {bool(summary)}, marker {bool(marker)}, status {status}")
-sys.exit(0 if ok and n == len(seqs) and marker and status == want_status else 1)
-PY
-}
+# verify RUN_ID EXPECT_STATUS: every sample of the run under s3://bkt/pre/ exactly once (the lib).
+verify() { verify_s3_run "$1" "$2" pre; }
 
 # 1. Outage mid-run: parts every 2 s, samples every 0.2 s, a 24 s job; freeze moto from 5 s to 15 s.
 "${BIN[@]}" --interval 0.2 --upload "s3://bkt/pre" --upload-every 2 --run-id outage1 --job s3test \

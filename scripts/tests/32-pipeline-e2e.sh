@@ -34,9 +34,11 @@ log "building the handlers' local invoker and the agent"
 # rebuild them, ~20 min here).
 cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES" 2>&1
 export SPOTFIT_LOCAL_INVOKE="$PWD/target/debug/spotfit-local-invoke"
-# The real agent: the same `spotfit` binary that user data fetches and starts on EC2. Off EC2 its
-# IMDS poller must not reach for 169.254.169.254, so the stand-in instances run with it off.
-agent="$PWD/target/debug/spotfit"
+# The real agent: `spotfit-agent` (a workspace member, so built above), the binary user data
+# fetches and starts on EC2. Off EC2 its IMDS poller must not reach for 169.254.169.254, so the
+# stand-in instances run with it off. The CLI is `spotfit`.
+agent="$PWD/target/debug/spotfit-agent"
+cli="$PWD/target/debug/spotfit"
 export SPOTFIT_IMDS=off
 
 dir=$(mktemp -d)
@@ -175,7 +177,7 @@ node statemachine/tests/run-execution.mjs "$dir/sleepy.json" e2e-cancel > "$dir/
 runner=$!
 cancel_iid=$(wait_armed e2e-cancel)
 t_cancel=$(date +%s.%N)
-"$agent" cancel e2e-cancel --reason "e2e: cancelled mid-run" > "$dir/cancel.out"
+"$cli" cancel e2e-cancel --reason "e2e: cancelled mid-run" > "$dir/cancel.out"
 wait "$runner" || true
 check "spotfit cancel: ABORTED, instance terminated within a minute, row cancelled with its cost" - "$dir" "$cancel_iid" "$t_cancel" <<'PY'
 import boto3, json, os, sys, time

@@ -311,7 +311,7 @@ mod tests {
             (LAUNCH_TEMPLATE_ID, "lt-1"),
             (SUBNETS, r#"{"use1-az2":"subnet-2","use1-az1":"subnet-1"}"#),
             (BUCKET, "b"),
-            (AGENT_KEY, "agent/spotfit"),
+            (AGENT_KEY, "agent/x86_64/spotfit-agent"),
             (REGION, "us-east-1"),
         ];
         let c = LaunchConfig::from_lookup(&env(&base)).unwrap();

@@ -309,7 +309,7 @@ mod tests {
         env.insert("MULTI".to_string(), "a\nb\n\nc".to_string());
         let input = UserDataInput {
             bucket: "bucket-1",
-            agent_key: "agent/spotfit",
+            agent_key: "agent/x86_64/spotfit-agent",
             region: "us-east-1",
             job: "etl",
             run_id: "run-1-a2",
@@ -348,6 +348,13 @@ mod tests {
             .collect::<Vec<_>>()
         );
         assert_eq!(&got_argv[sep + 1..], &argv[..]);
+        // AND the agent that ran is the slim `spotfit-agent`, fetched to that name and made executable
+        let agent = dir.path().join("home/spotfit-agent");
+        assert!(
+            agent.exists(),
+            "the agent was not fetched to $SPOTFIT_HOME/spotfit-agent"
+        );
+        assert_eq!(std::fs::metadata(&agent).unwrap().permissions().mode() & 0o777, 0o755);
         // AND the job's env went to the agent as a file (for the job), never into its own env
         assert_eq!(got_env, vec!["unset", "unset", "unset"]);
         let file = std::fs::read(dir.path().join("home/env")).unwrap();

@@ -80,14 +80,21 @@ impl Imds {
         Ok(t)
     }
 
+    /// `GET path` with the session token (fetched, and re-fetched when stale, first): status
+    /// and body. A 401 drops the token, so the next call asks for a new one. Also what the slim
+    /// agent reads its instance-role credentials with.
+    pub fn get(&mut self, path: &str) -> io::Result<(u16, String)> {
+        let token = self.token()?;
+        let (status, body) = self.request("GET", path, &[("X-aws-ec2-metadata-token", &token)])?;
+        if status == 401 {
+            self.token = None;
+        }
+        Ok((status, body))
+    }
+
     /// The pending spot interruption, if any (`Ok(None)`: none scheduled).
     pub fn spot_notice(&mut self) -> io::Result<Option<SpotNotice>> {
-        let token = self.token()?;
-        let (status, body) = self.request(
-            "GET",
-            "/latest/meta-data/spot/instance-action",
-            &[("X-aws-ec2-metadata-token", &token)],
-        )?;
+        let (status, body) = self.get("/latest/meta-data/spot/instance-action")?;
         match status {
             200 => {
                 let v: serde_json::Value = serde_json::from_str(&body).map_err(io::Error::other)?;
@@ -98,10 +105,7 @@ impl Imds {
                 }))
             }
             404 => Ok(None),
-            401 => {
-                self.token = None;
-                Err(io::Error::other("IMDS token rejected"))
-            }
+            401 => Err(io::Error::other("IMDS token rejected")),
             s => Err(io::Error::other(format!("IMDS answered {s}"))),
         }
     }
