@@ -10,7 +10,7 @@
 #  - the agent's CPU for all this (its own user+sys from /proc/PID/stat, read until it exits).
 # Part A (always): the SDK-free `spotfit-monitor` example, `--upload file:///DIR`, the outage made
 #   by putting a plain file where the store directory was (root ignores chmod 000) mid-run.
-# Part B (S3, when an agent with S3 is at hand — ${SPOTFIT_AGENT_BIN:-target/debug/spotfit-agent}):
+# Part B (S3, the slim agent ${SPOTFIT_AGENT_BIN:-target/debug/spotfit-agent}; a missing agent fails):
 #   moto on loopback, frozen with SIGSTOP mid-run, as in 20-monitor-s3-upload.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,8 @@ cleanup() {
 trap cleanup EXIT
 
 MON="$(monitor_bin)"
-cargo build -q -p spotfit-cli # `spotfit logs` (no AWS SDK in this build; Part B needs the aws one)
+# `spotfit logs` (with S3) and `spotfit-agent`: the feature set `cargo test --workspace` built.
+[ -n "${SPOTFIT_BIN:-}" ] || cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES"
 SPOTFIT="${SPOTFIT_BIN:-$PWD/target/debug/spotfit}"
 
 # The generator: 10 MB on each stream, in ~64 KiB bursts with short pauses so the run spans
@@ -164,7 +165,7 @@ check "fileA: an unknown run is a clear error" \
 # ---- Part B: S3 (moto), frozen mid-run (needs an agent with S3) --------------------------------
 AGENT="${SPOTFIT_AGENT_BIN:-target/debug/spotfit-agent}"
 if [ ! -x "$AGENT" ]; then
-  echo "SKIP Part B (S3): no agent with S3 at $AGENT (set SPOTFIT_AGENT_BIN; Part A ran the same checks on file://)"
+  check "s3B: the agent with S3 is at $AGENT" "false"
 else
   ensure_py "moto[server]==5.2.5" boto3
   PORT="$(free_port)"

@@ -611,6 +611,15 @@ impl JobSpec {
                 err(&field, why);
             }
         }
+        // The references are validated and carried to the launch, but the agent does not yet
+        // resolve them on the instance: a job must not start without the secrets it names.
+        if !self.env_from.is_empty() {
+            err(
+                "env_from",
+                "is not supported yet: secrets are not yet resolved on the instance (use a role and read them in the job)"
+                    .into(),
+            );
+        }
         if let Some(role) = &self.role {
             let ok = (1..=64).contains(&role.len())
                 && role
