@@ -4,7 +4,6 @@
 //! local directory (`file:///dir`).
 
 mod creds;
-mod dir;
 mod s3;
 mod sigv4;
 
@@ -48,7 +47,7 @@ fn bad(field: &'static str, reason: String) -> MonitorError {
 /// so the uploader's own current-thread runtime (no reactor threads) drives them.
 fn open_store(args: &MonitorArgs, url: &UploadUrl) -> Result<Opened, MonitorError> {
     match url {
-        UploadUrl::Dir(d) => Ok((Arc::new(dir::DirStore(d.clone())), None)),
+        UploadUrl::Dir(d) => Ok((Arc::new(spotfit_monitor::fs_store::FsObjectStore::new(d.clone())), None)),
         UploadUrl::S3 { bucket, prefix } => {
             let imds = creds::imds_endpoint(&args.imds, &env);
             let source = creds::source(&env, imds.as_deref()).map_err(|(f, r)| bad(f, r))?;

@@ -146,6 +146,33 @@ fn state(run_id: &str, types: &[&str]) -> RunState {
     sized_state(spec, run_id, cands, now_ms())
 }
 
+/// A one-off spot t3.micro launch of `true` for `run_id`, with the launch template's image and
+/// volume: the request the error-path tests vary.
+fn micro_request(s: &Stack, run_id: &str, token: &str) -> LaunchRequest {
+    LaunchRequest {
+        pool: Pool {
+            instance_type: "t3.micro".into(),
+            az: s.zones()[0].clone(),
+            market: Market::Spot,
+        },
+        job: "j".into(),
+        run_id: run_id.into(),
+        attempt: 1,
+        agent_run_id: run_id.into(),
+        client_token: token.into(),
+        argv: vec!["true".into()],
+        image: None,
+        env: Default::default(),
+        deadline_ms: now_ms() + 60_000,
+        max_price_per_hour: None,
+        memory_limit_bytes: None,
+        image_id: None,
+        root_volume_gib: None,
+        role: None,
+        gpus: 0,
+    }
+}
+
 async fn terminate_run(l: &Ec2Launcher, run_id: &str) {
     for i in l.list_managed().await.unwrap() {
         if i.run_id.as_deref() == Some(run_id) {
@@ -413,27 +440,8 @@ async fn an_image_parameter_that_does_not_exist_fails_the_launch() {
     let s = stack().await;
     let l = s.launcher("launch-instance");
     let req = LaunchRequest {
-        pool: Pool {
-            instance_type: "t3.micro".into(),
-            az: s.zones()[0].clone(),
-            market: Market::Spot,
-        },
-        job: "j".into(),
-        run_id: "ec2-noimage".into(),
-        attempt: 1,
-        agent_run_id: "ec2-noimage".into(),
-        client_token: "noimage-token".into(),
-        argv: vec!["true".into()],
-        image: None,
-        env: Default::default(),
-        deadline_ms: now_ms() + 60_000,
-        max_price_per_hour: None,
-        memory_limit_bytes: None,
         image_id: Some("resolve:ssm:/aws/service/no-such/image_id".into()),
-        root_volume_gib: None,
-        env_from: Default::default(),
-        role: None,
-        gpus: 0,
+        ..micro_request(&s, "ec2-noimage", "noimage-token")
     };
     match l.launch(&req).await {
         // the launch role may not even read it: only the images spotfit boots are granted
@@ -483,29 +491,7 @@ async fn a_non_capacity_error_is_fatal_with_its_code() {
     let s = stack().await;
     let l = s.launcher("launch-instance");
     s.inject("t3.micro", "InvalidParameterValue", -1);
-    let req = LaunchRequest {
-        pool: Pool {
-            instance_type: "t3.micro".into(),
-            az: s.zones()[0].clone(),
-            market: Market::Spot,
-        },
-        job: "j".into(),
-        run_id: "ec2-fatal".into(),
-        attempt: 1,
-        agent_run_id: "ec2-fatal".into(),
-        client_token: "fatal-token".into(),
-        argv: vec!["true".into()],
-        image: None,
-        env: Default::default(),
-        deadline_ms: now_ms() + 60_000,
-        max_price_per_hour: None,
-        memory_limit_bytes: None,
-        image_id: None,
-        root_volume_gib: None,
-        env_from: Default::default(),
-        role: None,
-        gpus: 0,
-    };
+    let req = micro_request(&s, "ec2-fatal", "fatal-token");
     match l.launch(&req).await {
         Err(LaunchError::Fatal { code, .. }) => assert_eq!(code, "InvalidParameterValue"),
         other => panic!("expected Fatal, got {other:?}"),
@@ -565,7 +551,6 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
         memory_limit_bytes: None,
         image_id: None,
         root_volume_gib: None,
-        env_from: Default::default(),
         role: None,
         gpus: 0,
     };

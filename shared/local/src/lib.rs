@@ -2,12 +2,11 @@
 //! `spotfit.db` (SQLite: profiles, runs, capacity marks) and `objects/` (the S3 bucket's key
 //! layout on disk, so the same Athena/DuckDB queries read both).
 
-pub mod fs_store;
 pub mod launcher;
 pub mod sqlite;
 
-pub use fs_store::FsObjectStore;
 pub use launcher::{LocalLauncher, LocalRunSettings};
+pub use spotfit_monitor::fs_store::FsObjectStore;
 pub use sqlite::{Access, SqliteStore};
 
 use spotfit_core::ports::StoreError;

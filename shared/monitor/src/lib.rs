@@ -13,6 +13,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod container;
 mod container_watch;
+pub mod fs_store;
 pub mod gpu;
 pub mod imds;
 pub mod logs;

@@ -132,9 +132,10 @@ where
                 return Err(PipelineError::LaunchBudgetSpent { budget_ms: b, tried });
             }
         }
-        // The image and volume size-job chose for this type (a state from before they were
-        // chosen has no volume: the launch template's image and volume then).
-        let boot = candidate_of(&state.candidates, &step.pool).filter(|c| c.root_volume_gib > 0);
+        // The candidate this pool was planned from; its image and volume are size-job's choice
+        // (a state from before they were chosen has no volume: the launch template's then).
+        let planned = state.candidates.get(step.rank);
+        let boot = planned.filter(|c| c.root_volume_gib > 0);
         let req = LaunchRequest {
             pool: step.pool.clone(),
             job: state.job.clone(),
@@ -149,10 +150,9 @@ where
             max_price_per_hour: state.spec.resources.max_price_per_hour,
             memory_limit_bytes: Some(state.requirement.memory_bytes),
             image_id: boot.and_then(|c| c.machine_image.image_id(c.arch)),
-            root_volume_gib: boot.map(|c| c.root_volume_gib).filter(|g| *g > 0),
-            env_from: state.spec.env_from.clone(),
+            root_volume_gib: boot.map(|c| c.root_volume_gib),
             role: state.spec.role.clone(),
-            gpus: state.candidates.get(step.rank).map_or(0, |c| c.gpu),
+            gpus: planned.map_or(0, |c| c.gpu),
         };
         match launcher.launch(&req).await {
             Ok(launched) => {

@@ -1,6 +1,8 @@
 //! Filesystem object store: S3 keys as relative paths under a root directory. Writes go to a
 //! temporary file and are renamed into place, so a reader never sees half an object and a
-//! crash never leaves one.
+//! crash never leaves one. The one implementation of `--upload file:///DIR` (the agent, the
+//! monitor example) and of the embedded local store (`spotfit-local` re-exports it): it lives
+//! here, the lowest crate that all of them link, since the agent must not link SQLite.
 
 use async_trait::async_trait;
 use spotfit_core::ports::{ObjectStore, StoreError};
@@ -114,9 +116,26 @@ impl ObjectStore for FsObjectStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use futures_executor::block_on;
+
+    #[test]
+    fn round_trips_lists_and_refuses_escaping_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let s = FsObjectStore::new(d.path().to_path_buf());
+        block_on(async {
+            s.put("runs/a/x.json", b"1".to_vec()).await.unwrap();
+            s.put("samples/b.gz", b"2".to_vec()).await.unwrap();
+            assert_eq!(s.get("runs/a/x.json").await.unwrap().unwrap(), b"1");
+            assert_eq!(s.get("runs/none").await.unwrap(), None);
+            assert_eq!(s.list("runs/").await.unwrap(), vec!["runs/a/x.json".to_string()]);
+            assert_eq!(s.list("").await.unwrap().len(), 2);
+            assert!(s.put("../x", vec![]).await.is_err());
+            assert!(s.put("/etc/x", vec![]).await.is_err());
+        });
+    }
 
     #[test]
     fn put_get_list_and_overwrite() {
