@@ -170,8 +170,8 @@ export class SpotfitStack extends Stack {
     });
     // Per-job scoping is not expressible with one role: an instance-role session carries no
     // trustworthy job attribute (EC2 passes no instance tags as session tags, and every request
-    // header or object tag is chosen by the writer). So the role is write-only on exactly the two
-    // Hive layouts (no read, list or delete of any job's data), and versioning keeps any overwrite
+    // header or object tag is chosen by the writer). So the role is write-only on exactly the three
+    // Hive layouts (samples, the job's logs, run summaries and exit markers; no read, list or delete of any job's data), and versioning keeps any overwrite
     // recoverable. Set spotfit:createOnlyWrites once the agent sends If-None-Match to make it
     // create-only, so that no instance can replace an object another run wrote.
     const instancePolicy = new iam.Policy(this, 'InstancePolicy', {
@@ -179,7 +179,11 @@ export class SpotfitStack extends Stack {
         new iam.PolicyStatement({
           sid: 'WriteOwnLayoutsOnly',
           actions: ['s3:PutObject'],
-          resources: [bucket.arnForObjects('samples/job=*/dt=*/run=*/*'), bucket.arnForObjects('runs/job=*/dt=*/*')],
+          resources: [
+            bucket.arnForObjects('samples/job=*/dt=*/run=*/*'),
+            bucket.arnForObjects('logs/job=*/dt=*/run=*/*'),
+            bucket.arnForObjects('runs/job=*/dt=*/*'),
+          ],
         }),
         new iam.PolicyStatement({
           sid: 'ReadAgent',

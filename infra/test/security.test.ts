@@ -237,6 +237,7 @@ test('instance role: write-only on the samples/ and runs/ layouts, read only the
   }
   assert.deepEqual(seen.sort(), [
     's3:GetObject /agent/*',
+    's3:PutObject /logs/job=*/dt=*/run=*/*',
     's3:PutObject /runs/job=*/dt=*/*',
     's3:PutObject /samples/job=*/dt=*/run=*/*',
   ]);

@@ -101,7 +101,7 @@ report() {
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"; }
 
 # run_agent LABEL UPLOAD SPOOL RUN_ID FREEZE_CMD THAW_CMD: starts the agent ("${CMD[@]}") on the generator,
-# takes the store away at 1 s and brings it back at 4 s; leaves the agent's stdout/stderr in
+# takes the store away at 1 s and brings it back OUTAGE_S (default 3) s later; leaves the agent's stdout/stderr in
 # $WORK/LABEL.{out,err} and its CPU in $WORK/LABEL.cpu.
 run_agent() {
   local label=$1 upload=$2 spool=$3 run=$4 freeze=$5 thaw=$6 after=${7:-true}
@@ -110,7 +110,7 @@ run_agent() {
     >"$WORK/$label.out" 2>"$WORK/$label.err" &
   local mon=$! cpu=0
   sleep 1; eval "$freeze"; echo "$label: store taken away at 1 s"
-  sleep 3; eval "$thaw"; echo "$label: store back at 4 s"
+  sleep "${OUTAGE_S:-3}"; eval "$thaw"; echo "$label: store back after ${OUTAGE_S:-3} s"
   eval "$after"
   # Poll the agent's CPU until it exits (the last reading is within 50 ms of its end).
   while kill -0 "$mon" 2>/dev/null; do c=$(cpu_of "$mon" 2>/dev/null || true); [ -n "$c" ] && cpu=$c; sleep 0.05; done
@@ -176,7 +176,9 @@ else
   for _ in $(seq 50); do curl -s "$AWS_ENDPOINT_URL" >/dev/null 2>&1 && break; sleep 0.1; done
   "$TOOLS/venv/bin/python" -c 'import boto3; boto3.client("s3").create_bucket(Bucket="bkt")'
   CMD=("$AGENT" monitor)
-  run_agent s3B "s3://bkt/pre" "$WORK/spoolB" logsB "kill -STOP $MOTO_PID" "kill -CONT $MOTO_PID"
+  # Frozen longer than the agent's 4 s S3 request timeout, so a put in flight fails and is
+  # retried (a shorter freeze may only delay it, and nothing would be retried).
+  OUTAGE_S=7 run_agent s3B "s3://bkt/pre" "$WORK/spoolB" logsB "kill -STOP $MOTO_PID" "kill -CONT $MOTO_PID"
   check "s3B: uploads were retried while S3 was frozen" "grep -a -q 'will retry' '$WORK/s3B.err'"
   res=$("$TOOLS/venv/bin/python" - logsB <<PY
 import boto3, sys
