@@ -3,7 +3,8 @@
 #
 # Rendered by spotfit-aws (src/user_data.rs). Only the @@NAME@@ placeholders below are
 # substituted, each inside single quotes, and each value is either checked to be a plain token
-# (bucket, key, region, job name, run id, a number) or base64 (the job's argv, env and image).
+# (bucket, key, region, job name, run id, a number) or base64 (the job's argv, env, secret
+# references and image).
 # The job's strings never reach a shell parser: argv and env travel as NUL-separated lists,
 # decoded into files and read into arrays with `mapfile -d ''`.
 set -euo pipefail
@@ -18,6 +19,9 @@ RUN_ID='@@RUN_ID@@'
 DEADLINE_EPOCH_S='@@DEADLINE_EPOCH_S@@'
 ARGV_B64='@@ARGV_B64@@'
 ENV_B64='@@ENV_B64@@'
+# NAME=REFERENCE (ssm:…, secretsmanager:…), NUL-separated: the agent reads the values on this
+# instance with its role and gives them to the job alone. No secret value is ever in here.
+ENV_FROM_B64='@@ENV_FROM_B64@@'
 IMAGE_B64='@@IMAGE_B64@@'
 # Decided by the renderer: the sized memory (bytes, or empty), `all` when the type has GPUs and
 # the job is an image, and the registry to log in to before the pull (host and token region).
@@ -25,6 +29,9 @@ MEMORY_LIMIT='@@MEMORY_LIMIT@@'
 GPUS='@@GPUS@@'
 REGISTRY_HOST='@@REGISTRY_HOST@@'
 REGISTRY_REGION='@@REGISTRY_REGION@@'
+# `yes` when the instance runs with one of the deployment's job roles (the spec's `role`): the
+# role's rights are the job's, so its container may reach them through IMDS.
+JOB_ROLE='@@JOB_ROLE@@'
 
 log() { printf 'spotfit-user-data: %s\n' "$*" >&2; }
 
@@ -66,12 +73,15 @@ chmod 0755 "$SPOTFIT_HOME/spotfit-agent"
 printf '%s' "$ARGV_B64" | base64 -d > "$SPOTFIT_HOME/argv"
 printf '%s' "$ENV_B64" | base64 -d > "$SPOTFIT_HOME/env"
 mapfile -d '' -t job_argv < "$SPOTFIT_HOME/argv"
+printf '%s' "$ENV_FROM_B64" | base64 -d > "$SPOTFIT_HOME/env-from"
+mapfile -d '' -t env_from < "$SPOTFIT_HOME/env-from"
 
 agent_args=(--job "$JOB_NAME" --run-id "$RUN_ID" --upload "s3://$BUCKET"
   --summary "$SPOTFIT_HOME/summary.json" --job-env "$SPOTFIT_HOME/env")
 # Over its sized memory the job is OOM-killed and the run says so (the pipeline retries it with
 # more), rather than the host swapping or its own OOM killer picking a victim.
 if [ -n "$MEMORY_LIMIT" ]; then agent_args+=(--memory-limit "$MEMORY_LIMIT"); fi
+for ref in ${env_from[@]+"${env_from[@]}"}; do agent_args+=("--env-from=$ref"); done
 auth_dir="$SPOTFIT_HOME/registry-auth"
 if [ -n "$IMAGE_B64" ]; then
   image=$(printf '%s' "$IMAGE_B64" | base64 -d)
@@ -93,14 +103,17 @@ if [ -n "$IMAGE_B64" ]; then
     done
     if [ "$logged_in" = 0 ]; then log "registry login to $REGISTRY_HOST failed; the pull will be refused"; fi
   fi
-  # Containers must not reach the instance role's credentials: drop what they send to IMDS
-  # (forwarded traffic only; the host's own requests are not forwarded). The launch's hop
-  # limit of 1 refuses IMDSv2 tokens to them as well.
-  if iptables -N DOCKER-USER 2>/dev/null || iptables -L DOCKER-USER -n >/dev/null 2>&1; then
-    iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER || log "could not hook DOCKER-USER"
-    iptables -I DOCKER-USER -d 169.254.169.254/32 -j DROP || log "could not block IMDS for containers"
-  else
-    log "no iptables: IMDS is kept from containers by the hop limit only"
+  # Without a job role, containers must not reach the instance role's (the agent's)
+  # credentials: drop what they send to IMDS (forwarded traffic only; the host's own requests
+  # are not forwarded); the launch's hop limit of 1 refuses IMDSv2 tokens to them as well. With
+  # a job role the role is the job's, and the launch allows the container's extra hop.
+  if [ -z "$JOB_ROLE" ]; then
+    if iptables -N DOCKER-USER 2>/dev/null || iptables -L DOCKER-USER -n >/dev/null 2>&1; then
+      iptables -C FORWARD -j DOCKER-USER 2>/dev/null || iptables -I FORWARD -j DOCKER-USER || log "could not hook DOCKER-USER"
+      iptables -I DOCKER-USER -d 169.254.169.254/32 -j DROP || log "could not block IMDS for containers"
+    else
+      log "no iptables: IMDS is kept from containers by the hop limit only"
+    fi
   fi
 fi
 

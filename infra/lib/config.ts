@@ -33,6 +33,12 @@ export interface SpotfitConfig {
    * the launcher as SPOTFIT_ECR_REGISTRIES: instances log in to them before the pull.
    */
   readonly ecrRegistries: string[];
+  /**
+   * The job roles a spec may name (`spotfit:jobRoles`, a JSON object of name → grants): each
+   * becomes a role and instance profile holding the agent's narrow policy and exactly these
+   * grants, and only these may be passed to a job's instance.
+   */
+  readonly jobRoles: Record<string, JobRoleConfig>;
   /** S3 key of the agent binary (`spotfit:agentKey`). */
   readonly agentKey: string;
   /** Bucket lifecycle (`spotfit:lifecycle`), days. */
@@ -53,6 +59,74 @@ export interface SpotfitConfig {
   readonly alarmEmail?: string;
   /** `retain` (default) keeps bucket and tables when the stack is deleted. */
   readonly removal: 'retain' | 'destroy';
+}
+
+/** What one job role may do besides the agent's own writes. */
+export interface JobRoleConfig {
+  /**
+   * Secrets its jobs may read into their environment (`env_from`): `ssm:NAME` or `ssm:/path/*`
+   * (SSM parameters, GetParameter), `secretsmanager:NAME` or `secretsmanager:prefix*` or a
+   * secret ARN (GetSecretValue). Secrets under AWS-managed keys need no KMS grant; a customer
+   * key's decrypt goes in `managedPolicyArns`.
+   */
+  readonly secrets: string[];
+  /** Objects its jobs may read, as `s3://bucket/prefix*` (s3:GetObject). */
+  readonly s3Read: string[];
+  /** Objects its jobs may write, as `s3://bucket/prefix*` (s3:PutObject). */
+  readonly s3Write: string[];
+  /** Managed policies attached as they are (the job's other rights). */
+  readonly managedPolicyArns: string[];
+}
+
+// A spec's `role` (shared/core/src/spec.rs): IAM's role-name characters, here at most 40 so that
+// the stack's prefix still fits IAM's 64.
+const JOB_ROLE_NAME = /^[A-Za-z0-9_+=,.@-]{1,40}$/;
+const SSM_SECRET = /^ssm:\/?[A-Za-z0-9_.\-\/]+\*?$/;
+const SM_SECRET = /^secretsmanager:(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9\/_+=.@-]+\*?|[A-Za-z0-9\/_+=.@-]+\*?)$/;
+const S3_PATTERN = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/[^\s]*$/;
+const MANAGED_POLICY_ARN = /^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy\/[A-Za-z0-9+=,.@_\/-]+$/;
+
+function jobRoles(node: Node): Record<string, JobRoleConfig> {
+  const key = 'spotfit:jobRoles';
+  const raw = parseMaybeJson(key, ctx(node, key));
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(key, 'must be a JSON object of role name → {"secrets": [...], "s3Read": [...], "s3Write": [...], "managedPolicyArns": [...]}');
+  }
+  const out: Record<string, JobRoleConfig> = {};
+  const ids = new Map<string, string>();
+  for (const [name, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (!JOB_ROLE_NAME.test(name)) throw new ConfigError(key, `${JSON.stringify(name)}: a role name is 1-40 of letters, digits and _+=,.@-`);
+    const id = jobRoleId(name);
+    const clash = ids.get(id);
+    if (clash !== undefined) throw new ConfigError(key, `${JSON.stringify(name)} and ${JSON.stringify(clash)} differ only in punctuation`);
+    ids.set(id, name);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${key}.${name}`, 'must be an object');
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      if (!['secrets', 's3Read', 's3Write', 'managedPolicyArns'].includes(k)) throw new ConfigError(`${key}.${name}`, `unknown field ${k}`);
+    }
+    const strings = (field: string, re: RegExp, what: string): string[] => {
+      const a = o[field] ?? [];
+      if (!Array.isArray(a)) throw new ConfigError(`${key}.${name}.${field}`, 'must be a list');
+      return a.map((x) => {
+        if (typeof x !== 'string' || !re.test(x)) throw new ConfigError(`${key}.${name}.${field}`, `${JSON.stringify(x)} is not ${what}`);
+        return x;
+      });
+    };
+    out[name] = {
+      secrets: strings('secrets', new RegExp(`${SSM_SECRET.source}|${SM_SECRET.source}`), 'ssm:NAME[*] or secretsmanager:NAME[*] (or a secret ARN)'),
+      s3Read: strings('s3Read', S3_PATTERN, 's3://bucket/prefix'),
+      s3Write: strings('s3Write', S3_PATTERN, 's3://bucket/prefix'),
+      managedPolicyArns: strings('managedPolicyArns', MANAGED_POLICY_ARN, 'a managed policy ARN'),
+    };
+  }
+  return out;
+}
+
+/** A job role's part of construct ids: its name's letters and digits. */
+export function jobRoleId(name: string): string {
+  return name.replace(/[^A-Za-z0-9]/g, '');
 }
 
 /** The repository root: infra/ lives one level below it (dist/lib when compiled). */
@@ -215,6 +289,7 @@ export function loadConfig(node: Node): SpotfitConfig {
     imdsHopLimit: int(node, 'spotfit:imdsHopLimit', 1, 1, 64),
     ecrRepositories: list(node, 'spotfit:ecrRepositories', []),
     ecrRegistries: list(node, 'spotfit:ecrRegistries', []),
+    jobRoles: jobRoles(node),
     agentKey: str(node, 'spotfit:agentKey', 'agent/x86_64/spotfit-agent'),
     lifecycle: {
       infrequentAccessDays: int(node, 'spotfit:infrequentAccessDays', 30, 30, 36500),

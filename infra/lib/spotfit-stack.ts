@@ -7,7 +7,7 @@
 // with the spotfit:managed tag; TerminateInstances only on instances carrying that tag.
 import * as fs from 'fs';
 import * as path from 'path';
-import { Arn, Aws, CfnOutput, CfnResource, Duration, IResource, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Aws, CfnOutput, CfnResource, Duration, IResource, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -26,7 +26,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { Analytics } from './analytics';
-import { repoRoot, SpotfitConfig } from './config';
+import { jobRoleId, repoRoot, SpotfitConfig } from './config';
 import { loadJobs } from './jobs';
 import { FUNCTION_NAMES, FunctionName, lambdaCode } from './lambda-code';
 
@@ -76,6 +76,8 @@ export class SpotfitStack extends Stack {
   readonly stateMachine: sfn.StateMachine;
   readonly launchTemplate: ec2.CfnLaunchTemplate;
   readonly instanceRole: iam.Role;
+  /** The job roles of spotfit:jobRoles, in their order there. */
+  readonly jobRoles: iam.Role[];
 
   constructor(scope: Construct, id: string, props: SpotfitStackProps) {
     super(scope, id, props);
@@ -220,6 +222,67 @@ export class SpotfitStack extends Stack {
     instancePolicy.attachToRole(this.instanceRole);
     const instanceProfile = new iam.CfnInstanceProfile(this, 'InstanceProfile', { roles: [this.instanceRole.roleName] });
 
+    // Job roles (spotfit:jobRoles): the instance profile of a run whose spec names one. Each holds
+    // the agent's policy (the same narrow writes) and exactly its configured grants: the secrets
+    // its jobs' env_from may read, the S3 objects they may read or write, managed policies.
+    const jobProfiles: Record<string, string> = {};
+    this.jobRoles = [];
+    for (const [name, grants] of Object.entries(cfg.jobRoles)) {
+      const id = `JobRole${jobRoleId(name)}`;
+      const role = new iam.Role(this, id, {
+        assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+        // template_iam.py finds a job role's component by this prefix.
+        description: `spotfit job role ${name}: the agent's writes and this role's grants`,
+        managedPolicies: grants.managedPolicyArns.map((arn, i) => iam.ManagedPolicy.fromManagedPolicyArn(this, `${id}Managed${i}`, arn)),
+      });
+      instancePolicy.attachToRole(role);
+      const statements: iam.PolicyStatement[] = [];
+      const ssm = grants.secrets.filter((x) => x.startsWith('ssm:')).map((x) => x.slice('ssm:'.length));
+      if (ssm.length > 0) {
+        statements.push(
+          new iam.PolicyStatement({
+            sid: 'ReadParameters',
+            actions: ['ssm:GetParameter'],
+            // A parameter's ARN is `parameter` + its name (which may start with `/`).
+            resources: ssm.map((n) => Stack.of(this).formatArn({ service: 'ssm', resource: 'parameter', resourceName: n.replace(/^\//, '') })),
+          }),
+        );
+      }
+      const sm = grants.secrets.filter((x) => x.startsWith('secretsmanager:')).map((x) => x.slice('secretsmanager:'.length));
+      if (sm.length > 0) {
+        statements.push(
+          new iam.PolicyStatement({
+            sid: 'ReadSecrets',
+            actions: ['secretsmanager:GetSecretValue'],
+            // A secret's ARN ends in `-` and six random characters after its name.
+            resources: sm.map((n) =>
+              n.startsWith('arn:')
+                ? n
+                : Stack.of(this).formatArn({
+                    service: 'secretsmanager',
+                    resource: 'secret',
+                    resourceName: n.endsWith('*') ? n : `${n}-??????`,
+                    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+                  }),
+            ),
+          }),
+        );
+      }
+      const objects = (xs: string[]) => xs.map((x) => `arn:${Aws.PARTITION}:s3:::${x.slice('s3://'.length)}`);
+      if (grants.s3Read.length > 0) {
+        statements.push(new iam.PolicyStatement({ sid: 'ReadData', actions: ['s3:GetObject'], resources: objects(grants.s3Read) }));
+      }
+      if (grants.s3Write.length > 0) {
+        statements.push(new iam.PolicyStatement({ sid: 'WriteResults', actions: ['s3:PutObject'], resources: objects(grants.s3Write) }));
+      }
+      if (statements.length > 0) {
+        new iam.Policy(this, `${id}Policy`, { statements }).attachToRole(role);
+      }
+      const profile = new iam.CfnInstanceProfile(this, `${id}Profile`, { roles: [role.roleName] });
+      jobProfiles[name] = profile.attrArn;
+      this.jobRoles.push(role);
+    }
+
     const sg = new ec2.CfnSecurityGroup(this, 'InstanceSecurityGroup', {
       vpcId: cfg.vpcId,
       groupDescription: 'spotfit job instances: no inbound; outbound HTTPS (and spotfit:egressPorts)',
@@ -277,6 +340,8 @@ export class SpotfitStack extends Stack {
         SPOTFIT_LAUNCH_TEMPLATE_ID: lt.ref,
         SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
         SPOTFIT_INSTANCE_PROFILE_ARN: instanceProfile.attrArn,
+        // The allow-list a spec's `role` is looked up in (name → instance profile ARN).
+        ...(Object.keys(jobProfiles).length > 0 ? { SPOTFIT_JOB_PROFILES: Stack.of(this).toJsonString(jobProfiles) } : {}),
         SPOTFIT_AGENT_KEY: cfg.agentKey,
         SPOTFIT_REGION: Aws.REGION,
         // Into the state as instance.heartbeat_s, the Await state's HeartbeatSecondsPath.
@@ -478,7 +543,7 @@ export class SpotfitStack extends Stack {
       new iam.PolicyStatement({
         sid: 'PassInstanceRoleToEc2',
         actions: ['iam:PassRole'],
-        resources: [this.instanceRole.roleArn],
+        resources: [this.instanceRole.roleArn, ...this.jobRoles.map((r) => r.roleArn)],
         conditions: { StringEquals: { 'iam:PassedToService': 'ec2.amazonaws.com' } },
       }),
     );

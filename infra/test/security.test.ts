@@ -275,6 +275,63 @@ test('container images: no ECR access by default; with spotfit:ecrRepositories e
   assert.throws(() => synth({ 'spotfit:ecrRepositories': 'Bad Name' }), /spotfit:ecrRepositories/);
 });
 
+test('job roles: none by default; each configured one holds the agent policy and exactly its grants, and only they may be passed', () => {
+  assert.equal(stack.jobRoles.length, 0);
+  const roles = {
+    etl: {
+      secrets: ['ssm:/team/db/password', 'ssm:/team/etl/*', 'secretsmanager:team/api-key', 'secretsmanager:arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf'],
+      s3Read: ['s3://team-data/inputs/*'],
+      s3Write: ['s3://team-data/results/*'],
+    },
+    'nlp.gpu': { managedPolicyArns: ['arn:aws:iam::aws:policy/AmazonSageMakerReadOnly'] },
+  };
+  const { json: j, stack: st } = synth({ 'spotfit:jobRoles': JSON.stringify(roles) });
+  assert.equal(st.jobRoles.length, 2);
+  const id = (r: { node: { defaultChild?: unknown } }) => st.getLogicalId(r.node.defaultChild as never);
+  const [etl, nlp] = st.jobRoles.map(id);
+  const seen = (role: string) =>
+    statements(j)
+      .filter((s) => s.kind === 'identity' && s.roles.includes(role))
+      .flatMap((s) => asArray(s.statement.Action).flatMap((a) => asArray(s.statement.Resource).map((r) => `${a} ${render(r).replace(/^\{[^}]+\.Arn\}/, '')}`)))
+      .sort();
+  const agent = ['s3:GetObject /agent/*', 's3:PutObject /logs/job=*/dt=*/run=*/*', 's3:PutObject /runs/job=*/dt=*/*', 's3:PutObject /samples/job=*/dt=*/run=*/*'];
+  const etlSeen = seen(etl);
+  for (const a of agent) assert.ok(etlSeen.includes(a), `the etl role lacks the agent's ${a}`);
+  const own = etlSeen.filter((x) => !agent.includes(x));
+  assert.deepEqual(own, [
+    's3:GetObject arn:{AWS::Partition}:s3:::team-data/inputs/*',
+    's3:PutObject arn:{AWS::Partition}:s3:::team-data/results/*',
+    'secretsmanager:GetSecretValue arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf',
+    'secretsmanager:GetSecretValue arn:{AWS::Partition}:secretsmanager:{AWS::Region}:{AWS::AccountId}:secret:team/api-key-??????',
+    'ssm:GetParameter arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/team/db/password',
+    'ssm:GetParameter arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter/team/etl/*',
+  ]);
+  assert.deepEqual(seen(nlp), agent, 'a role with managed policies only gets no inline grant beyond the agent\'s');
+  const nlpRole = j.Resources[nlp].Properties as any;
+  assert.deepEqual(nlpRole.ManagedPolicyArns, ['arn:aws:iam::aws:policy/AmazonSageMakerReadOnly']);
+  // the default instance role gets none of it
+  assert.deepEqual(seen(st.getLogicalId(st.instanceRole.node.defaultChild as never)), agent);
+  // PassRole: the instance role and exactly the job roles, to EC2 only
+  const pass = statements(j).filter((s) => s.kind === 'identity' && asArray(s.statement.Action).includes('iam:PassRole'));
+  assert.equal(pass.length, 1);
+  assert.deepEqual(
+    asArray(pass[0].statement.Resource).map(render).sort(),
+    [st.getLogicalId(st.instanceRole.node.defaultChild as never), etl, nlp].map((r) => `{${r}.Arn}`).sort(),
+  );
+  // the launcher's allow-list maps each name to its own profile
+  const launch = resourcesOfType(j, 'AWS::Lambda::Function').find(([, f]) => f.Description === 'spotfit launch-instance')![1] as any;
+  const profiles = render(launch.Environment.Variables.SPOTFIT_JOB_PROFILES);
+  for (const [name, role] of [['etl', etl], ['nlp.gpu', nlp]]) {
+    const [pid] = resourcesOfType(j, 'AWS::IAM::InstanceProfile').find(([, p]) => asArray(p.Roles).some((r) => render(r) === `{${role}}`))!;
+    assert.ok(profiles.includes(`"${name}":"{${pid}.Arn}"`), profiles);
+  }
+  // bad configuration fails synth naming the key
+  assert.throws(() => synth({ 'spotfit:jobRoles': '{"etl": {"secrets": ["vault:/x"]}}' }), /spotfit:jobRoles\.etl\.secrets/);
+  assert.throws(() => synth({ 'spotfit:jobRoles': '{"a-b": {}, "ab": {}}' }), /differ only in punctuation/);
+  assert.throws(() => synth({ 'spotfit:jobRoles': '{"etl": {"s3Read": ["team-data/x"]}}' }), /spotfit:jobRoles\.etl\.s3Read/);
+  assert.throws(() => synth({ 'spotfit:jobRoles': '{"etl": {"admin": true}}' }), /unknown field admin/);
+});
+
 test('every function runs provided.al2023', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function');
   assert.equal(fns.length, 7, 'our seven, and no CDK helper function (e.g. a bucket-notifications handler)');

@@ -33,8 +33,9 @@ N threads (default 4).
 Each marker is logged to WORKDIR/instant.jsonl: instance, run, attempt, key, put time (ms).
 
 The stand-in itself plays EC2 (it describes and terminates with the caller's, the set-up's,
-credentials); what runs "on the instance" (the user data, the agent, `aws s3 cp`) gets the
-instance role's STS credentials from SPOTFIT_ROLES_DIR/instance.env, as IMDS would hand them out.
+credentials); what runs "on the instance" (the user data, the agent, `aws s3 cp`) gets the STS
+credentials of its instance profile's role, as IMDS would hand them out: a job role's
+(SPOTFIT_ROLES_DIR/roles.json) or else the instance role's (SPOTFIT_ROLES_DIR/instance.env).
 Runs until SIGTERM; writes WORKDIR/standin.log.
 """
 
@@ -75,6 +76,21 @@ def instance_creds():
 
 
 INSTANCE_CREDS = instance_creds()
+
+
+def profile_creds(iid):
+    """What IMDS would hand this instance: the credentials of its instance profile's role. A job
+    role's profile (SPOTFIT_ROLES_DIR/roles.json, "profile_arn") gives that role's session;
+    any other profile, the instance role's."""
+    with open(os.path.join(os.environ["SPOTFIT_ROLES_DIR"], "roles.json"), encoding="utf-8") as f:
+        roles = json.load(f)
+    inst = EC2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    arn = (inst.get("IamInstanceProfile") or {}).get("Arn")
+    for comp, r in roles.items():
+        if arn and r.get("profile_arn") == arn:
+            log("instance", iid, "runs with", comp)
+            return {"AWS_ACCESS_KEY_ID": r["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": r["SecretAccessKey"], "AWS_SESSION_TOKEN": r["SessionToken"]}
+    return INSTANCE_CREDS
 
 STUBS = {
     "curl": """#!/bin/bash
@@ -138,7 +154,7 @@ def start(iid, tags):
     script = os.path.join(home, "user-data.sh")
     with open(script, "wb") as f:
         f.write(base64.b64decode(ud))
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid, **INSTANCE_CREDS)
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid, **profile_creds(iid))
     out = open(os.path.join(home, "console.log"), "wb")
     p = subprocess.Popen(["bash", script], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     log("started", iid, tags.get("spotfit:run-id"), tags.get("spotfit:attempt"), "pid", p.pid)

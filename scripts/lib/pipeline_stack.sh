@@ -30,6 +30,11 @@ pipeline_stack_up() {
   "$PY" -c 'import boto3,os,sys; boto3.client("s3").upload_file(sys.argv[1], os.environ["SPOTFIT_BUCKET"], os.environ["SPOTFIT_AGENT_KEY"])' "$agent"
   scripts/local-stack iam "$dir" "$TEMPLATE"
   export SPOTFIT_ROLES_DIR="$dir/roles"
+  # The job roles' allow-list (name → instance profile), as the stack gives it to the launcher.
+  if [ -s "$SPOTFIT_ROLES_DIR/job-profiles.json" ] && [ "$(cat "$SPOTFIT_ROLES_DIR/job-profiles.json")" != "{}" ]; then
+    SPOTFIT_JOB_PROFILES="$(cat "$SPOTFIT_ROLES_DIR/job-profiles.json")"
+    export SPOTFIT_JOB_PROFILES
+  fi
   log "the template's EventBridge rules into moto, the local Step Functions service, the event pump"
   scripts/local-stack events "$dir" "$TEMPLATE" >/dev/null
   # shellcheck disable=SC2086

@@ -12,7 +12,8 @@ pseudo parameters) to the emulator's resource names and ARNs.
   template_iam.py apply TEMPLATE NAMES_JSON OUT_DIR [--drop COMPONENT:ACTION]...
       create each role and its policies in moto (as the set-up's admin), assume it, and write
       OUT_DIR/<component>.env (export AWS_ACCESS_KEY_ID=… of that role's STS session) and
-      OUT_DIR/roles.json. --drop COMPONENT:SID removes that statement from one component's
+      OUT_DIR/roles.json; for each job role (components job-NAME) an instance profile, and
+      OUT_DIR/job-profiles.json {NAME: profile ARN}. --drop COMPONENT:SID removes that statement from one component's
       policies, --drop COMPONENT:ACTION that action (the negative control). Then turn moto's IAM enforcement on (POST /moto-api/reset-auth 0).
   template_iam.py static TEMPLATE
       the static check of what moto's evaluator skips (see below); exit 1 on a finding.
@@ -23,7 +24,8 @@ NAMES_JSON maps the template's resources to the emulator's:
    "launch_template_id": "lt-..."}
 (a table missing from "tables" is taken from its handlers' variable, e.g. $SPOTFIT_WAITS_TABLE).
 Components are named by their function's description, "spotfit NAME" → NAME (size-job, …,
-reap-instances, job-events), and "instance" for the instance profile's role.
+reap-instances, job-events), "instance" for the instance profile's role, and "job-NAME" for
+each job role of spotfit:jobRoles (its description says "spotfit job role NAME: …").
 
 What moto 5.2's evaluator skips (moto/iam/access_control.py), and so what `apply` hands it:
 * Resource ARNs: moto authorizes every non-S3 call (DynamoDB, EC2, KMS, SSM, …) against resource
@@ -215,8 +217,24 @@ def components(template: dict) -> dict[str, str]:
             roles = [x["Ref"] for x in as_list(p.get("Roles"))]
             if len(roles) != 1:
                 raise SystemExit(f"instance profile {lid}: expected one role, got {roles}")
-            out["instance"] = roles[0]
+            # A job role (spotfit:jobRoles) says so in its description: "spotfit job role NAME: …".
+            desc = template["Resources"][roles[0]].get("Properties", {}).get("Description", "")
+            if desc.startswith(JOB_ROLE_PREFIX):
+                out["job-" + desc[len(JOB_ROLE_PREFIX):].split(":", 1)[0]] = roles[0]
+            else:
+                out["instance"] = roles[0]
     return out
+
+
+JOB_ROLE_PREFIX = "spotfit job role "
+
+
+def profile_of(template: dict, role: str) -> str:
+    """The logical id of the instance profile holding `role`."""
+    for lid, r in template["Resources"].items():
+        if r["Type"] == "AWS::IAM::InstanceProfile" and [x.get("Ref") for x in as_list(r["Properties"].get("Roles"))] == [role]:
+            return lid
+    raise SystemExit(f"no instance profile holds {role}")
 
 
 def role_statements(template: dict, role: str) -> list[tuple[str, dict]]:
@@ -312,6 +330,21 @@ def apply(template: dict, names: dict, out_dir: str, drops: list[str]) -> None:
         creds[comp] = {"role": role, "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"], "SessionToken": c["SessionToken"]}
         with open(os.path.join(out_dir, f"{comp}.env"), "w", encoding="utf-8") as f:
             f.write(f"export AWS_ACCESS_KEY_ID={c['AccessKeyId']} AWS_SECRET_ACCESS_KEY={c['SecretAccessKey']} AWS_SESSION_TOKEN={c['SessionToken']}\n")
+    # Each job role's instance profile, in moto (the launcher passes its ARN; the stand-in maps
+    # an instance's profile back to the role's credentials): the name → ARN allow-list is what
+    # the stack gives the launcher as SPOTFIT_JOB_PROFILES.
+    job_profiles = {}
+    for comp, r in roles.items():
+        if not comp.startswith("job-"):
+            continue
+        prof = profile_of(template, r["role"])
+        iam.create_instance_profile(InstanceProfileName=prof)
+        iam.add_role_to_instance_profile(InstanceProfileName=prof, RoleName=r["role"])
+        arn = iam.get_instance_profile(InstanceProfileName=prof)["InstanceProfile"]["Arn"]
+        job_profiles[comp[len("job-"):]] = arn
+        creds[comp]["profile_arn"] = arn
+    with open(os.path.join(out_dir, "job-profiles.json"), "w", encoding="utf-8") as f:
+        json.dump(job_profiles, f)
     missing = set(drops) - dropped
     if missing:
         raise SystemExit(f"--drop matched no statement: {sorted(missing)}")
@@ -354,7 +387,7 @@ EXTRA_CONDITIONS = {
 # the export; CDK's grantDecrypt gives it no ViaService condition).
 KMS_WITHOUT_VIA = {"ProfilesExportRole"}
 # Non-S3 resource-scoped ARNs must be of these services and of this stack's own resources.
-ARN_OK = re.compile(r"^arn:aws:(dynamodb|ec2|ecr|iam|kms|lambda|ssm|states|logs|sqs|sns|xray):")
+ARN_OK = re.compile(r"^arn:aws:(dynamodb|ec2|ecr|iam|kms|lambda|ssm|secretsmanager|states|logs|sqs|sns|xray):")
 
 
 # The components that answer the Await state's task tokens (docs/callback.md), and what they may call.

@@ -99,7 +99,7 @@ try {
   const events = await history(executionArn);
   const stats = await fetch(endpoint.replace(/\/$/, '') + '/_local/stats').then(r => r.json()).catch(() => null);
   const mine = stats?.executions?.find(e => e.arn === executionArn);
-  const out = { status: d.status };
+  const out = { status: d.status, executionArn };
   if (d.status === 'SUCCEEDED') out.output = JSON.parse(d.output);
   else { out.error = d.error ?? null; out.cause = d.cause ?? null; }
   Object.assign(out, {

@@ -27,6 +27,7 @@ pub const ENV: &[&str] = &[
     spotfit_aws::config::BOOT_GRACE_S,
     spotfit_aws::config::ASSOCIATE_PUBLIC_IP,
     spotfit_aws::config::ECR_REGISTRIES,
+    spotfit_aws::config::JOB_PROFILES,
 ];
 
 /// The adapters from the environment (once per cold start); an error names what is missing.

@@ -1,5 +1,6 @@
-//! AWS Signature Version 4 in the `Authorization` header, for S3 (AWS's "Signature
-//! Calculations for the Authorization Header"). `rusty-s3` signs only as presigned URLs (the
+//! AWS Signature Version 4 in the `Authorization` header: for S3 (AWS's "Signature
+//! Calculations for the Authorization Header"), and for the JSON APIs the agent reads secrets
+//! from (SSM, Secrets Manager: [`sign_service`]). `rusty-s3` signs only as presigned URLs (the
 //! signature in the query string); S3 accepts those, but an emulator enforcing IAM (moto with
 //! `INITIAL_NO_AUTH_ACTION_COUNT`, as the pipeline tests run it) authenticates from the header
 //! alone, and the header form is what the SDKs send. So `rusty-s3` builds the URLs (its path
@@ -12,7 +13,6 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-const SERVICE: &str = "s3";
 
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -79,17 +79,32 @@ pub fn sign(
     extra: &[(&str, &str)],
     now: DateTime<Utc>,
 ) -> Vec<(String, String)> {
+    sign_service("s3", method, url, region, creds, payload_sha256, extra, now)
+}
+
+/// [`sign`] for any service. S3 alone gets (and requires) `x-amz-content-sha256`; the other
+/// services sign the payload's hash in the canonical request only.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_service(
+    service: &str,
+    method: &str,
+    url: &mut url::Url,
+    region: &str,
+    creds: &Creds,
+    payload_sha256: &str,
+    extra: &[(&str, &str)],
+    now: DateTime<Utc>,
+) -> Vec<(String, String)> {
     let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
     let date = &amz_date[..8];
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
-    let mut headers: Vec<(String, String)> = vec![
-        ("host".into(), host),
-        ("x-amz-content-sha256".into(), payload_sha256.to_string()),
-        ("x-amz-date".into(), amz_date.clone()),
-    ];
+    let mut headers: Vec<(String, String)> = vec![("host".into(), host), ("x-amz-date".into(), amz_date.clone())];
+    if service == "s3" {
+        headers.push(("x-amz-content-sha256".into(), payload_sha256.to_string()));
+    }
     if let Some(t) = &creds.token {
         headers.push(("x-amz-security-token".into(), t.clone()));
     }
@@ -104,14 +119,14 @@ pub fn sign(
     let query = canonical_query(url);
     let path = if url.path().is_empty() { "/" } else { url.path() };
     let canonical_request = format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload_sha256}");
-    let scope = format!("{date}/{region}/{SERVICE}/aws4_request");
+    let scope = format!("{date}/{region}/{service}/aws4_request");
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         sha256_hex(canonical_request.as_bytes())
     );
     let k_date = hmac(format!("AWS4{}", creds.secret).as_bytes(), date);
     let k_region = hmac(&k_date, region);
-    let k_service = hmac(&k_region, SERVICE);
+    let k_service = hmac(&k_region, service);
     let k_signing = hmac(&k_service, "aws4_request");
     let signature = hex(&hmac(&k_signing, &string_to_sign));
     let mut out: Vec<(String, String)> = headers
@@ -245,6 +260,44 @@ mod tests {
             signature(&h),
             "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"
         );
+    }
+
+    // AWS's worked example of SigV4 for a service other than S3 ("Create a signed AWS API
+    // request", IAM ListUsers, 2015-08-30T12:36:00Z): no x-amz-content-sha256 header.
+    #[test]
+    fn aws_example_iam_list_users() {
+        let creds = Creds {
+            key: "AKIDEXAMPLE".into(),
+            secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            token: None,
+            expires: None,
+        };
+        let mut url: url::Url = "https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08"
+            .parse()
+            .unwrap();
+        let now = DateTime::parse_from_rfc3339("2015-08-30T12:36:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let h = sign_service(
+            "iam",
+            "GET",
+            &mut url,
+            "us-east-1",
+            &creds,
+            EMPTY_SHA256,
+            &[("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+            now,
+        );
+        assert_eq!(
+            signature(&h),
+            "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+        );
+        let auth = &h.iter().find(|(k, _)| k == "authorization").unwrap().1;
+        assert!(
+            auth.contains("Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, "),
+            "{auth}"
+        );
+        assert!(!h.iter().any(|(k, _)| k == "x-amz-content-sha256"));
     }
 
     #[test]

@@ -120,6 +120,17 @@ impl Ec2Launcher {
     }
 }
 
+/// IMDSv2's PUT response hop limit for a launch: 1 keeps a container job (one network hop
+/// away, on the runtime's bridge) from the instance's credentials, which are the agent's; with a
+/// job role they are the job's own, and its container gets the hop it needs to reach them.
+fn imds_hop_limit(req: &LaunchRequest) -> i32 {
+    if req.role.is_some() && req.image.is_some() {
+        2
+    } else {
+        1
+    }
+}
+
 fn state_of(name: Option<&InstanceStateName>) -> InstanceState {
     match name {
         Some(InstanceStateName::Pending) => InstanceState::Pending,
@@ -221,6 +232,8 @@ impl InstanceLauncher for Ec2Launcher {
             deadline_epoch_s: req.deadline_ms / 1000,
             argv: &req.argv,
             env: &req.env,
+            env_from: &req.env_from,
+            job_role: req.role.is_some(),
             image: req.image.as_deref(),
             memory_limit_bytes: req.memory_limit_bytes,
             gpus: req.gpus > 0,
@@ -247,8 +260,9 @@ impl InstanceLauncher for Ec2Launcher {
                 InstanceMetadataOptionsRequest::builder()
                     .http_tokens(HttpTokensState::Required)
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    // Only the host reaches IMDS; a job's containers do not.
-                    .http_put_response_hop_limit(1)
+                    // Only the host reaches IMDS, unless the instance runs with a job role
+                    // (its rights are the job's): a container is one hop further away.
+                    .http_put_response_hop_limit(imds_hop_limit(req))
                     .build(),
             )
             .tag_specifications(

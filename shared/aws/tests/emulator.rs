@@ -168,6 +168,7 @@ fn micro_request(s: &Stack, run_id: &str, token: &str) -> LaunchRequest {
         memory_limit_bytes: None,
         image_id: None,
         root_volume_gib: None,
+        env_from: Default::default(),
         role: None,
         gpus: 0,
     }
@@ -551,6 +552,7 @@ async fn the_same_launch_twice_starts_exactly_one_instance() {
         memory_limit_bytes: None,
         image_id: None,
         root_volume_gib: None,
+        env_from: Default::default(),
         role: None,
         gpus: 0,
     };

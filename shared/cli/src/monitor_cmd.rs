@@ -19,7 +19,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<i32> {
             UploadUrl::S3 { bucket, prefix } => s3.open(bucket, prefix),
         }
     };
-    Ok(spotfit_monitor::cli::run(&args, &open)?)
+    Ok(spotfit_monitor::cli::run(&args, &open, None)?)
 }
 
 /// S3 for `--upload s3://…`: the SDK needs a tokio runtime, built only when S3 is named, so

@@ -112,6 +112,10 @@ pub struct LaunchRequest {
     /// The root volume, GiB; None: the launch template's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_volume_gib: Option<u32>,
+    /// The spec's `env_from`: variable → secret reference, resolved by the agent on the
+    /// instance (only the references travel; see [`crate::secret_ref`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_from: BTreeMap<String, String>,
     /// The spec's `role`: which of the deployment's job roles the instance runs with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,

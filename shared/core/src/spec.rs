@@ -611,12 +611,13 @@ impl JobSpec {
                 err(&field, why);
             }
         }
-        // The references are validated and carried to the launch, but the agent does not yet
-        // resolve them on the instance: a job must not start without the secrets it names.
-        if !self.env_from.is_empty() {
+        // Secrets are read on the instance with the instance profile's rights. The default
+        // profile (the agent's) may read none, so a job naming secrets names the job role whose
+        // allow-list grants them (the stack's `spotfit:jobRoles.<name>.secrets`).
+        if !self.env_from.is_empty() && self.role.is_none() {
             err(
                 "env_from",
-                "is not supported yet: secrets are not yet resolved on the instance (use a role and read them in the job)"
+                "needs a `role`: secrets are read on the instance with the job role's rights (the default role may read none)"
                     .into(),
             );
         }
@@ -632,10 +633,10 @@ impl JobSpec {
                 );
             }
         }
-        let payload = crate::user_data::job_payload_len(&self.command, &self.env, self.image.as_deref());
+        let payload = crate::user_data::job_payload_len(&self.command, &self.env, &self.env_from, self.image.as_deref());
         let budget = crate::user_data::job_payload_budget();
         if payload > budget {
-            let argv_len = crate::user_data::job_payload_len(&self.command, &BTreeMap::new(), None);
+            let argv_len = crate::user_data::job_payload_len(&self.command, &BTreeMap::new(), &BTreeMap::new(), None);
             err(
                 if argv_len * 2 >= payload { "command" } else { "env" },
                 format!(
@@ -1177,6 +1178,18 @@ mod tests {
     }
 
     #[test]
+    fn secrets_by_reference_with_a_role_are_valid() {
+        // GIVEN env_from references and the job role that may read them, THEN the spec is valid
+        // and carries the references only
+        let s = JobSpec::from_json(
+            r#"{"name":"j","command":["x"],"role":"etl","env_from":{"DB":"ssm:/team/db","API":"secretsmanager:team/api"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.env_from["DB"], "ssm:/team/db");
+        assert_eq!(s.role.as_deref(), Some("etl"));
+    }
+
+    #[test]
     fn each_kind_of_bad_spec_names_its_field() {
         // GIVEN one bad spec per rule, WHEN parsed, THEN the error names the field
         let cases: &[(&str, &str)] = &[
@@ -1230,6 +1243,10 @@ mod tests {
             (
                 r#"{"name":"j","command":["x"],"env":{"DB":"x"},"env_from":{"DB":"ssm:/a"}}"#,
                 "env_from.DB",
+            ),
+            (
+                r#"{"name":"j","command":["x"],"env_from":{"DB":"ssm:/a"}}"#,
+                "env_from",
             ),
             (r#"{"name":"j","command":["x"],"role":"has space"}"#, "role"),
             (r#"{"name":"j","command":["x"],"timeout_s":0}"#, "timeout_s"),
@@ -1703,6 +1720,8 @@ mod tests {
             deadline_epoch_s: i64::MIN,
             argv: &spec.command,
             env: &spec.env,
+            env_from: &spec.env_from,
+            job_role: true,
             image: None,
             // The longest values the new fields can take, for the size bound.
             memory_limit_bytes: Some(u64::MAX),

@@ -17,7 +17,7 @@ pub const MAX_PLAIN_LEN: usize = 128;
 
 /// Placeholders filled with plain tokens, numbers or words the renderer chooses (each at most
 /// [`MAX_PLAIN_LEN`]; the optional ones may be empty).
-const PLAIN_PLACEHOLDERS: [&str; 10] = [
+const PLAIN_PLACEHOLDERS: [&str; 11] = [
     "@@BUCKET@@",
     "@@AGENT_KEY@@",
     "@@REGION@@",
@@ -28,6 +28,7 @@ const PLAIN_PLACEHOLDERS: [&str; 10] = [
     "@@GPUS@@",
     "@@REGISTRY_HOST@@",
     "@@REGISTRY_REGION@@",
+    "@@JOB_ROLE@@",
 ];
 
 /// Bytes of user data left for the job's encoded argv, env and image when every plain token
@@ -35,7 +36,7 @@ const PLAIN_PLACEHOLDERS: [&str; 10] = [
 /// [`MAX_USER_DATA`], whatever the deployment's names are.
 pub fn job_payload_budget() -> usize {
     let fixed = TEMPLATE.len()
-        - ["@@ARGV_B64@@", "@@ENV_B64@@", "@@IMAGE_B64@@"]
+        - ["@@ARGV_B64@@", "@@ENV_B64@@", "@@ENV_FROM_B64@@", "@@IMAGE_B64@@"]
             .iter()
             .map(|p| p.len())
             .sum::<usize>()
@@ -46,13 +47,18 @@ pub fn job_payload_budget() -> usize {
     MAX_USER_DATA.saturating_sub(fixed)
 }
 
-/// Bytes the job's argv, env and image take in the rendered user data (base64 of the
-/// NUL-separated lists, as [`render`] encodes them).
-pub fn job_payload_len(argv: &[String], env: &BTreeMap<String, String>, image: Option<&str>) -> usize {
+/// Bytes the job's argv, env (values, and `env_from` references) and image take in the
+/// rendered user data (base64 of the NUL-separated lists, as [`render`] encodes them).
+pub fn job_payload_len(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    env_from: &BTreeMap<String, String>,
+    image: Option<&str>,
+) -> usize {
     let b64 = |raw: usize| raw.div_ceil(3) * 4;
     let argv_raw: usize = argv.iter().map(|a| a.len() + 1).sum();
-    let env_raw: usize = env.iter().map(|(k, v)| k.len() + 1 + v.len() + 1).sum();
-    b64(argv_raw) + b64(env_raw) + image.map_or(0, |i| b64(i.len()))
+    let pairs = |m: &BTreeMap<String, String>| -> usize { m.iter().map(|(k, v)| k.len() + 1 + v.len() + 1).sum() };
+    b64(argv_raw) + b64(pairs(env)) + b64(pairs(env_from)) + image.map_or(0, |i| b64(i.len()))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -77,7 +83,14 @@ pub struct UserDataInput<'a> {
     pub deadline_epoch_s: i64,
     pub argv: &'a [String],
     pub env: &'a BTreeMap<String, String>,
+    /// Variable → secret reference (`ssm:…`, `secretsmanager:…`): the agent resolves them on
+    /// the instance; only the references are in the user data.
+    pub env_from: &'a BTreeMap<String, String>,
     pub image: Option<&'a str>,
+    /// The instance runs with one of the deployment's job roles (the spec's `role`): its
+    /// rights are the job's, so a container job may reach them through IMDS (the launch allows
+    /// one more hop) instead of being cut off from it.
+    pub job_role: bool,
     /// The memory the job was sized to: the agent's `--memory-limit` (the container's
     /// `--memory`, a process job's memory cgroup), so going over it is a recorded OOM kill.
     pub memory_limit_bytes: Option<u64>,
@@ -147,6 +160,26 @@ pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
         }
     }
     let env = nul_list("env", env_pairs.iter().map(|(n, kv)| (n.clone(), kv.as_str())))?;
+    // References only, each checked here as the spec checks it: a bad one fails the launch,
+    // never the agent on a paid-for instance.
+    let mut ref_pairs = Vec::with_capacity(input.env_from.len());
+    for (k, r) in input.env_from {
+        if !crate::spec::valid_env_name(k) {
+            return Err(UserDataError::NotPlain {
+                field: "env_from name",
+                value: k.chars().take(64).collect(),
+            });
+        }
+        if crate::secret_ref::SecretRef::parse(r).is_err() {
+            return Err(UserDataError::NotPlain {
+                field: "env_from reference",
+                value: r.chars().take(64).collect(),
+            });
+        }
+        ref_pairs.push((format!(".{k}"), format!("{k}={r}")));
+    }
+    let env_from = nul_list("env_from", ref_pairs.iter().map(|(n, kv)| (n.clone(), kv.as_str())))?;
+    let job_role = if input.job_role { "yes" } else { "" };
     let image = match input.image {
         Some(i) if i.contains('\0') => return Err(UserDataError::Nul { field: "image".into() }),
         Some(i) => B64.encode(i.as_bytes()),
@@ -178,6 +211,8 @@ pub fn render(input: &UserDataInput<'_>) -> Result<String, UserDataError> {
             "DEADLINE_EPOCH_S" => &deadline,
             "ARGV_B64" => &argv,
             "ENV_B64" => &env,
+            "ENV_FROM_B64" => &env_from,
+            "JOB_ROLE" => job_role,
             "IMAGE_B64" => &image,
             "MEMORY_LIMIT" => &memory_limit,
             "GPUS" => gpus,
@@ -316,6 +351,8 @@ mod tests {
             deadline_epoch_s: chrono::Utc::now().timestamp() + 3600,
             argv: &argv,
             env: &env,
+            env_from: &BTreeMap::new(),
+            job_role: false,
             image: None,
             memory_limit_bytes: None,
             gpus: false,
@@ -393,6 +430,8 @@ mod tests {
             deadline_epoch_s: 0,
             argv: &argv,
             env: &env,
+            env_from: &BTreeMap::new(),
+            job_role: false,
             image: Some("rocker/r-ver:4.4"),
             memory_limit_bytes: None,
             gpus: false,
@@ -496,6 +535,48 @@ mod tests {
         assert_eq!(ecr.trim(), "ecr get-login-password --region us-east-1");
     }
 
+    #[test]
+    fn secret_references_reach_the_agent_as_arguments_and_a_job_role_opens_imds_to_the_container() {
+        // GIVEN an image job with a job role and two secret references
+        let dir = tempfile::tempdir().unwrap();
+        let argv = vec!["python".to_string(), "etl.py".to_string()];
+        let env = BTreeMap::new();
+        let mut env_from = BTreeMap::new();
+        env_from.insert("DB_PASSWORD".to_string(), "ssm:/team/db/password".to_string());
+        env_from.insert("API_KEY".to_string(), "secretsmanager:team/api-key".to_string());
+        let input = UserDataInput {
+            env_from: &env_from,
+            job_role: true,
+            image: Some("python:3.12"),
+            ..plain_input(&argv, &env)
+        };
+        let script = render(&input).unwrap();
+        // WHEN the script runs
+        let (got, _, _) = run_script(&script, dir.path());
+        // THEN each reference is one `--env-from=NAME=REF` word before `--`, in name order
+        let sep = got.iter().position(|a| a == "--").unwrap();
+        let refs: Vec<&String> = got[..sep].iter().filter(|a| a.starts_with("--env-from=")).collect();
+        assert_eq!(
+            refs,
+            [
+                "--env-from=API_KEY=secretsmanager:team/api-key",
+                "--env-from=DB_PASSWORD=ssm:/team/db/password"
+            ]
+        );
+        // AND the container is not cut off from IMDS (its role is its own)
+        assert!(!dir.path().join("iptables.log").exists(), "IMDS was blocked for a job role's container");
+        // AND a reference that is not one fails the render, before any instance exists
+        let mut bad = BTreeMap::new();
+        bad.insert("X".to_string(), "vault:/x".to_string());
+        let input = UserDataInput {
+            env_from: &bad,
+            ..plain_input(&argv, &env)
+        };
+        assert!(matches!(render(&input), Err(UserDataError::NotPlain { field: "env_from reference", .. })));
+    }
+
+    static NO_REFS: BTreeMap<String, String> = BTreeMap::new();
+
     /// An input with plain one-letter tokens around `argv` and `env`.
     fn plain_input<'a>(argv: &'a [String], env: &'a BTreeMap<String, String>) -> UserDataInput<'a> {
         UserDataInput {
@@ -507,6 +588,8 @@ mod tests {
             deadline_epoch_s: 0,
             argv,
             env,
+            env_from: &NO_REFS,
+            job_role: false,
             image: None,
             memory_limit_bytes: None,
             gpus: false,

@@ -313,7 +313,7 @@ fn check_refusal(e: &spotfit_core::SpecError) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-const PAYLOADS: [&str; 3] = ["ARGV_B64='", "ENV_B64='", "IMAGE_B64='"];
+const PAYLOADS: [&str; 4] = ["ARGV_B64='", "ENV_B64='", "ENV_FROM_B64='", "IMAGE_B64='"];
 /// Values the renderer decides from the job's image (GPUs only for images, the registry to log
 /// in to): not job bytes, but they differ from the empty job's, so they are checked apart.
 const DECIDED: [&str; 3] = ["GPUS='", "REGISTRY_HOST='", "REGISTRY_REGION='"];
@@ -322,7 +322,11 @@ const DECIDED: [&str; 3] = ["GPUS='", "REGISTRY_HOST='", "REGISTRY_REGION='"];
 fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
     let long = "x".repeat(MAX_PLAIN_LEN);
     let input =
-        |argv: &'_ [String], env: &'_ BTreeMap<String, String>, image: Option<&'_ str>| -> Result<String, String> {
+        |argv: &'_ [String],
+         env: &'_ BTreeMap<String, String>,
+         env_from: &'_ BTreeMap<String, String>,
+         image: Option<&'_ str>|
+         -> Result<String, String> {
             render(&UserDataInput {
                 bucket: &long,
                 agent_key: &long,
@@ -332,6 +336,9 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
                 deadline_epoch_s: i64::MIN,
                 argv,
                 env,
+                env_from,
+                // The spec's own: the empty job compared with below takes the same.
+                job_role: spec.role.is_some(),
                 image,
                 // The longest values the new fields can take, for the size bound.
                 memory_limit_bytes: Some(u64::MAX),
@@ -340,7 +347,7 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
             })
             .map_err(|e| e.to_string())
         };
-    let script = input(&spec.command, &spec.env, spec.image.as_deref());
+    let script = input(&spec.command, &spec.env, &spec.env_from, spec.image.as_deref());
     prop_assert!(script.is_ok(), "a validated spec does not render: {script:?}");
     let script = script.unwrap();
     prop_assert!(script.len() <= MAX_USER_DATA, "{} bytes of user data", script.len());
@@ -359,7 +366,7 @@ fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let empty = input(&[], &BTreeMap::new(), None).unwrap();
+    let empty = input(&[], &BTreeMap::new(), &BTreeMap::new(), None).unwrap();
     prop_assert_eq!(blank(&script), blank(&empty));
     // Each decided value is a plain token (or empty) inside single quotes.
     for p in DECIDED {
@@ -475,6 +482,8 @@ fn fuzz_spec_parser_validator_and_user_data() {
             deadline_epoch_s: i64::MIN,
             argv: &spec.command,
             env: &spec.env,
+            env_from: &spec.env_from,
+            job_role: spec.role.is_some(),
             image: spec.image.as_deref(),
             // The longest values the new fields can take, for the size bound.
             memory_limit_bytes: Some(u64::MAX),

@@ -135,6 +135,16 @@ impl LocalLauncher {
 #[async_trait]
 impl InstanceLauncher for LocalLauncher {
     async fn launch(&self, req: &LaunchRequest) -> Result<LaunchedInstance, LaunchError> {
+        // Secrets are read on an AWS instance with its job role; this machine has neither the
+        // role nor the store, and a job must not start without the variables it names.
+        if let Some(name) = req.env_from.keys().next() {
+            return Err(LaunchError::Fatal {
+                code: "SecretsNeedAws".into(),
+                message: format!(
+                    "env_from.{name}: secrets are read on AWS instances only (spotfit submit); locally, pass the value in env"
+                ),
+            });
+        }
         let mut tokens = self.tokens.lock().map_err(|_| Self::poisoned())?;
         let mut instances = self.instances.lock().map_err(|_| Self::poisoned())?;
         if let Some(id) = tokens.get(&req.client_token) {
@@ -165,6 +175,7 @@ impl InstanceLauncher for LocalLauncher {
             env: req.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             stdout_to_stderr: self.settings.stdout_to_stderr,
             cwd: None,
+            refuse: None,
         };
         let opts = spotfit_monitor::MonitorOptions {
             interval: self.settings.interval,

@@ -25,7 +25,7 @@ fn main() -> std::process::ExitCode {
             }),
         }
     };
-    match run(&cli.args, &open) {
+    match run(&cli.args, &open, None) {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("spotfit monitor: {e}");

@@ -5,6 +5,7 @@
 use crate::{monitor, CommandSpec, ImdsOptions, MonitorError, MonitorOptions, Outcome, Target, UploadOptions};
 use clap::Args;
 use spotfit_core::ports::{ObjectStore, StoreError};
+use spotfit_core::secret_ref::SecretRef;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +68,13 @@ pub struct MonitorArgs {
     /// (what the instance user data writes). The agent itself never runs with it.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "cgroup", "docker", "resume_spool"])]
     pub job_env: Option<PathBuf>,
+    /// A variable of the job's environment read from a secret store at start:
+    /// `NAME=ssm:PARAMETER` (SSM Parameter Store, SecureStrings decrypted) or
+    /// `NAME=secretsmanager:ID` (Secrets Manager). Repeatable. The value goes to the job alone
+    /// (never to argv, the agent's own environment, samples, logs or the summary); only
+    /// `spotfit-agent` reads secrets (with its instance role).
+    #[arg(long = "env-from", value_name = "NAME=REF", requires = "command")]
+    pub env_from: Vec<String>,
     /// Run the command inside this container image (an image reference, given to the runtime
     /// after `--`, in its own network namespace).
     #[arg(long, value_name = "IMAGE", requires = "command")]
@@ -170,12 +178,74 @@ impl<S: ObjectStore> ObjectStore for PrefixedStore<S> {
     }
 }
 
+/// Reads the secrets `--env-from` names (`spotfit-agent`: SSM Parameter Store and Secrets
+/// Manager, with the instance's credentials).
+pub trait SecretReader {
+    /// The secret's value. The error says why (the store's error code, the reference), never
+    /// a value.
+    fn read(&self, secret: &SecretRef) -> Result<String, String>;
+}
+
+/// `--env-from` entries, checked: (variable, reference).
+pub fn parse_env_from(entries: &[String]) -> Result<Vec<(String, SecretRef)>, MonitorError> {
+    let mut out: Vec<(String, SecretRef)> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let bad = |reason: String| MonitorError::BadInput {
+            field: "env_from",
+            reason: format!("{e:?}: {reason}"),
+        };
+        let (name, r) = e
+            .split_once('=')
+            .ok_or_else(|| bad("must be NAME=ssm:PARAMETER or NAME=secretsmanager:ID".into()))?;
+        if !spotfit_core::spec::valid_env_name(name) {
+            return Err(bad("the variable name must match [A-Za-z_][A-Za-z0-9_]*".into()));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(bad(format!("{name} is named twice")));
+        }
+        out.push((name.to_string(), SecretRef::parse(r).map_err(bad)?));
+    }
+    Ok(out)
+}
+
+/// The job's variables from `--env-from`, read with `reader`; `Err(reason)` when one cannot be
+/// read or given to the job (the job is then not started). `to_container`: the values go
+/// through an env file, one NAME=VALUE per line.
+fn read_env_from(
+    refs: &[(String, SecretRef)],
+    reader: Option<&dyn SecretReader>,
+    to_container: bool,
+) -> Result<Vec<(String, String)>, String> {
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reader = reader.ok_or("this binary reads no secrets: run the job under spotfit-agent monitor")?;
+    let mut out = Vec::with_capacity(refs.len());
+    for (name, r) in refs {
+        let value = reader.read(r).map_err(|why| format!("env_from.{name}: cannot read {r}: {why}"))?;
+        if value.contains('\0') {
+            return Err(format!("env_from.{name}: the value of {r} holds a NUL byte, which no environment can carry"));
+        }
+        if to_container && (value.contains('\n') || value.contains('\r')) {
+            return Err(format!(
+                "env_from.{name}: the value of {r} holds a line break, which a container's env file cannot carry"
+            ));
+        }
+        out.push((name.clone(), value));
+    }
+    Ok(out)
+}
+
 /// Opens the store an `--upload` URL names, with the runtime its futures need (if any).
 pub type OpenStore<'a> =
     &'a dyn Fn(&UploadUrl) -> Result<(Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>), MonitorError>;
 
 /// Runs `spotfit monitor`; returns the process exit code (the job's, in command mode).
-pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, MonitorError> {
+pub fn run(
+    args: &MonitorArgs,
+    open_store: OpenStore<'_>,
+    secrets: Option<&dyn SecretReader>,
+) -> Result<i32, MonitorError> {
     let secs = |field: &'static str, v: f64| {
         if v.is_finite() && v > 0.0 && v <= 86_400.0 {
             Ok(Duration::from_secs_f64(v))
@@ -254,16 +324,33 @@ pub fn run(args: &MonitorArgs, open_store: OpenStore<'_>) -> Result<i32, Monitor
     // Everything about the arguments is checked before the first side effect (creating
     // `--output`, writing the container env file, starting the job).
     crate::check(&target, &opts)?;
-    let job_env = args
+    let mut job_env = args
         .job_env
         .as_deref()
         .map(crate::container::read_job_env)
         .transpose()?
         .unwrap_or_default();
+    let refs = parse_env_from(&args.env_from)?;
+    if let Some((name, _)) = refs.iter().find(|(n, _)| job_env.iter().any(|(k, _)| k == n)) {
+        return Err(MonitorError::BadInput {
+            field: "env_from",
+            reason: format!("{name} is also in the job's env: a variable has one source"),
+        });
+    }
+    // Read before the job starts; a secret that cannot be read keeps it from starting (as an
+    // agent, a recorded failure with the reason in its log: see `CommandSpec::refuse`).
+    let refuse = match read_env_from(&refs, secrets, args.image.is_some()) {
+        Ok(values) => {
+            job_env.extend(values);
+            None
+        }
+        Err(why) => Some(why),
+    };
     let mut private: Option<PathBuf> = None;
     let mut opts = opts;
     let target = match target {
         Target::Command(mut c) => {
+            c.refuse = refuse;
             match &args.image {
                 Some(image) => {
                     let mut run = crate::container::RunOptions {

@@ -78,6 +78,10 @@ pub struct CommandSpec {
     /// Send the job's stdout to our stderr (when our stdout carries samples).
     pub stdout_to_stderr: bool,
     pub cwd: Option<PathBuf>,
+    /// Do not start the job, for this reason (a set-up step for it failed). As an agent
+    /// (uploading) that is the job's failure, exit [`runner::NOT_STARTED_CODE`] with a summary,
+    /// marker and the reason in its stderr log; otherwise an error.
+    pub refuse: Option<String>,
 }
 
 /// Where and how often to ship samples.

@@ -283,6 +283,12 @@ impl Capture {
         }
     }
 
+    /// Adds what the agent itself says about the job (it could not be started, and why) to
+    /// the job's log, as if the job had written it.
+    pub(crate) fn note(&self, stream: Stream, bytes: &[u8]) {
+        self.sink.append(stream, bytes);
+    }
+
     pub(crate) fn sink(&self) -> Arc<LogSink> {
         self.sink.clone()
     }

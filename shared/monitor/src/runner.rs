@@ -194,7 +194,26 @@ pub fn monitor(
                 command.current_dir(d);
             }
             let mut cap = crate::logs::Capture::pipe(&mut command, c.stdout_to_stderr, opts.pass_output);
-            let spawned = match command.spawn() {
+            let spawned = match c.refuse.as_deref() {
+                // A set-up step for the job failed (its secrets could not be read): as an agent
+                // the job's failure, 125 as a container runtime reports its own, with the reason
+                // in the run's stderr log (and so in its tail in the record).
+                Some(why) if opts.upload.is_some() => {
+                    tracing::error!(reason = %why, "the job was not started");
+                    let line = format!("spotfit: the job was not started: {why}\n");
+                    eprint!("{line}");
+                    cap.note(spotfit_core::logs::Stream::Stderr, line.as_bytes());
+                    not_started = Some(ExitInfo::code(NOT_STARTED_CODE));
+                    let _ = tx.send(Event::Exited);
+                    None
+                }
+                Some(why) => {
+                    return Err(MonitorError::BadInput {
+                        field: "env_from",
+                        reason: why.to_string(),
+                    })
+                }
+                None => match command.spawn() {
                 Ok(c) => Some(c),
                 // As an agent (shipping a run), a program that cannot be started is the job's
                 // failure, reported as a shell does (127 not found, 126 not executable), with a
@@ -204,7 +223,9 @@ pub fn monitor(
                 Err(e) => match (opts.upload.is_some(), spawn_failure_code(&e)) {
                     (true, Some(code)) => {
                         tracing::error!(program = %argv0, error = %e, code, "the job could not be started");
-                        eprintln!("spotfit: cannot run {argv0:?}: {e}");
+                        let line = format!("spotfit: cannot run {argv0:?}: {e}\n");
+                        eprint!("{line}");
+                        cap.note(spotfit_core::logs::Stream::Stderr, line.as_bytes());
                         not_started = Some(ExitInfo::code(code));
                         let _ = tx.send(Event::Exited);
                         None
@@ -216,10 +237,15 @@ pub fn monitor(
                         })
                     }
                 },
+                },
             };
             cpu_dirs = Vec::new();
             match spawned {
-                None => (Source::Tree(TreeSampler::new(vec![])), false),
+                None => {
+                    // What was said about it is the run's log.
+                    capture = Some(cap);
+                    (Source::Tree(TreeSampler::new(vec![])), false)
+                }
                 Some(mut spawned) => {
                     let pid = spawned.id();
                     // From here on an early return (a set-up error) must not leave the job
@@ -628,6 +654,10 @@ fn wait_exited(rx: &mpsc::Receiver<Event>, within: Duration) -> bool {
     }
     false
 }
+
+/// The exit code of a job the agent did not start because a set-up step for it failed (its
+/// secrets could not be read): 125, as `docker run` reports its own failures.
+pub const NOT_STARTED_CODE: i32 = 125;
 
 /// The shell's exit code for a program that could not be started: 127 when it was not found,
 /// 126 when it is not executable; `None` for any other error (not the job's fault).

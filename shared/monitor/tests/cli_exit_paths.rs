@@ -52,14 +52,14 @@ fn output_is_not_truncated_before_the_arguments_are_checked() {
         vec!["--output", o, "--image=--volume=/:/host", "--", "true"],
     ] {
         // WHEN run THEN refused, and the file is as it was
-        assert!(run(&args(&bad), &no_store).is_err(), "{bad:?}");
+        assert!(run(&args(&bad), &no_store, None).is_err(), "{bad:?}");
         assert_eq!(std::fs::read(&out).unwrap(), b"yesterday's samples\n", "{bad:?}");
     }
 }
 
 #[test]
 fn an_empty_cgroup_and_an_invalid_imds_url_are_refused_naming_the_flag() {
-    let e = run(&args(&["--cgroup", ""]), &no_store).unwrap_err().to_string();
+    let e = run(&args(&["--cgroup", ""]), &no_store, None).unwrap_err().to_string();
     assert!(e.contains("cgroup"), "{e}");
     for url in [
         "http://in valid",
@@ -68,7 +68,7 @@ fn an_empty_cgroup_and_an_invalid_imds_url_are_refused_naming_the_flag() {
         "http://h:99999",
         "http://:80",
     ] {
-        let e = run(&args(&["--imds", url, "--", "true"]), &no_store)
+        let e = run(&args(&["--imds", url, "--", "true"]), &no_store, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("imds"), "{url}: {e}");
@@ -81,6 +81,7 @@ fn output_to_a_full_device_fails_non_zero() {
     let r = run(
         &args(&["--output", "/dev/full", "--", "sh", "-c", "sleep 0.2"]),
         &no_store,
+        None,
     );
     // THEN the run fails, naming --output
     let e = r.unwrap_err();
@@ -95,6 +96,7 @@ fn an_unwritable_summary_keeps_the_jobs_exit_status() {
         let r = run(
             &args(&["--summary", "/nonexistent-dir/summary.json", "--", "sh", "-c", &cmd]),
             &no_store,
+            None,
         );
         assert_eq!(r.unwrap(), code);
     }
@@ -130,6 +132,7 @@ fn the_jobs_env_reaches_the_job_only() {
     let code = run(
         &args(&["--job-env", env.to_str().unwrap(), "--", "sh", "-c", &script(&seen)]),
         &no_store,
+        None,
     )
     .unwrap();
     // THEN the job saw every value byte for byte, and nothing evaluated HOSTILE
@@ -144,7 +147,7 @@ fn the_jobs_env_reaches_the_job_only() {
     assert_eq!(agent_env(), agent_env_before, "the job's env reached the agent");
     let seen_next = dir.path().join("seen-next");
     assert_eq!(
-        run(&args(&["--", "sh", "-c", &script(&seen_next)]), &no_store).unwrap(),
+        run(&args(&["--", "sh", "-c", &script(&seen_next)]), &no_store, None).unwrap(),
         0
     );
     assert_eq!(
@@ -177,6 +180,7 @@ fn the_jobs_env_reaches_the_job_only() {
             "1",
         ]),
         &no_store,
+        None,
     )
     .unwrap();
     assert_eq!(code, 0);
@@ -204,4 +208,111 @@ fn the_jobs_env_reaches_the_job_only() {
             "{k} reached the container runtime"
         );
     }
+}
+
+/// A secret store of fixed values; an unknown reference is denied, as the store would.
+struct Store(Vec<(&'static str, &'static str)>);
+
+impl spotfit_monitor::cli::SecretReader for Store {
+    fn read(&self, r: &spotfit_core::secret_ref::SecretRef) -> Result<String, String> {
+        let key = r.to_string();
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| "AccessDeniedException (400) not authorized".to_string())
+    }
+}
+
+fn dir_store(
+    root: std::path::PathBuf,
+) -> impl Fn(&UploadUrl) -> Result<(Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>), MonitorError> {
+    move |_| {
+        Ok((
+            Arc::new(spotfit_monitor::fs_store::FsObjectStore::new(root.clone())) as Arc<dyn ObjectStore>,
+            None,
+        ))
+    }
+}
+
+#[test]
+fn env_from_values_reach_the_job_alone_and_an_unreadable_one_keeps_it_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let store = Store(vec![
+        ("ssm:/team/db/password", "s3cr3t 'with' $(quotes)"),
+        ("secretsmanager:team/api", "k-123"),
+    ]);
+    let script = format!("printf '%s|%s' \"$DB\" \"$API\" > {}", seen.display());
+    // GIVEN two references the store has, WHEN a job runs with them
+    let code = run(
+        &args(&[
+            "--env-from=DB=ssm:/team/db/password",
+            "--env-from",
+            "API=secretsmanager:team/api",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]),
+        &no_store,
+        Some(&store),
+    )
+    .unwrap();
+    // THEN the job saw both values byte for byte, and the agent's own environment has neither
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "s3cr3t 'with' $(quotes)|k-123");
+    assert!(std::env::var("DB").is_err() && std::env::var("API").is_err());
+
+    // GIVEN a reference the store denies, shipping to a store (as an agent does)
+    let up = dir.path().join("up");
+    let open = dir_store(up.clone());
+    let ran = dir.path().join("ran");
+    let summary = dir.path().join("summary.json");
+    let code = run(
+        &args(&[
+            "--upload",
+            &format!("file://{}", up.display()),
+            "--summary",
+            summary.to_str().unwrap(),
+            "--job",
+            "etl",
+            "--env-from=DB=ssm:/team/other",
+            "--",
+            "touch",
+            ran.to_str().unwrap(),
+        ]),
+        &open,
+        Some(&store),
+    )
+    .unwrap();
+    // THEN the job never started; the run is a failure with 125 and the reason in its stderr tail
+    assert_eq!(code, 125);
+    assert!(!ran.exists(), "the job started without its secret");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_eq!(s["exit"]["code"], 125, "{s}");
+    let text = s.to_string();
+    assert!(
+        text.contains("env_from.DB: cannot read ssm:/team/other: AccessDeniedException"),
+        "{text}"
+    );
+
+    // AND without a reader (the CLI's `spotfit monitor`) or with bad syntax, it is an error naming the field
+    let e = run(&args(&["--env-from=DB=ssm:/a", "--", "true"]), &no_store, None).unwrap_err();
+    assert!(matches!(e, MonitorError::BadInput { field: "env_from", .. }), "{e}");
+    for bad in ["DB", "1DB=ssm:/a", "DB=vault:/a"] {
+        let flag = format!("--env-from={bad}");
+        let e = run(&args(&[&flag, "--", "true"]), &no_store, Some(&store)).unwrap_err();
+        assert!(matches!(e, MonitorError::BadInput { field: "env_from", .. }), "{bad}: {e}");
+    }
+    // AND a value with a line break cannot go to a container's env file
+    let lines = Store(vec![("ssm:/multi", "a\nb")]);
+    let e = run(
+        &args(&["--env-from=M=ssm:/multi", "--image", "busybox", "--", "true"]),
+        &no_store,
+        Some(&lines),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("line break"), "{e}");
 }

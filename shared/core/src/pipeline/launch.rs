@@ -151,6 +151,7 @@ where
             memory_limit_bytes: Some(state.requirement.memory_bytes),
             image_id: boot.and_then(|c| c.machine_image.image_id(c.arch)),
             root_volume_gib: boot.map(|c| c.root_volume_gib),
+            env_from: state.spec.env_from.clone(),
             role: state.spec.role.clone(),
             gpus: planned.map_or(0, |c| c.gpu),
         };
