@@ -77,7 +77,52 @@ printf '%s' "$ENV_FROM_B64" | base64 -d > "$SPOTFIT_HOME/env-from"
 mapfile -d '' -t env_from < "$SPOTFIT_HOME/env-from"
 
 agent_args=(--job "$JOB_NAME" --run-id "$RUN_ID" --upload "s3://$BUCKET"
-  --summary "$SPOTFIT_HOME/summary.json" --job-env "$SPOTFIT_HOME/env")
+  --summary "$SPOTFIT_HOME/summary.json" --job-env "$SPOTFIT_HOME/env" --disk /)
+
+# Instance-store NVMe (types with a `d`, i-, and others): one disk, or all of them striped,
+# formatted at every boot (its data does not survive a stop) and mounted as the job's scratch
+# directory, where the container runtime keeps its images and layers too. Found by the names
+# the NVMe driver gives them (EBS volumes are `Amazon Elastic Block Store`).
+BY_ID="${SPOTFIT_DISK_BY_ID:-/dev/disk/by-id}"
+SCRATCH="${SPOTFIT_SCRATCH_DIR:-/scratch}"
+nvme=()
+for link in "$BY_ID"/nvme-Amazon_EC2_NVMe_Instance_Storage_*; do
+  case "$link" in *-part*) continue;; esac
+  [ -e "$link" ] || continue
+  dev=$(readlink -f "$link")
+  case " ${nvme[*]-} " in *" $dev "*) ;; *) nvme+=("$dev");; esac
+done
+if [ "${#nvme[@]}" -gt 0 ]; then
+  scratch_dev="${nvme[0]}"
+  if [ "${#nvme[@]}" -gt 1 ]; then
+    if command -v mdadm >/dev/null 2>&1 &&
+        mdadm --create /dev/md/spotfit --run --force --level=0 --raid-devices="${#nvme[@]}" "${nvme[@]}" >/dev/null 2>&1; then
+      scratch_dev=/dev/md/spotfit
+    else
+      log "no RAID (mdadm); scratch is the first of ${#nvme[@]} instance-store disks"
+    fi
+  fi
+  if mkfs.xfs -f -q "$scratch_dev" && mkdir -p "$SCRATCH" && mount -o noatime "$scratch_dev" "$SCRATCH"; then
+    chmod 1777 "$SCRATCH"
+    agent_args+=("--scratch=$SCRATCH")
+    log "scratch: ${#nvme[@]} instance-store disk(s) on $SCRATCH"
+    if [ -n "$IMAGE_B64" ]; then
+      # The runtime's images and layers on the fast local disk too: its storage directory
+      # moved there (copied, then bind-mounted over the original) with the runtime stopped.
+      for store in ${SPOTFIT_RUNTIME_STORES:-/var/lib/docker /var/lib/containers}; do
+        [ -d "$store" ] || continue
+        name=$(basename "$store")
+        systemctl stop docker.socket docker >/dev/null 2>&1 || true
+        mkdir -p "$SCRATCH/.runtime/$name"
+        cp -a "$store/." "$SCRATCH/.runtime/$name/" && mount --bind "$SCRATCH/.runtime/$name" "$store" ||
+          log "could not move $store to the scratch disk"
+        systemctl start docker >/dev/null 2>&1 || true
+      done
+    fi
+  else
+    log "could not format and mount the instance store; the job runs without scratch"
+  fi
+fi
 # Over its sized memory the job is OOM-killed and the run says so (the pipeline retries it with
 # more), rather than the host swapping or its own OOM killer picking a victim.
 if [ -n "$MEMORY_LIMIT" ]; then agent_args+=(--memory-limit "$MEMORY_LIMIT"); fi

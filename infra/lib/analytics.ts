@@ -81,6 +81,7 @@ const SUMMARY_FIELDS: [string, string][] = [
   ['input_bytes', 'bigint'],
   ['stdout_tail', 'string'],
   ['stderr_tail', 'string'],
+  ['disk_used_max_bytes', 'bigint'],
 ];
 export const RUN_COLUMNS = SUMMARY_FIELDS;
 

@@ -125,9 +125,13 @@ boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).download_file(bu
 exec podman "$@"
 """,
     # The user data's firewall rule for containers (IMDS dropped) is the instance's, not this
-    # machine's: logged, not applied.
+    # machine's: logged, not applied. Every other call is podman's network stack (netavark)
+    # setting up the container's bridge on this machine, and goes to the real iptables (a stub
+    # answering nothing fails every container: "netavark: invalid version number").
     "iptables": """#!/bin/bash
 echo "iptables $*" >> "$SPOTFIT_HOME/iptables.log"
+case " $* " in *DOCKER-USER*) exit 0;; esac
+PATH="${PATH#*:}" exec iptables "$@"
 """,
 }
 
@@ -154,7 +158,9 @@ def start(iid, tags):
     script = os.path.join(home, "user-data.sh")
     with open(script, "wb") as f:
         f.write(base64.b64decode(ud))
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid, **profile_creds(iid))
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid,
+               # This machine's own disks are not the instance's: no instance store to format.
+               SPOTFIT_DISK_BY_ID=os.path.join(home, "no-instance-store"), **profile_creds(iid))
     out = open(os.path.join(home, "console.log"), "wb")
     p = subprocess.Popen(["bash", script], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     log("started", iid, tags.get("spotfit:run-id"), tags.get("spotfit:attempt"), "pid", p.pid)

@@ -12,7 +12,7 @@ pseudo parameters) to the emulator's resource names and ARNs.
   template_iam.py apply TEMPLATE NAMES_JSON OUT_DIR [--drop COMPONENT:ACTION]...
       create each role and its policies in moto (as the set-up's admin), assume it, and write
       OUT_DIR/<component>.env (export AWS_ACCESS_KEY_ID=… of that role's STS session) and
-      OUT_DIR/roles.json; for each job role (components job-NAME) an instance profile, and
+      OUT_DIR/roles.json; for each job role (components jobrole-NAME) an instance profile, and
       OUT_DIR/job-profiles.json {NAME: profile ARN}. --drop COMPONENT:SID removes that statement from one component's
       policies, --drop COMPONENT:ACTION that action (the negative control). Then turn moto's IAM enforcement on (POST /moto-api/reset-auth 0).
   template_iam.py static TEMPLATE
@@ -24,7 +24,7 @@ NAMES_JSON maps the template's resources to the emulator's:
    "launch_template_id": "lt-..."}
 (a table missing from "tables" is taken from its handlers' variable, e.g. $SPOTFIT_WAITS_TABLE).
 Components are named by their function's description, "spotfit NAME" → NAME (size-job, …,
-reap-instances, job-events), "instance" for the instance profile's role, and "job-NAME" for
+reap-instances, job-events), "instance" for the instance profile's role, and "jobrole-NAME" for
 each job role of spotfit:jobRoles (its description says "spotfit job role NAME: …").
 
 What moto 5.2's evaluator skips (moto/iam/access_control.py), and so what `apply` hands it:
@@ -220,7 +220,7 @@ def components(template: dict) -> dict[str, str]:
             # A job role (spotfit:jobRoles) says so in its description: "spotfit job role NAME: …".
             desc = template["Resources"][roles[0]].get("Properties", {}).get("Description", "")
             if desc.startswith(JOB_ROLE_PREFIX):
-                out["job-" + desc[len(JOB_ROLE_PREFIX):].split(":", 1)[0]] = roles[0]
+                out["jobrole-" + desc[len(JOB_ROLE_PREFIX):].split(":", 1)[0]] = roles[0]
             else:
                 out["instance"] = roles[0]
     return out
@@ -335,13 +335,13 @@ def apply(template: dict, names: dict, out_dir: str, drops: list[str]) -> None:
     # the stack gives the launcher as SPOTFIT_JOB_PROFILES.
     job_profiles = {}
     for comp, r in roles.items():
-        if not comp.startswith("job-"):
+        if not comp.startswith("jobrole-"):
             continue
         prof = profile_of(template, r["role"])
         iam.create_instance_profile(InstanceProfileName=prof)
         iam.add_role_to_instance_profile(InstanceProfileName=prof, RoleName=r["role"])
         arn = iam.get_instance_profile(InstanceProfileName=prof)["InstanceProfile"]["Arn"]
-        job_profiles[comp[len("job-"):]] = arn
+        job_profiles[comp[len("jobrole-"):]] = arn
         creds[comp]["profile_arn"] = arn
     with open(os.path.join(out_dir, "job-profiles.json"), "w", encoding="utf-8") as f:
         json.dump(job_profiles, f)

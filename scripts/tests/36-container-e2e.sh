@@ -24,7 +24,7 @@ t_start=$(date +%s)
 log "building the handlers' local invoker and the agent"
 cargo build -q --workspace --all-targets --features "$SPOTFIT_FEATURES" 2>&1
 export SPOTFIT_LOCAL_INVOKE="$PWD/target/debug/spotfit-local-invoke"
-agent="$PWD/target/debug/spotfit"
+agent="$PWD/target/debug/spotfit-agent"
 export SPOTFIT_IMDS=off
 
 dir=$(mktemp -d)

@@ -257,7 +257,10 @@ mod tests {
         let e = endpoint(&vars(&[]), ENDPOINT_SECRETS_MANAGER_ENV, "secretsmanager", "cn-north-1").unwrap();
         assert_eq!(e.as_str(), "https://secretsmanager.cn-north-1.amazonaws.com.cn/");
         let g = vars(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")]);
-        assert_eq!(endpoint(&g, ENDPOINT_SSM_ENV, "ssm", "us-east-1").unwrap().as_str(), "http://127.0.0.1:5000/");
+        assert_eq!(
+            endpoint(&g, ENDPOINT_SSM_ENV, "ssm", "us-east-1").unwrap().as_str(),
+            "http://127.0.0.1:5000/"
+        );
         let both = vars(&[
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
             ("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:6000"),
@@ -267,6 +270,9 @@ mod tests {
             "http://127.0.0.1:6000/"
         );
         let bad = vars(&[("AWS_ENDPOINT_URL_SSM", "ftp://x")]);
-        assert_eq!(endpoint(&bad, ENDPOINT_SSM_ENV, "ssm", "us-east-1").unwrap_err().0, "AWS_ENDPOINT_URL_SSM");
+        assert_eq!(
+            endpoint(&bad, ENDPOINT_SSM_ENV, "ssm", "us-east-1").unwrap_err().0,
+            "AWS_ENDPOINT_URL_SSM"
+        );
     }
 }

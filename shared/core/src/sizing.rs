@@ -951,6 +951,16 @@ pub fn size_with(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64, opts
     let fixed = opts.memory_headroom == MemoryHeadroom::FixedQuantile;
     let unpriced = class == SizeClass::Shared || fixed;
     let need_mem = if unpriced { slot_mem } else { job_mem };
+    let disk_gib = match b.disk_gib {
+        Some(d) => Some(d),
+        None => {
+            let learned = profile.and_then(learned_disk_gib);
+            if let Some(d) = learned {
+                notes.push(format!("disk from history: {d} GiB"));
+            }
+            learned
+        }
+    };
 
     Requirement {
         vcpu,
@@ -975,8 +985,34 @@ pub fn size_with(spec: &JobSpec, profile: Option<&JobProfile>, now_ms: i64, opts
             _ => 0.0,
         },
         container: spec.image.is_some(),
-        disk_gib: b.disk_gib,
+        disk_gib,
     }
+}
+
+/// Recent runs a disk figure is learned from: enough for a high water mark, recent enough to
+/// follow a job whose inputs grow.
+pub const DISK_RECENT_RUNS: usize = 10;
+/// Headroom on the highest disk use seen: a full disk fails the run (ENOSPC) and costs a retry,
+/// while a GiB of gp3 costs ~$0.00011 an hour, so the margin is wide and fixed rather than
+/// priced: half again the peak, plus 2 GiB for the OS's own logs and caches.
+pub const DISK_HEADROOM: f64 = 1.5;
+pub const DISK_SLACK_GIB: f64 = 2.0;
+
+/// The root volume a job's history asks for, GiB, when its spec names none: the highest disk
+/// use (`RunSummary::disk_used_max_bytes`: the root filesystem's, the OS included, plus the
+/// instance-store scratch's) of its last [`DISK_RECENT_RUNS`] runs that measured it, with
+/// [`DISK_HEADROOM`] and [`DISK_SLACK_GIB`]. None without such runs (the default volume then);
+/// a run that ended otherwise than succeeding counts too, since it may have failed for space.
+pub fn learned_disk_gib(profile: &JobProfile) -> Option<u32> {
+    let peak = profile
+        .recent
+        .iter()
+        .rev()
+        .filter_map(|r| r.disk_used_max_bytes)
+        .take(DISK_RECENT_RUNS)
+        .max()?;
+    let gib = peak as f64 / (1u64 << 30) as f64 * DISK_HEADROOM + DISK_SLACK_GIB;
+    Some((gib.ceil() as u32).clamp(1, crate::machine_image::MAX_ROOT_GIB))
 }
 
 #[cfg(test)]
@@ -1005,6 +1041,47 @@ mod tests {
             status,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_root_volume_follows_the_disk_the_job_used_unless_the_spec_names_one() {
+        let spec = JobSpec::for_command("j", vec!["x".into()]);
+        // GIVEN no run that measured its disk, THEN the default volume (no figure)
+        let p = profile(
+            &(0..3)
+                .map(|i| run(i, 1.0, 1.0, 1.0, 1.0, 600.0, RunStatus::Succeeded))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(size(&spec, Some(&p), 0).disk_gib, None);
+        // GIVEN runs that used up to 40 GiB (one older run used 300 GiB, beyond the recent window)
+        let mut runs = vec![];
+        let mut big = run(0, 1.0, 1.0, 1.0, 1.0, 600.0, RunStatus::Succeeded);
+        big.disk_used_max_bytes = Some(300 << 30);
+        runs.push(big);
+        for i in 1..=DISK_RECENT_RUNS {
+            let mut r = run(i, 1.0, 1.0, 1.0, 1.0, 600.0, RunStatus::Succeeded);
+            r.disk_used_max_bytes = Some(((20 + i as u64 * 2) << 30).min(40 << 30));
+            runs.push(r);
+        }
+        let p = profile(&runs);
+        let req = size(&spec, Some(&p), 0);
+        // THEN the peak of the recent window, with headroom: 40 × 1.5 + 2 = 62 GiB
+        assert_eq!(req.disk_gib, Some(62));
+        assert!(
+            req.notes.iter().any(|n| n.contains("disk from history: 62 GiB")),
+            "{:?}",
+            req.notes
+        );
+        // AND a spec's own figure wins
+        let mut fixed = spec.clone();
+        fixed.resources.disk_gib = Some(500);
+        assert_eq!(size(&fixed, Some(&p), 0).disk_gib, Some(500));
+        // AND a failed run's figure counts (it may have failed for want of space)
+        let mut runs = runs;
+        let mut failed = run(99, 1.0, 1.0, 1.0, 1.0, 60.0, RunStatus::Failed);
+        failed.disk_used_max_bytes = Some(100 << 30);
+        runs.push(failed);
+        assert_eq!(size(&spec, Some(&profile(&runs)), 0).disk_gib, Some(152));
     }
 
     fn profile(runs: &[RunSummary]) -> JobProfile {

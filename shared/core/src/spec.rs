@@ -633,7 +633,8 @@ impl JobSpec {
                 );
             }
         }
-        let payload = crate::user_data::job_payload_len(&self.command, &self.env, &self.env_from, self.image.as_deref());
+        let payload =
+            crate::user_data::job_payload_len(&self.command, &self.env, &self.env_from, self.image.as_deref());
         let budget = crate::user_data::job_payload_budget();
         if payload > budget {
             let argv_len = crate::user_data::job_payload_len(&self.command, &BTreeMap::new(), &BTreeMap::new(), None);
@@ -1244,10 +1245,7 @@ mod tests {
                 r#"{"name":"j","command":["x"],"env":{"DB":"x"},"env_from":{"DB":"ssm:/a"}}"#,
                 "env_from.DB",
             ),
-            (
-                r#"{"name":"j","command":["x"],"env_from":{"DB":"ssm:/a"}}"#,
-                "env_from",
-            ),
+            (r#"{"name":"j","command":["x"],"env_from":{"DB":"ssm:/a"}}"#, "env_from"),
             (r#"{"name":"j","command":["x"],"role":"has space"}"#, "role"),
             (r#"{"name":"j","command":["x"],"timeout_s":0}"#, "timeout_s"),
             (

@@ -152,6 +152,11 @@ pub struct RunSummary {
     /// The same of stderr: what a failed job said last.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr_tail: String,
+    /// Peak disk space in use while the job ran, bytes: the used space of the filesystems the
+    /// agent was told to watch (`--disk`: the instance's root and its instance-store scratch),
+    /// summed, at its highest sample. What sizing learns the next root volume from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_used_max_bytes: Option<u64>,
 }
 
 impl RunSummary {
@@ -376,6 +381,7 @@ pub fn summarize(samples: &[Sample], end: &RunEnd) -> RunSummary {
         // The monitor's log capture sets them; samples say nothing of the job's output.
         stdout_tail: String::new(),
         stderr_tail: String::new(),
+        disk_used_max_bytes: None,
     }
 }
 

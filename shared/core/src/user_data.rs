@@ -262,6 +262,11 @@ mod tests {
     /// Runs a rendered script with stand-ins for curl, aws and shutdown on PATH; the stand-in
     /// agent dumps its argv and the job env it was given, NUL-separated, for exact comparison.
     fn run_script(script: &str, dir: &Path) -> (Vec<String>, Vec<String>, String) {
+        run_script_with(script, dir, &[])
+    }
+
+    /// [`run_script`] with extra variables in the script's environment.
+    fn run_script_with(script: &str, dir: &Path, extra: &[(&str, &Path)]) -> (Vec<String>, Vec<String>, String) {
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         write_exec(&bin.join("curl"), "#!/bin/bash\nfor a in \"$@\"; do case \"$a\" in *api/token) echo tok; exit 0;; *instance-id) echo i-test; exit 0;; esac; done\n");
@@ -302,6 +307,9 @@ mod tests {
             .arg(script)
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
             .env("SPOTFIT_HOME", dir.join("home"))
+            .env("SPOTFIT_DISK_BY_ID", dir.join("by-id"))
+            .env("SPOTFIT_SCRATCH_DIR", dir.join("scratch"))
+            .envs(extra.iter().copied())
             .current_dir(dir)
             .output()
             .unwrap();
@@ -381,6 +389,8 @@ mod tests {
                 dir.path().join("home/summary.json").display().to_string(),
                 "--job-env".to_string(),
                 dir.path().join("home/env").display().to_string(),
+                "--disk".to_string(),
+                "/".to_string(),
             ])
             .collect::<Vec<_>>()
         );
@@ -564,7 +574,10 @@ mod tests {
             ]
         );
         // AND the container is not cut off from IMDS (its role is its own)
-        assert!(!dir.path().join("iptables.log").exists(), "IMDS was blocked for a job role's container");
+        assert!(
+            !dir.path().join("iptables.log").exists(),
+            "IMDS was blocked for a job role's container"
+        );
         // AND a reference that is not one fails the render, before any instance exists
         let mut bad = BTreeMap::new();
         bad.insert("X".to_string(), "vault:/x".to_string());
@@ -572,7 +585,97 @@ mod tests {
             env_from: &bad,
             ..plain_input(&argv, &env)
         };
-        assert!(matches!(render(&input), Err(UserDataError::NotPlain { field: "env_from reference", .. })));
+        assert!(matches!(
+            render(&input),
+            Err(UserDataError::NotPlain {
+                field: "env_from reference",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn instance_store_disks_are_striped_formatted_and_mounted_as_scratch_and_runtime_storage() {
+        // GIVEN an instance with two instance-store NVMe disks (one listed twice, as udev links
+        // a namespace too) and an EBS root, and a container job
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (by_id, dev, bin) = (d.join("by-id"), d.join("dev"), d.join("bin"));
+        for p in [&by_id, &dev, &bin] {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        for (link, target) in [
+            ("nvme-Amazon_EC2_NVMe_Instance_Storage_AWS111", "nvme1n1"),
+            ("nvme-Amazon_EC2_NVMe_Instance_Storage_AWS111_1", "nvme1n1"),
+            ("nvme-Amazon_EC2_NVMe_Instance_Storage_AWS222", "nvme2n1"),
+            ("nvme-Amazon_Elastic_Block_Store_vol0123", "nvme0n1"),
+        ] {
+            std::fs::write(dev.join(target), b"").unwrap();
+            std::os::unix::fs::symlink(dev.join(target), by_id.join(link)).unwrap();
+        }
+        let store = d.join("var-lib-docker");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("layer"), b"x").unwrap();
+        for tool in ["mdadm", "mkfs.xfs", "mount", "systemctl"] {
+            write_exec(
+                &bin.join(tool),
+                &format!("#!/bin/bash\necho \"{tool} $*\" >> {}/disk.log\n", d.display()),
+            );
+        }
+        let argv = vec!["python".to_string()];
+        let env = BTreeMap::new();
+        let input = UserDataInput {
+            image: Some("python:3.12"),
+            ..plain_input(&argv, &env)
+        };
+        let script = render(&input).unwrap();
+        let (got, _, _) = run_script_with(&script, d, &[("SPOTFIT_RUNTIME_STORES", &store)]);
+        // THEN both disks (once each, never the EBS one) were striped, formatted and mounted
+        let log = std::fs::read_to_string(d.join("disk.log")).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        let n1 = dev.join("nvme1n1").display().to_string();
+        let n2 = dev.join("nvme2n1").display().to_string();
+        assert_eq!(
+            lines[0],
+            format!("mdadm --create /dev/md/spotfit --run --force --level=0 --raid-devices=2 {n1} {n2}")
+        );
+        assert_eq!(lines[1], "mkfs.xfs -f -q /dev/md/spotfit");
+        let scratch = d.join("scratch").display().to_string();
+        assert_eq!(lines[2], format!("mount -o noatime /dev/md/spotfit {scratch}"));
+        assert!(!log.contains("nvme0n1"), "{log}");
+        // AND the runtime's storage moved there with the runtime stopped, then restarted
+        assert!(
+            log.contains(&format!(
+                "mount --bind {scratch}/.runtime/var-lib-docker {}",
+                store.display()
+            )),
+            "{log}"
+        );
+        assert!(d.join("scratch/.runtime/var-lib-docker/layer").exists());
+        assert!(
+            log.find("systemctl stop").unwrap() < log.find("systemctl start").unwrap(),
+            "{log}"
+        );
+        // AND the agent was told the scratch directory and to watch the disks' use
+        let sep = got.iter().position(|a| a == "--").unwrap();
+        assert!(got[..sep].contains(&format!("--scratch={scratch}")), "{got:?}");
+        assert!(
+            got[..sep].windows(2).any(|w| w[0] == "--disk" && w[1] == "/"),
+            "{got:?}"
+        );
+
+        // GIVEN no instance store, THEN no disk is touched and no scratch is named
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        for tool in ["mdadm", "mkfs.xfs", "mount"] {
+            write_exec(
+                &dir.path().join("bin").join(tool),
+                &format!("#!/bin/bash\necho \"{tool} $*\" >> {}/disk.log\n", dir.path().display()),
+            );
+        }
+        let (got, _, _) = run_script(&render(&plain_input(&argv, &env)).unwrap(), dir.path());
+        assert!(!dir.path().join("disk.log").exists());
+        assert!(!got.iter().any(|a| a.starts_with("--scratch")), "{got:?}");
     }
 
     static NO_REFS: BTreeMap<String, String> = BTreeMap::new();

@@ -89,6 +89,7 @@ fn summary() -> RunSummary {
         input_bytes: Some(1),
         stdout_tail: "1".into(),
         stderr_tail: "1".into(),
+        disk_used_max_bytes: Some(1),
     }
 }
 

@@ -321,32 +321,31 @@ const DECIDED: [&str; 3] = ["GPUS='", "REGISTRY_HOST='", "REGISTRY_REGION='"];
 /// Renders `spec` with the longest plain tokens and checks the user-data invariants.
 fn check_render(spec: &JobSpec) -> Result<(), TestCaseError> {
     let long = "x".repeat(MAX_PLAIN_LEN);
-    let input =
-        |argv: &'_ [String],
-         env: &'_ BTreeMap<String, String>,
-         env_from: &'_ BTreeMap<String, String>,
-         image: Option<&'_ str>|
-         -> Result<String, String> {
-            render(&UserDataInput {
-                bucket: &long,
-                agent_key: &long,
-                region: &long,
-                job: &long,
-                run_id: &long,
-                deadline_epoch_s: i64::MIN,
-                argv,
-                env,
-                env_from,
-                // The spec's own: the empty job compared with below takes the same.
-                job_role: spec.role.is_some(),
-                image,
-                // The longest values the new fields can take, for the size bound.
-                memory_limit_bytes: Some(u64::MAX),
-                gpus: true,
-                registry_hosts: &[],
-            })
-            .map_err(|e| e.to_string())
-        };
+    let input = |argv: &'_ [String],
+                 env: &'_ BTreeMap<String, String>,
+                 env_from: &'_ BTreeMap<String, String>,
+                 image: Option<&'_ str>|
+     -> Result<String, String> {
+        render(&UserDataInput {
+            bucket: &long,
+            agent_key: &long,
+            region: &long,
+            job: &long,
+            run_id: &long,
+            deadline_epoch_s: i64::MIN,
+            argv,
+            env,
+            env_from,
+            // The spec's own: the empty job compared with below takes the same.
+            job_role: spec.role.is_some(),
+            image,
+            // The longest values the new fields can take, for the size bound.
+            memory_limit_bytes: Some(u64::MAX),
+            gpus: true,
+            registry_hosts: &[],
+        })
+        .map_err(|e| e.to_string())
+    };
     let script = input(&spec.command, &spec.env, &spec.env_from, spec.image.as_deref());
     prop_assert!(script.is_ok(), "a validated spec does not render: {script:?}");
     let script = script.unwrap();

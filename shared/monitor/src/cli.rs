@@ -75,6 +75,16 @@ pub struct MonitorArgs {
     /// `spotfit-agent` reads secrets (with its instance role).
     #[arg(long = "env-from", value_name = "NAME=REF", requires = "command")]
     pub env_from: Vec<String>,
+    /// Sample the used space of the filesystem holding PATH with each sample (repeatable; each
+    /// filesystem counted once): the peak of the sum is the summary's `disk_used_max_bytes`,
+    /// from which sizing learns the job's disk.
+    #[arg(long = "disk", value_name = "PATH")]
+    pub disk: Vec<PathBuf>,
+    /// The job's scratch directory (the instance store the user data mounted): the job gets
+    /// `SPOTFIT_SCRATCH=DIR` and `TMPDIR=DIR/tmp` (unless its env sets TMPDIR), a container gets
+    /// DIR mounted at the same path, and DIR's filesystem is sampled as with `--disk`.
+    #[arg(long, value_name = "DIR", requires = "command")]
+    pub scratch: Option<PathBuf>,
     /// Run the command inside this container image (an image reference, given to the runtime
     /// after `--`, in its own network namespace).
     #[arg(long, value_name = "IMAGE", requires = "command")]
@@ -222,9 +232,13 @@ fn read_env_from(
     let reader = reader.ok_or("this binary reads no secrets: run the job under spotfit-agent monitor")?;
     let mut out = Vec::with_capacity(refs.len());
     for (name, r) in refs {
-        let value = reader.read(r).map_err(|why| format!("env_from.{name}: cannot read {r}: {why}"))?;
+        let value = reader
+            .read(r)
+            .map_err(|why| format!("env_from.{name}: cannot read {r}: {why}"))?;
         if value.contains('\0') {
-            return Err(format!("env_from.{name}: the value of {r} holds a NUL byte, which no environment can carry"));
+            return Err(format!(
+                "env_from.{name}: the value of {r} holds a NUL byte, which no environment can carry"
+            ));
         }
         if to_container && (value.contains('\n') || value.contains('\r')) {
             return Err(format!(
@@ -234,6 +248,26 @@ fn read_env_from(
         out.push((name.clone(), value));
     }
     Ok(out)
+}
+
+/// `--scratch DIR`: the job's `SPOTFIT_SCRATCH` and (unless it sets its own) `TMPDIR`, added
+/// to `env`; returns the tmp directory to create. DIR must be an absolute path a container
+/// mount can name (no `:` or `,`).
+fn scratch_env(dir: &std::path::Path, env: &mut Vec<(String, String)>) -> Result<PathBuf, MonitorError> {
+    let text = dir.to_str().unwrap_or_default();
+    if !dir.is_absolute() || text.is_empty() || text.contains([':', ',', '\n']) {
+        return Err(MonitorError::BadInput {
+            field: "scratch",
+            reason: format!("{dir:?} must be an absolute path without ':' or ','"),
+        });
+    }
+    let tmp = dir.join("tmp");
+    env.retain(|(k, _)| k != "SPOTFIT_SCRATCH");
+    env.push(("SPOTFIT_SCRATCH".into(), text.to_string()));
+    if !env.iter().any(|(k, _)| k == "TMPDIR") {
+        env.push(("TMPDIR".into(), tmp.display().to_string()));
+    }
+    Ok(tmp)
 }
 
 /// Opens the store an `--upload` URL names, with the runtime its futures need (if any).
@@ -318,6 +352,7 @@ pub fn run(
         keep_samples: true,
         // A container's limit is the container's (below); a command's is its own cgroup.
         memory_limit: args.memory_limit.filter(|_| args.image.is_none()),
+        disk_paths: args.disk.iter().chain(args.scratch.as_ref()).cloned().collect(),
         ..Default::default()
     };
 
@@ -339,6 +374,13 @@ pub fn run(
     }
     // Read before the job starts; a secret that cannot be read keeps it from starting (as an
     // agent, a recorded failure with the reason in its log: see `CommandSpec::refuse`).
+    if let Some(dir) = &args.scratch {
+        let tmp = scratch_env(dir, &mut job_env)?;
+        std::fs::create_dir_all(&tmp).map_err(|source| MonitorError::Setup {
+            what: "the scratch directory's tmp",
+            source,
+        })?;
+    }
     let refuse = match read_env_from(&refs, secrets, args.image.is_some()) {
         Ok(values) => {
             job_env.extend(values);
@@ -356,6 +398,7 @@ pub fn run(
                     let mut run = crate::container::RunOptions {
                         memory_limit: args.memory_limit,
                         gpus: args.gpus,
+                        scratch: args.scratch.as_deref(),
                         ..Default::default()
                     };
                     crate::container::run_argv(&args.container_runtime, image, &run, &c.argv)?; // checks the image

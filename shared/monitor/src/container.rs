@@ -4,8 +4,9 @@
 //! the agent's environment nor the runtime's (a job setting `DOCKER_HOST`, `AWS_ENDPOINT_URL`
 //! or `SPOTFIT_IMDS` changes nothing outside itself). The image is parsed as an image reference
 //! and passed after `--`, so it can never become a runtime option; the container gets its own
-//! network namespace (`bridge`), where the instance's IMDS is unreachable: the user data drops
-//! forwarded traffic to 169.254.169.254 and the launch sets the IMDS hop limit to 1.
+//! network namespace (`bridge`), where the instance's IMDS is unreachable unless the run has a
+//! job role (then the role is the job's): the user data drops forwarded traffic to
+//! 169.254.169.254 and the launch sets the IMDS hop limit to 1.
 
 use crate::MonitorError;
 use std::path::{Path, PathBuf};
@@ -86,10 +87,14 @@ pub struct RunOptions<'a> {
     pub memory_limit: Option<u64>,
     /// `--gpus all` (the instance type has GPUs; the GPU image has the NVIDIA toolkit).
     pub gpus: bool,
+    /// The instance's scratch directory, bind-mounted at the same path
+    /// (`--mount type=bind,source=DIR,target=DIR`).
+    pub scratch: Option<&'a Path>,
 }
 
 /// `RUNTIME run --network bridge --security-opt no-new-privileges [--cidfile F] [--memory N
-/// --memory-swap N] [--gpus all] [--env-file FILE] -- IMAGE ARGV…`. No `--rm`: the agent
+/// --memory-swap N] [--gpus all] [--mount type=bind,source=D,target=D] [--env-file FILE] --
+/// IMAGE ARGV…`. No `--rm`: the agent
 /// inspects the stopped container (was it OOM-killed?) and then removes it itself.
 pub fn run_argv(
     runtime: &str,
@@ -130,6 +135,17 @@ pub fn run_argv(
     }
     if opts.gpus {
         v.extend(["--gpus".into(), "all".into()]);
+    }
+    if let Some(d) = opts.scratch {
+        let d = d.display().to_string();
+        if !d.starts_with('/') || d.contains([':', ',']) {
+            return Err(MonitorError::BadInput {
+                field: "scratch",
+                reason: format!("{d:?} must be an absolute path without ':' or ','"),
+            });
+        }
+        v.push("--mount".into());
+        v.push(format!("type=bind,source={d},target={d}"));
     }
     if let Some(f) = opts.env_file {
         v.push("--env-file".into());
@@ -189,6 +205,33 @@ mod tests {
         for bad in ["--volume=/:/host", "-v", "--network=host", "a b"] {
             let e = run_argv("docker", bad, &RunOptions::default(), &[]).unwrap_err();
             assert!(e.to_string().contains("image"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_scratch_directory_is_bind_mounted_at_its_own_path_and_odd_paths_are_refused() {
+        let opts = RunOptions {
+            scratch: Some(Path::new("/scratch")),
+            ..Default::default()
+        };
+        let v = run_argv("docker", "x", &opts, &[]).unwrap();
+        let sep = v.iter().position(|a| a == "--").unwrap();
+        assert!(
+            v[..sep]
+                .windows(2)
+                .any(|w| w[0] == "--mount" && w[1] == "type=bind,source=/scratch,target=/scratch"),
+            "{v:?}"
+        );
+        for bad in ["relative", "/a:b", "/a,readonly"] {
+            let opts = RunOptions {
+                scratch: Some(Path::new(bad)),
+                ..Default::default()
+            };
+            let e = run_argv("docker", "x", &opts, &[]).unwrap_err();
+            assert!(
+                matches!(e, MonitorError::BadInput { field: "scratch", .. }),
+                "{bad}: {e}"
+            );
         }
     }
 

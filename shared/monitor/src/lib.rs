@@ -164,6 +164,10 @@ pub struct MonitorOptions {
     /// `container_watch`). Its memory limit is the container's (`--memory`), not
     /// [`MonitorOptions::memory_limit`].
     pub container: Option<container::ContainerRun>,
+    /// Paths whose filesystems' used space is sampled with each sample (one `statvfs` each,
+    /// each filesystem counted once); the peak of the sum is the summary's
+    /// `disk_used_max_bytes`. Empty: not sampled (a laptop's disk says nothing about a job).
+    pub disk_paths: Vec<PathBuf>,
 }
 
 impl Default for MonitorOptions {
@@ -185,6 +189,7 @@ impl Default for MonitorOptions {
             memory_limit: None,
             pass_output: true,
             container: None,
+            disk_paths: Vec::new(),
         }
     }
 }

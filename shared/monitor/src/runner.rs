@@ -214,29 +214,29 @@ pub fn monitor(
                     })
                 }
                 None => match command.spawn() {
-                Ok(c) => Some(c),
-                // As an agent (shipping a run), a program that cannot be started is the job's
-                // failure, reported as a shell does (127 not found, 126 not executable), with a
-                // summary and an exit marker like any other end: without them the pipeline sees
-                // a silent instance, calls it lost and retries the same command on every
-                // candidate. Without upload the caller gets the error itself.
-                Err(e) => match (opts.upload.is_some(), spawn_failure_code(&e)) {
-                    (true, Some(code)) => {
-                        tracing::error!(program = %argv0, error = %e, code, "the job could not be started");
-                        let line = format!("spotfit: cannot run {argv0:?}: {e}\n");
-                        eprint!("{line}");
-                        cap.note(spotfit_core::logs::Stream::Stderr, line.as_bytes());
-                        not_started = Some(ExitInfo::code(code));
-                        let _ = tx.send(Event::Exited);
-                        None
-                    }
-                    _ => {
-                        return Err(MonitorError::Spawn {
-                            program: argv0.clone(),
-                            source: e,
-                        })
-                    }
-                },
+                    Ok(c) => Some(c),
+                    // As an agent (shipping a run), a program that cannot be started is the job's
+                    // failure, reported as a shell does (127 not found, 126 not executable), with a
+                    // summary and an exit marker like any other end: without them the pipeline sees
+                    // a silent instance, calls it lost and retries the same command on every
+                    // candidate. Without upload the caller gets the error itself.
+                    Err(e) => match (opts.upload.is_some(), spawn_failure_code(&e)) {
+                        (true, Some(code)) => {
+                            tracing::error!(program = %argv0, error = %e, code, "the job could not be started");
+                            let line = format!("spotfit: cannot run {argv0:?}: {e}\n");
+                            eprint!("{line}");
+                            cap.note(spotfit_core::logs::Stream::Stderr, line.as_bytes());
+                            not_started = Some(ExitInfo::code(code));
+                            let _ = tx.send(Event::Exited);
+                            None
+                        }
+                        _ => {
+                            return Err(MonitorError::Spawn {
+                                program: argv0.clone(),
+                                source: e,
+                            })
+                        }
+                    },
                 },
             };
             cpu_dirs = Vec::new();
@@ -384,7 +384,11 @@ pub fn monitor(
 
     let mut samples = Vec::new();
     let mut count = 0u64;
+    let mut disk_peak: Option<u64> = None;
     let mut emit = |s: Sample, spool: &mut Option<Spool>| {
+        if let Some(used) = disk_used(&opts.disk_paths) {
+            disk_peak = Some(disk_peak.map_or(used, |p| p.max(used)));
+        }
         if let Some(sp) = spool.as_mut() {
             if let Err(e) = sp.append(&s) {
                 tracing::error!(error = %e, "spool write failed");
@@ -537,6 +541,7 @@ pub fn monitor(
         cpu_throttled_s,
     };
     let mut summary = summarize(&samples, &end);
+    summary.disk_used_max_bytes = disk_peak;
     if let Some((stdout_tail, stderr_tail)) = tails {
         summary.stdout_tail = stdout_tail;
         summary.stderr_tail = stderr_tail;
@@ -653,6 +658,31 @@ fn wait_exited(rx: &mpsc::Receiver<Event>, within: Duration) -> bool {
         }
     }
     false
+}
+
+/// Used bytes of the filesystems holding `paths`, each filesystem once (by its id); None when
+/// there are no paths or none could be read.
+fn disk_used(paths: &[std::path::PathBuf]) -> Option<u64> {
+    let mut seen: Vec<u64> = Vec::with_capacity(paths.len());
+    let mut total: Option<u64> = None;
+    for p in paths {
+        let Ok(st) = nix::sys::statvfs::statvfs(p.as_path()) else {
+            continue;
+        };
+        #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+        let (fsid, blocks, free, frsize) = (
+            st.filesystem_id() as u64,
+            st.blocks() as u64,
+            st.blocks_free() as u64,
+            st.fragment_size() as u64,
+        );
+        if seen.contains(&fsid) {
+            continue;
+        }
+        seen.push(fsid);
+        total = Some(total.unwrap_or(0) + blocks.saturating_sub(free).saturating_mul(frsize));
+    }
+    total
 }
 
 /// The exit code of a job the agent did not start because a set-up step for it failed (its

@@ -304,7 +304,10 @@ fn env_from_values_reach_the_job_alone_and_an_unreadable_one_keeps_it_from_start
     for bad in ["DB", "1DB=ssm:/a", "DB=vault:/a"] {
         let flag = format!("--env-from={bad}");
         let e = run(&args(&[&flag, "--", "true"]), &no_store, Some(&store)).unwrap_err();
-        assert!(matches!(e, MonitorError::BadInput { field: "env_from", .. }), "{bad}: {e}");
+        assert!(
+            matches!(e, MonitorError::BadInput { field: "env_from", .. }),
+            "{bad}: {e}"
+        );
     }
     // AND a value with a line break cannot go to a container's env file
     let lines = Store(vec![("ssm:/multi", "a\nb")]);
@@ -315,4 +318,65 @@ fn env_from_values_reach_the_job_alone_and_an_unreadable_one_keeps_it_from_start
     )
     .unwrap_err();
     assert!(e.to_string().contains("line break"), "{e}");
+}
+
+#[test]
+fn scratch_and_disk_watching_give_the_job_its_directory_and_the_summary_its_peak_disk_use() {
+    // GIVEN a scratch directory on a quiet filesystem of its own (tmpfs), and a job that writes
+    // 64 MiB under $TMPDIR and holds it for a few samples
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        panic!("this test needs /dev/shm (a tmpfs) as a filesystem of its own");
+    }
+    let scratch = tempfile::tempdir_in(shm).unwrap();
+    let used = || {
+        let st = nix::sys::statvfs::statvfs(shm).unwrap();
+        (st.blocks() as u64 - st.blocks_free() as u64) * st.fragment_size() as u64
+    };
+    let before = used();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let seen = dir.path().join("seen");
+    let script = format!(
+        "printf '%s|%s' \"$SPOTFIT_SCRATCH\" \"$TMPDIR\" > {}; head -c 67108864 /dev/zero > \"$TMPDIR/big\"; sleep 0.4; rm \"$TMPDIR/big\"",
+        seen.display()
+    );
+    let s = scratch.path().to_str().unwrap();
+    let code = run(
+        &args(&[
+            "--scratch",
+            s,
+            "--summary",
+            summary.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]),
+        &no_store,
+        None,
+    )
+    .unwrap();
+    // THEN the job got the directory and a tmp inside it
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), format!("{s}|{s}/tmp"));
+    // AND the summary's peak disk use holds the 64 MiB the job wrote there (the tmpfs's own use
+    // before it, plus the file: within a few MiB of what else happens on the tmpfs meanwhile)
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let peak = v["disk_used_max_bytes"].as_u64().expect("no disk_used_max_bytes");
+    let grew = peak as i64 - before as i64;
+    assert!(
+        (60 << 20..=80 << 20).contains(&grew),
+        "peak {peak} is {grew} bytes over the {before} used before"
+    );
+    // AND without --disk or --scratch nothing is sampled
+    let code = run(
+        &args(&["--summary", summary.to_str().unwrap(), "--", "true"]),
+        &no_store,
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(v.get("disk_used_max_bytes").is_none(), "{v}");
 }
