@@ -158,9 +158,14 @@ def start(iid, tags):
     script = os.path.join(home, "user-data.sh")
     with open(script, "wb") as f:
         f.write(base64.b64decode(ud))
+    tmp = os.path.join(home, "tmp")
+    os.makedirs(tmp, exist_ok=True)
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", SPOTFIT_HOME=home, STANDIN_INSTANCE_ID=iid,
                # This machine's own disks are not the instance's: no instance store to format.
-               SPOTFIT_DISK_BY_ID=os.path.join(home, "no-instance-store"), **profile_creds(iid))
+               SPOTFIT_DISK_BY_ID=os.path.join(home, "no-instance-store"),
+               # The instance's temporary files (the agent's spool, a container's env file) stay
+               # in its home, where the tests can search them.
+               TMPDIR=tmp, **profile_creds(iid))
     out = open(os.path.join(home, "console.log"), "wb")
     p = subprocess.Popen(["bash", script], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     log("started", iid, tags.get("spotfit:run-id"), tags.get("spotfit:attempt"), "pid", p.pid)

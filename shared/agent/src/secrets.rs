@@ -161,15 +161,7 @@ impl Reader {
         if status == 200 {
             return Ok(out);
         }
-        let (code, message) = match serde_json::from_slice::<ErrorReply>(&out) {
-            Ok(e) => (
-                e.kind
-                    .map(|k| k.rsplit('#').next().unwrap_or_default().to_string())
-                    .unwrap_or_else(|| format!("Http{status}")),
-                e.message.unwrap_or_default(),
-            ),
-            Err(_) => (format!("Http{status}"), String::new()),
-        };
+        let (code, message) = error_of(status, &out);
         if matches!(code.as_str(), "ExpiredTokenException" | "UnrecognizedClientException") {
             self.creds.invalidate();
         }
@@ -212,6 +204,22 @@ impl Reader {
     }
 }
 
+/// A failed reply's code and message: the JSON protocol's `{"__type": "…#Code", "message"}`,
+/// else the XML `<Code>`/`<Message>` some front ends (and emulators) answer with, else the
+/// HTTP status.
+fn error_of(status: u16, body: &[u8]) -> (String, String) {
+    if let Ok(e) = serde_json::from_slice::<ErrorReply>(body) {
+        if let Some(kind) = e.kind {
+            let code = kind.rsplit('#').next().unwrap_or_default().to_string();
+            return (code, e.message.unwrap_or_default());
+        }
+    }
+    match crate::s3::error_code(body) {
+        (Some(code), message) => (code, message.unwrap_or_default()),
+        (None, _) => (format!("Http{status}"), String::new()),
+    }
+}
+
 impl SecretReader for Reader {
     fn read(&self, secret: &SecretRef) -> Result<String, String> {
         let mut last = String::new();
@@ -246,6 +254,26 @@ impl SecretReader for Unavailable {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_replies_name_their_code_in_either_protocol() {
+        let json = br#"{"__type":"com.amazonaws.ssm#ParameterNotFound","message":"no such parameter"}"#;
+        assert_eq!(
+            error_of(400, json),
+            ("ParameterNotFound".into(), "no such parameter".into())
+        );
+        let sm = br#"{"__type":"AccessDeniedException","Message":"not authorized"}"#;
+        assert_eq!(
+            error_of(400, sm),
+            ("AccessDeniedException".into(), "not authorized".into())
+        );
+        let xml = b"<ErrorResponse><Error><Code>AccessDenied</Code><Message>User is not authorized</Message></Error></ErrorResponse>";
+        assert_eq!(
+            error_of(403, xml),
+            ("AccessDenied".into(), "User is not authorized".into())
+        );
+        assert_eq!(error_of(502, b"bad gateway"), ("Http502".into(), String::new()));
+    }
 
     #[test]
     fn endpoints_take_the_service_override_then_the_global_one_then_aws() {

@@ -1077,7 +1077,6 @@ mod tests {
         fixed.resources.disk_gib = Some(500);
         assert_eq!(size(&fixed, Some(&p), 0).disk_gib, Some(500));
         // AND a failed run's figure counts (it may have failed for want of space)
-        let mut runs = runs;
         let mut failed = run(99, 1.0, 1.0, 1.0, 1.0, 60.0, RunStatus::Failed);
         failed.disk_used_max_bytes = Some(100 << 30);
         runs.push(failed);

@@ -224,9 +224,9 @@ impl spotfit_monitor::cli::SecretReader for Store {
     }
 }
 
-fn dir_store(
-    root: std::path::PathBuf,
-) -> impl Fn(&UploadUrl) -> Result<(Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>), MonitorError> {
+type Opened = (Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>);
+
+fn dir_store(root: std::path::PathBuf) -> impl Fn(&UploadUrl) -> Result<Opened, MonitorError> {
     move |_| {
         Ok((
             Arc::new(spotfit_monitor::fs_store::FsObjectStore::new(root.clone())) as Arc<dyn ObjectStore>,
