@@ -82,7 +82,10 @@ def profile_creds(iid):
     """What IMDS would hand this instance: the credentials of its instance profile's role. A job
     role's profile (SPOTFIT_ROLES_DIR/roles.json, "profile_arn") gives that role's session;
     any other profile, the instance role's."""
-    with open(os.path.join(os.environ["SPOTFIT_ROLES_DIR"], "roles.json"), encoding="utf-8") as f:
+    path = os.path.join(os.environ["SPOTFIT_ROLES_DIR"], "roles.json")
+    if not os.path.exists(path):  # a roles dir with the instance role alone (no template roles)
+        return INSTANCE_CREDS
+    with open(path, encoding="utf-8") as f:
         roles = json.load(f)
     inst = EC2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     arn = (inst.get("IamInstanceProfile") or {}).get("Arn")

@@ -131,10 +131,15 @@ check_tails() {
 }
 
 # ---- Part A: file:// store, made unwritable mid-run -------------------------------------------
-STORE="$WORK/store"; mkdir -p "$STORE"
+# The store is a symlink to its directory; the outage swaps it, atomically (rename(2) over the
+# link), for a link to a non-directory, so no write lands anywhere meanwhile. (Moving the
+# directory away and creating a file in its place left a window in which the agent's next put
+# made the directory again.)
+STORE="$WORK/store"; mkdir -p "$WORK/store.real"; ln -s "$WORK/store.real" "$STORE"
 CMD=("$MON") # the example binary takes `spotfit monitor`'s arguments directly
 run_agent fileA "file://$STORE" "$WORK/spoolA" logsA \
-  "mv '$STORE' '$STORE.away' && touch '$STORE'" "ls '$WORK/spoolA' >'$WORK/fileA.pending'; rm '$STORE' && mv '$STORE.away' '$STORE'" \
+  "ln -sfn /dev/null '$STORE.swap' && mv -Tf '$STORE.swap' '$STORE'" \
+  "ls '$WORK/spoolA' >'$WORK/fileA.pending'; ln -sfn '$WORK/store.real' '$STORE.swap' && mv -Tf '$STORE.swap' '$STORE'" \
   "sleep 0.5; '$SPOTFIT' logs logsA --from 'file://$STORE' --follow --poll 0.3 >'$WORK/followA.o' 2>'$WORK/followA.e' & FOLLOW=\$!"
 check "fileA: log parts waited in the spool during the outage" "grep -q 'log-.*\.log\.gz$' '$WORK/fileA.pending'"
 res=$(python3 - "$STORE" logsA <<PY
