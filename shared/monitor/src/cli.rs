@@ -561,9 +561,14 @@ pub fn summary_table(o: &Outcome) -> String {
         rows.push((
             "upload",
             format!(
-                "{} part(s) uploaded, {} pending in spool, summary {}, exit marker {}",
+                "{} part(s) uploaded, {} pending in spool{}, summary {}, exit marker {}",
                 u.parts_uploaded,
                 u.parts_pending,
+                if u.parts_refused > 0 {
+                    format!(", {} refused by the store (kept in the spool)", u.parts_refused)
+                } else {
+                    String::new()
+                },
                 if u.summary_uploaded { "yes" } else { "no" },
                 if u.exit_marker_uploaded { "yes" } else { "no" }
             ),

@@ -579,9 +579,9 @@ pub fn monitor(
         });
     }
     if default_spool
-        && upload
-            .as_ref()
-            .is_some_and(|u| u.parts_pending == 0 && u.summary_uploaded && u.exit_marker_uploaded)
+        && upload.as_ref().is_some_and(|u| {
+            u.parts_pending == 0 && u.parts_refused == 0 && u.summary_uploaded && u.exit_marker_uploaded
+        })
     {
         drop(spool);
         if let Err(e) = std::fs::remove_dir_all(&spool_dir) {

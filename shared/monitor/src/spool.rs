@@ -28,6 +28,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One PUT of a part (a minute of samples is a few KiB gzipped) never takes this long when the
 /// store is healthy; a hung connection is abandoned and retried.
 pub(crate) const PUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Times in a row the store may refuse a part (an error no retry mends: access denied, a bad
+/// key) before the live uploader skips it, keeping it in the spool for `--resume-spool`. A
+/// refusal that lasts is a deployment's fault, and waiting on it would hold back the summary
+/// and the exit marker until the finish deadline, so that the run would read as lost; a few
+/// tries with backoff (~8 s) ride out IAM's propagation delay after a change.
+pub(crate) const REFUSALS_BEFORE_SKIP: u32 = 5;
 
 const RUN_FILE: &str = "run.json";
 
@@ -66,6 +72,8 @@ pub struct UploadReport {
     pub summary_uploaded: bool,
     pub exit_marker_uploaded: bool,
     pub retries: u64,
+    /// Parts the store kept refusing ([`REFUSALS_BEFORE_SKIP`] times): skipped, left in the spool.
+    pub parts_refused: u64,
 }
 
 /// The two kinds of part a spool ships, each numbered on its own.
@@ -404,6 +412,7 @@ fn pending_report(dir: &Path) -> UploadReport {
         summary_uploaded: dir.join("summary.json.done").exists(),
         exit_marker_uploaded: dir.join("exit.json.done").exists(),
         retries: 0,
+        parts_refused: 0,
     }
 }
 
@@ -421,43 +430,57 @@ impl Rt {
     }
 }
 
+/// What one put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Put {
+    Landed,
+    /// Failed in a way a retry may mend (unreachable, throttled, timed out).
+    Failed,
+    /// Refused in a way no retry mends ([`StoreError::is_retryable`] is false).
+    Refused,
+}
+
 /// One put, bounded by [`PUT_TIMEOUT`] (a hung connection is abandoned, not waited on), with
-/// the failure logged; whether it landed.
-async fn put_logged(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> bool {
+/// the failure logged.
+async fn put_logged(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Put {
     match tokio::time::timeout(PUT_TIMEOUT, store.put(key, bytes)).await {
-        Ok(Ok(())) => true,
+        Ok(Ok(())) => Put::Landed,
+        Ok(Err(e)) if !e.is_retryable() => {
+            tracing::warn!(key, error = %e, "the store refused the upload");
+            Put::Refused
+        }
         Ok(Err(e)) => {
             tracing::warn!(key, error = %e, "upload failed; will retry");
-            false
+            Put::Failed
         }
         Err(_) => {
             tracing::warn!(key, "upload timed out; will retry");
-            false
+            Put::Failed
         }
     }
 }
 
 /// Ships part `n` of the spool (again, when `done`, from its `.done` file) and marks it done
-/// once it landed: the one part upload of the live path and `--resume-spool`. `Ok(landed)`;
-/// `Err` when the part file cannot be read.
+/// once it landed: the one part upload of the live path and `--resume-spool`. `Err` when the
+/// part file cannot be read.
 async fn ship_part(
     store: &dyn ObjectStore,
     dir: &Path,
     keys: &RunKeys,
     (kind, n): (PartKind, u64),
     done: bool,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Put> {
     let path = if done {
         kind_path(dir, kind, n).with_extension("gz.done")
     } else {
         kind_path(dir, kind, n)
     };
     let bytes = std::fs::read(&path)?;
-    let landed = put_logged(store, &kind.key(keys, n), bytes).await;
-    if landed && !done {
+    let put = put_logged(store, &kind.key(keys, n), bytes).await;
+    if put == Put::Landed && !done {
         let _ = std::fs::rename(&path, path.with_extension("gz.done"));
     }
-    Ok(landed)
+    Ok(put)
 }
 
 /// Ships the run's last two objects in the order the check step relies on — the summary, then,
@@ -482,7 +505,7 @@ async fn ship_final(
         if !*landed {
             let done = dir.join(format!("{file}.done"));
             let bytes = if file == "summary.json" { summary } else { marker };
-            *landed = (!again && done.exists()) || put_logged(store, &key, bytes.to_vec()).await;
+            *landed = (!again && done.exists()) || put_logged(store, &key, bytes.to_vec()).await == Put::Landed;
             if *landed {
                 let _ = std::fs::write(&done, b"");
             }
@@ -520,6 +543,8 @@ fn upload_loop(
     let mut finish: Option<Finish> = None;
     let mut backoff = FIRST_BACKOFF;
     let mut closed = false;
+    // Refusals of the part at the head of the queue, in a row.
+    let mut refusals = 0u32;
     loop {
         // Take every command that has arrived; block only when there is nothing to do.
         loop {
@@ -548,13 +573,28 @@ fn upload_loop(
         }
         let ok = if let Some(&n) = queue.first() {
             match rt.run(ship_part(store.as_ref(), &dir, &keys, n, false)) {
-                Ok(landed) => {
-                    if landed {
-                        report.parts_uploaded += 1;
-                        queue.remove(0);
-                    }
-                    landed
+                Ok(Put::Landed) => {
+                    report.parts_uploaded += 1;
+                    queue.remove(0);
+                    refusals = 0;
+                    true
                 }
+                Ok(Put::Refused) if refusals + 1 >= REFUSALS_BEFORE_SKIP => {
+                    tracing::error!(
+                        part = ?n,
+                        tries = REFUSALS_BEFORE_SKIP,
+                        "the store keeps refusing this part; skipped (it stays in the spool for --resume-spool)"
+                    );
+                    report.parts_refused += 1;
+                    queue.remove(0);
+                    refusals = 0;
+                    true
+                }
+                Ok(Put::Refused) => {
+                    refusals += 1;
+                    false
+                }
+                Ok(Put::Failed) => false,
                 Err(e) => {
                     // A part file that vanished cannot be uploaded; say so and move on.
                     tracing::error!(part = ?n, error = %e, "spool part unreadable; skipped");
@@ -617,7 +657,7 @@ pub async fn upload_spool(dir: &Path, store: &dyn ObjectStore, all: bool) -> Res
             if done && !all {
                 continue;
             }
-            if ship_part(store, dir, &keys, (kind, n), done).await.map_err(err)? {
+            if ship_part(store, dir, &keys, (kind, n), done).await.map_err(err)? == Put::Landed {
                 report.parts_uploaded += 1;
             } else {
                 report.parts_pending += 1;
