@@ -446,7 +446,11 @@ async fn put_logged(store: &dyn ObjectStore, key: &str, bytes: Vec<u8>) -> Put {
     match tokio::time::timeout(PUT_TIMEOUT, store.put(key, bytes)).await {
         Ok(Ok(())) => Put::Landed,
         Ok(Err(e)) if !e.is_retryable() => {
-            tracing::warn!(key, error = %e, "the store refused the upload");
+            tracing::warn!(
+                key,
+                error = %e,
+                "the store refused the upload; will retry (a part refused {REFUSALS_BEFORE_SKIP} times in a row is skipped and kept in the spool)"
+            );
             Put::Refused
         }
         Ok(Err(e)) => {
