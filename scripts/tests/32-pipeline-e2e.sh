@@ -61,21 +61,8 @@ as_role() { # COMPONENT CMD…: run CMD on that component's STS credentials
 }
 invoke() { as_role "$1" "$SPOTFIT_LOCAL_INVOKE" "$1"; }
 
-passed=0; failed=0
-check() { # NAME PYTHON-EXPR-FILE…: run a python assertion script; count
-  local name="$1"; shift
-  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; grep -v '^ok$' "$dir/check.out" | sed 's/^/     /' || true; else
-    failed=$((failed+1)); echo "FAIL $name"; cat "$dir/check.out"
-    if [ -s "$SPOTFIT_IAM_DENIALS" ]; then echo "IAM denials so far:"; sort "$SPOTFIT_IAM_DENIALS" | uniq -c; fi
-  fi
-}
 check "static IAM check of what moto's evaluator skips (conditions, non-S3 resource ARNs)" scripts/lib/template_iam.py static "$TEMPLATE"
 fault() { curl -sf -X "$1" "$SPOTFIT_FAULTS_URL/$2" -H 'Content-Type: application/json' ${3:+-d "$3"} >/dev/null; }
-execute() { # INPUT NAME [opts]: run the state machine, output JSON in $dir/NAME.out
-  local input="$1" name="$2"; shift 2
-  node statemachine/tests/run-execution.mjs "$input" "$name" "$@" > "$dir/$name.out"
-  cat "$dir/$name.out" | head -c 400; echo
-}
 
 mkdir -p "$dir/standin"
 "$PY" scripts/lib/instance_standin.py "$dir/standin" --interrupt-run e2e-interrupt --after 2 --hang-run e2e-deadline &

@@ -67,19 +67,6 @@ podman logout "$REGISTRY" >/dev/null
 # Anonymous pulls are refused: what the instance gets comes from its login.
 if podman pull -q "$REMOTE" >/dev/null 2>&1; then echo "FAIL: the registry served an anonymous pull" >&2; exit 1; fi
 
-passed=0; failed=0
-check() {
-  local name="$1"; shift
-  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; grep -v '^ok$' "$dir/check.out" | sed 's/^/     /' || true; else
-    failed=$((failed+1)); echo "FAIL $name"; cat "$dir/check.out"
-    if [ -s "${SPOTFIT_IAM_DENIALS:-/dev/null}" ]; then echo "IAM denials so far:"; sort "$SPOTFIT_IAM_DENIALS" | uniq -c; fi
-  fi
-}
-execute() {
-  local input="$1" name="$2"; shift 2
-  node statemachine/tests/run-execution.mjs "$input" "$name" "$@" > "$dir/$name.out"
-  head -c 400 "$dir/$name.out"; echo
-}
 
 mkdir -p "$dir/standin"
 "$PY" scripts/lib/instance_standin.py "$dir/standin" &

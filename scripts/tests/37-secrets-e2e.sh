@@ -55,19 +55,6 @@ boto3.client("ssm").put_parameter(Name="/e2e/db/password", Type="SecureString", 
 boto3.client("secretsmanager").create_secret(Name="e2e/api-key", SecretString=os.environ["SPOTFIT_E2E_API_MARKER"])
 PY
 
-passed=0; failed=0
-check() {
-  local name="$1"; shift
-  if "$PY" "$@" >"$dir/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; grep -v '^ok$' "$dir/check.out" | sed 's/^/     /' || true; else
-    failed=$((failed+1)); echo "FAIL $name"; cat "$dir/check.out"
-  fi
-}
-execute() {
-  local input="$1" name="$2"; shift 2
-  node statemachine/tests/run-execution.mjs "$input" "$name" "$@" > "$dir/$name.out"
-  head -c 300 "$dir/$name.out"; echo
-}
-
 mkdir -p "$dir/standin"
 "$PY" scripts/lib/instance_standin.py "$dir/standin" &
 standin_pid=$!

@@ -53,15 +53,8 @@ pub fn endpoint(
     region: &str,
     bucket: &str,
 ) -> Result<(url::Url, UrlStyle), (&'static str, String)> {
-    let var = |n: &str| get(n).filter(|v| !v.is_empty());
-    for name in [ENDPOINT_S3_ENV, ENDPOINT_ENV] {
-        if let Some(v) = var(name) {
-            let u: url::Url = v.parse().map_err(|e| (name, format!("{v:?} is not a URL: {e}")))?;
-            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                return Err((name, format!("{v:?}: expected http(s)://host[:port]")));
-            }
-            return Ok((u, UrlStyle::Path));
-        }
+    if let Some(u) = endpoint_override(get, &[ENDPOINT_S3_ENV, ENDPOINT_ENV])? {
+        return Ok((u, UrlStyle::Path));
     }
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
@@ -77,6 +70,24 @@ pub fn endpoint(
         UrlStyle::VirtualHost
     };
     Ok((u, style))
+}
+
+/// The first of the SDKs' endpoint-override variables `names` that is set (a service's own,
+/// then the global `AWS_ENDPOINT_URL`), checked to be an http(s) URL with a host.
+pub fn endpoint_override(
+    get: &dyn Fn(&str) -> Option<String>,
+    names: &[&'static str],
+) -> Result<Option<url::Url>, (&'static str, String)> {
+    for &name in names {
+        if let Some(v) = get(name).filter(|v| !v.is_empty()) {
+            let u: url::Url = v.parse().map_err(|e| (name, format!("{v:?} is not a URL: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err((name, format!("{v:?}: expected http(s)://host[:port]")));
+            }
+            return Ok(Some(u));
+        }
+    }
+    Ok(None)
 }
 
 /// The region: `AWS_REGION`, then `AWS_DEFAULT_REGION` (checked to be a region-shaped token,
@@ -118,6 +129,30 @@ pub fn ca_bundle(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>, Str
     Ok(certs)
 }
 
+/// What every AWS request of the agent shares (S3's, the secret stores'): these deadlines;
+/// statuses returned, not raised (each caller classifies its service's answers: a 404 is a
+/// missing key, a 503 a throttle); never a redirect (the signature is for this host, and the
+/// session token, a header, must not travel to another one: S3's 301/307 are errors with a
+/// code); the agent's user agent; `roots` trusted instead of the bundled web PKI roots.
+pub fn http_config(
+    request: Duration,
+    connect: Duration,
+    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(request))
+        .timeout_connect(Some(connect))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("spotfit-agent/", env!("CARGO_PKG_VERSION")))
+        .tls_config(match roots {
+            Some(certs) => ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+            None => ureq::tls::TlsConfig::default(),
+        })
+}
+
 /// One bucket through signed HTTP requests.
 #[derive(Debug)]
 pub struct S3Store {
@@ -144,26 +179,12 @@ impl S3Store {
     ) -> Result<Self, String> {
         let bucket = Bucket::new(endpoint, style, bucket.to_string(), region.to_string())
             .map_err(|e| format!("bucket {bucket:?} at this endpoint: {e:?}"))?;
-        let http = ureq::Agent::config_builder()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            // S3's answers are classified here (a 404 is a missing key, a 503 a throttle).
-            .http_status_as_error(false)
+        let http = http_config(REQUEST_TIMEOUT, CONNECT_TIMEOUT, roots)
             .input_buffer_size(IO_BUFFER)
             .output_buffer_size(IO_BUFFER)
-            // Never follow a redirect: the signature is for this host, and the session token
-            // (a header) must not travel to another one. S3's 301/307 are errors with a code.
-            .max_redirects(0)
             // One connection is all the single uploader thread uses.
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
-            .user_agent(concat!("spotfit-agent/", env!("CARGO_PKG_VERSION")))
-            .tls_config(match roots {
-                Some(certs) => ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
-                None => ureq::tls::TlsConfig::default(),
-            })
             .build()
             .into();
         Ok(Self { bucket, creds, http })

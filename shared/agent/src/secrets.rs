@@ -70,14 +70,8 @@ pub fn endpoint(
     service_host: &str,
     region: &str,
 ) -> Result<url::Url, (&'static str, String)> {
-    for name in [override_var, crate::s3::ENDPOINT_ENV] {
-        if let Some(v) = get(name).filter(|v| !v.is_empty()) {
-            let u: url::Url = v.parse().map_err(|e| (name, format!("{v:?} is not a URL: {e}")))?;
-            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                return Err((name, format!("{v:?}: expected http(s)://host[:port]")));
-            }
-            return Ok(u);
-        }
+    if let Some(u) = crate::s3::endpoint_override(get, &[override_var, crate::s3::ENDPOINT_ENV])? {
+        return Ok(u);
     }
     let suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
@@ -96,19 +90,7 @@ impl Reader {
         creds: Provider,
         roots: Option<Vec<ureq::tls::Certificate<'static>>>,
     ) -> Result<Self, (&'static str, String)> {
-        let http = ureq::Agent::config_builder()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .http_status_as_error(false)
-            // The signature and the session token are for this host only.
-            .max_redirects(0)
-            .user_agent(concat!("spotfit-agent/", env!("CARGO_PKG_VERSION")))
-            .tls_config(match roots {
-                Some(certs) => ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
-                None => ureq::tls::TlsConfig::default(),
-            })
+        let http = crate::s3::http_config(REQUEST_TIMEOUT, CONNECT_TIMEOUT, roots)
             .build()
             .into();
         Ok(Self {

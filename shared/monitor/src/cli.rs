@@ -254,16 +254,10 @@ fn read_env_from(
 /// to `env`; returns the tmp directory to create. DIR must be an absolute path a container
 /// mount can name (no `:` or `,`).
 fn scratch_env(dir: &std::path::Path, env: &mut Vec<(String, String)>) -> Result<PathBuf, MonitorError> {
-    let text = dir.to_str().unwrap_or_default();
-    if !dir.is_absolute() || text.is_empty() || text.contains([':', ',', '\n']) {
-        return Err(MonitorError::BadInput {
-            field: "scratch",
-            reason: format!("{dir:?} must be an absolute path without ':' or ','"),
-        });
-    }
+    let text = crate::container::check_scratch(dir)?;
     let tmp = dir.join("tmp");
     env.retain(|(k, _)| k != "SPOTFIT_SCRATCH");
-    env.push(("SPOTFIT_SCRATCH".into(), text.to_string()));
+    env.push(("SPOTFIT_SCRATCH".into(), text));
     if !env.iter().any(|(k, _)| k == "TMPDIR") {
         env.push(("TMPDIR".into(), tmp.display().to_string()));
     }

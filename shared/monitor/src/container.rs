@@ -74,6 +74,18 @@ pub fn write_env_file(dir: &Path, env: &[(String, String)]) -> Result<PathBuf, M
     Ok(path)
 }
 
+/// A scratch directory as a container mount can name it (`--mount type=bind,source=D,…` has
+/// no quoting): an absolute UTF-8 path without `:`, `,` or a line break.
+pub fn check_scratch(dir: &Path) -> Result<String, MonitorError> {
+    match dir.to_str() {
+        Some(d) if d.starts_with('/') && !d.contains([':', ',', '\n']) => Ok(d.to_string()),
+        _ => Err(MonitorError::BadInput {
+            field: "scratch",
+            reason: format!("{dir:?} must be an absolute path without ':' or ','"),
+        }),
+    }
+}
+
 /// What the container gets besides the image and the argv.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions<'a> {
@@ -137,13 +149,7 @@ pub fn run_argv(
         v.extend(["--gpus".into(), "all".into()]);
     }
     if let Some(d) = opts.scratch {
-        let d = d.display().to_string();
-        if !d.starts_with('/') || d.contains([':', ',']) {
-            return Err(MonitorError::BadInput {
-                field: "scratch",
-                reason: format!("{d:?} must be an absolute path without ':' or ','"),
-            });
-        }
+        let d = check_scratch(d)?;
         v.push("--mount".into());
         v.push(format!("type=bind,source={d},target={d}"));
     }
