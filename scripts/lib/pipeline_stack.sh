@@ -43,25 +43,29 @@ pipeline_stack_up() {
   # shellcheck disable=SC1091
   source "$dir/env"
   scripts/local-stack pump "$dir" >/dev/null
+  e2e_verbs
 }
 
-# The end-to-end tests' two verbs, over the DIR given to pipeline_stack_up (E2E_DIR):
+# The end-to-end tests' two verbs, over the DIR given to pipeline_stack_up (E2E_DIR), defined
+# by it at its end (after infra/test/env.sh, whose own `check` they replace):
 #   check NAME ARGS…     runs "$PY" ARGS… (an assertion script, usually `-` with a heredoc);
 #                        counts it in $passed / $failed, prints its output indented on success,
 #                        whole on failure, with the IAM denials logged so far
 #   execute INPUT NAME [OPTS…]
 #                        runs the state machine on INPUT (run-execution.mjs), its result JSON
 #                        in E2E_DIR/NAME.out, the first 400 bytes printed
-passed=0; failed=0
-check() {
-  local name="$1"; shift
-  if "$PY" "$@" >"$E2E_DIR/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; grep -v '^ok$' "$E2E_DIR/check.out" | sed 's/^/     /' || true; else
-    failed=$((failed+1)); echo "FAIL $name"; cat "$E2E_DIR/check.out"
-    if [ -s "${SPOTFIT_IAM_DENIALS:-/dev/null}" ]; then echo "IAM denials so far:"; sort "$SPOTFIT_IAM_DENIALS" | uniq -c; fi
-  fi
-}
-execute() {
-  local input="$1" name="$2"; shift 2
-  node statemachine/tests/run-execution.mjs "$input" "$name" "$@" > "$E2E_DIR/$name.out"
-  head -c 400 "$E2E_DIR/$name.out"; echo
+e2e_verbs() {
+  passed=0; failed=0
+  check() {
+    local name="$1"; shift
+    if "$PY" "$@" >"$E2E_DIR/check.out" 2>&1; then passed=$((passed+1)); echo "ok   $name"; grep -v '^ok$' "$E2E_DIR/check.out" | sed 's/^/     /' || true; else
+      failed=$((failed+1)); echo "FAIL $name"; cat "$E2E_DIR/check.out"
+      if [ -s "${SPOTFIT_IAM_DENIALS:-/dev/null}" ]; then echo "IAM denials so far:"; sort "$SPOTFIT_IAM_DENIALS" | uniq -c; fi
+    fi
+  }
+  execute() {
+    local input="$1" name="$2"; shift 2
+    node statemachine/tests/run-execution.mjs "$input" "$name" "$@" > "$E2E_DIR/$name.out"
+    head -c 400 "$E2E_DIR/$name.out"; echo
+  }
 }
