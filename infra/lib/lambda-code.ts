@@ -15,6 +15,7 @@ export const FUNCTION_NAMES = [
   'record-run',
   'reap-instances',
   'job-events',
+  'start-scheduled',
 ] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 

@@ -1,5 +1,5 @@
 // The spotfit deployment: storage, the EC2 side (launch template, instance role, security group),
-// the seven Lambdas, the state machine from statemachine/, schedules and events, and Athena.
+// the eight Lambdas, the state machine from statemachine/, schedules and events, and Athena.
 //
 // Least privilege is the point of this file. Every IAM statement names its actions; resources
 // are ARNs or ARN patterns wherever the service supports resource-level permissions, and EC2
@@ -359,6 +359,9 @@ export class SpotfitStack extends Stack {
         SPOTFIT_HEARTBEAT_S: String(heartbeatSeconds(cfg.reaperEveryMinutes)),
       },
       'job-events': { ...bucketVar, ...checkVars },
+      // SPOTFIT_STATE_MACHINE_ARN is added once the state machine exists (below): the state
+      // machine's definition names other functions, never this one.
+      'start-scheduled': {},
     };
     const timeouts: Record<FunctionName, number> = {
       'size-job': 30,
@@ -369,6 +372,8 @@ export class SpotfitStack extends Stack {
       'reap-instances': 120,
       // One event: find the attempt, one check, at most one SendTaskSuccess or one terminate.
       'job-events': 60,
+      // One StartExecution.
+      'start-scheduled': 30,
     };
     const fns = {} as Record<FunctionName, lambda.Function>;
     for (const name of FUNCTION_NAMES) {
@@ -632,19 +637,29 @@ export class SpotfitStack extends Stack {
     skipChecks(dlq, {
       CKV_AWS_27: 'Encrypted at rest with SQS-managed keys (SSE-SQS); a customer key would need EventBridge in its key policy and holds only event envelopes',
     });
-    const startRole = new iam.Role(this, 'ScheduleRole', {
-      assumedBy: new iam.ServicePrincipal('events.amazonaws.com'),
-      description: 'EventBridge rules of infra/jobs.json: start spotfit executions',
-    });
+    // A scheduled run happens once per tick: EventBridge delivers at least once, so each job's
+    // rule hands start-scheduled the event's time with the spec, and the execution is named by
+    // (job, tick) (shared/core/src/pipeline/schedule.rs): Step Functions refuses a second
+    // execution of a name, so a duplicate delivery starts nothing. (A rule targeting the state
+    // machine directly cannot name the execution; EventBridge Scheduler's universal target could,
+    // but only from its scheduled-time attribute, whose ':' an execution name may not hold.)
+    const starter = fns['start-scheduled'];
+    starter.addEnvironment('SPOTFIT_STATE_MACHINE_ARN', this.stateMachine.stateMachineArn);
+    starter.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'StartOwnStateMachine',
+        actions: ['states:StartExecution'],
+        resources: [this.stateMachine.stateMachineArn],
+      }),
+    );
     for (const job of loadJobs(cfg.jobsFile)) {
       new events.Rule(this, `Job-${job.name}`, {
         description: (job.description ?? `spotfit job ${job.name}`).slice(0, 512),
         schedule: events.Schedule.expression(job.schedule),
         enabled: job.enabled,
         targets: [
-          new targets.SfnStateMachine(this.stateMachine, {
-            input: events.RuleTargetInput.fromObject(job.spec),
-            role: startRole,
+          new targets.LambdaFunction(starter, {
+            event: events.RuleTargetInput.fromObject({ tick: events.EventField.time, spec: job.spec }),
             retryAttempts: 3,
             deadLetterQueue: dlq,
           }),
@@ -786,7 +801,9 @@ export class SpotfitStack extends Stack {
           ? 'the reaper (heartbeat sweep) failed: orphaned instances may keep running, waiting attempts time out on their heartbeat'
           : name === 'job-events'
             ? 'job-events failed: attempts wait for the sweep to complete them (one reaper period later)'
-            : `${name} returned errors`;
+            : name === 'start-scheduled'
+              ? 'start-scheduled failed: a scheduled run did not start (an invalid spec in infra/jobs.json, or Step Functions refused it)'
+              : `${name} returned errors`;
       alarm(`${pascal(name)}Errors`, fns[name].metricErrors({ period, statistic: 'Sum' }), `spotfit: ${what}`);
     }
     alarm(

@@ -94,22 +94,6 @@ test('the Await heartbeat: three reaper periods, passed to launch-instance, far 
   assert.deepEqual(carriers.sort(), ['spotfit launch-instance', 'spotfit reap-instances']);
 });
 
-test('one enabled-or-not EventBridge rule per job in jobs.json, with the spec as input', () => {
-  const jobs = loadJobs(path.join(root, 'infra', 'jobs.json'));
-  assert.ok(jobs.length >= 1);
-  const rules = resourcesOfType(json, 'AWS::Events::Rule');
-  const smId = logicalId(stack.stateMachine);
-  for (const job of jobs) {
-    const r = rules.find(([, p]) => p.ScheduleExpression === job.schedule && JSON.stringify(p.Targets).includes(smId));
-    assert.ok(r, job.name);
-    const [target] = r[1].Targets as { Input: string; Arn: unknown }[];
-    assert.deepEqual(JSON.parse(target.Input), job.spec);
-    assert.equal(r[1].State, job.enabled ? 'ENABLED' : 'DISABLED');
-  }
-  const scheduled = rules.filter(([, p]) => JSON.stringify(p.Targets).includes(smId));
-  assert.equal(scheduled.length, jobs.length);
-});
-
 const escapeRegExp = (x: string) => x.replace(/[.+?^$()|[\]\\{}]/g, (c) => `\\${c}`);
 const targeting = (name: keyof typeof stack.functions) => {
   const arn = JSON.stringify({ 'Fn::GetAtt': [logicalId(stack.functions[name]), 'Arn'] });
@@ -120,6 +104,32 @@ const ruleById = (prefix: string) => {
   assert.equal(r.length, 1, prefix);
   return r[0][1] as any;
 };
+
+test('one enabled-or-not EventBridge rule per job in jobs.json → start-scheduled, with the tick and the spec as input', () => {
+  const jobs = loadJobs(path.join(root, 'infra', 'jobs.json'));
+  assert.ok(jobs.length >= 1);
+  const rules = targeting('start-scheduled');
+  for (const job of jobs) {
+    const r = rules.find(([, p]) => p.ScheduleExpression === job.schedule);
+    assert.ok(r, job.name);
+    const [target] = r[1].Targets as any[];
+    // EventBridge fills <tick> from the event's time ($.time): the scheduled time, the same in
+    // a duplicate delivery, from which the run id (the execution name) derives.
+    const tr = target.InputTransformer;
+    assert.deepEqual(tr.InputPathsMap, { time: '$.time' });
+    const filled = JSON.parse(String(tr.InputTemplate).replace('<time>', '"2026-12-03T02:00:00Z"'));
+    assert.deepEqual(filled, { tick: '2026-12-03T02:00:00Z', spec: job.spec });
+    assert.equal(r[1].State, job.enabled ? 'ENABLED' : 'DISABLED');
+    assert.ok(target.DeadLetterConfig, `${job.name}: no dead-letter queue`);
+  }
+  assert.equal(rules.length, jobs.length);
+  // Nothing starts the state machine from EventBridge directly (its executions would be unnamed).
+  const smId = logicalId(stack.stateMachine);
+  const direct = resourcesOfType(json, 'AWS::Events::Rule').filter(([, p]) => asArray(p.Targets as { Arn: unknown }[]).some((t) => JSON.stringify(t.Arn).includes(smId)));
+  assert.deepEqual(direct, []);
+  const fn = resourcesOfType(json, 'AWS::Lambda::Function').find(([, f]) => f.Description === 'spotfit start-scheduled')![1] as any;
+  assert.deepEqual(fn.Environment.Variables.SPOTFIT_STATE_MACHINE_ARN, { Ref: smId });
+});
 
 test('reaper (the heartbeat sweep): on its schedule only', () => {
   const rules = targeting('reap-instances');
@@ -324,7 +334,7 @@ function rustEnv(name: string): { all: Set<string>; optional: Set<string> } {
 
 test('each function gets only the environment variables its Rust code reads, and every one it requires', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => String(f.Description ?? '').startsWith('spotfit '));
-  assert.equal(fns.length, 7);
+  assert.equal(fns.length, 8);
   for (const [id, f] of fns) {
     const name = String(f.Description).slice('spotfit '.length);
     const set = new Set(Object.keys(((f.Environment as any)?.Variables ?? {}) as Record<string, string>));

@@ -218,12 +218,13 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
 
     def functions_ok():
         arns = phys("AWS::Lambda::Function")
-        expect(len(arns) == 7, f"{len(arns)} functions")
+        expect(len(arns) == 8, f"{len(arns)} functions")
         # Each function has only its own variables (functions/<name>/src/lib.rs ENV); where one is
         # set, it must name the deployed resource.
         want = {"SPOTFIT_BUCKET": outputs["BucketName"], "SPOTFIT_LAUNCH_TEMPLATE_ID": outputs["LaunchTemplateId"],
                 "SPOTFIT_RUNS_TABLE": outputs["RunsTable"], "SPOTFIT_PROFILES_TABLE": outputs["ProfilesTable"],
-                "SPOTFIT_CAPACITY_TABLE": outputs["CapacityTable"], "SPOTFIT_WAITS_TABLE": outputs["WaitsTable"]}
+                "SPOTFIT_CAPACITY_TABLE": outputs["CapacityTable"], "SPOTFIT_WAITS_TABLE": outputs["WaitsTable"],
+                "SPOTFIT_STATE_MACHINE_ARN": outputs["StateMachineArn"]}
         seen = set()
         for a in arns:
             cfg = lam.get_function_configuration(FunctionName=a)
@@ -236,7 +237,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
                 expect(isinstance(json.loads(env["SPOTFIT_SUBNETS"]), dict), "subnets map")
             expect(cfg["Runtime"] == "provided.al2023", cfg["Runtime"])
         expect(seen == set(want), f"variables set by no function: {set(want) - seen}")
-        return "7 functions, provided.al2023, each SPOTFIT_* it has resolved to the deployed resources"
+        return "8 functions, provided.al2023, each SPOTFIT_* it has resolved to the deployed resources"
 
     def state_machine_ok():
         arn = outputs["StateMachineArn"]
@@ -278,9 +279,13 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
         for j in jobs:
             r = next(r for r in scheduled if r["ScheduleExpression"] == j["schedule"])
             t = events.list_targets_by_rule(Rule=r["Name"])["Targets"][0]
-            expect(json.loads(t["Input"]) == j["spec"], f"{j['name']} input")
-            expect(t["Arn"] == outputs["StateMachineArn"], f"{j['name']} target")
-        return f"{len(jobs)} job rules (input = spec), reaper schedule, 4 event rules → job-events (EC2 x2, exit markers, execution ends)"
+            tr = t.get("InputTransformer") or {}
+            expect(tr.get("InputPathsMap") == {"time": "$.time"}, f"{j['name']} input paths {tr}")
+            filled = json.loads(tr.get("InputTemplate", "null").replace("<time>", '"2026-12-03T02:00:00Z"'))
+            expect(filled == {"tick": "2026-12-03T02:00:00Z", "spec": j["spec"]}, f"{j['name']} input {filled}")
+            expect(target_of(r) == "spotfit start-scheduled", f"{j['name']} target {target_of(r)}")
+        return (f"{len(jobs)} job rules → start-scheduled (input = tick + spec), reaper schedule, "
+                "4 event rules → job-events (EC2 x2, exit markers, execution ends)")
 
     def iam_ok():
         role = outputs["InstanceRoleArn"].split("/")[-1]

@@ -334,7 +334,7 @@ test('job roles: none by default; each configured one holds the agent policy and
 
 test('every function runs provided.al2023', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function');
-  assert.equal(fns.length, 7, 'our seven, and no CDK helper function (e.g. a bucket-notifications handler)');
+  assert.equal(fns.length, 8, 'our eight, and no CDK helper function (e.g. a bucket-notifications handler)');
   for (const [id, f] of fns) {
     assert.equal(f.Runtime, 'provided.al2023', id);
     assert.equal(f.Handler, 'bootstrap', id);
@@ -411,8 +411,8 @@ test('alarms: failed executions, every function\'s errors, the reaper, the dead-
   const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, p]) => p as any);
   const metric = (ns: string, name: string) => alarms.filter((a) => a.Namespace === ns && a.MetricName === name);
   assert.ok(metric('AWS/States', 'ExecutionsFailed').length === 1);
-  assert.equal(metric('AWS/Lambda', 'Errors').length, 7);
-  for (const n of ['reap-instances', 'job-events'] as const) {
+  assert.equal(metric('AWS/Lambda', 'Errors').length, 8);
+  for (const n of ['reap-instances', 'job-events', 'start-scheduled'] as const) {
     assert.ok(alarms.some((a) => a.MetricName === 'Errors' && render(a.Dimensions).includes(logicalId(stack.functions[n] as never))), n);
   }
   assert.equal(metric('AWS/SQS', 'ApproximateNumberOfMessagesVisible').length, 1);
@@ -470,7 +470,7 @@ test('waits table: check-job arms (Put/Get/Delete), job-events completes (Get/De
   assert.ok(!identity.some((s) => s.roles.includes(instanceRoleId) && render(s.statement.Resource).includes(waits)), 'the instance never sees the tokens');
 });
 
-test('task tokens: exactly check-job, job-events and the sweep may SendTask*, only on this state machine; no other states:* but the schedule role\'s StartExecution', () => {
+test('task tokens: exactly check-job, job-events and the sweep may SendTask*, only on this state machine; no other states:* but start-scheduled\'s StartExecution', () => {
   const smId = logicalId(stack.stateMachine);
   const taskActions = ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'];
   const expected = new Set(['check-job', 'job-events', 'reap-instances'].map((n) => roleOf(n as never)));
@@ -482,15 +482,19 @@ test('task tokens: exactly check-job, job-events and the sweep may SendTask*, on
       assert.equal(s.statement.Condition, undefined);
     }
   }
-  const scheduleRole = Object.keys(json.Resources).find((k) => k.startsWith('ScheduleRole') && json.Resources[k].Type === 'AWS::IAM::Role')!;
+  // start-scheduled (the job schedules' target) is the stack's only starter of executions.
+  let starts = 0;
   for (const s of identity) {
     for (const a of asArray(s.statement.Action).filter((x) => x.startsWith('states:'))) {
       if (taskActions.includes(a)) continue;
       assert.equal(a, 'states:StartExecution', `${s.holder}: ${a}`);
-      assert.deepEqual(s.roles, [scheduleRole], `${s.holder}: StartExecution`);
+      assert.deepEqual(s.roles, [roleOf('start-scheduled' as never)], `${s.holder}: StartExecution`);
       assert.deepEqual(asArray(s.statement.Resource), [{ Ref: smId }]);
+      starts++;
     }
   }
+  assert.equal(starts, 1, 'one StartExecution grant');
+  assert.ok(!resourcesOfType(json, 'AWS::IAM::Role').some(([, r]) => JSON.stringify(r.AssumeRolePolicyDocument).includes('events.amazonaws.com')), 'no role for EventBridge to start executions with');
   // Not in a role's default policy: check-job's function DependsOn that policy, and the state
   // machine substitutes check-job's ARN, so the state machine ARN there would be a cycle.
   const holders = new Set(grants('states:SendTaskSuccess').map((s) => s.holder));

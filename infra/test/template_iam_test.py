@@ -90,8 +90,8 @@ def cases():
     def reaper_starts_executions(t):
         add(t, "reap-instances", {"Effect": "Allow", "Action": ["states:StartExecution"], "Resource": sm_ref(t)})
 
-    def schedule_role_on_star(t):
-        role = lid(t, "ScheduleRole", "AWS::IAM::Role")
+    def starter_on_star(t):
+        role = ti.components(t)["start-scheduled"]
         for k, r in t["Resources"].items():
             if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]:
                 for s in ti.as_list(r["Properties"]["PolicyDocument"]["Statement"]):
@@ -119,8 +119,8 @@ def cases():
         ("job-events' role not in the task-response policy", job_events_cannot_answer, "job-events (role"),
         ("SendTaskHeartbeat missing (the sweep could not keep waits alive)", heartbeat_missing, "lacks ['states:SendTaskHeartbeat']"),
         ("check-job may StopExecution", check_job_stops_executions, "states:StopExecution: no role has states:*"),
-        ("the reaper may StartExecution (it is not the schedule role)", reaper_starts_executions, "states:StartExecution: no role has states:*"),
-        ("the schedule role's StartExecution on \"*\"", schedule_role_on_star, "states:StartExecution on *"),
+        ("the reaper may StartExecution (only start-scheduled may)", reaper_starts_executions, "states:StartExecution: no role has states:*"),
+        ("start-scheduled's StartExecution on \"*\"", starter_on_star, "states:StartExecution on *"),
         ("states:* on the state machine's own role", states_wildcard_on_state_machine_role, "states:*: no role has states:*"),
         ("SendTaskFailure in an inline role policy of size-job", inline_role_policy, "size-job): states:SendTaskFailure: only"),
     ]
@@ -147,8 +147,12 @@ def main() -> int:
     names = {"account": "123456789012", "region": "us-east-1", "bucket": "b",
              "tables": {"Profiles": "p", "Runs": "r", "Capacity": "c", "Waits": "w"}}
     roles = ti.resolved_roles(t, names)
-    want_comps = {"size-job", "launch-instance", "check-job", "terminate-instance", "record-run", "reap-instances", "job-events", "instance"}
-    report(set(roles) == want_comps, "apply's components: the seven functions (job-events among them) and the instance", str(sorted(roles)))
+    want_comps = {"size-job", "launch-instance", "check-job", "terminate-instance", "record-run", "reap-instances", "job-events",
+                  "start-scheduled", "instance"}
+    report(set(roles) == want_comps, "apply's components: the eight functions (job-events among them) and the instance", str(sorted(roles)))
+    ss = json.dumps(roles.get("start-scheduled", {}).get("statements", []))
+    report("states:StartExecution" in ss and "dynamodb:" not in ss and "ec2:" not in ss,
+           "start-scheduled's role: StartExecution, no tables, no EC2", ss[:400])
     je = json.dumps(roles.get("job-events", {}).get("statements", []))
     report("table/w" in je and "table/r" in je and "states:SendTaskSuccess" in je and "ec2:RunInstances" not in je,
            "job-events' role: the waits and runs tables mapped, SendTask*, no RunInstances", je[:400])

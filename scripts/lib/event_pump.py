@@ -28,6 +28,11 @@ changes state.
   event_pump.py put DIR              put one event (an EventBridge envelope, JSON on stdin) on the
                                      default bus: $SPOTFIT_PUT_EVENT, for events AWS services emit
                                      (Step Functions status changes, spot interruption warnings)
+  event_pump.py tick DIR RULE TIME [--deliveries N]
+                                     fire schedule rule RULE (logical id or its prefix) as
+                                     EventBridge would at TIME: its targets' inputs built from
+                                     the "Scheduled Event" (input transformers applied), each
+                                     delivered N times (a duplicate delivery) to its function
   event_pump.py selftest             unit tests of the pattern validation and matching
 
 Files under DIR: events.json (rules, resolved patterns, queues, components), events.log (one JSON
@@ -396,13 +401,20 @@ def plan(template: dict, bucket: str) -> dict:
     res = template["Resources"]
     comps = function_components(template)
     buckets = [lid for lid, r in res.items() if r["Type"] == "AWS::S3::Bucket" and lid.startswith("Data")]
-    rules, skipped = [], []
+    rules, skipped, schedules = [], [], []
     for lid, r in res.items():
         if r["Type"] != "AWS::Events::Rule":
             continue
         p = r.get("Properties", {})
         if "EventPattern" not in p:
             skipped.append({"rule": lid, "why": "schedule"})
+            ts = []
+            for t in p.get("Targets", []):
+                fn = _ref_of(t.get("Arn"))
+                if fn in comps:
+                    ts.append({"component": comps[fn], **{k: t[k] for k in ("Input", "InputPath", "InputTransformer") if k in t}})
+            schedules.append({"name": lid, "schedule": p.get("ScheduleExpression"),
+                              "enabled": p.get("State", "ENABLED") == "ENABLED", "targets": ts})
             continue
         if p.get("State", "ENABLED") != "ENABLED":
             skipped.append({"rule": lid, "why": p.get("State")})
@@ -445,7 +457,7 @@ def plan(template: dict, bucket: str) -> dict:
                 deliveries[comps[fn]] = 1 + int(r["Properties"].get("MaximumRetryAttempts", 2))
     timeouts = {comps[lid]: int(res[lid]["Properties"].get("Timeout", 3)) for lid in comps}
     used = sorted({c for r in rules for c in r["components"]})
-    return {"rules": rules, "skipped": skipped,
+    return {"rules": rules, "skipped": skipped, "schedules": schedules,
             "components": {c: {"queue": QUEUE_PREFIX + c, "deliveries": deliveries.get(c, DEFAULT_DELIVERIES),
                                "timeout_s": timeouts[c], "rules": [r["name"] for r in rules if c in r["components"]]} for c in used},
             "s3_eventbridge": any(s3_eventbridge_enabled(template, b) for b in buckets)}
@@ -486,6 +498,92 @@ def setup(d: str, template_path: str) -> None:
     with open(os.path.join(d, "events.json"), "w", encoding="utf-8") as f:
         json.dump(p, f, indent=1)
     print(json.dumps({r["name"]: r["components"] for r in p["rules"]}))
+
+
+# ------------------------------------------------------------------ tick: a schedule fires
+
+
+def _json_path(event: dict, path: str):
+    """The simple JSONPath of an InputPathsMap (`$`, `$.a.b`); None where it leads nowhere."""
+    if path == "$":
+        return event
+    if not path.startswith("$."):
+        die(f"input path {path!r}: only $ and $.a.b paths are played here")
+    v = event
+    for part in path[2:].split("."):
+        v = v.get(part) if isinstance(v, dict) else None
+    return v
+
+
+def transform(event: dict, target: dict) -> str:
+    """A target's input as EventBridge builds it from `event`: Input (fixed), InputPath, or an
+    InputTransformer, whose <name> placeholders take the InputPathsMap values — as JSON where the
+    placeholder stands bare in the template, as the string's text inside quotes."""
+    if "Input" in target:
+        return target["Input"]
+    if "InputPath" in target:
+        return json.dumps(_json_path(event, target["InputPath"]))
+    tr = target.get("InputTransformer")
+    if not tr:
+        return json.dumps(event)
+    template = tr["InputTemplate"]
+    values = {k: _json_path(event, v) for k, v in (tr.get("InputPathsMap") or {}).items()}
+    values["aws.events.event.json"] = event
+    out, i, in_string = [], 0, False
+    while i < len(template):
+        c = template[i]
+        m = re.match(r"<([A-Za-z0-9_.-]+)>", template[i:]) if c == "<" else None
+        if m and m.group(1) in values:
+            v = values[m.group(1)]
+            if in_string:  # inside a JSON string: the value's text, escaped for it
+                out.append(json.dumps(v if isinstance(v, str) else json.dumps(v))[1:-1])
+            else:
+                out.append(json.dumps(v))
+            i += m.end()
+            continue
+        if c == "\\" and in_string:
+            out.append(template[i:i + 2])
+            i += 2
+            continue
+        if c == '"':
+            in_string = not in_string
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def tick(d: str, rule: str, time_s: str, deliveries: int) -> None:
+    """Fires schedule RULE (a rule logical id, or its prefix) as EventBridge does at TIME:
+    the "Scheduled Event" of that time, each target's input built from it, delivered DELIVERIES
+    times in a row (EventBridge delivers at least once: a duplicate is the same event) to the
+    target function on its role's credentials. Prints one JSON line per delivery
+    ({component, delivery, rc, output}); exits 1 if any delivery failed."""
+    with open(os.path.join(d, "events.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    found = [s for s in cfg.get("schedules", []) if s["name"] == rule or s["name"].startswith(rule)]
+    if len(found) != 1:
+        die(f"tick: {len(found)} schedule rules match {rule!r}: {[s['name'] for s in cfg.get('schedules', [])]}")
+    sched = found[0]
+    if not sched["enabled"]:
+        die(f"tick: rule {sched['name']} is disabled; EventBridge would not fire it")
+    invoke = shlex.split(os.environ.get("SPOTFIT_LOCAL_INVOKE") or die("SPOTFIT_LOCAL_INVOKE is not set"))
+    when = _time(time_s).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": ACCOUNT, "time": when, "region": REGION,
+             "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{sched['name']}"], "detail": {}}
+    failed = False
+    for t in sched["targets"]:
+        comp = t["component"]
+        env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+        env.update(read_creds(os.path.join(d, "roles", f"{comp}.env")))
+        payload = transform(event, t).encode()
+        for n in range(1, deliveries + 1):
+            p = subprocess.run(invoke + [comp], input=payload, env=env, capture_output=True, timeout=120)
+            failed |= p.returncode != 0
+            print(json.dumps({"component": comp, "delivery": n, "rc": p.returncode,
+                              "output": p.stdout.decode(errors="replace").strip()[:STDOUT_KEEP],
+                              **({"stderr": p.stderr.decode(errors="replace")[-STDOUT_KEEP:]} if p.returncode else {})}), flush=True)
+    sys.exit(1 if failed else 0)
 
 
 # ------------------------------------------------------------------ put
@@ -886,6 +984,13 @@ def selftest() -> None:
         template = json.load(f)
     p = plan(template, "b")
     case("fixture: four rules, the schedule skipped", len(p["rules"]) == 4 and p["skipped"] == [{"rule": "ReaperSchedule02258773", "why": "schedule"}])
+    case("fixture: the reaper's schedule kept for `tick`", [x["name"] for x in p["schedules"]] == ["ReaperSchedule02258773"])
+    sched = {"time": "2026-12-03T02:00:00Z", "detail": {}}
+    tr = {"InputTransformer": {"InputPathsMap": {"time": "$.time"}, "InputTemplate": '{"tick":<time>,"spec":{"name":"j"},"note":"at <time>"}'}}
+    case("an input transformer: bare placeholder as JSON, quoted one as text",
+         json.loads(transform(sched, tr)) == {"tick": "2026-12-03T02:00:00Z", "spec": {"name": "j"}, "note": "at 2026-12-03T02:00:00Z"})
+    case("a fixed Input is delivered as it is", transform(sched, {"Input": '{"a":1}'}) == '{"a":1}')
+    case("no input: the event itself", json.loads(transform(sched, {})) == sched)
     events = [s3ev(k, t) for k in ("runs/j/r.exit", "runs/j/r.json", "x/r.exit", "runs/r.exit.json") for t in ("Object Created", "Object Tags Added")]
     events += [ec2ev(s) for s in ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")]
     events += [{"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "detail": {"instance-id": "i-1", "instance-action": "terminate"}}]
@@ -926,6 +1031,8 @@ def main() -> None:
         Pump(sys.argv[2], warm=warm, live_only=live_only).run()
     elif cmd == "put" and len(sys.argv) == 3:
         put(sys.argv[2])
+    elif cmd == "tick" and len(sys.argv) in (5, 7) and (len(sys.argv) == 5 or sys.argv[5] == "--deliveries"):
+        tick(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[6]) if len(sys.argv) == 7 else 1)
     elif cmd == "selftest":
         selftest()
     else:

@@ -44,8 +44,8 @@ Step Functions is not moto here at all: the local emulator (statemachine/tests/l
 takes SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat and StartExecution without asking IAM.
 So `static` is their only enforcement: exactly check-job, job-events and reap-instances hold the
 three SendTask* actions, each on this stack's state machine ARN and nothing else; no other role
-has any states:* action but the EventBridge schedule role's states:StartExecution on the state
-machine (the role the job rules start executions with).
+has any states:* action but start-scheduled's states:StartExecution on the state machine (the
+function the job schedules invoke, which names each execution by its tick).
 """
 
 from __future__ import annotations
@@ -393,6 +393,8 @@ ARN_OK = re.compile(r"^arn:aws:(dynamodb|ec2|ecr|iam|kms|lambda|ssm|secretsmanag
 # The components that answer the Await state's task tokens (docs/callback.md), and what they may call.
 TASK_RESPONDERS = {"check-job", "job-events", "reap-instances"}
 TASK_RESPONSE = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+# The only function that may start executions: the job schedules' target (it names each by its tick).
+STARTERS = {"start-scheduled"}
 
 
 def states_findings(template: dict, rv: "Resolver") -> tuple[list[str], int]:
@@ -401,16 +403,6 @@ def states_findings(template: dict, rv: "Resolver") -> tuple[list[str], int]:
     machines = sorted(rv.ref(lid) for lid, r in res.items() if r["Type"] == "AWS::StepFunctions::StateMachine")
     comps = components(template)
     role_comp = {role: comp for comp, role in comps.items()}
-    # The schedule role: the role EventBridge rules start our state machine with.
-    starters = set()
-    for r in res.values():
-        if r["Type"] != "AWS::Events::Rule":
-            continue
-        for t in as_list(r.get("Properties", {}).get("Targets")):
-            if t.get("RoleArn") and str(rv.resolve(t.get("Arn"))) in machines:
-                ra = t["RoleArn"]
-                if isinstance(ra, dict) and "Fn::GetAtt" in ra:
-                    starters.add(ra["Fn::GetAtt"][0])
     findings, checked = [], 0
     held: dict[str, set[str]] = {c: set() for c in TASK_RESPONDERS}
     roles = [lid for lid, r in res.items() if r["Type"] == "AWS::IAM::Role"]
@@ -429,10 +421,10 @@ def states_findings(template: dict, rv: "Resolver") -> tuple[list[str], int]:
                         findings.append(f"{where}: {a}: only {sorted(TASK_RESPONDERS)} may answer task tokens")
                         continue
                     held[who].add(a)
-                elif a == "states:StartExecution" and role in starters:
+                elif a == "states:StartExecution" and who in STARTERS:
                     pass
                 else:
-                    findings.append(f"{where}: {a}: no role has states:* but the task responders' SendTask* and the schedule role's StartExecution")
+                    findings.append(f"{where}: {a}: no role has states:* but the task responders' SendTask* and {sorted(STARTERS)}'s StartExecution")
                     continue
                 if s.get("Condition"):
                     findings.append(f"{where}: {a} carries a condition {sorted(s['Condition'])}")

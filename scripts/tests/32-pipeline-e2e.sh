@@ -16,7 +16,8 @@
 # retried on another pool with both attempts costed; `spotfit cancel` mid-run (instance gone
 # within a minute, row cancelled); an instance that vanishes with no event, finished as lost by
 # the reaper's sweep; a hung attempt ended by its deadline (Await's timeout → Check → timed_out);
-# the same marker event delivered three times (one transition); the launch handler invoked twice
+# the same marker event delivered three times (one transition); a job's schedule fired twice for
+# one tick (one execution, named by job and tick); the launch handler invoked twice
 # with the same input; the Await's arm invocation lost to a timeout; a launch cut off after
 # starting its instance; and a negative control: the same pipeline with one statement removed
 # from one role fails, naming the denied action and the role. Prints the marker → end latency.
@@ -52,6 +53,8 @@ trap cleanup EXIT
 export SPOTFIT_REAP_STALE_S=3 SPOTFIT_REAP_GRACE_S=60
 # A short boot grace: the deadline scenario ends 20 s after its 5 s timeout, not 10 minutes.
 export SPOTFIT_BOOT_GRACE_S=20
+# The job schedules of the scheduled-run scenario, in the synthesized template.
+export SPOTFIT_SYNTH_ARGS="-c spotfit:jobsFile=$PWD/scripts/tests/fixtures/e2e-jobs.json"
 source scripts/lib/pipeline_stack.sh
 pipeline_stack_up "$dir" "$agent"
 as_role() { # COMPONENT CMD…: run CMD on that component's STS credentials
@@ -393,6 +396,51 @@ calls = json.load(urllib.request.urlopen(os.environ["SPOTFIT_FAULTS_URL"] + "/ca
 assert [c["outcome"] for c in calls] == ["VcpuLimitExceeded"] * 3 + ["launched"], calls
 assert len({c["instance_type"] for c in calls[:3]}) == 1, "a quota must not walk the pools"
 print("ok")
+PY
+
+# --- a scheduled run happens once per tick ----------------------------------------------------------
+# The synthesized rule of scripts/tests/fixtures/e2e-jobs.json, fired by the event pump as
+# EventBridge would (its input transformer applied to the "Scheduled Event"), to start-scheduled on
+# its role: twice at once (a duplicate delivery), once more after the run ended, then the next tick.
+check "a scheduled run happens once per tick: duplicate deliveries start nothing, the next tick runs" - "$dir" <<'PY'
+import boto3, json, os, subprocess, sys, time
+d = sys.argv[1]
+sfn = boto3.client("stepfunctions", endpoint_url=os.environ["AWS_ENDPOINT_URL_SFN"])
+arn = os.environ["SPOTFIT_STATE_MACHINE_ARN"]
+def tick(at, n):
+    p = subprocess.run([sys.executable, "scripts/lib/event_pump.py", "tick", d, "Jobe2etick", at, "--deliveries", str(n)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    return [json.loads(json.loads(l)["output"]) for l in p.stdout.splitlines()]
+def finished(name):
+    ex = arn.replace(":stateMachine:", ":execution:") + ":" + name
+    for _ in range(240):
+        st = sfn.describe_execution(executionArn=ex)["status"]
+        if st != "RUNNING":
+            return st
+        time.sleep(0.5)
+    raise AssertionError(f"{name} still running")
+ours = lambda: sorted(e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"] if e["name"].endswith("-e2e-tick"))
+first = tick("2026-12-03T02:00:00Z", 2)
+run1 = "20261203T020000Z-e2e-tick"
+assert [r["run_id"] for r in first] == [run1, run1] and all(r["action"] == "started" for r in first), first
+assert first[0]["execution_arn"] == first[1]["execution_arn"], first
+assert ours() == [run1], ours()
+assert finished(run1) == "SUCCEEDED"
+late = tick("2026-12-03T02:00:00Z", 1)
+assert late[0]["action"] == "already_ran", late
+nxt = tick("2026-12-03T03:00:00Z", 1)
+run2 = "20261203T030000Z-e2e-tick"
+assert nxt[0]["run_id"] == run2 and nxt[0]["action"] == "started", nxt
+assert finished(run2) == "SUCCEEDED"
+assert ours() == [run1, run2], ours()
+ddb = boto3.client("dynamodb")
+for run in (run1, run2):
+    rows = ddb.query(TableName=os.environ["SPOTFIT_RUNS_TABLE"], KeyConditionExpression="run_id = :r",
+                     ExpressionAttributeValues={":r": {"S": run}})["Items"]
+    recs = [json.loads(r["doc"]["S"]) for r in rows]
+    assert [(r["attempt"], r["status"]) for r in recs] == [(1, "succeeded")], recs
+print(f"executions: {ours()}; the duplicate deliveries answered started (same execution) and already_ran")
 PY
 
 # --- how soon the end was noticed, and what an attempt cost the control plane ----------------------

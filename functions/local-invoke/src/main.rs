@@ -25,6 +25,7 @@ enum Wired {
     RecordRun(Box<record_run::handler::Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock>>),
     ReapInstances(Box<reap_instances::handler::Deps>),
     JobEvents(Box<spotfit_lambda::CompletionPorts>),
+    StartScheduled(Box<spotfit_aws::SfnStarter>),
 }
 
 async fn wire(function: &str) -> anyhow::Result<Wired> {
@@ -37,6 +38,7 @@ async fn wire(function: &str) -> anyhow::Result<Wired> {
         "record-run" => Wired::RecordRun(Box::new(record_run::from_env().await.map_err(e)?)),
         "reap-instances" => Wired::ReapInstances(Box::new(reap_instances::from_env().await.map_err(e)?)),
         "job-events" => Wired::JobEvents(Box::new(job_events::from_env().await.map_err(e)?)),
+        "start-scheduled" => Wired::StartScheduled(Box::new(start_scheduled::from_env().await.map_err(e)?)),
         other => anyhow::bail!("unknown function {other:?}"),
     })
 }
@@ -51,6 +53,7 @@ async fn call(w: &Wired, payload: Value) -> Result<Value, Diagnostic> {
         Wired::RecordRun(d) => record_run::handler::handle(ev, d).await,
         Wired::ReapInstances(d) => reap_instances::handler::handle(ev, d).await,
         Wired::JobEvents(d) => job_events::handler::handle(ev, d).await,
+        Wired::StartScheduled(d) => start_scheduled::handler::handle(ev, d.as_ref()).await,
     };
     out.map_err(Diagnostic::from)
 }

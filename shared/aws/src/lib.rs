@@ -14,7 +14,7 @@ pub use config::{ConfigError, LaunchConfig, ReapConfig, StoreConfig};
 pub use dynamo::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, DynamoWaitStore};
 pub use ec2::Ec2Launcher;
 pub use s3::S3ObjectStore;
-pub use sfn::{SfnCallback, SfnExecutions};
+pub use sfn::{SfnCallback, SfnExecutions, SfnStarter};
 
 /// Loads the shared SDK config from the environment (region, credentials, `AWS_ENDPOINT_URL`).
 pub async fn load_sdk_config() -> aws_config::SdkConfig {

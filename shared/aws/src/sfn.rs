@@ -5,7 +5,7 @@
 use crate::errors::store_error;
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
-use spotfit_core::ports::{Delivery, StoreError, TaskCallback};
+use spotfit_core::ports::{Delivery, ExecutionStarter, Started, StoreError, TaskCallback};
 
 /// An execution as `spotfit submit --wait` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +47,26 @@ impl SfnExecutions {
             .await
             .map_err(|e| store_error("states", e))?;
         Ok(out.execution_arn().to_string())
+    }
+
+    /// Starts `name` unless it exists: the same name and input while it runs is that execution
+    /// again (Step Functions' answer), anything else `ExecutionAlreadyExists` → `AlreadyExists`.
+    pub async fn start_once(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<Started, StoreError> {
+        match self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Started::Running {
+                execution_arn: out.execution_arn().to_string(),
+            }),
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => Ok(Started::AlreadyExists),
+            Err(e) => Err(store_error("states", e)),
+        }
     }
 
     pub async fn describe(&self, execution_arn: &str) -> Result<ExecutionView, StoreError> {
@@ -105,6 +125,35 @@ impl SfnExecutions {
             }
         }
         Ok(names)
+    }
+}
+
+/// [`ExecutionStarter`] on one state machine (the scheduled-run Lambda's port).
+#[derive(Debug, Clone)]
+pub struct SfnStarter {
+    executions: SfnExecutions,
+    state_machine_arn: String,
+}
+
+impl SfnStarter {
+    pub fn new(client: aws_sdk_sfn::Client, state_machine_arn: &str) -> Self {
+        Self {
+            executions: SfnExecutions::new(client),
+            state_machine_arn: state_machine_arn.to_string(),
+        }
+    }
+
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, state_machine_arn: &str) -> Self {
+        Self::new(aws_sdk_sfn::Client::new(sdk), state_machine_arn)
+    }
+}
+
+#[async_trait::async_trait]
+impl ExecutionStarter for SfnStarter {
+    async fn start(&self, name: &str, input: &serde_json::Value) -> Result<Started, StoreError> {
+        self.executions
+            .start_once(&self.state_machine_arn, name, &input.to_string())
+            .await
     }
 }
 

@@ -336,6 +336,25 @@ pub trait TaskCallback: Send + Sync {
     async fn heartbeat(&self, token: &str) -> Result<Delivery, StoreError>;
 }
 
+/// What Step Functions said to a `StartExecution`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// An execution of that name runs: this call started it, or one with the same name and
+    /// input was already running (Step Functions answers both the same way).
+    Running { execution_arn: String },
+    /// An execution of that name exists and has ended, or runs with other input
+    /// (`ExecutionAlreadyExists`): nothing was started.
+    AlreadyExists,
+}
+
+/// Starts executions of the deployment's state machine under a name of the caller's choosing:
+/// Step Functions keeps execution names unique per state machine (90 days after they close),
+/// which is what makes a start idempotent.
+#[async_trait]
+pub trait ExecutionStarter: Send + Sync {
+    async fn start(&self, name: &str, input: &serde_json::Value) -> Result<Started, StoreError>;
+}
+
 /// Why a pool was marked unavailable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

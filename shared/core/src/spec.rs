@@ -841,6 +841,18 @@ impl JobSpec {
         self.validate_with(catalog, &ranked_regions(&self.placement, DEFAULT_REGION))
     }
 
+    /// The rules that hold wherever the job runs (names, command, limits, environment), without
+    /// the placement checks that need a catalog and the deployment's regions: for a caller that
+    /// only names the run (`start-scheduled`); the size step checks everything.
+    pub fn validate_rules(&self) -> Result<(), SpecError> {
+        let errs = self.rule_errors();
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError::Invalid(errs))
+        }
+    }
+
     /// [`JobSpec::validate`] against `catalog` for a caller that ranks in `launch_regions`: a
     /// spec naming no region is checked in all of them, one naming regions in those of them it
     /// names, and it is refused when it names none of them ([`launch_scope`]).

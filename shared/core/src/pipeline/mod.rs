@@ -1,6 +1,7 @@
 //! The pipeline steps, written once, generic over the ports, used by the Lambdas and by
 //! `spotfit run` (through [`crate::drive`]): one module per step — [`size`], [`launch`],
-//! [`check`], [`terminate`], [`record`], [`reap`] — and here the contract they share: the state
+//! [`check`], [`terminate`], [`record`], [`reap`], and the start of a scheduled run
+//! ([`schedule`]) — and here the contract they share: the state
 //! that flows through the state machine ([`RunState`] and its parts), the error type whose
 //! names the ASL matches ([`PipelineError::name`]), the naming of attempts and tokens, and the
 //! cost rule of an attempt. Each Lambda deserialises a [`RunState`] (or a [`SizeInput`]), calls
@@ -11,6 +12,7 @@ mod check;
 mod launch;
 mod reap;
 mod record;
+mod schedule;
 mod size;
 mod terminate;
 
@@ -19,6 +21,7 @@ pub use check::{check_step, decide};
 pub use launch::{launch_step, launch_step_within, LaunchSettings};
 pub use reap::*;
 pub use record::{record_key, record_run, record_step, update_profile, PROFILE_WRITE_ATTEMPTS};
+pub use schedule::{scheduled_run_id, start_scheduled, ScheduledTick, TickAction, TickReport, MAX_EXECUTION_NAME};
 pub use size::{size_step, DeployedRanking, Ranker};
 pub use terminate::terminate_step;
 
