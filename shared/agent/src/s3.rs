@@ -501,8 +501,26 @@ mod tests {
         std::thread::spawn(move || {
             for c in s3.incoming() {
                 let mut c = c.unwrap();
+                // The whole request (headers, then Content-Length bytes of body) before the
+                // answer: closing on a half-read request resets the client's connection.
+                let mut req = Vec::new();
                 let mut buf = [0u8; 8192];
-                let _ = c.read(&mut buf);
+                loop {
+                    let n = c.read(&mut buf).unwrap_or(0);
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let done = text.find("\r\n\r\n").is_some_and(|end| {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        req.len() >= end + 4 + len
+                    });
+                    if n == 0 || done {
+                        break;
+                    }
+                }
                 let body = "<Error><Code>TemporaryRedirect</Code><Message>go there</Message></Error>";
                 let _ = write!(
                     c,
