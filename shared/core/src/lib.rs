@@ -19,6 +19,7 @@ pub mod ranking;
 pub mod run;
 pub mod sample;
 pub mod secret_ref;
+pub mod shared_host;
 pub mod sizing;
 pub mod spec;
 pub mod summary;

@@ -8,10 +8,14 @@ use spotfit_core::catalog::{Catalog, Offer};
 use spotfit_core::cost::{billed_cost, MIN_BILLED_S};
 use spotfit_core::profile::JobProfile;
 use spotfit_core::ranking::{rank, RankOptions, SpeedModel};
+use spotfit_core::shared_host::{
+    self, admits, grant, packed_host, HostShape as Shape, HostView, Slot, SlotMode, SlotRequest, SlotWindow,
+};
 use spotfit_core::sizing::{self, MemoryHeadroom, SizeClass, SizeOptions, OS_RESERVE_BYTES};
 use spotfit_core::spec::{Hints, JobSpec, Market, Placement};
 use spotfit_core::summary::{percentile_sorted, CpuStats, RunStatus, RunSummary};
 use spotfit_core::units::{bytes_to_gib, gib_to_bytes};
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -57,14 +61,10 @@ pub struct SimConfig {
     pub explain: Option<String>,
 }
 
-/// The ski-rental break-even keep-alive for an empty instance: keeping it costs its price per
-/// second; replacing it later costs the same type's start-up plus the minimum-billing loss of a
-/// fresh instance (a fresh one bills at least `MIN_BILLED_S` even for a job of ~0 s), i.e.
-/// `max(start-up, MIN_BILLED_S)` seconds of its price. Waiting exactly that long and then
-/// terminating costs at most twice what the best decision with hindsight would (the classic
-/// deterministic ski-rental bound), whatever the future arrivals are.
+/// The ski-rental break-even keep-alive ([`shared_host::keepalive_s`], the rule the host pool
+/// uses).
 pub fn keepalive_for(startup_s: f64) -> f64 {
-    startup_s.max(MIN_BILLED_S)
+    shared_host::keepalive_s(startup_s)
 }
 
 impl Default for SimConfig {
@@ -169,28 +169,17 @@ pub struct PolicyResult {
     pub explain: Vec<String>,
 }
 
-/// One instance type usable by a policy, with the price it pays.
-#[derive(Debug, Clone)]
-struct Shape {
-    name: String,
-    vcpu: f64,
-    mem_gib: f64,
-    price: f64,
-    gpu: u32,
-}
-
-/// A job running on a host.
+/// A job running on a host: its slot ([`Slot`]: reservation and real use) until `end`.
 #[derive(Debug, Clone, Copy)]
 struct Alloc {
     end: f64,
-    cpu: f64,
-    /// Memory reserved for it (its slot), GiB.
-    mem: f64,
-    gpu: u32,
-    /// Memory it really uses at most (over its slot only on a soft-limit host), GiB.
-    used_mem: f64,
-    /// Cores it really keeps busy (over its slot only on a shares host).
-    used_cpu: f64,
+    slot: Slot,
+}
+
+impl Borrow<Slot> for Alloc {
+    fn borrow(&self) -> &Slot {
+        &self.slot
+    }
 }
 
 #[derive(Debug)]
@@ -220,11 +209,9 @@ struct Pool {
     startup_s: f64,
     /// Memory not given to jobs on each host (OS reserve), GiB.
     reserve_gib: f64,
-    /// Slots are reservations (cgroup v2 `memory.low`), not limits: a job may use memory no
-    /// one else holds and is OOM-killed only when the host has none left.
-    soft_memory: bool,
-    /// Slots are CPU shares (cgroup v2 `cpu.weight`), not caps: a job may use cores no one uses.
-    soft_cpu: bool,
+    /// Slots are reservations (cgroup v2 `memory.low`, `cpu.weight`), not limits: a job may use
+    /// memory and cores no one else holds, and is OOM-killed only when the host has none left.
+    mode: SlotMode,
     /// Launching a new host terminates the idle hosts that could not take the job.
     retire_idle_on_launch: bool,
     cost: f64,
@@ -238,8 +225,7 @@ impl Pool {
             keepalive_s,
             startup_s,
             reserve_gib,
-            soft_memory: false,
-            soft_cpu: false,
+            mode: SlotMode::default(),
             retire_idle_on_launch: true,
             cost: 0.0,
             launched: 0,
@@ -277,20 +263,20 @@ impl Pool {
     /// true memory peak is `peak` GiB; `new_shape` picks the type of a new host. CPU jobs never
     /// go onto GPU hosts (a batch service keeps GPU hosts in their own queue).
     ///
-    /// On a soft-memory pool a host is chosen only where the memory really free (host memory
-    /// less every running job's larger of slot and use) holds the slot, so a job within its
-    /// reservation is never killed; a job above its slot may use what is free at its start
-    /// (its co-tenants taken at their peaks for their whole run: conservative), else it is
-    /// killed. (The rule kills the job furthest over its reservation; when that is an earlier
-    /// co-tenant the model still charges the one kill to the newcomer, keeping earlier runs'
-    /// outcomes fixed.)
+    /// Which host takes it and what it is given are the host pool's rules
+    /// ([`shared_host::admits`], [`shared_host::grant`]): on a soft-memory pool a host is chosen
+    /// only where the memory really free (host memory less every running job's larger of slot
+    /// and use) holds the slot, so a job within its reservation is never killed; a job above its
+    /// slot may use what is free at its start (its co-tenants taken at their peaks for their
+    /// whole run: conservative), else it is killed. (The host agent kills the job furthest over
+    /// its reservation, [`shared_host::sacrifice`]; when that would be an earlier co-tenant the
+    /// model still charges the one kill to the newcomer, keeping earlier runs' outcomes fixed.)
     ///
     /// On a soft-CPU pool a job is guaranteed its slot's cores and may use, beyond them, the
     /// cores its co-tenants leave idle at its start (each co-tenant taken at the larger of its
     /// slot and its use, for its whole run); `busy` is what the job would keep busy unhindered.
     /// A host takes the job only where `free_cpu` cores are really free (not only unreserved):
-    /// the slot, or for a job whose need is not known yet the room to grow into (the host
-    /// agent's admission rule, as for memory).
+    /// the slot, or for a job whose need is not known yet the room to grow into.
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
@@ -305,52 +291,40 @@ impl Pool {
         new_shape: impl FnOnce() -> Option<Shape>,
     ) -> Option<Placed> {
         self.advance(t);
-        let soft = self.soft_memory;
-        let soft_cpu = self.soft_cpu;
+        let want = SlotRequest {
+            cpu,
+            mem,
+            gpu,
+            free_cpu,
+        };
         for h in &mut self.hosts {
-            let used_cpu: f64 = h.allocs.iter().map(|a| a.cpu).sum();
-            let held_mem: f64 = h
-                .allocs
-                .iter()
-                .map(|a| if soft { a.mem.max(a.used_mem) } else { a.mem })
-                .sum();
-            let used_gpu: u32 = h.allocs.iter().map(|a| a.gpu).sum();
-            let ready = h.launched + self.startup_s;
-            let usable = h.shape.mem_gib - self.reserve_gib;
-            let really_free_cpu = if soft_cpu {
-                h.shape.vcpu - h.allocs.iter().map(|a| a.cpu.max(a.used_cpu)).sum::<f64>()
-            } else {
-                f64::INFINITY
+            let view = HostView {
+                shape: &h.shape,
+                reserve_gib: self.reserve_gib,
+                slots: &h.allocs,
+                mode: self.mode,
             };
-            if used_cpu + cpu <= h.shape.vcpu + 1e-9
-                && really_free_cpu + 1e-9 >= free_cpu
-                && held_mem + mem <= usable + 1e-9
-                && (gpu == 0) == (h.shape.gpu == 0)
-                && used_gpu + gpu <= h.shape.gpu
-            {
+            if admits(&view, &want) {
+                let ready = h.launched + self.startup_s;
                 let start = t.max(ready);
-                let mem_limit = if soft { mem.max(usable - held_mem) } else { mem };
-                let cores = if soft_cpu {
-                    let held_cpu: f64 = h.allocs.iter().map(|a| a.cpu.max(a.used_cpu)).sum();
-                    cpu.max(h.shape.vcpu - held_cpu)
-                } else {
-                    cpu
-                };
-                let run_s = dur(cores);
+                let g = grant(&view, cpu, mem);
+                let run_s = dur(g.cores);
                 h.allocs.push(Alloc {
                     end: start + run_s,
-                    cpu,
-                    mem,
-                    gpu,
-                    used_mem: peak.min(mem_limit),
-                    used_cpu: busy.min(cores),
+                    slot: Slot {
+                        cpu,
+                        mem,
+                        gpu,
+                        used_mem: peak.min(g.mem_limit),
+                        used_cpu: busy.min(g.cores),
+                    },
                 });
                 h.last_end = h.last_end.max(start + run_s);
                 return Some(Placed {
                     shape: h.shape.clone(),
                     start,
-                    mem_limit,
-                    cores,
+                    mem_limit: g.mem_limit,
+                    cores: g.cores,
                 });
             }
         }
@@ -361,22 +335,27 @@ impl Pool {
             self.retire_idle(t);
         }
         let start = t + self.startup_s;
-        let mem_limit = if soft {
-            mem.max(shape.mem_gib - self.reserve_gib)
-        } else {
-            mem
-        };
-        let cores = if soft_cpu { cpu.max(shape.vcpu) } else { cpu };
-        let run_s = dur(cores);
-        self.launch(t, shape.clone(), cpu, mem, gpu, run_s, peak.min(mem_limit));
+        // A new host: the slot is given what the rules give it on an empty host.
+        let g = grant(
+            &HostView::<Slot> {
+                shape: &shape,
+                reserve_gib: self.reserve_gib,
+                slots: &[],
+                mode: self.mode,
+            },
+            cpu,
+            mem,
+        );
+        let run_s = dur(g.cores);
+        self.launch(t, shape.clone(), cpu, mem, gpu, run_s, peak.min(g.mem_limit));
         if let Some(a) = self.hosts.last_mut().and_then(|h| h.allocs.last_mut()) {
-            a.used_cpu = busy.min(cores);
+            a.slot.used_cpu = busy.min(g.cores);
         }
         Some(Placed {
             shape,
             start,
-            mem_limit,
-            cores,
+            mem_limit: g.mem_limit,
+            cores: g.cores,
         })
     }
 
@@ -389,11 +368,13 @@ impl Pool {
             launched: t,
             allocs: vec![Alloc {
                 end: start + dur,
-                cpu,
-                mem,
-                gpu,
-                used_mem,
-                used_cpu: cpu,
+                slot: Slot {
+                    cpu,
+                    mem,
+                    gpu,
+                    used_mem,
+                    used_cpu: cpu,
+                },
             }],
             last_end: start + dur,
         });
@@ -441,11 +422,13 @@ impl Pool {
         let start = t.max(h.launched + ready);
         h.allocs.push(Alloc {
             end: start + dur,
-            cpu: h.shape.vcpu,
-            mem: h.shape.mem_gib,
-            gpu: h.shape.gpu,
-            used_mem: 0.0,
-            used_cpu: h.shape.vcpu,
+            slot: Slot {
+                cpu: h.shape.vcpu,
+                mem: h.shape.mem_gib,
+                gpu: h.shape.gpu,
+                used_mem: 0.0,
+                used_cpu: h.shape.vcpu,
+            },
         });
         h.last_end = h.last_end.max(start + dur);
         start
@@ -457,65 +440,6 @@ impl Pool {
         }
         (self.cost, self.launched)
     }
-}
-
-/// Recent shared-class slots, to estimate the load a new shared host will serve.
-#[derive(Debug, Default)]
-struct SlotHistory {
-    /// (start, end, cores, GiB) of the last `SLOT_HISTORY` shared slots.
-    slots: std::collections::VecDeque<(f64, f64, f64, f64)>,
-}
-
-/// Shared slots the load estimate looks back over (the profile's run window).
-const SLOT_HISTORY: usize = 32;
-
-impl SlotHistory {
-    fn push(&mut self, start: f64, end: f64, cpu: f64, mem: f64) {
-        if self.slots.len() == SLOT_HISTORY {
-            self.slots.pop_front();
-        }
-        self.slots.push_back((start, end, cpu, mem));
-    }
-
-    /// The time-average number of shared slots running since the oldest recent slot started
-    /// (Little's L, measured: each slot counts the part of its run seen by `now`, so one still
-    /// running counts only what has elapsed), with the mean slot (cores, GiB). `None` before
-    /// two slots were seen.
-    fn load(&self, now: f64) -> Option<(f64, f64, f64)> {
-        let n = self.slots.len();
-        let first = self.slots.front()?;
-        let span = now - first.0;
-        if n < 2 || span <= 0.0 {
-            return None;
-        }
-        let busy: f64 = self.slots.iter().map(|s| (s.1.min(now) - s.0).max(0.0)).sum();
-        let k = n as f64;
-        let cpu = self.slots.iter().map(|s| s.2).sum::<f64>() / k;
-        let mem = self.slots.iter().map(|s| s.3).sum::<f64>() / k;
-        Some((busy / span, cpu, mem))
-    }
-}
-
-/// The type for a new shared host opened by a slot of (`cpu`, `mem` GiB): the lowest price per
-/// slot it will hold, with `load` = (L, mean cores, mean GiB) the shared class's expected
-/// concurrent slots and their mean size. A host is counted for at most L slots (capacity
-/// beyond the expected load may never be used) and at least the opening one; it must hold
-/// the opening slot and the OS reserve. With L ≤ 1 this is the cheapest type that fits.
-fn packed_host(types: &[Shape], reserve: f64, cpu: f64, mem: f64, load: (f64, f64, f64)) -> Option<Shape> {
-    let (l, mean_cpu, mean_mem) = load;
-    types
-        .iter()
-        .filter(|s| s.gpu == 0 && s.vcpu + 1e-9 >= cpu && s.mem_gib - reserve + 1e-9 >= mem)
-        .map(|s| {
-            let holds = (s.vcpu / mean_cpu.max(1e-6))
-                .min((s.mem_gib - reserve) / mean_mem.max(1e-6))
-                .floor()
-                .min(l.floor())
-                .max(1.0);
-            (s, s.price / holds)
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.price.total_cmp(&b.0.price)))
-        .map(|(s, _)| s.clone())
 }
 
 fn is_batch_family(family: &str) -> bool {
@@ -629,7 +553,7 @@ pub fn batch(trace: &Trace, catalog: &Catalog, cfg: &SimConfig, market: Market) 
             Some(Placed { shape, .. }) => per_job.push(JobOutcome {
                 row: job.row,
                 job_name: job.job_name.clone(),
-                cost_usd: shape.price * (cpu / shape.vcpu).max(mem / shape.mem_gib) * job.duration_s / 3600.0,
+                cost_usd: shared_host::slot_cost(&shape, shared_host::slot_share(&shape, cpu, mem), job.duration_s),
                 instance_type: shape.name,
                 attempts: 1,
                 oom_kills: 0,
@@ -848,8 +772,10 @@ fn replay(
     let mut profiles: HashMap<String, JobProfile> = HashMap::new();
     let reserve = bytes_to_gib(OS_RESERVE_BYTES);
     let mut pool = Pool::new(cfg.keepalive_s, cfg.startup_s, reserve);
-    pool.soft_memory = cfg.soft_shared_memory;
-    pool.soft_cpu = cfg.soft_shared_cpu;
+    pool.mode = SlotMode {
+        soft_memory: cfg.soft_shared_memory,
+        soft_cpu: cfg.soft_shared_cpu,
+    };
     let mut explain: Vec<String> = Vec::new();
     // Finished dedicated runs' instances, kept warm for the next dedicated run. Without the
     // warm pool, a keep-alive of 0: terminated as soon as the run ends.
@@ -859,7 +785,7 @@ fn replay(
         reserve,
     );
     warm.retire_idle_on_launch = false;
-    let mut slot_history = SlotHistory::default();
+    let mut slot_history = SlotWindow::default();
     let mut outcomes: Vec<Option<JobOutcome>> = vec![None; trace.jobs.len()];
     let mut ooms = vec![0u32; trace.jobs.len()];
     let mut seq = trace.jobs.len();
@@ -887,7 +813,7 @@ fn replay(
             // this one) and sustained (the time-average over the recent slots).
             let load = if cfg.packed_shared_hosts && !shared_types.is_empty() {
                 let now = pool.running(ev.t) as f64 + 1.0;
-                slot_history.load(ev.t).map(|(l, c, m)| (l.min(now), c, m))
+                slot_history.load(ev.t).map(|l| l.capped(now))
             } else {
                 None
             };
@@ -896,11 +822,10 @@ fn replay(
             // weighs the interruption risk too). A packed host must have that room as well
             // (`probe` cores).
             let probe = pl.probe_cores.max(pl.slot.0);
-            let new_host = || match load {
-                Some(load) if load.0 >= 2.0 => {
-                    packed_host(shared_types, reserve, probe, pl.slot.1, load).or(Some(pl.shape.clone()))
-                }
-                _ => Some(pl.shape.clone()),
+            let new_host = || {
+                load.and_then(|load| packed_host(shared_types, reserve, probe, pl.slot.1, load))
+                    .cloned()
+                    .or(Some(pl.shape.clone()))
             };
             match pool.place(
                 ev.t,
@@ -923,10 +848,10 @@ fn replay(
                     // The mean slot counts the cores a slot really held (its use when above it).
                     let held = pl.slot.0.max(job.cpu_avg_cores.min(cores));
                     slot_history.push(start, start + run_s, held, pl.slot.1);
-                    let share = (pl.slot.0 / shape.vcpu).max(pl.slot.1 / shape.mem_gib);
+                    let share = shared_host::slot_share(&shape, pl.slot.0, pl.slot.1);
                     (
                         start,
-                        shape.price * share * run_s / 3600.0,
+                        shared_host::slot_cost(&shape, share, run_s),
                         format!("shared:{}", shape.name),
                         cores,
                         mem_limit,
