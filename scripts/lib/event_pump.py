@@ -315,6 +315,14 @@ def read_creds(path: str) -> dict:
     return dict(w.split("=", 1) for w in words if "=" in w)
 
 
+def function_env(creds: dict) -> dict:
+    """The environment a function runs in: this one without the set-up's credentials, with its
+    role's (`creds`, from DIR/roles/<component>.env)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    env.update(creds)
+    return env
+
+
 def admin_client(d: str, service: str, env: dict | None = None):
     import boto3
 
@@ -574,8 +582,7 @@ def tick(d: str, rule: str, time_s: str, deliveries: int) -> None:
     failed = False
     for t in sched["targets"]:
         comp = t["component"]
-        env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
-        env.update(read_creds(os.path.join(d, "roles", f"{comp}.env")))
+        env = function_env(read_creds(os.path.join(d, "roles", f"{comp}.env")))
         payload = transform(event, t).encode()
         for n in range(1, deliveries + 1):
             p = subprocess.run(invoke + [comp], input=payload, env=env, capture_output=True, timeout=120)
@@ -771,9 +778,7 @@ class Pump:
             f.write(line)
 
     def function_env(self, comp: str) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
-        env.update(self.creds[comp])
-        return env
+        return function_env(self.creds[comp])
 
     # -- delivery
     def poll(self, comp: str) -> None:

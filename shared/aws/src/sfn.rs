@@ -34,16 +34,31 @@ impl SfnExecutions {
         Self { client }
     }
 
-    /// Starts `state_machine_arn` with `input` (the job spec JSON) under `name` (the run id:
-    /// Step Functions refuses a second execution of the same name, which makes submit idempotent).
-    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<String, StoreError> {
-        let out = self
-            .client
+    /// One `StartExecution` of `state_machine_arn` under `name` with `input`: the call both
+    /// starts below make, each reading its errors its own way.
+    async fn send_start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<
+        aws_sdk_sfn::operation::start_execution::StartExecutionOutput,
+        aws_sdk_sfn::error::SdkError<aws_sdk_sfn::operation::start_execution::StartExecutionError>,
+    > {
+        self.client
             .start_execution()
             .state_machine_arn(state_machine_arn)
             .name(name)
             .input(input)
             .send()
+            .await
+    }
+
+    /// Starts `state_machine_arn` with `input` (the job spec JSON) under `name` (the run id:
+    /// Step Functions refuses a second execution of the same name, which makes submit idempotent).
+    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<String, StoreError> {
+        let out = self
+            .send_start(state_machine_arn, name, input)
             .await
             .map_err(|e| store_error("states", e))?;
         Ok(out.execution_arn().to_string())
@@ -52,15 +67,7 @@ impl SfnExecutions {
     /// Starts `name` unless it exists: the same name and input while it runs is that execution
     /// again (Step Functions' answer), anything else `ExecutionAlreadyExists` → `AlreadyExists`.
     pub async fn start_once(&self, state_machine_arn: &str, name: &str, input: &str) -> Result<Started, StoreError> {
-        match self
-            .client
-            .start_execution()
-            .state_machine_arn(state_machine_arn)
-            .name(name)
-            .input(input)
-            .send()
-            .await
-        {
+        match self.send_start(state_machine_arn, name, input).await {
             Ok(out) => Ok(Started::Running {
                 execution_arn: out.execution_arn().to_string(),
             }),

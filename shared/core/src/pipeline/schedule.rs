@@ -56,9 +56,7 @@ pub fn scheduled_run_id(job: &str, tick: DateTime<Utc>) -> String {
     if id.len() <= MAX_EXECUTION_NAME {
         return id;
     }
-    let hash = job.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = super::fnv1a(job.as_bytes(), 0xcbf2_9ce4_8422_2325);
     // Job names are ASCII ([a-z0-9._-]), so byte slicing is on character boundaries.
     format!("{stamp}-{}-{:08x}", &job[..54.min(job.len())], hash as u32)
 }
