@@ -17,7 +17,8 @@
 # within a minute, row cancelled); an instance that vanishes with no event, finished as lost by
 # the reaper's sweep; a hung attempt ended by its deadline (Await's timeout → Check → timed_out);
 # the same marker event delivered three times (one transition); a job's schedule fired twice for
-# one tick (one execution, named by job and tick); the launch handler invoked twice
+# one tick (one execution, named by job and tick); infra/README's first job (`spotfit submit
+# --wait`); the launch handler invoked twice
 # with the same input; the Await's arm invocation lost to a timeout; a launch cut off after
 # starting its instance; and a negative control: the same pipeline with one statement removed
 # from one role fails, naming the denied action and the role. Prints the marker → end latency.
@@ -441,6 +442,28 @@ for run in (run1, run2):
     recs = [json.loads(r["doc"]["S"]) for r in rows]
     assert [(r["attempt"], r["status"]) for r in recs] == [(1, "succeeded")], recs
 print(f"executions: {ours()}; the duplicate deliveries answered started (same execution) and already_ran")
+PY
+
+# --- the deployment guide's first job, as infra/README.md gives it ----------------------------------
+# `spotfit submit examples/quick-python.json --state-machine "$SM" --wait` (the operator's own
+# credentials: here the set-up's), against the local Step Functions service.
+rc=0; "$cli" submit examples/quick-python.json --state-machine "$SPOTFIT_STATE_MACHINE_ARN" --wait --poll 0.5 > "$dir/submit.out" 2>&1 || rc=$?
+check "infra/README's first job: spotfit submit examples/quick-python.json --wait exits 0, SUCCEEDED, one attempt costed, recorded" - "$dir/submit.out" "$rc" <<'PY'
+import boto3, json, os, re, sys
+out, rc = open(sys.argv[1]).read(), int(sys.argv[2])
+assert rc == 0, (rc, out)
+m = re.search(r"^submitted quick-python as run (\S+)$", out, re.M)
+assert m, out
+run = m.group(1)
+assert re.search(r"^SUCCEEDED$", out, re.M), out
+assert re.search(r"^  attempt 1 succeeded on \S+ \$\d+\.\d{4}$", out, re.M), out
+for state in ("Size", "Launch", "Await", "Terminate", "Record"):
+    assert re.search(rf"^  \d\d:\d\d:\d\d {state}$", out, re.M), (state, out)
+ddb = boto3.client("dynamodb")
+it = ddb.get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"], Key={"run_id": {"S": run}, "attempt": {"N": "1"}})["Item"]
+rec = json.loads(it["doc"]["S"])
+assert rec["status"] == "succeeded" and rec["cost_usd"] > 0, rec
+print(f"run {run}: " + " → ".join(re.findall(r"^  \d\d:\d\d:\d\d (\S+)$", out, re.M)))
 PY
 
 # --- how soon the end was noticed, and what an attempt cost the control plane ----------------------
