@@ -5,13 +5,20 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::catalog::Catalog;
 use spotfit_core::pipeline::{size_step, DeployedRanking, SizeInput};
-use spotfit_core::ports::{Clock, ProfileStore};
+use spotfit_core::ports::{Clock, ObjectStore, ProfileStore};
+use spotfit_core::prices::{Loaded, OverlayCache};
 use spotfit_core::ranking::Deployment;
 use spotfit_lambda::{decode, encode, TaskError};
 
 #[derive(Debug)]
-pub struct Deps<P, K> {
+pub struct Deps<P, K, O> {
     pub profiles: P,
+    /// The data bucket, where the price refresher writes the spot price overlay.
+    pub objects: O,
+    /// The overlay as this warm process holds it (re-read at most once a minute).
+    pub prices: OverlayCache,
+    /// Older overlays are ignored (`SPOTFIT_PRICE_MAX_AGE_S`).
+    pub price_max_age_ms: i64,
     pub catalog: &'static Catalog,
     /// Where the deployment can launch (its region, the architectures its AMIs boot): only
     /// there is anything ranked, since another region's or architecture's candidate would fail
@@ -20,16 +27,33 @@ pub struct Deps<P, K> {
     pub clock: K,
 }
 
-pub async fn handle<P: ProfileStore, K: Clock>(
+pub async fn handle<P: ProfileStore, K: Clock, O: ObjectStore>(
     event: LambdaEvent<Value>,
-    deps: &Deps<P, K>,
+    deps: &Deps<P, K, O>,
 ) -> Result<Value, TaskError> {
     let input: SizeInput = decode(event.payload)?;
+    let now = deps.clock.now_ms();
+    let live = match deps
+        .prices
+        .current(&deps.objects, &deps.deployment.region, now, deps.price_max_age_ms)
+        .await
+    {
+        Loaded::Live(o) => Some(o),
+        Loaded::Snapshot { why, warn: true } => {
+            tracing::warn!(reason = %why, "spot prices: not live");
+            None
+        }
+        Loaded::Snapshot { why, warn: false } => {
+            tracing::info!(reason = %why, "spot prices: not live");
+            None
+        }
+    };
     let ranker = DeployedRanking {
         catalog: deps.catalog,
         deployment: &deps.deployment,
+        live,
     };
-    let state = size_step(&deps.profiles, ranker, input, deps.clock.now_ms()).await?;
+    let state = size_step(&deps.profiles, ranker, input, now).await?;
     encode(&state)
 }
 
@@ -38,16 +62,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use lambda_runtime::Context;
+    use spotfit_core::prices::{overlay_key, PriceOverlay, SpotQuote, DEFAULT_MAX_AGE_MS};
     use spotfit_core::spec::Arch;
-    use spotfit_core::testkit::{block_on, FakeClock, InMemoryProfileStore};
+    use spotfit_core::testkit::{block_on, FakeClock, InMemoryObjectStore, InMemoryProfileStore};
 
-    fn deps() -> Deps<InMemoryProfileStore, FakeClock> {
+    fn deps() -> Deps<InMemoryProfileStore, FakeClock, InMemoryObjectStore> {
         Deps {
             profiles: Default::default(),
+            objects: Default::default(),
+            prices: Default::default(),
+            price_max_age_ms: DEFAULT_MAX_AGE_MS,
             catalog: Catalog::embedded().unwrap(),
             deployment: Deployment {
                 region: "us-east-1".into(),
                 architectures: vec![Arch::X86_64],
+                zones: vec!["use1-az1".into(), "use1-az2".into()],
             },
             clock: FakeClock::at(1_795_651_200_000),
         }
@@ -149,6 +178,60 @@ mod tests {
                     .iter()
                     .all(|c| c["instance_type"].as_str().unwrap().starts_with("m4."))
         );
+    }
+
+    #[test]
+    fn ranks_on_the_fresh_overlay_in_the_deployments_zones_and_ignores_a_stale_one() {
+        // GIVEN the snapshot's first pick for a small job
+        let event = || {
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "market": "spot",
+                "hints": {"vcpu": 2, "memory_gib": 4}}})
+        };
+        let d = deps();
+        let now = d.clock.now_ms();
+        let first = block_on(handle(LambdaEvent::new(event(), Context::default()), &d)).unwrap();
+        let pick = first["candidates"][0]["instance_type"].as_str().unwrap().to_string();
+        let snapshot_price = first["candidates"][0]["price_per_hour"].as_f64().unwrap();
+        assert!(
+            first["candidates"][0].get("price_source").is_none(),
+            "{}",
+            first["candidates"][0]
+        );
+        // WHEN a fresh overlay quotes it in three zones, two of them the deployment's
+        let quote = |az: &str, f: f64| SpotQuote {
+            instance_type: pick.clone(),
+            az_id: az.into(),
+            price_per_hour: snapshot_price * f,
+            at_ms: now - 1000,
+        };
+        let overlay = PriceOverlay::from_quotes(
+            "us-east-1",
+            now - 60_000,
+            [quote("use1-az1", 0.9), quote("use1-az2", 0.7), quote("use1-az3", 0.5)],
+            |_| true,
+        );
+        let d = deps();
+        block_on(d.objects.put(&overlay_key("us-east-1"), overlay.to_json())).unwrap();
+        let out = block_on(handle(LambdaEvent::new(event(), Context::default()), &d)).unwrap();
+        // THEN it ranks per zone, the cheaper of the deployment's zones first, at its live price
+        let c = &out["candidates"];
+        assert_eq!(c[0]["instance_type"], pick.as_str());
+        assert_eq!(
+            (c[0]["az"].as_str(), c[0]["price_source"].as_str()),
+            (Some("use1-az2"), Some("live"))
+        );
+        assert!((c[0]["price_per_hour"].as_f64().unwrap() - snapshot_price * 0.7).abs() < 1e-12);
+        assert!(!c.as_array().unwrap().iter().any(|c| c["az"] == "use1-az3"), "{c}");
+        // AND an overlay older than the bound is ignored: the snapshot ranks again
+        let mut stale = deps();
+        stale.clock = FakeClock::at(now + DEFAULT_MAX_AGE_MS + 1);
+        block_on(stale.objects.put(&overlay_key("us-east-1"), overlay.to_json())).unwrap();
+        let out = block_on(handle(LambdaEvent::new(event(), Context::default()), &stale)).unwrap();
+        assert!(out["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.get("price_source").is_none()));
     }
 
     #[test]

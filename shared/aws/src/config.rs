@@ -40,6 +40,9 @@ pub const BOOT_GRACE_S: &str = "SPOTFIT_BOOT_GRACE_S";
 /// to an image's host before the pull when it is one of these; the tests name the emulator's
 /// loopback registry here.
 pub const ECR_REGISTRIES: &str = "SPOTFIT_ECR_REGISTRIES";
+/// Optional: seconds after which the spot price overlay is too old to rank on (default six
+/// hours, `spotfit_core::prices::DEFAULT_MAX_AGE_MS`; between ten minutes and a week).
+pub const PRICE_MAX_AGE_S: &str = "SPOTFIT_PRICE_MAX_AGE_S";
 /// Optional: the state machine `spotfit submit` starts.
 pub const STATE_MACHINE_ARN: &str = "SPOTFIT_STATE_MACHINE_ARN";
 
@@ -232,6 +235,34 @@ impl LaunchConfig {
     /// AZ ids with a subnet, in a stable order.
     pub fn zones(&self) -> Vec<String> {
         self.subnets.keys().cloned().collect()
+    }
+}
+
+/// `SPOTFIT_PRICE_MAX_AGE_S` in ms (see [`PRICE_MAX_AGE_S`]).
+pub fn price_max_age_ms(env: Env<'_>) -> Result<i64, ConfigError> {
+    match optional(env, PRICE_MAX_AGE_S) {
+        None => Ok(spotfit_core::prices::DEFAULT_MAX_AGE_MS),
+        Some(v) => match v.parse::<i64>() {
+            Ok(s) if (600..=7 * 86_400).contains(&s) => Ok(s * 1000),
+            _ => Err(ConfigError::Invalid {
+                var: PRICE_MAX_AGE_S,
+                reason: format!("{v:?} is not a number of seconds between 600 and 604800"),
+            }),
+        },
+    }
+}
+
+/// The AZ ids the deployment has subnets in (`SPOTFIT_SUBNETS`' keys); none when it is unset
+/// (ranking then keeps every zone a price is quoted in).
+pub fn subnet_zones(env: Env<'_>) -> Result<Vec<String>, ConfigError> {
+    match optional(env, SUBNETS) {
+        None => Ok(Vec::new()),
+        Some(v) => serde_json::from_str::<BTreeMap<String, String>>(&v)
+            .map(|m| m.into_keys().collect())
+            .map_err(|e| ConfigError::Invalid {
+                var: SUBNETS,
+                reason: format!("must be a JSON object of AZ id to subnet id ({e})"),
+            }),
     }
 }
 

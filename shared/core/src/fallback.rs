@@ -146,6 +146,7 @@ mod tests {
             machine_image: Default::default(),
             root_volume_gib: 0,
             storage_per_hour: 0.0,
+            price_source: Default::default(),
         }
     }
 

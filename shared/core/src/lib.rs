@@ -14,6 +14,7 @@ pub mod logs;
 pub mod machine_image;
 pub mod pipeline;
 pub mod ports;
+pub mod prices;
 pub mod profile;
 pub mod ranking;
 pub mod run;

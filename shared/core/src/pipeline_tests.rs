@@ -40,6 +40,7 @@ fn cand(t: &str, spot: f64) -> Candidate {
         machine_image: Default::default(),
         root_volume_gib: 0,
         storage_per_hour: 0.0,
+        price_source: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@
 use crate::catalog::{Catalog, Offer, ScoreSource, SpotSource};
 use crate::cost::{billed_cost, ebs_per_hour, interruption_penalty};
 use crate::machine_image::{root_volume_gib, MachineImage};
+use crate::prices::{PriceOverlay, PriceSource};
 use crate::sizing::{Requirement, OS_RESERVE_BYTES, STARTUP_OVERHEAD_S};
 use crate::spec::{Arch, Market, Placement};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,10 @@ pub struct Candidate {
     /// attempt's cost, not of `price_per_hour` (the instance's).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub storage_per_hour: f64,
+    /// Where `price_per_hour` came from: the snapshot (left out of the JSON), or the live spot
+    /// price of this (type, AZ) pool from the price overlay.
+    #[serde(default, skip_serializing_if = "PriceSource::is_snapshot")]
+    pub price_source: PriceSource,
 }
 
 fn x86_64() -> Arch {
@@ -136,6 +141,15 @@ pub struct RankOptions {
     /// Single-thread score of the machine the history was measured on; None = the median of
     /// the catalog's region (history from a typical instance).
     pub reference_single_score: Option<f64>,
+    /// Live spot prices per (type, AZ) to rank on instead of the snapshot's regional estimate
+    /// (the caller has checked the overlay is fresh: [`crate::prices::freshness`]). A type it
+    /// quotes is ranked once per quoted AZ at that AZ's price; one it does not keeps the
+    /// snapshot's price.
+    pub live: Option<std::sync::Arc<PriceOverlay>>,
+    /// The AZ ids live prices are ranked in when the placement names no zone: the deployment's
+    /// subnets (a pool it cannot launch into is not worth a candidate's place); empty = every
+    /// quoted zone.
+    pub live_zones: Vec<String>,
 }
 
 impl Default for RankOptions {
@@ -148,6 +162,8 @@ impl Default for RankOptions {
             speed: SpeedModel::Benchmark,
             startup_s: STARTUP_OVERHEAD_S,
             reference_single_score: None,
+            live: None,
+            live_zones: Vec::new(),
         }
     }
 }
@@ -413,6 +429,8 @@ fn predict(
 pub struct Deployment {
     pub region: String,
     pub architectures: Vec<crate::spec::Arch>,
+    /// AZ ids it has subnets in (empty: unknown, any).
+    pub zones: Vec<String>,
 }
 
 impl Deployment {
@@ -465,6 +483,8 @@ pub fn rank(
         image: MachineImage,
         volume_gib: u32,
         storage: f64,
+        spot_price: Option<f64>,
+        source: PriceSource,
     }
     let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
     // P(OOM) depends on the offer only through its memory. At or above the memory taken as
@@ -522,27 +542,60 @@ pub fn rank(
             let image = MachineImage::for_job(req.container, o.gpu, o.arch).unwrap_or_default();
             let volume_gib = root_volume_gib(req.disk_gib, image);
             let storage = ebs_per_hour(volume_gib);
-            for (market, price) in offered_prices(o, market_wanted) {
-                if !within_price_cap(price, req.max_price_per_hour) {
-                    continue;
-                }
-                // The volume is billed for as long as the instance: the run pays both.
-                let billed = billed_cost(price + storage, opts.startup_s + pred_d);
-                let penalty = if market == Market::Spot {
-                    interruption_penalty(price, pred_d, opts.startup_s, o.interruption_bucket)
-                } else {
-                    0.0
+            // The live quotes of this type in this region, if any: its spot rows are ranked per
+            // quoted AZ at that AZ's price.
+            let live = opts
+                .live
+                .as_deref()
+                .filter(|l| l.region == o.region)
+                .and_then(|l| l.spot_zones(&o.instance_type));
+            for (market, snapshot_price) in offered_prices(o, market_wanted) {
+                // (zone, price, source) of each row of this market.
+                let priced: Vec<(Option<String>, f64, PriceSource)> = match (market, live) {
+                    (Market::Spot, Some(live)) => azs
+                        .iter()
+                        .flat_map(|az| match az {
+                            // No zone asked for: every zone the overlay quotes.
+                            None => live
+                                .iter()
+                                .filter(|(z, _)| opts.live_zones.is_empty() || opts.live_zones.contains(z))
+                                .map(|(z, p)| (Some(z.clone()), *p, PriceSource::Live))
+                                .collect::<Vec<_>>(),
+                            // An AZ id: its quote; a type unquoted there has no spot market there.
+                            Some(z) if looks_like_az_id(z) => live
+                                .get(z)
+                                .map(|p| (Some(z.clone()), *p, PriceSource::Live))
+                                .into_iter()
+                                .collect(),
+                            // An AZ name cannot be matched to an id here: the snapshot's price.
+                            Some(z) => vec![(Some(z.clone()), snapshot_price, PriceSource::Snapshot)],
+                        })
+                        .collect(),
+                    _ => azs
+                        .iter()
+                        .map(|az| (az.clone(), snapshot_price, PriceSource::Snapshot))
+                        .collect(),
                 };
-                // The failed attempt is charged in full (the peak may come at the end) and the
-                // retry gets `oom_retry_factor` × the memory, at about that many times the price.
-                let oom_cost = p_oom * billed * (1.0 + req.oom_retry_factor.max(1.0));
-                let slowdown = cpu_slowdown * (1.0 + p_oom);
-                for az in &azs {
+                for (az, price, source) in priced {
+                    if !within_price_cap(price, req.max_price_per_hour) {
+                        continue;
+                    }
+                    // The volume is billed for as long as the instance: the run pays both.
+                    let billed = billed_cost(price + storage, opts.startup_s + pred_d);
+                    let penalty = if market == Market::Spot {
+                        interruption_penalty(price, pred_d, opts.startup_s, o.interruption_bucket)
+                    } else {
+                        0.0
+                    };
+                    // The failed attempt is charged in full (the peak may come at the end) and the
+                    // retry gets `oom_retry_factor` × the memory, at about that many times the price.
+                    let oom_cost = p_oom * billed * (1.0 + req.oom_retry_factor.max(1.0));
+                    let slowdown = cpu_slowdown * (1.0 + p_oom);
                     let row = Row {
                         offer: o,
                         market,
                         price,
-                        az: az.clone(),
+                        az,
                         pred_d,
                         score,
                         billed,
@@ -554,6 +607,12 @@ pub fn rank(
                         image,
                         volume_gib,
                         storage,
+                        spot_price: if source == PriceSource::Live {
+                            Some(price)
+                        } else {
+                            o.spot_per_hour
+                        },
+                        source,
                     };
                     if market == Market::Spot {
                         spot.push(row);
@@ -590,7 +649,7 @@ pub fn rank(
         region: r.offer.region.clone(),
         az: r.az,
         market: r.market,
-        spot_per_hour: r.offer.spot_per_hour,
+        spot_per_hour: r.spot_price,
         on_demand_per_hour: r.offer.on_demand_per_hour,
         price_per_hour: r.price,
         vcpu: r.offer.vcpu,
@@ -617,6 +676,7 @@ pub fn rank(
         machine_image: r.image,
         root_volume_gib: r.volume_gib,
         storage_per_hour: r.storage,
+        price_source: r.source,
     };
     let spot = top(spot, opts.limit, order);
     let on_demand = match market_wanted {
@@ -639,6 +699,7 @@ mod tests {
         let d = Deployment {
             region: "us-east-1".into(),
             architectures: vec![Arch::X86_64],
+            zones: vec![],
         };
         // nothing named: the deployment's region and architectures
         let p = d.placement(&Placement::default()).unwrap();
@@ -766,6 +827,124 @@ mod tests {
             &RankOptions::default()
         )
         .is_empty());
+    }
+
+    fn live(quotes: &[(&str, &str, f64)]) -> Option<std::sync::Arc<PriceOverlay>> {
+        let q = quotes.iter().map(|(t, az, p)| crate::prices::SpotQuote {
+            instance_type: t.to_string(),
+            az_id: az.to_string(),
+            price_per_hour: *p,
+            at_ms: 0,
+        });
+        Some(std::sync::Arc::new(PriceOverlay::from_quotes(
+            "us-east-1",
+            1,
+            q,
+            |_| true,
+        )))
+    }
+
+    #[test]
+    fn live_prices_rank_each_quoted_zone_at_its_own_price() {
+        // GIVEN m7g.large quoted at $0.05 in az1 and $0.02 in az2 (the snapshot says $0.04)
+        let opts = RankOptions {
+            live: live(&[("m7g.large", "use1-az1", 0.05), ("m7g.large", "use1-az2", 0.02)]),
+            ..Default::default()
+        };
+        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &opts);
+        // THEN each zone is a row at its price, the cheaper zone first; both before the
+        // unquoted r7g.xlarge at its snapshot $0.09
+        let rows: Vec<(&str, Option<&str>, f64, PriceSource)> = c
+            .iter()
+            .map(|c| {
+                (
+                    c.instance_type.as_str(),
+                    c.az.as_deref(),
+                    c.price_per_hour,
+                    c.price_source,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows[..3],
+            [
+                ("m7g.large", Some("use1-az2"), 0.02, PriceSource::Live),
+                ("m7g.large", Some("use1-az1"), 0.05, PriceSource::Live),
+                ("r7g.xlarge", None, 0.09, PriceSource::Snapshot),
+            ]
+        );
+        // AND only the deployment's zones when it says which
+        let only_az1 = RankOptions {
+            live_zones: vec!["use1-az1".into()],
+            ..opts.clone()
+        };
+        let c1 = rank(
+            &catalog(),
+            &req(2, 2.0, 6),
+            &Placement::default(),
+            Market::Spot,
+            &only_az1,
+        );
+        assert_eq!((c1[0].az.as_deref(), c1[0].price_per_hour), (Some("use1-az1"), 0.05));
+        assert!(!c1.iter().any(|c| c.az.as_deref() == Some("use1-az2")));
+        // AND the pool's spot price is the live one (the launch falls down pools at these prices)
+        assert_eq!(c[0].spot_per_hour, Some(0.02));
+        assert!(c[0].rank_cost < c[1].rank_cost);
+        // AND without the overlay the same ranking is the snapshot's, one row, any zone
+        let snap = rank(
+            &catalog(),
+            &req(2, 2.0, 6),
+            &Placement::default(),
+            Market::Spot,
+            &RankOptions::default(),
+        );
+        assert_eq!((snap[0].az.as_deref(), snap[0].price_per_hour), (None, 0.04));
+        assert_eq!(snap[0].price_source, PriceSource::Snapshot);
+    }
+
+    #[test]
+    fn a_live_price_can_reorder_types_and_a_zone_without_a_quote_has_no_spot_row() {
+        // GIVEN r7g.xlarge quoted very cheap in az1 only, m7g.large quoted in az2 only
+        let opts = RankOptions {
+            live: live(&[("r7g.xlarge", "use1-az1", 0.01), ("m7g.large", "use1-az2", 0.03)]),
+            ..Default::default()
+        };
+        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &opts);
+        assert_eq!(c[0].instance_type, "r7g.xlarge");
+        // AND a job pinned to az1 gets no m7g.large spot row (no spot price there), but its
+        // on-demand row stays for spot-then-on-demand
+        let az1 = Placement {
+            availability_zones: vec!["use1-az1".into()],
+            ..Default::default()
+        };
+        let c = rank(&catalog(), &req(2, 2.0, 6), &az1, Market::SpotThenOnDemand, &opts);
+        assert!(
+            !c.iter()
+                .any(|c| c.instance_type == "m7g.large" && c.market == Market::Spot),
+            "{c:?}"
+        );
+        assert!(c
+            .iter()
+            .any(|c| c.instance_type == "m7g.large" && c.market == Market::OnDemand));
+        // AND on-demand rows are never live-priced (the overlay holds spot prices only)
+        assert!(c
+            .iter()
+            .filter(|c| c.market == Market::OnDemand)
+            .all(|c| c.price_source == PriceSource::Snapshot));
+        // AND an overlay of another region is not applied
+        let mut other = (*opts.live.unwrap()).clone();
+        other.region = "eu-west-1".into();
+        let c = rank(
+            &catalog(),
+            &req(2, 2.0, 6),
+            &Placement::default(),
+            Market::Spot,
+            &RankOptions {
+                live: Some(std::sync::Arc::new(other)),
+                ..Default::default()
+            },
+        );
+        assert!(c.iter().all(|c| c.price_source == PriceSource::Snapshot));
     }
 
     #[test]

@@ -402,6 +402,7 @@ pub fn candidate(instance_type: &str, spot_per_hour: f64) -> crate::ranking::Can
         machine_image: Default::default(),
         root_volume_gib: 0,
         storage_per_hour: 0.0,
+        price_source: Default::default(),
     }
 }
 

@@ -30,6 +30,8 @@ impl<F: Fn(&Requirement, &JobSpec) -> Vec<Candidate>> Ranker for F {
 pub struct DeployedRanking<'a> {
     pub catalog: &'a Catalog,
     pub deployment: &'a Deployment,
+    /// Live spot prices to rank on, already checked fresh (`prices::OverlayCache`).
+    pub live: Option<std::sync::Arc<crate::prices::PriceOverlay>>,
 }
 
 impl Ranker for DeployedRanking<'_> {
@@ -40,6 +42,8 @@ impl Ranker for DeployedRanking<'_> {
         }
         let opts = RankOptions {
             default_region: self.deployment.region.clone(),
+            live: self.live.clone(),
+            live_zones: self.deployment.zones.clone(),
             ..Default::default()
         };
         Ok(rank(self.catalog, req, &placement, spec.market, &opts))
