@@ -6,6 +6,7 @@ pub mod config;
 pub mod dynamo;
 pub mod ec2;
 pub mod errors;
+pub mod prices;
 pub mod s3;
 pub mod sfn;
 pub mod user_data;
@@ -13,6 +14,7 @@ pub mod user_data;
 pub use config::{ConfigError, LaunchConfig, ReapConfig, StoreConfig};
 pub use dynamo::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, DynamoWaitStore};
 pub use ec2::Ec2Launcher;
+pub use prices::Ec2SpotPrices;
 pub use s3::S3ObjectStore;
 pub use sfn::{SfnCallback, SfnExecutions, SfnStarter};
 

@@ -371,6 +371,22 @@ pub trait CapacityStore: Send + Sync {
     async fn unavailable(&self, now_ms: i64) -> Result<Vec<Pool>, StoreError>;
 }
 
+/// The spot market's prices (EC2's `DescribeSpotPriceHistory`, Linux/UNIX), zones as AZ ids.
+#[async_trait]
+pub trait SpotPriceFeed: Send + Sync {
+    /// Every price in force at `at_ms` in the region, all pages; an error when any page fails,
+    /// so a caller never takes a partial answer for the market.
+    async fn current(&self, at_ms: i64) -> Result<Vec<crate::prices::SpotQuote>, StoreError>;
+    /// The prices of one pool from `from_ms` to `to_ms`, with the one in force at `from_ms`.
+    async fn history(
+        &self,
+        instance_type: &str,
+        az_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<crate::prices::PricePoint>, StoreError>;
+}
+
 /// Wall-clock time, injectable for tests.
 pub trait Clock: Send + Sync {
     /// Unix epoch milliseconds.

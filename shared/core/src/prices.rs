@@ -338,6 +338,92 @@ fn same_refresh(bytes: &[u8], held: &PriceOverlay) -> bool {
         .is_ok_and(|h| h.region == held.region && h.fetched_at_ms == held.fetched_at_ms)
 }
 
+/// What one refresh did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshReport {
+    pub region: String,
+    pub fetched_at_ms: i64,
+    /// Types and (type, AZ) quotes in the new overlay.
+    pub types: usize,
+    pub quotes: usize,
+    /// Quotes in the overlay it replaced (0: none).
+    pub previous_quotes: usize,
+    pub written: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Reading the market failed (throttled past the SDK's retries, a page lost): the previous
+    /// overlay stays.
+    #[error("reading spot prices: {0}")]
+    Feed(crate::ports::StoreError),
+    /// The market answered, but with far fewer pools than the overlay it would replace: taken
+    /// as a truncated answer, not written.
+    #[error("refusing a partial refresh: {quotes} quotes against {previous} in the overlay of {previous_age_min} min ago (at least half are needed)")]
+    Partial {
+        quotes: usize,
+        previous: usize,
+        previous_age_min: i64,
+    },
+    #[error("writing the price overlay: {0}")]
+    Store(crate::ports::StoreError),
+}
+
+/// The refresh step: reads every spot price in force now, keeps the latest per (type, AZ) of
+/// the types `known` accepts, and writes the overlay over the previous one unless the answer
+/// looks partial: fewer than half the previous overlay's quotes while that one is still young
+/// enough to rank on (a stale one is replaced by anything the market answered). Nothing is
+/// written on any error, so a failed refresh never replaces a complete one.
+pub async fn refresh<F, O>(
+    feed: &F,
+    objects: &O,
+    region: &str,
+    now_ms: i64,
+    known: impl Fn(&str) -> bool,
+) -> Result<RefreshReport, RefreshError>
+where
+    F: crate::ports::SpotPriceFeed + ?Sized,
+    O: ObjectStore + ?Sized,
+{
+    let quotes = feed.current(now_ms).await.map_err(RefreshError::Feed)?;
+    let overlay = PriceOverlay::from_quotes(region, now_ms, quotes, known);
+    let key = overlay_key(region);
+    // An unreadable previous overlay is no reason to keep it.
+    let previous = objects
+        .get(&key)
+        .await
+        .map_err(RefreshError::Store)?
+        .and_then(|b| PriceOverlay::from_json(&b).ok());
+    let (types, quotes) = overlay.counts();
+    let previous_quotes = previous.as_ref().map_or(0, |p| p.counts().1);
+    if let Some(p) = &previous {
+        let young = freshness(Some(p), region, now_ms, DEFAULT_MAX_AGE_MS) == Freshness::Fresh;
+        if young && quotes * 2 < previous_quotes {
+            return Err(RefreshError::Partial {
+                quotes,
+                previous: previous_quotes,
+                previous_age_min: (now_ms - p.fetched_at_ms) / 60_000,
+            });
+        }
+    }
+    if quotes == 0 {
+        return Err(RefreshError::Partial {
+            quotes,
+            previous: previous_quotes,
+            previous_age_min: previous.as_ref().map_or(0, |p| (now_ms - p.fetched_at_ms) / 60_000),
+        });
+    }
+    objects.put(&key, overlay.to_json()).await.map_err(RefreshError::Store)?;
+    Ok(RefreshReport {
+        region: region.to_string(),
+        fetched_at_ms: now_ms,
+        types,
+        quotes,
+        previous_quotes,
+        written: true,
+    })
+}
+
 /// One price in force from `at_ms` on (a pool's price history).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PricePoint {
@@ -574,6 +660,50 @@ mod tests {
         // the store fails at the next recheck: the held overlay stays in use
         let l = block_on(cache.current(&store, "us-east-1", 2_000 + RECHECK_MS, DEFAULT_MAX_AGE_MS));
         assert!(matches!(l, Loaded::Live(ref h) if **h == o), "{l:?}");
+    }
+
+    struct Feed(Mutex<Vec<Result<Vec<SpotQuote>, crate::ports::StoreError>>>);
+    #[async_trait::async_trait]
+    impl crate::ports::SpotPriceFeed for Feed {
+        async fn current(&self, _: i64) -> Result<Vec<SpotQuote>, crate::ports::StoreError> {
+            self.0.lock().unwrap().remove(0)
+        }
+        async fn history(&self, _: &str, _: &str, _: i64, _: i64) -> Result<Vec<PricePoint>, crate::ports::StoreError> {
+            Ok(vec![])
+        }
+    }
+
+    #[test]
+    fn a_failed_or_partial_refresh_keeps_the_previous_overlay() {
+        use crate::ports::StoreError;
+        use crate::testkit::{block_on, InMemoryObjectStore};
+        let full: Vec<SpotQuote> = (0..10).map(|i| q(&format!("m{i}.large"), "use1-az1", 0.1, 0)).collect();
+        let feed = Feed(Mutex::new(vec![
+            Ok(full.clone()),
+            Err(StoreError::Throttled {
+                service: "ec2".into(),
+                message: "RequestLimitExceeded".into(),
+            }),
+            Ok(full[..3].to_vec()),
+            Ok(full[..6].to_vec()),
+        ]));
+        let store = InMemoryObjectStore::default();
+        let h = 3_600_000;
+        let read = || PriceOverlay::from_json(&block_on(store.get(&overlay_key("us-east-1"))).unwrap().unwrap()).unwrap();
+        // a complete refresh is written
+        let r = block_on(refresh(&feed, &store, "us-east-1", h, |_| true)).unwrap();
+        assert_eq!((r.types, r.quotes, r.written), (10, 10, true));
+        // throttled past the retries: an error, the overlay untouched
+        assert!(matches!(block_on(refresh(&feed, &store, "us-east-1", 2 * h, |_| true)), Err(RefreshError::Feed(_))));
+        assert_eq!(read().fetched_at_ms, h);
+        // a truncated answer (3 of 10): refused, the overlay untouched
+        let e = block_on(refresh(&feed, &store, "us-east-1", 3 * h, |_| true)).unwrap_err();
+        assert!(e.to_string().contains("3 quotes against 10"), "{e}");
+        assert_eq!(read().counts().1, 10);
+        // a market that lost some pools (6 of 10) is still a market: written
+        let r = block_on(refresh(&feed, &store, "us-east-1", 4 * h, |_| true)).unwrap();
+        assert_eq!((r.quotes, r.previous_quotes), (6, 10));
+        assert_eq!(read().fetched_at_ms, 4 * h);
     }
 
     fn pp(at_ms: i64, price_per_hour: f64) -> PricePoint {
