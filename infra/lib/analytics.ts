@@ -97,6 +97,7 @@ export const RECORD_COLUMNS: [string, string][] = [
   ['status', 'string'],
   ['placed', PLACED_STRUCT],
   ['cost_usd', 'double'],
+  ['cost_basis', 'string'],
   ['summary', SUMMARY_STRUCT],
   ['requested_vcpu', 'int'],
   ['requested_memory_bytes', 'bigint'],

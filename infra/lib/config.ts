@@ -46,6 +46,10 @@ export interface SpotfitConfig {
   readonly logRetentionDays: number;
   /** Reaper schedule, minutes (`spotfit:reaperEveryMinutes`). */
   readonly reaperEveryMinutes: number;
+  /** Spot price refresh schedule, minutes (`spotfit:priceRefreshMinutes`, default 60). */
+  readonly priceRefreshMinutes: number;
+  /** Age after which size-job ignores the price overlay, hours (`spotfit:priceMaxAgeHours`, default 6). */
+  readonly priceMaxAgeHours: number;
   /** Schedule of the DynamoDB profiles export to S3 (`spotfit:profilesExportSchedule`). */
   readonly profilesExportSchedule: string;
   readonly lambdaCode: LambdaCodeSource;
@@ -299,6 +303,8 @@ export function loadConfig(node: Node): SpotfitConfig {
     },
     logRetentionDays: int(node, 'spotfit:logRetentionDays', 30, 1, 3653),
     reaperEveryMinutes: int(node, 'spotfit:reaperEveryMinutes', 5, 1, 1440),
+    priceRefreshMinutes: int(node, 'spotfit:priceRefreshMinutes', 60, 5, 1440),
+    priceMaxAgeHours: int(node, 'spotfit:priceMaxAgeHours', 6, 1, 168),
     profilesExportSchedule: exportSchedule,
     lambdaCode,
     jobsFile,

@@ -16,6 +16,7 @@ export const FUNCTION_NAMES = [
   'reap-instances',
   'job-events',
   'start-scheduled',
+  'refresh-prices',
 ] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 

@@ -332,7 +332,15 @@ export class SpotfitStack extends Stack {
     // check-job and job-events run the same check step, and both reach the waits table.
     const checkVars = { SPOTFIT_CAPACITY_TABLE: capacity.tableName, SPOTFIT_RUNS_TABLE: runs.tableName, SPOTFIT_WAITS_TABLE: waits.tableName };
     const envs: Record<FunctionName, Record<string, string>> = {
-      'size-job': { SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_REGION: Aws.REGION, SPOTFIT_ARCHITECTURES: cfg.architecture },
+      // The bucket for the price overlay; the subnets' zones are the ones live prices rank in.
+      'size-job': {
+        ...bucketVar,
+        SPOTFIT_PROFILES_TABLE: profiles.tableName,
+        SPOTFIT_REGION: Aws.REGION,
+        SPOTFIT_ARCHITECTURES: cfg.architecture,
+        SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
+        SPOTFIT_PRICE_MAX_AGE_S: String(cfg.priceMaxAgeHours * 3600),
+      },
       'launch-instance': {
         ...bucketVar,
         SPOTFIT_CAPACITY_TABLE: capacity.tableName,
@@ -362,6 +370,7 @@ export class SpotfitStack extends Stack {
       // SPOTFIT_STATE_MACHINE_ARN is added once the state machine exists (below): the state
       // machine's definition names other functions, never this one.
       'start-scheduled': {},
+      'refresh-prices': { ...bucketVar, SPOTFIT_REGION: Aws.REGION },
     };
     const timeouts: Record<FunctionName, number> = {
       'size-job': 30,
@@ -374,6 +383,9 @@ export class SpotfitStack extends Stack {
       'job-events': 60,
       // One StartExecution.
       'start-scheduled': 30,
+      // A handful of DescribeSpotPriceHistory pages (1,000 rows each) and one PutObject; the
+      // SDK's retries on throttling fit well inside.
+      'refresh-prices': 120,
     };
     const fns = {} as Record<FunctionName, lambda.Function>;
     for (const name of FUNCTION_NAMES) {
@@ -498,9 +510,22 @@ export class SpotfitStack extends Stack {
         actions: ['ec2:DescribeInstances', 'ec2:DescribeInstanceStatus', ...extra],
         resources: ['*'],
       });
-    fns['launch-instance'].addToRolePolicy(
-      describe('ec2:DescribeInstanceTypes', 'ec2:DescribeInstanceTypeOfferings', 'ec2:DescribeSpotPriceHistory', 'ec2:DescribeSubnets'),
+    fns['launch-instance'].addToRolePolicy(describe('ec2:DescribeInstanceTypes', 'ec2:DescribeInstanceTypeOfferings', 'ec2:DescribeSubnets'));
+    // Spot prices: the refresher reads the market; record-run reads the pool's history over an
+    // attempt's lifetime to bill it. Both map AZ names to ids.
+    const prices = new iam.PolicyStatement({
+      sid: 'SpotPrices',
+      actions: ['ec2:DescribeSpotPriceHistory', 'ec2:DescribeAvailabilityZones'],
+      resources: ['*'],
+    });
+    for (const n of ['refresh-prices', 'record-run'] as const) fns[n].addToRolePolicy(prices);
+    // The overlay: written by the refresher (which reads the previous one to refuse a partial
+    // refresh), read by size-job.
+    const overlay = bucket.arnForObjects('prices/*');
+    fns['refresh-prices'].addToRolePolicy(
+      new iam.PolicyStatement({ sid: 'PriceOverlay', actions: ['s3:GetObject', 's3:PutObject'], resources: [overlay] }),
     );
+    fns['size-job'].addToRolePolicy(new iam.PolicyStatement({ sid: 'PriceOverlay', actions: ['s3:GetObject'], resources: [overlay] }));
     for (const n of ['check-job', 'terminate-instance', 'reap-instances', 'job-events'] as const) fns[n].addToRolePolicy(describe());
 
     const viaTemplate = { ArnEquals: { 'ec2:LaunchTemplate': ltArn } };
@@ -676,6 +701,13 @@ export class SpotfitStack extends Stack {
       schedule: events.Schedule.rate(Duration.minutes(cfg.reaperEveryMinutes)),
       targets: [new targets.LambdaFunction(reaper, { retryAttempts: 2, deadLetterQueue: dlq })],
     });
+    // Live spot prices (docs/prices.md): the refresher writes prices/<region>/spot.json, which
+    // size-job ranks on while it is younger than spotfit:priceMaxAgeHours.
+    new events.Rule(this, 'PriceRefreshSchedule', {
+      description: 'spotfit: refresh the spot price overlay (the price in force per instance type and AZ)',
+      schedule: events.Schedule.rate(Duration.minutes(cfg.priceRefreshMinutes)),
+      targets: [new targets.LambdaFunction(fns['refresh-prices'], { retryAttempts: 2, deadLetterQueue: dlq })],
+    });
     // An attempt's end reaches job-events (docs/callback.md), which finds the attempt, runs the
     // check step and answers the execution's task token. EC2 events carry no tags, so the EC2
     // rules match every instance in the account and job-events ignores instances without
@@ -803,7 +835,9 @@ export class SpotfitStack extends Stack {
             ? 'job-events failed: attempts wait for the sweep to complete them (one reaper period later)'
             : name === 'start-scheduled'
               ? 'start-scheduled failed: a scheduled run did not start (an invalid spec in infra/jobs.json, or Step Functions refused it)'
-              : `${name} returned errors`;
+              : name === 'refresh-prices'
+                ? 'refresh-prices failed: ranking keeps the last overlay until it is older than spotfit:priceMaxAgeHours, then the snapshot'
+                : `${name} returned errors`;
       alarm(`${pascal(name)}Errors`, fns[name].metricErrors({ period, statistic: 'Sum' }), `spotfit: ${what}`);
     }
     alarm(

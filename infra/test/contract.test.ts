@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
+import { FUNCTION_NAMES } from '../lib/lambda-code';
 import * as os from 'os';
 import * as path from 'path';
 import { namedQueries, RECORD_COLUMNS, RUN_COLUMNS, SAMPLE_COLUMNS } from '../lib/analytics';
@@ -334,7 +335,7 @@ function rustEnv(name: string): { all: Set<string>; optional: Set<string> } {
 
 test('each function gets only the environment variables its Rust code reads, and every one it requires', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function').filter(([, f]) => String(f.Description ?? '').startsWith('spotfit '));
-  assert.equal(fns.length, 8);
+  assert.equal(fns.length, FUNCTION_NAMES.length);
   for (const [id, f] of fns) {
     const name = String(f.Description).slice('spotfit '.length);
     const set = new Set(Object.keys(((f.Environment as any)?.Variables ?? {}) as Record<string, string>));

@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { repoRoot } from '../lib/config';
+import { FUNCTION_NAMES } from '../lib/lambda-code';
 import { asArray, functionRole, render, resourcesOfType, statements, synth } from './helpers';
 
 const { stack, template, json } = synth();
@@ -160,6 +161,7 @@ test('Resource "*" only for actions that have no resource-level permissions', ()
     'ec2:DescribeInstanceTypes',
     'ec2:DescribeInstanceTypeOfferings',
     'ec2:DescribeSpotPriceHistory',
+    'ec2:DescribeAvailabilityZones',
     'ec2:DescribeSubnets',
     'xray:PutTraceSegments',
     'xray:PutTelemetryRecords',
@@ -334,7 +336,7 @@ test('job roles: none by default; each configured one holds the agent policy and
 
 test('every function runs provided.al2023', () => {
   const fns = resourcesOfType(json, 'AWS::Lambda::Function');
-  assert.equal(fns.length, 8, 'our eight, and no CDK helper function (e.g. a bucket-notifications handler)');
+  assert.equal(fns.length, FUNCTION_NAMES.length, 'ours, and no CDK helper function (e.g. a bucket-notifications handler)');
   for (const [id, f] of fns) {
     assert.equal(f.Runtime, 'provided.al2023', id);
     assert.equal(f.Handler, 'bootstrap', id);
@@ -411,8 +413,8 @@ test('alarms: failed executions, every function\'s errors, the reaper, the dead-
   const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, p]) => p as any);
   const metric = (ns: string, name: string) => alarms.filter((a) => a.Namespace === ns && a.MetricName === name);
   assert.ok(metric('AWS/States', 'ExecutionsFailed').length === 1);
-  assert.equal(metric('AWS/Lambda', 'Errors').length, 8);
-  for (const n of ['reap-instances', 'job-events', 'start-scheduled'] as const) {
+  assert.equal(metric('AWS/Lambda', 'Errors').length, FUNCTION_NAMES.length);
+  for (const n of ['reap-instances', 'job-events', 'start-scheduled', 'refresh-prices'] as const) {
     assert.ok(alarms.some((a) => a.MetricName === 'Errors' && render(a.Dimensions).includes(logicalId(stack.functions[n] as never))), n);
   }
   assert.equal(metric('AWS/SQS', 'ApproximateNumberOfMessagesVisible').length, 1);
@@ -537,5 +539,24 @@ test('job-events: exactly its contract grants (no launch, no tagging, no role pa
       continue;
     }
     assert.ok(!actions.has(a), `job-events may ${a}`);
+  }
+});
+
+test('refresh-prices: reads the spot market and writes the price overlay, nothing else; size-job only reads the overlay', () => {
+  const norm = (n: (typeof FUNCTION_NAMES)[number]) => allowedPairs(n).map((p) => p.replace(/\{(Data|DataKey)[0-9A-F]{8}(\.Arn)?\}/g, '<$1$2>'));
+  assert.deepEqual(norm('refresh-prices').sort(), [
+    'xray:PutTraceSegments *',
+    'xray:PutTelemetryRecords *',
+    'ec2:DescribeSpotPriceHistory *',
+    'ec2:DescribeAvailabilityZones *',
+    's3:GetObject <Data.Arn>/prices/*',
+    's3:PutObject <Data.Arn>/prices/*',
+  ].sort());
+  const sizeS3 = norm('size-job').filter((p) => p.startsWith('s3:'));
+  assert.deepEqual(sizeS3, ['s3:GetObject <Data.Arn>/prices/*']);
+  // Only the refresher and the recorder read prices; the launcher no longer has the grant it never used.
+  for (const n of FUNCTION_NAMES) {
+    const reads = allowedPairs(n).some((p) => p.startsWith('ec2:DescribeSpotPriceHistory'));
+    assert.equal(reads, n === 'refresh-prices' || n === 'record-run', `${n}: DescribeSpotPriceHistory`);
   }
 });

@@ -148,8 +148,8 @@ def main() -> int:
              "tables": {"Profiles": "p", "Runs": "r", "Capacity": "c", "Waits": "w"}}
     roles = ti.resolved_roles(t, names)
     want_comps = {"size-job", "launch-instance", "check-job", "terminate-instance", "record-run", "reap-instances", "job-events",
-                  "start-scheduled", "instance"}
-    report(set(roles) == want_comps, "apply's components: the eight functions (job-events among them) and the instance", str(sorted(roles)))
+                  "start-scheduled", "refresh-prices", "instance"}
+    report(set(roles) == want_comps, "apply's components: the nine functions (job-events among them) and the instance", str(sorted(roles)))
     ss = json.dumps(roles.get("start-scheduled", {}).get("statements", []))
     report("states:StartExecution" in ss and "dynamodb:" not in ss and "ec2:" not in ss,
            "start-scheduled's role: StartExecution, no tables, no EC2", ss[:400])

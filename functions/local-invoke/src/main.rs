@@ -18,14 +18,25 @@ use std::process::ExitCode;
 
 /// One function, wired from the environment once.
 enum Wired {
-    SizeJob(Box<size_job::handler::Deps<DynamoProfileStore, SystemClock>>),
+    SizeJob(Box<size_job::handler::Deps<DynamoProfileStore, SystemClock, S3ObjectStore>>),
     LaunchInstance(Box<launch_instance::handler::Deps<Ec2Launcher, DynamoCapacityStore, DynamoRunStore, SystemClock>>),
     CheckJob(Box<spotfit_lambda::CompletionPorts>),
     TerminateInstance(Box<terminate_instance::handler::Deps<Ec2Launcher, SystemClock>>),
-    RecordRun(Box<record_run::handler::Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock>>),
+    RecordRun(
+        Box<
+            record_run::handler::Deps<
+                DynamoProfileStore,
+                DynamoRunStore,
+                S3ObjectStore,
+                SystemClock,
+                spotfit_aws::Ec2SpotPrices,
+            >,
+        >,
+    ),
     ReapInstances(Box<reap_instances::handler::Deps>),
     JobEvents(Box<spotfit_lambda::CompletionPorts>),
     StartScheduled(Box<spotfit_aws::SfnStarter>),
+    RefreshPrices(Box<refresh_prices::handler::Deps<spotfit_aws::Ec2SpotPrices, S3ObjectStore, SystemClock>>),
 }
 
 async fn wire(function: &str) -> anyhow::Result<Wired> {
@@ -39,6 +50,7 @@ async fn wire(function: &str) -> anyhow::Result<Wired> {
         "reap-instances" => Wired::ReapInstances(Box::new(reap_instances::from_env().await.map_err(e)?)),
         "job-events" => Wired::JobEvents(Box::new(job_events::from_env().await.map_err(e)?)),
         "start-scheduled" => Wired::StartScheduled(Box::new(start_scheduled::from_env().await.map_err(e)?)),
+        "refresh-prices" => Wired::RefreshPrices(Box::new(refresh_prices::from_env().await.map_err(e)?)),
         other => anyhow::bail!("unknown function {other:?}"),
     })
 }
@@ -54,6 +66,8 @@ async fn call(w: &Wired, payload: Value) -> Result<Value, Diagnostic> {
         Wired::ReapInstances(d) => reap_instances::handler::handle(ev, d).await,
         Wired::JobEvents(d) => job_events::handler::handle(ev, d).await,
         Wired::StartScheduled(d) => start_scheduled::handler::handle(ev, d.as_ref()).await,
+        // Its own error type (no pipeline step): its names are its own.
+        Wired::RefreshPrices(d) => return refresh_prices::handler::handle(ev, d).await.map_err(Diagnostic::from),
     };
     out.map_err(Diagnostic::from)
 }

@@ -56,8 +56,14 @@ pub async fn handle<F: SpotPriceFeed, O: ObjectStore, K: Clock>(
     match refresh(&deps.feed, &deps.objects, region, deps.clock.now_ms(), known).await {
         Ok(report) => {
             let ms = t0.elapsed().as_millis() as u64;
-            lambda_runtime::tracing::info!(region, types = report.types, quotes = report.quotes,
-                previous = report.previous_quotes, ms, "price overlay written");
+            lambda_runtime::tracing::info!(
+                region,
+                types = report.types,
+                quotes = report.quotes,
+                previous = report.previous_quotes,
+                ms,
+                "price overlay written"
+            );
             let mut out = serde_json::to_value(&report).unwrap_or_default();
             out["elapsed_ms"] = ms.into();
             Ok(out)

@@ -51,12 +51,7 @@ impl Ec2SpotPrices {
     }
 
     /// Every row of one query, all pages, with each row's zone as an AZ id.
-    async fn rows(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-        pool: Option<(&str, &str)>,
-    ) -> Result<Vec<SpotQuote>, StoreError> {
+    async fn rows(&self, from_ms: i64, to_ms: i64, pool: Option<(&str, &str)>) -> Result<Vec<SpotQuote>, StoreError> {
         let mut raw = Vec::new();
         let mut token: Option<String> = None;
         loop {

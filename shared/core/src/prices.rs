@@ -413,7 +413,10 @@ where
             previous_age_min: previous.as_ref().map_or(0, |p| (now_ms - p.fetched_at_ms) / 60_000),
         });
     }
-    objects.put(&key, overlay.to_json()).await.map_err(RefreshError::Store)?;
+    objects
+        .put(&key, overlay.to_json())
+        .await
+        .map_err(RefreshError::Store)?;
     Ok(RefreshReport {
         region: region.to_string(),
         fetched_at_ms: now_ms,
@@ -689,12 +692,16 @@ mod tests {
         ]));
         let store = InMemoryObjectStore::default();
         let h = 3_600_000;
-        let read = || PriceOverlay::from_json(&block_on(store.get(&overlay_key("us-east-1"))).unwrap().unwrap()).unwrap();
+        let read =
+            || PriceOverlay::from_json(&block_on(store.get(&overlay_key("us-east-1"))).unwrap().unwrap()).unwrap();
         // a complete refresh is written
         let r = block_on(refresh(&feed, &store, "us-east-1", h, |_| true)).unwrap();
         assert_eq!((r.types, r.quotes, r.written), (10, 10, true));
         // throttled past the retries: an error, the overlay untouched
-        assert!(matches!(block_on(refresh(&feed, &store, "us-east-1", 2 * h, |_| true)), Err(RefreshError::Feed(_))));
+        assert!(matches!(
+            block_on(refresh(&feed, &store, "us-east-1", 2 * h, |_| true)),
+            Err(RefreshError::Feed(_))
+        ));
         assert_eq!(read().fetched_at_ms, h);
         // a truncated answer (3 of 10): refused, the overlay untouched
         let e = block_on(refresh(&feed, &store, "us-east-1", 3 * h, |_| true)).unwrap_err();

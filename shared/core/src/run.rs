@@ -46,8 +46,14 @@ pub struct RunRecord {
     pub status: RunStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placed: Option<Placed>,
-    /// Cost of the attempt, USD (billed seconds × price; see `cost`).
+    /// Cost of the attempt, USD: its instance's lifetime (launch to termination, per second,
+    /// EC2's 60 s minimum) × the price, plus its volume; see `cost_basis`.
     pub cost_usd: f64,
+    /// `billed`: priced from the pool's spot price history over that lifetime, as EC2 bills
+    /// it; `estimated`: at the price the ranking chose it at (the snapshot's, or a live price
+    /// when no history could be read; on-demand and local runs are always estimates).
+    #[serde(default)]
+    pub cost_basis: crate::prices::CostBasis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<RunSummary>,
     /// Requested size at launch: vCPU and memory bytes (for waste vs request).

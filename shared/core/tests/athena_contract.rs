@@ -110,6 +110,7 @@ fn record() -> RunRecord {
             storage_per_hour: 1.0,
         }),
         cost_usd: 1.0,
+        cost_basis: spotfit_core::prices::CostBasis::Billed,
         summary: Some(summary()),
         requested_vcpu: 1,
         requested_memory_bytes: 1,

@@ -20,7 +20,9 @@ pub use callback::*;
 pub use check::{check_step, decide};
 pub use launch::{launch_step, launch_step_within, LaunchSettings};
 pub use reap::*;
-pub use record::{record_key, record_run, record_step, update_profile, PROFILE_WRITE_ATTEMPTS};
+pub use record::{
+    bill, record_key, record_run, record_step, record_step_billed, update_profile, PROFILE_WRITE_ATTEMPTS,
+};
 pub use schedule::{scheduled_run_id, start_scheduled, ScheduledTick, TickAction, TickReport, MAX_EXECUTION_NAME};
 pub use size::{size_step, DeployedRanking, Ranker};
 pub use terminate::terminate_step;
@@ -326,6 +328,7 @@ pub(crate) fn attempt_record(state: &RunState, status: RunStatus, now_ms: i64) -
         status,
         placed,
         cost_usd: attempt_cost(state, now_ms),
+        cost_basis: crate::prices::CostBasis::Estimated,
         summary: state.check.as_ref().and_then(|c| c.summary.clone()),
         requested_vcpu: state.requirement.vcpu,
         requested_memory_bytes: state.requirement.memory_bytes,

@@ -69,13 +69,14 @@ pub fn record_key(record: &RunRecord, started_at_ms: i64) -> String {
 
 /// Record step: the attempt's run row (costed), the profile update, the Athena copy in S3,
 /// and the attempt appended to the history. An attempt that never launched (a failure
-/// before launch) records nothing. Safe to repeat.
+/// before launch) records nothing. Safe to repeat. The cost is an estimate (the price it was
+/// ranked at); [`record_step_billed`] bills it from the spot price history.
 pub async fn record_step<P, R, O, K>(
     profiles: &P,
     runs: &R,
     objects: &O,
     clock: &K,
-    mut state: RunState,
+    state: RunState,
 ) -> Result<RunState, PipelineError>
 where
     P: ProfileStore + ?Sized,
@@ -83,10 +84,81 @@ where
     O: ObjectStore + ?Sized,
     K: Clock + ?Sized,
 {
+    let now = clock.now_ms();
+    record_at(profiles, runs, objects, now, None, state).await
+}
+
+/// The record step with the attempt billed: a spot attempt in a known AZ is priced from its
+/// pool's price history over its instance's lifetime ([`bill`]). When the history cannot be
+/// read the run is still recorded, at its estimate (a lost record would cost more than an
+/// estimated one), and the reason is returned beside the state for the caller's log.
+pub async fn record_step_billed<P, R, O, K, F>(
+    profiles: &P,
+    runs: &R,
+    objects: &O,
+    clock: &K,
+    prices: &F,
+    state: RunState,
+) -> Result<(RunState, Option<String>), PipelineError>
+where
+    P: ProfileStore + ?Sized,
+    R: RunStore + ?Sized,
+    O: ObjectStore + ?Sized,
+    K: Clock + ?Sized,
+    F: crate::ports::SpotPriceFeed + ?Sized,
+{
+    let now = clock.now_ms();
+    let (billed, problem) = match &state.instance {
+        Some(inst) => match bill(prices, inst, now).await {
+            Ok(b) => (b, None),
+            Err(e) => (None, Some(format!("spot price history of {}: {e}", inst.pool))),
+        },
+        None => (None, None),
+    };
+    Ok((record_at(profiles, runs, objects, now, billed, state).await?, problem))
+}
+
+/// What EC2 billed for the attempt's instance: its pool's spot prices in force from the launch
+/// to the termination (or `now_ms` if it has not been terminated), per second with the 60 s
+/// minimum, plus its volume ([`crate::prices::billed_over`]). `Ok(None)` when there is nothing
+/// to bill from: an on-demand or local attempt, no AZ, or a history that does not reach back
+/// to the launch.
+pub async fn bill<F: crate::ports::SpotPriceFeed + ?Sized>(
+    prices: &F,
+    inst: &AttemptInstance,
+    now_ms: i64,
+) -> Result<Option<f64>, StoreError> {
+    if inst.pool.market != Market::Spot || inst.pool.az.is_empty() || inst.instance_id.is_local() {
+        return Ok(None);
+    }
+    let end = inst.terminated_at_ms.unwrap_or(now_ms).max(inst.launched_at_ms);
+    let history = prices
+        .history(&inst.pool.instance_type, &inst.pool.az, inst.launched_at_ms, end)
+        .await?;
+    Ok(crate::prices::billed_over(
+        &history,
+        inst.launched_at_ms,
+        end,
+        inst.storage_per_hour,
+    ))
+}
+
+async fn record_at<P, R, O>(
+    profiles: &P,
+    runs: &R,
+    objects: &O,
+    now: i64,
+    billed: Option<f64>,
+    mut state: RunState,
+) -> Result<RunState, PipelineError>
+where
+    P: ProfileStore + ?Sized,
+    R: RunStore + ?Sized,
+    O: ObjectStore + ?Sized,
+{
     let Some(inst) = state.instance.clone() else {
         return Ok(state);
     };
-    let now = clock.now_ms();
     // A state that reaches record without a final check (the error path) failed.
     let status = match state.check.as_ref().map(|c| c.status) {
         Some(s) if s.is_final() => s,
@@ -95,10 +167,14 @@ where
     if state.outcome.is_none() {
         state.outcome = Some(Outcome::Failed);
     }
-    let record = RunRecord {
+    let mut record = RunRecord {
         status,
         ..attempt_record(&state, status, now)
     };
+    if let Some(usd) = billed {
+        record.cost_usd = usd;
+        record.cost_basis = crate::prices::CostBasis::Billed;
+    }
     record_run(profiles, runs, &record).await?;
     let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
         key: "record".into(),
