@@ -13,6 +13,14 @@ service talks to moto directly). It forwards each request to moto unchanged, exc
   MaxSpotInstanceCountExceeded refuses them; a market fault is checked first).
 * DescribeInstances shows instances "interrupted" through the control API as terminated with
   state reason Server.SpotInstanceTermination (moto only knows user-initiated termination).
+* DescribeSpotPriceHistory answers from a seeded price history once one is set (moto's own is
+  one fake $0.00001 row per type and zone): EC2's semantics as documented — the rows whose
+  timestamp falls in [StartTime, EndTime] plus, per pool, the price in force at StartTime;
+  newest first; InstanceType.N, ProductDescription.N, AvailabilityZone(Id) and the
+  availability-zone / instance-type filters; MaxResults (≤ 1000) pages with NextToken. moto
+  sees the request first, so IAM is still enforced. Faults: `throttle` answers the next N
+  calls with RequestLimitExceeded; `fail_after_pages` K answers every call for a page after
+  the K-th of a listing with `code` (a listing cut short), `count` times (-1: for ever).
 
 Control API (JSON), under /_spotfit/:
   POST   /_spotfit/faults     {"instance_type": "m7i.large", "code": "InsufficientInstanceCapacity", "count": 1}
@@ -20,6 +28,12 @@ Control API (JSON), under /_spotfit/:
   DELETE /_spotfit/faults     clear all faults
   GET    /_spotfit/calls      every RunInstances seen: instance type, client token, outcome
   POST   /_spotfit/interrupt  {"instance_id": "i-…"}: terminate it as a spot interruption would
+  POST   /_spotfit/spot-prices  {"prices": [{"instance_type", "az": "us-east-1a", "az_id": "use1-az6",
+                                 "price": 0.05, "at": "2026-12-03T12:00:00Z"}, …]}: the seeded history
+  DELETE /_spotfit/spot-prices  back to moto's answers
+  POST   /_spotfit/spot-price-faults {"throttle": 2} | {"fail_after_pages": 1, "code": "InternalError", "count": -1}
+  DELETE /_spotfit/spot-price-faults
+  GET    /_spotfit/spot-price-calls  {"calls": N, "rows": M}: DescribeSpotPriceHistory calls answered
   GET    /_spotfit/health
 
 Usage: ec2_fault_proxy.py LISTEN_PORT MOTO_URL
@@ -40,6 +54,9 @@ TOKENS = {}  # client token -> (instance type, status, headers, body)
 CALLS = []  # {"instance_type", "client_token", "outcome"}
 INTERRUPTED = set()
 MOTO = None  # (host, port)
+SPOT_PRICES = []  # seeded history: {"instance_type", "az", "az_id", "price", "at"}
+SPOT_FAULTS = {}  # {"throttle": n, "fail_after_pages": k, "code": str, "count": n}
+SPOT_CALLS = {"calls": 0, "rows": 0}
 
 
 def ec2_error(code, message):
@@ -109,6 +126,94 @@ def mark_interrupted(body):
     return ET.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
+def iso(ts):
+    return ts.replace("+00:00", "Z")
+
+
+def parse_time(v):
+    from datetime import datetime, timezone
+    if v is None:
+        return None
+    t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def spot_price_history(form):
+    """The seeded history as EC2 answers DescribeSpotPriceHistory (see the module doc)."""
+    from datetime import datetime, timezone
+    listed = lambda prefix: [v for k, v in form.items() if k.startswith(prefix + ".")]
+    types = set(listed("InstanceType"))
+    products = set(listed("ProductDescription"))
+    zones = {form[k] for k in ("AvailabilityZone",) if k in form}
+    zone_ids = {form[k] for k in ("AvailabilityZoneId",) if k in form}
+    i = 1
+    while f"Filter.{i}.Name" in form:
+        vals = {v for k, v in form.items() if k.startswith(f"Filter.{i}.Value.")}
+        name = form[f"Filter.{i}.Name"]
+        if name == "availability-zone":
+            zones |= vals
+        elif name == "instance-type":
+            types |= vals
+        elif name == "product-description":
+            products |= vals
+        i += 1
+    now = datetime.now(timezone.utc)
+    start = parse_time(form.get("StartTime")) or now
+    end = parse_time(form.get("EndTime")) or now
+    if products and not products & {"Linux/UNIX", "Linux/UNIX (Amazon VPC)"}:
+        return []
+    rows = [r for r in SPOT_PRICES
+            if (not types or r["instance_type"] in types)
+            and (not zones or r["az"] in zones)
+            and (not zone_ids or r["az_id"] in zone_ids)]
+    inside = [r for r in rows if start <= parse_time(r["at"]) <= end]
+    in_force = {}
+    for r in rows:
+        t = parse_time(r["at"])
+        key = (r["instance_type"], r["az"])
+        if t <= start and (key not in in_force or t > parse_time(in_force[key]["at"])):
+            in_force[key] = r
+    out = {id(r): r for r in inside}
+    for r in in_force.values():
+        out.setdefault(id(r), r)
+    return sorted(out.values(), key=lambda r: (parse_time(r["at"]), r["instance_type"], r["az"]), reverse=True)
+
+
+def spot_price_response(form):
+    SPOT_CALLS["calls"] += 1
+    token = form.get("NextToken") or ""
+    page = int(token.split(":")[0]) if token else 0
+    if SPOT_FAULTS.get("throttle", 0) > 0:
+        SPOT_FAULTS["throttle"] -= 1
+        return ec2_error("RequestLimitExceeded", "Request limit exceeded (injected by ec2_fault_proxy).")
+    k = SPOT_FAULTS.get("fail_after_pages")
+    if k is not None and page >= k and SPOT_FAULTS.get("count", -1) != 0:
+        if SPOT_FAULTS.get("count", -1) > 0:
+            SPOT_FAULTS["count"] -= 1
+        code = SPOT_FAULTS.get("code", "InternalError")
+        status, headers, body = ec2_error(code, f"page {page + 1} lost (injected by ec2_fault_proxy)")
+        return (500 if code == "InternalError" else status), headers, body
+    rows = spot_price_history(form)
+    size = max(1, min(int(form.get("MaxResults") or 1000), 1000))
+    chunk = rows[page * size:(page + 1) * size]
+    SPOT_CALLS["rows"] += len(chunk)
+    items = "".join(
+        f"<item><instanceType>{r['instance_type']}</instanceType><productDescription>Linux/UNIX</productDescription>"
+        f"<spotPrice>{r['price']:.6f}</spotPrice><timestamp>{iso(parse_time(r['at']).isoformat())}</timestamp>"
+        f"<availabilityZone>{r['az']}</availabilityZone></item>"
+        for r in chunk
+    )
+    more = (page + 1) * size < len(rows)
+    nxt = f"<nextToken>{page + 1}:{uuid.uuid4().hex[:8]}</nextToken>" if more else ""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<DescribeSpotPriceHistoryResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+        f"<requestId>{uuid.uuid4()}</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet>{nxt}"
+        "</DescribeSpotPriceHistoryResponse>"
+    ).encode()
+    return 200, {"Content-Type": "text/xml;charset=UTF-8"}, body
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -150,6 +255,24 @@ class Handler(BaseHTTPRequestHandler):
                 return self.json(200, CALLS)
             if path == "/_spotfit/calls":
                 return self.json(200, CALLS)
+            if path == "/_spotfit/spot-prices" and method == "POST":
+                SPOT_PRICES[:] = json.loads(body or b"{}")["prices"]
+                return self.json(200, {"rows": len(SPOT_PRICES)})
+            if path == "/_spotfit/spot-prices" and method == "DELETE":
+                SPOT_PRICES.clear()
+                return self.json(200, {"rows": 0})
+            if path == "/_spotfit/spot-price-faults" and method == "POST":
+                SPOT_FAULTS.clear()
+                SPOT_FAULTS.update(json.loads(body or b"{}"))
+                return self.json(200, SPOT_FAULTS)
+            if path == "/_spotfit/spot-price-faults" and method == "DELETE":
+                SPOT_FAULTS.clear()
+                return self.json(200, SPOT_FAULTS)
+            if path == "/_spotfit/spot-price-calls" and method == "DELETE":
+                SPOT_CALLS.update(calls=0, rows=0)
+                return self.json(200, SPOT_CALLS)
+            if path == "/_spotfit/spot-price-calls":
+                return self.json(200, SPOT_CALLS)
             if path == "/_spotfit/interrupt" and method == "POST":
                 iid = json.loads(body or b"{}")["instance_id"]
                 INTERRUPTED.add(iid)
@@ -194,6 +317,11 @@ class Handler(BaseHTTPRequestHandler):
                     TOKENS[token] = (itype, status, headers, data)
                 return self.reply(status, headers, data)
         status, headers, data = forward(method, self.path, dict(self.headers), body)
+        # moto answered first (so IAM was checked); a seeded market replaces its fake rows.
+        if action == "DescribeSpotPriceHistory" and status == 200:
+            with LOCK:
+                if SPOT_PRICES or SPOT_FAULTS:
+                    return self.reply(*spot_price_response(form))
         if action == "DescribeInstances" and status == 200:
             with LOCK:
                 data = mark_interrupted(data)

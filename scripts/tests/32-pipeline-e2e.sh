@@ -18,7 +18,9 @@
 # the reaper's sweep; a hung attempt ended by its deadline (Await's timeout → Check → timed_out);
 # the same marker event delivered three times (one transition); a job's schedule fired twice for
 # one tick (one execution, named by job and tick); infra/README's first job (`spotfit submit
-# --wait`); the launch handler invoked twice
+# --wait`); live spot prices (the refresher on a seeded market, ranking per AZ, a refreshed and
+# a stale overlay, throttled and truncated refreshes, a run billed from the price history);
+# the launch handler invoked twice
 # with the same input; the Await's arm invocation lost to a timeout; a launch cut off after
 # starting its instance; and a negative control: the same pipeline with one statement removed
 # from one role fails, naming the denied action and the role. Prints the marker → end latency.
@@ -496,6 +498,154 @@ print(f"states entered per attempt (succeeded executions): max {max(per_attempt)
 assert p95 <= 5.0, lat
 assert max(per_attempt) <= 15, per_attempt
 PY
+
+# --- live spot prices: the refresher, ranking per AZ, a stale overlay, a failed refresh, the bill ---
+# The fault layer serves a seeded market for DescribeSpotPriceHistory (moto's is one fake row per
+# pool): every us-east-1 type of the catalog in us-east-1a/b/c (use1-az6/az1/az2 in moto) at its
+# snapshot price, but the probe job's first pick on the snapshot ($pfirst) at a factor per zone.
+# The deployment's subnets are in use1-az6 and use1-az1.
+invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe-snapshot\"}" > "$dir/size-snap.out"
+pfirst=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["candidates"][0]["instance_type"])' "$dir/size-snap.out")
+spot_market() { # FACTOR_AZ6 FACTOR_AZ1 [CHANGE_AT_EPOCH_S]: seed the market
+  "$PY" - "$pfirst" "$@" <<'PY'
+import json, os, sys, time, urllib.request
+from datetime import datetime, timezone
+first, f6, f1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+change = float(sys.argv[4]) if len(sys.argv) > 4 else None
+cat = json.load(open("data/catalog/catalog.json"))
+r = cat["regions"].index("us-east-1")
+iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+then = time.time() - 3 * 3600
+rows = []
+for t, reg, od, spot, *_ in cat["offers"]:
+    if reg != r or spot is None:
+        continue
+    name = cat["types"][t][0]
+    for az, az_id, f in (("us-east-1a", "use1-az6", f6), ("us-east-1b", "use1-az1", f1), ("us-east-1c", "use1-az2", 0.8)):
+        f = f if name == first else 1.0
+        rows.append({"instance_type": name, "az": az, "az_id": az_id, "price": round(spot * f, 6), "at": iso(then)})
+        if change is not None:  # every pool doubles at CHANGE: whichever pool a run gets, its price moves
+            rows.append({"instance_type": name, "az": az, "az_id": az_id, "price": round(spot * f * 2, 6), "at": iso(change)})
+req = urllib.request.Request(os.environ["SPOTFIT_FAULTS_URL"] + "/spot-prices", data=json.dumps({"prices": rows}).encode(),
+                             headers={"Content-Type": "application/json"}, method="POST")
+print(json.load(urllib.request.urlopen(req))["rows"], "rows seeded", file=sys.stderr)
+PY
+}
+overlay_sum() { "$PY" -c 'import boto3,os,hashlib; b=boto3.client("s3").get_object(Bucket=os.environ["SPOTFIT_BUCKET"],Key="prices/us-east-1/spot.json")["Body"].read(); print(hashlib.sha256(b).hexdigest()[:16], len(b))'; }
+spot_market 0.9 0.45
+fault DELETE spot-price-calls
+rc=0; invoke refresh-prices <<< '{}' > "$dir/refresh1.out" 2> "$dir/refresh1.err" || rc=$?
+curl -sf "$SPOTFIT_FAULTS_URL/spot-price-calls" > "$dir/refresh1.calls"
+invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe-live\"}" > "$dir/size-live.out"
+check "refresh-prices writes the overlay for the full type list (its role, the seeded market); the cheaper AZ of a type ranks first, live" - "$dir" "$pfirst" "$rc" <<'PY'
+import boto3, json, os, sys
+d, first, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out = json.load(open(f"{d}/refresh1.out"))
+assert rc == 0 and out["written"], (rc, out, open(f"{d}/refresh1.err").read())
+calls = json.load(open(f"{d}/refresh1.calls"))
+body = boto3.client("s3").get_object(Bucket=os.environ["SPOTFIT_BUCKET"], Key="prices/us-east-1/spot.json")["Body"].read()
+o = json.loads(body)
+assert o["region"] == "us-east-1" and set(o["spot"][first]) == {"use1-az6", "use1-az1", "use1-az2"}, o["spot"].get(first)
+assert out["quotes"] == calls["rows"] == 3 * out["types"], (out, calls)
+c = json.load(open(f"{d}/size-live.out"))["candidates"]
+top = c[0]
+assert (top["instance_type"], top["az"], top.get("price_source")) == (first, "use1-az1", "live"), top
+assert abs(top["price_per_hour"] - o["spot"][first]["use1-az1"]) < 1e-9, top
+nxt = c[1]
+assert (nxt["instance_type"], nxt["az"]) == (first, "use1-az6") and nxt["price_per_hour"] > top["price_per_hour"], nxt
+assert not any(x.get("az") == "use1-az2" for x in c), "use1-az2 has no subnet: never a candidate"
+print(f"refresh: {out['types']} types, {out['quotes']} quotes, {calls['calls']} DescribeSpotPriceHistory calls, "
+      f"{out['elapsed_ms']} ms; overlay {len(body)} bytes; {first}: use1-az1 ${top['price_per_hour']:.4f} before use1-az6 ${nxt['price_per_hour']:.4f}")
+PY
+
+spot_market 0.3 0.9
+invoke refresh-prices <<< '{}' > "$dir/refresh2.out"
+invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe-live2\"}" > "$dir/size-live2.out"
+check "a refreshed overlay changes the next ranking without a redeploy (use1-az6 now the cheaper)" - "$dir" "$pfirst" <<'PY'
+import json, sys
+d, first = sys.argv[1:3]
+top = json.load(open(f"{d}/size-live2.out"))["candidates"][0]
+assert (top["instance_type"], top["az"], top.get("price_source")) == (first, "use1-az6", "live"), top
+print(f"{first}: use1-az6 ${top['price_per_hour']:.4f} first")
+PY
+
+# A failed refresh keeps the overlay: throttled past the SDK's retries, a listing cut after its first
+# page (InternalError on every later page), and — the retries' job — two throttles then an answer.
+before=$(overlay_sum)
+fault POST spot-price-faults '{"throttle": 100}'
+rc1=0; invoke refresh-prices <<< '{}' > "$dir/refresh-throttled.out" 2>/dev/null || rc1=$?
+after1=$(overlay_sum)
+spot_market 0.3 0.9
+fault POST spot-price-faults '{"fail_after_pages": 1, "code": "InternalError", "count": -1}'
+rc2=0; invoke refresh-prices <<< '{}' > "$dir/refresh-cut.out" 2>/dev/null || rc2=$?
+after2=$(overlay_sum)
+fault POST spot-price-faults '{"throttle": 2}'
+rc3=0; invoke refresh-prices <<< '{}' > "$dir/refresh-retried.out" 2>/dev/null || rc3=$?
+fault DELETE spot-price-faults
+check "throttled and truncated refreshes fail and keep the previous overlay; two throttles are retried through" - "$dir" "$before" "$after1" "$after2" "$rc1" "$rc2" "$rc3" <<'PY'
+import json, sys
+d, before, a1, a2 = sys.argv[1:5]
+rc1, rc2, rc3 = map(int, sys.argv[5:8])
+t = json.load(open(f"{d}/refresh-throttled.out")); c = json.load(open(f"{d}/refresh-cut.out"))
+assert rc1 == 1 and t["errorType"] == "Throttled", t
+assert rc2 == 1 and c["errorType"] == "ServiceUnavailable", c
+assert before == a1 == a2, (before, a1, a2)
+r = json.load(open(f"{d}/refresh-retried.out"))
+assert rc3 == 0 and r["written"], r
+print(f"throttled: {t['errorMessage'][:90]}; cut: {c['errorMessage'][:90]}; overlay kept ({before})")
+PY
+
+# Stale: the overlay rewritten as of 7 h ago (the bound is 6 h) → the snapshot ranks, with a warning.
+"$PY" -c 'import boto3,os,json,time; s3=boto3.client("s3"); b=os.environ["SPOTFIT_BUCKET"]; k="prices/us-east-1/spot.json"; o=json.loads(s3.get_object(Bucket=b,Key=k)["Body"].read()); o["fetched_at_ms"]=int((time.time()-7*3600)*1000); s3.put_object(Bucket=b,Key=k,Body=json.dumps(o).encode())'
+invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe-stale\"}" > "$dir/size-stale.out" 2> "$dir/size-stale.err"
+check "a stale overlay is ignored with a logged warning: the snapshot's ranking again" - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+live = json.load(open(f"{d}/size-live.out"))["candidates"]
+stale = json.load(open(f"{d}/size-stale.out"))["candidates"]
+snap = json.load(open(f"{d}/size-snap.out"))["candidates"]
+assert all("price_source" not in c for c in stale), stale[0]
+assert [(c["instance_type"], c["price_per_hour"]) for c in stale] == [(c["instance_type"], c["price_per_hour"]) for c in snap]
+err = open(f"{d}/size-stale.err").read()
+assert "WARN" in err and "spot prices: not live" in err and "older than the 360 min bound" in err, err
+print(err.strip().splitlines()[-1][:200])
+PY
+
+# The bill: a spot run of ~20 s with every pool's price doubling 10 s after the start; its row's cost
+# against the hand-computed figure from its launch and termination times and the seeded prices.
+cat > "$dir/billed.json" <<'JSON'
+{"name": "e2e-billed", "command": ["python3", "-c", "import time; time.sleep(20)"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600, "market": "spot"}
+JSON
+spot_market 0.9 0.45 "$(( $(date +%s) + 10 ))"
+invoke refresh-prices <<< '{}' > /dev/null
+execute "$dir/billed.json" e2e-billed
+check "a run's recorded cost is the hand-computed bill: its lifetime at the seeded prices, the change mid-run, the volume, billed" - "$dir" <<'PY'
+import boto3, json, os, sys
+from datetime import datetime, timezone
+d = sys.argv[1]
+out = json.load(open(f"{d}/e2e-billed.out"))
+assert out["status"] == "SUCCEEDED", out
+inst = out["output"]["instance"]
+t0, t1 = inst["launched_at_ms"], inst["terminated_at_ms"]
+pool = inst["pool"]
+ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"])
+# the seeded history of the pool, as the fault layer holds it (read back through EC2's API)
+hist = ec2.describe_spot_price_history(InstanceTypes=[pool["instance_type"]], AvailabilityZone="us-east-1a" if pool["az"] == "use1-az6" else "us-east-1b",
+                                       StartTime=datetime.fromtimestamp(t0 / 1000, timezone.utc), EndTime=datetime.fromtimestamp(t1 / 1000, timezone.utc), ProductDescriptions=["Linux/UNIX"])["SpotPriceHistory"]
+pts = sorted((int(h["Timestamp"].timestamp() * 1000), float(h["SpotPrice"])) for h in hist)
+assert len(pts) == 2 and t0 < pts[1][0] < t1, ("the change must fall mid-run", t0, t1, pts)
+(_, p0), (tc, p1) = pts
+secs = (t1 - t0) / 1000
+want = p0 * (tc - t0) / 3.6e6 + p1 * (t1 - tc) / 3.6e6 + p0 * max(0, 60 - secs) / 3600
+want += inst.get("storage_per_hour", 0) * max(60, secs) / 3600
+row = boto3.client("dynamodb").get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE"], Key={"run_id": {"S": "e2e-billed"}, "attempt": {"N": "1"}})["Item"]
+rec = json.loads(row["doc"]["S"])
+assert rec["cost_basis"] == "billed", rec
+assert abs(rec["cost_usd"] - want) < 1e-9, (rec["cost_usd"], want)
+print(f"{pool['instance_type']} in {pool['az']}: {secs:.1f} s, ${p0} then ${p1} from {(tc - t0) / 1000:.1f} s in → "
+      f"${rec['cost_usd']:.8f} billed (= hand-computed ${want:.8f}; ranked at ${inst['price_per_hour']}/h)")
+PY
+fault DELETE spot-prices
 
 # --- every component ran within its role -----------------------------------------------------------
 check "no IAM denial in any scenario above" - <<'PY'

@@ -107,6 +107,16 @@ async fn serve(function: &str) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The handlers' logs go to stderr (stdout carries the answers), warnings and up unless
+    // RUST_LOG says otherwise: what a function warns about (stale prices, an estimated cost) is
+    // visible to the tests as it is in CloudWatch.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [flag, function] if flag == "--serve" => return serve(function).await,
