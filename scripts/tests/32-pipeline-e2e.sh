@@ -558,6 +558,23 @@ print(f"refresh: {out['types']} types, {out['quotes']} quotes, {calls['calls']} 
       f"{out['elapsed_ms']} ms; overlay {len(body)} bytes; {first}: use1-az1 ${top['price_per_hour']:.4f} before use1-az6 ${nxt['price_per_hour']:.4f}")
 PY
 
+# The cold-start cost of the overlay: size-job as a fresh process (cold, as a new Lambda sandbox
+# is), five times with the overlay in the bucket and five times without.
+cold_size() { for _ in 1 2 3 4 5; do s=$(date +%s%N); invoke size-job <<< "{\"spec\": $(cat "$dir/job.json")}" >/dev/null; echo $(( ($(date +%s%N) - s) / 1000000 )); done; }
+cold_size > "$dir/cold-live.ms"
+"$PY" -c 'import boto3,os; s3=boto3.client("s3"); b=os.environ["SPOTFIT_BUCKET"]; s3.copy_object(Bucket=b,Key="prices-kept/spot.json",CopySource={"Bucket":b,"Key":"prices/us-east-1/spot.json"}); s3.delete_object(Bucket=b,Key="prices/us-east-1/spot.json")'
+cold_size > "$dir/cold-snapshot.ms"
+"$PY" -c 'import boto3,os; s3=boto3.client("s3"); b=os.environ["SPOTFIT_BUCKET"]; s3.copy_object(Bucket=b,Key="prices/us-east-1/spot.json",CopySource={"Bucket":b,"Key":"prices-kept/spot.json"})'
+check "cold-start cost of the overlay in size-job (a fresh process per call; medians of 5)" - "$dir" <<'PY'
+import statistics, sys
+d = sys.argv[1]
+live = [int(x) for x in open(f"{d}/cold-live.ms").read().split()]
+snap = [int(x) for x in open(f"{d}/cold-snapshot.ms").read().split()]
+print(f"size-job cold: {statistics.median(live)} ms with the overlay, {statistics.median(snap)} ms without "
+      f"(+{statistics.median(live) - statistics.median(snap)} ms; debug build, process start and STS credentials included)")
+assert statistics.median(live) - statistics.median(snap) < 500, (live, snap)
+PY
+
 spot_market 0.3 0.9
 invoke refresh-prices <<< '{}' > "$dir/refresh2.out"
 invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe-live2\"}" > "$dir/size-live2.out"

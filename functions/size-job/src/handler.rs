@@ -235,6 +235,54 @@ mod tests {
     }
 
     #[test]
+    fn a_full_overlay_loads_in_milliseconds() {
+        // GIVEN an overlay quoting every us-east-1 type of the catalog in six zones (us-east-1 has
+        // six; the e2e's emulator three), as the refresher writes it
+        let catalog = Catalog::embedded().unwrap();
+        let quotes: Vec<SpotQuote> = catalog
+            .region("us-east-1")
+            .iter()
+            .filter(|o| o.spot_per_hour.is_some())
+            .flat_map(|o| {
+                (1..=6).map(move |z| SpotQuote {
+                    instance_type: o.instance_type.clone(),
+                    az_id: format!("use1-az{z}"),
+                    price_per_hour: o.spot_per_hour.unwrap_or(1.0) * (0.8 + z as f64 / 20.0),
+                    at_ms: 1,
+                })
+            })
+            .collect();
+        let overlay = PriceOverlay::from_quotes("us-east-1", 1_795_651_000_000, quotes, |_| true);
+        let bytes = overlay.to_json();
+        // WHEN a cold process reads it (parse and check) and ranks on it
+        let t = std::time::Instant::now();
+        let n = 20;
+        for _ in 0..n {
+            assert_eq!(PriceOverlay::from_json(&bytes).unwrap().counts(), overlay.counts());
+        }
+        let parse_ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+        let d = deps();
+        block_on(d.objects.put(&overlay_key("us-east-1"), bytes.clone())).unwrap();
+        let event =
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "hints": {"vcpu": 2, "memory_gib": 4}}});
+        let t = std::time::Instant::now();
+        let out = block_on(handle(LambdaEvent::new(event.clone(), Context::default()), &d)).unwrap();
+        let live_ms = t.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(out["candidates"][0]["price_source"], "live");
+        let t = std::time::Instant::now();
+        block_on(handle(LambdaEvent::new(event, Context::default()), &deps())).unwrap();
+        let snapshot_ms = t.elapsed().as_secs_f64() * 1000.0;
+        // THEN (printed for the record; the bound only catches a pathological regression)
+        let (types, quotes) = overlay.counts();
+        println!(
+            "overlay: {types} types, {quotes} quotes, {} KiB; parse {parse_ms:.2} ms; first sizing with it {live_ms:.1} ms, \
+             without {snapshot_ms:.1} ms (this build's profile)",
+            bytes.len() / 1024
+        );
+        assert!(parse_ms < 250.0, "{parse_ms} ms");
+    }
+
+    #[test]
     fn a_bad_spec_is_invalid_job_spec_naming_the_field() {
         let event =
             serde_json::json!({"spec": {"name": "etl", "command": ["x"], "resources": {"min_vcpu": 4, "max_vcpu": 2}}});

@@ -107,7 +107,7 @@ impl PriceOverlay {
     ) -> PriceOverlay {
         let mut latest: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
         for q in quotes {
-            if !known(&q.instance_type) || !(q.price_per_hour.is_finite() && q.price_per_hour > 0.0) {
+            if !(known(&q.instance_type) && q.price_per_hour.is_finite() && q.price_per_hour > 0.0) {
                 continue;
             }
             let slot = latest.entry((q.instance_type, q.az_id)).or_insert((i64::MIN, 0.0));
