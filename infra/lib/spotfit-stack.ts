@@ -336,6 +336,8 @@ export class SpotfitStack extends Stack {
       'size-job': {
         ...bucketVar,
         SPOTFIT_PROFILES_TABLE: profiles.tableName,
+        // The pools' interruption history (record-run adds to it) for learned rates.
+        SPOTFIT_CAPACITY_TABLE: capacity.tableName,
         SPOTFIT_REGION: Aws.REGION,
         SPOTFIT_ARCHITECTURES: cfg.architecture,
         SPOTFIT_SUBNETS: JSON.stringify(cfg.subnets),
@@ -358,7 +360,7 @@ export class SpotfitStack extends Stack {
       },
       'check-job': { ...bucketVar, ...checkVars },
       'terminate-instance': {},
-      'record-run': { ...bucketVar, SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_RUNS_TABLE: runs.tableName },
+      'record-run': { ...bucketVar, SPOTFIT_PROFILES_TABLE: profiles.tableName, SPOTFIT_RUNS_TABLE: runs.tableName, SPOTFIT_CAPACITY_TABLE: capacity.tableName },
       // The sweep completes attempts through the same check step as job-events, and its period
       // (a third of the heartbeat bound) sets which sweep probes each wait's marker.
       'reap-instances': {

@@ -659,6 +659,11 @@ row = boto3.client("dynamodb").get_item(TableName=os.environ["SPOTFIT_RUNS_TABLE
 rec = json.loads(row["doc"]["S"])
 assert rec["cost_basis"] == "billed", rec
 assert abs(rec["cost_usd"] - want) < 1e-9, (rec["cost_usd"], want)
+# AND its instance time joined its pool's history (the learned interruption rate's data)
+items = boto3.client("dynamodb").scan(TableName=os.environ["SPOTFIT_CAPACITY_TABLE"])["Items"]
+mine = [i for i in items if i["pool"]["S"].startswith("exposure#") and "e2e-billed#1" in i.get("counted", {}).get("SS", [])]
+assert len(mine) == 1 and mine[0]["az"]["S"] == pool["az"], mine
+assert float(mine[0]["hours"]["N"]) >= secs / 3600 - 1e-9, mine
 print(f"{pool['instance_type']} in {pool['az']}: {secs:.1f} s, ${p0} then ${p1} from {(tc - t0) / 1000:.1f} s in → "
       f"${rec['cost_usd']:.8f} billed (= hand-computed ${want:.8f}; ranked at ${inst['price_per_hour']}/h)")
 PY

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 /// One function, wired from the environment once.
 enum Wired {
-    SizeJob(Box<size_job::handler::Deps<DynamoProfileStore, SystemClock, S3ObjectStore>>),
+    SizeJob(Box<size_job::handler::Deps<DynamoProfileStore, SystemClock, S3ObjectStore, DynamoCapacityStore>>),
     LaunchInstance(Box<launch_instance::handler::Deps<Ec2Launcher, DynamoCapacityStore, DynamoRunStore, SystemClock>>),
     CheckJob(Box<spotfit_lambda::CompletionPorts>),
     TerminateInstance(Box<terminate_instance::handler::Deps<Ec2Launcher, SystemClock>>),
@@ -30,6 +30,7 @@ enum Wired {
                 S3ObjectStore,
                 SystemClock,
                 spotfit_aws::Ec2SpotPrices,
+                DynamoCapacityStore,
             >,
         >,
     ),

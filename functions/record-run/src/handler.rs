@@ -4,26 +4,32 @@
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::pipeline::{record_step_billed, RunState};
-use spotfit_core::ports::{Clock, ObjectStore, ProfileStore, RunStore, SpotPriceFeed};
+use spotfit_core::ports::{CapacityStore, Clock, ObjectStore, ProfileStore, RunStore, SpotPriceFeed};
 use spotfit_lambda::{decode, encode_with_error, take_caught_error, TaskError};
 
 #[derive(Debug)]
-pub struct Deps<P, R, O, K, F> {
+pub struct Deps<P, R, O, K, F, C> {
     pub profiles: P,
     pub runs: R,
     pub objects: O,
     pub clock: K,
     /// The spot price history a spot attempt is billed from.
     pub prices: F,
+    /// The pools' interruption history a spot attempt is added to.
+    pub capacity: C,
 }
 
-pub async fn handle<P, R, O, K, F>(event: LambdaEvent<Value>, deps: &Deps<P, R, O, K, F>) -> Result<Value, TaskError>
+pub async fn handle<P, R, O, K, F, C>(
+    event: LambdaEvent<Value>,
+    deps: &Deps<P, R, O, K, F, C>,
+) -> Result<Value, TaskError>
 where
     P: ProfileStore,
     R: RunStore,
     O: ObjectStore,
     K: Clock,
     F: SpotPriceFeed,
+    C: CapacityStore,
 {
     let mut payload = event.payload;
     let error = take_caught_error(&mut payload);
@@ -34,6 +40,7 @@ where
         &deps.objects,
         &deps.clock,
         &deps.prices,
+        &deps.capacity,
         state,
     )
     .await?;
@@ -75,21 +82,22 @@ mod tests {
     #[allow(non_upper_case_globals)]
     const NoHistory: History = History(Ok(Vec::new()));
 
-    fn deps(prices: History) -> Deps<InMemoryProfileStore, InMemoryRunStore, InMemoryObjectStore, FakeClock, History> {
+    type TestDeps =
+        Deps<InMemoryProfileStore, InMemoryRunStore, InMemoryObjectStore, FakeClock, History, InMemoryCapacityStore>;
+
+    fn deps(prices: History) -> TestDeps {
         Deps {
             profiles: InMemoryProfileStore::default(),
             runs: InMemoryRunStore::default(),
             objects: InMemoryObjectStore::default(),
             clock: FakeClock::at(T0),
             prices,
+            capacity: InMemoryCapacityStore::default(),
         }
     }
 
-    /// A spot attempt on m7i.large in use1-az1, launched at T0 and terminated `secs` later.
-    fn ended_attempt(
-        d: &Deps<InMemoryProfileStore, InMemoryRunStore, InMemoryObjectStore, FakeClock, History>,
-        ms: i64,
-    ) -> Value {
+    /// A spot attempt on m7i.large in use1-az1, launched at T0 and terminated `ms` later.
+    fn ended_attempt(d: &TestDeps, ms: i64) -> Value {
         let spec = serde_json::json!({"name": "etl", "command": ["true"], "market": "spot"});
         let state = sized_state(spec, "run-1", vec![candidate("m7i.large", 0.036)], T0);
         let (l, cap) = (FakeLauncher::new(), InMemoryCapacityStore::default());
@@ -132,6 +140,26 @@ mod tests {
         block_on(handle(LambdaEvent::new(ev, Context::default()), &d)).unwrap();
         let row = block_on(d.runs.get("run-1", 1)).unwrap().unwrap();
         assert!((row.cost_usd - 0.036 / 60.0).abs() < 1e-12, "{}", row.cost_usd);
+    }
+
+    #[test]
+    fn an_ended_spot_attempt_adds_its_hours_to_its_pool_once() {
+        let d = deps(NoHistory);
+        let mut ev = ended_attempt(&d, 2 * HOUR);
+        ev["check"] = serde_json::json!({"status": "interrupted", "at_ms": T0 + 2 * HOUR});
+        block_on(handle(LambdaEvent::new(ev.clone(), Context::default()), &d)).unwrap();
+        // a repeated record step (a retried invocation) counts nothing more
+        block_on(handle(LambdaEvent::new(ev, Context::default()), &d)).unwrap();
+        let got = block_on(d.capacity.exposures(T0 + 3 * HOUR)).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].instance_type.as_str(), got[0].az.as_str()),
+            ("m7i.large", "use1-az1")
+        );
+        assert!(
+            (got[0].hours - 2.0).abs() < 1e-9 && got[0].interruptions == 1,
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 pub mod handler;
 
 use handler::Deps;
-use spotfit_aws::{DynamoProfileStore, DynamoRunStore, Ec2SpotPrices, S3ObjectStore};
+use spotfit_aws::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, Ec2SpotPrices, S3ObjectStore};
 use spotfit_core::ports::SystemClock;
 
 /// The environment variables this function reads; the stack sets exactly these (infra/test).
@@ -10,12 +10,14 @@ pub const ENV: &[&str] = &[
     spotfit_aws::config::BUCKET,
     spotfit_aws::config::PROFILES_TABLE,
     spotfit_aws::config::RUNS_TABLE,
+    spotfit_aws::config::CAPACITY_TABLE,
 ];
 
 /// The adapters from the environment (once per cold start); an error names what is missing.
-pub async fn from_env(
-) -> Result<Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock, Ec2SpotPrices>, lambda_runtime::Error>
-{
+pub async fn from_env() -> Result<
+    Deps<DynamoProfileStore, DynamoRunStore, S3ObjectStore, SystemClock, Ec2SpotPrices, DynamoCapacityStore>,
+    lambda_runtime::Error,
+> {
     let aws = spotfit_lambda::Aws::from_env().await;
     Ok(Deps {
         profiles: aws.profiles()?,
@@ -23,5 +25,6 @@ pub async fn from_env(
         objects: aws.objects()?,
         clock: SystemClock,
         prices: Ec2SpotPrices::new(aws_sdk_ec2::Client::new(&aws.sdk)),
+        capacity: aws.capacity()?,
     })
 }

@@ -5,14 +5,16 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use spotfit_core::catalog::Catalog;
 use spotfit_core::pipeline::{size_step, DeployedRanking, SizeInput};
-use spotfit_core::ports::{Clock, ObjectStore, ProfileStore};
+use spotfit_core::ports::{CapacityStore, Clock, ObjectStore, ProfileStore};
 use spotfit_core::prices::{Loaded, OverlayCache};
 use spotfit_core::ranking::Deployment;
 use spotfit_lambda::{decode, encode, TaskError};
 
 #[derive(Debug)]
-pub struct Deps<P, K, O> {
+pub struct Deps<P, K, O, C> {
     pub profiles: P,
+    /// The capacity table, holding the pools' interruption history (record-run adds to it).
+    pub capacity: C,
     /// The data bucket, where the price refresher writes the spot price overlay.
     pub objects: O,
     /// The overlay as this warm process holds it (re-read at most once a minute).
@@ -27,9 +29,9 @@ pub struct Deps<P, K, O> {
     pub clock: K,
 }
 
-pub async fn handle<P: ProfileStore, K: Clock, O: ObjectStore>(
+pub async fn handle<P: ProfileStore, K: Clock, O: ObjectStore, C: CapacityStore>(
     event: LambdaEvent<Value>,
-    deps: &Deps<P, K, O>,
+    deps: &Deps<P, K, O, C>,
 ) -> Result<Value, TaskError> {
     let input: SizeInput = decode(event.payload)?;
     let now = deps.clock.now_ms();
@@ -48,10 +50,21 @@ pub async fn handle<P: ProfileStore, K: Clock, O: ObjectStore>(
             None
         }
     };
+    // The pools' own interruption history; without it (the table failing) the Advisor's
+    // buckets rank, as they always did.
+    let history = match deps.capacity.exposures(now).await {
+        Ok(rows) if rows.is_empty() => None,
+        Ok(rows) => Some(std::sync::Arc::new(spotfit_core::ranking::PoolHistory::new(&rows))),
+        Err(e) => {
+            tracing::warn!(error = %e, "interruption history unreadable: ranking on the Advisor's buckets");
+            None
+        }
+    };
     let ranker = DeployedRanking {
         catalog: deps.catalog,
         deployment: &deps.deployment,
         live,
+        history,
     };
     let state = size_step(&deps.profiles, ranker, input, now).await?;
     encode(&state)
@@ -64,11 +77,14 @@ mod tests {
     use lambda_runtime::Context;
     use spotfit_core::prices::{overlay_key, PriceOverlay, SpotQuote, DEFAULT_MAX_AGE_MS};
     use spotfit_core::spec::Arch;
-    use spotfit_core::testkit::{block_on, FakeClock, InMemoryObjectStore, InMemoryProfileStore};
+    use spotfit_core::testkit::{
+        block_on, FakeClock, InMemoryCapacityStore, InMemoryObjectStore, InMemoryProfileStore,
+    };
 
-    fn deps() -> Deps<InMemoryProfileStore, FakeClock, InMemoryObjectStore> {
+    fn deps() -> Deps<InMemoryProfileStore, FakeClock, InMemoryObjectStore, InMemoryCapacityStore> {
         Deps {
             profiles: Default::default(),
+            capacity: Default::default(),
             objects: Default::default(),
             prices: Default::default(),
             price_max_age_ms: DEFAULT_MAX_AGE_MS,
@@ -232,6 +248,60 @@ mod tests {
             .unwrap()
             .iter()
             .all(|c| c.get("price_source").is_none()));
+    }
+
+    #[test]
+    fn a_pool_that_interrupts_often_here_loses_its_place_to_its_quiet_zone() {
+        use spotfit_core::ids::Pool;
+        use spotfit_core::ports::Exposure;
+        let event = || {
+            serde_json::json!({"spec": {"name": "etl", "command": ["x"], "market": "spot",
+                "hints": {"vcpu": 2, "memory_gib": 4}, "timeout_s": 36000}})
+        };
+        let d = deps();
+        let now = d.clock.now_ms();
+        let first = block_on(handle(LambdaEvent::new(event(), Context::default()), &d)).unwrap();
+        let pick = first["candidates"][0]["instance_type"].as_str().unwrap().to_string();
+        let price = first["candidates"][0]["price_per_hour"].as_f64().unwrap() * 0.5;
+        // GIVEN the pick live at one price in both deployment zones, and 1,200 attempts of an
+        // hour in each: use1-az1 interrupted 300 times, use1-az2 never
+        let q = |az: &str| SpotQuote {
+            instance_type: pick.clone(),
+            az_id: az.into(),
+            price_per_hour: price,
+            at_ms: now,
+        };
+        let overlay = PriceOverlay::from_quotes("us-east-1", now, [q("use1-az1"), q("use1-az2")], |_| true);
+        block_on(d.objects.put(&overlay_key("us-east-1"), overlay.to_json())).unwrap();
+        d.clock.advance(spotfit_core::prices::RECHECK_MS); // the warm process looks again
+        let base = block_on(handle(LambdaEvent::new(event(), Context::default()), &d)).unwrap();
+        let order = |v: &Value| -> Vec<String> {
+            v["candidates"].as_array().unwrap()[..2]
+                .iter()
+                .map(|c| c["az"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(order(&base), ["use1-az1", "use1-az2"], "tied on price: az order");
+        for i in 0..2400 {
+            let az = if i % 2 == 0 { "use1-az1" } else { "use1-az2" };
+            let e = Exposure {
+                pool: Pool {
+                    instance_type: pick.clone(),
+                    az: az.into(),
+                    market: spotfit_core::Market::Spot,
+                },
+                attempt_key: format!("r{i}#1"),
+                ended_at_ms: now - 1000,
+                hours: 1.0,
+                interrupted: az == "use1-az1" && i % 8 == 0,
+            };
+            assert!(block_on(d.capacity.add_exposure(&e)).unwrap());
+        }
+        // WHEN sized again THEN the quiet zone ranks first, its rate learned
+        let out = block_on(handle(LambdaEvent::new(event(), Context::default()), &d)).unwrap();
+        assert_eq!(order(&out), ["use1-az2", "use1-az1"], "{}", out["candidates"][0]);
+        assert_eq!(out["candidates"][0]["interruption_source"], "learned");
+        assert!(out["candidates"][1]["interruption_rate_per_h"].as_f64().unwrap() > 0.1);
     }
 
     #[test]

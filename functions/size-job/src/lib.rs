@@ -2,17 +2,19 @@
 pub mod handler;
 
 use handler::Deps;
-use spotfit_aws::{DynamoProfileStore, S3ObjectStore};
+use spotfit_aws::{DynamoCapacityStore, DynamoProfileStore, S3ObjectStore};
 use spotfit_core::catalog::Catalog;
 use spotfit_core::ports::SystemClock;
 
 /// The adapters from the environment (once per cold start); an error names what is missing.
-pub async fn from_env() -> Result<Deps<DynamoProfileStore, SystemClock, S3ObjectStore>, lambda_runtime::Error> {
+pub async fn from_env(
+) -> Result<Deps<DynamoProfileStore, SystemClock, S3ObjectStore, DynamoCapacityStore>, lambda_runtime::Error> {
     let aws = spotfit_lambda::Aws::from_env().await;
     let catalog = Catalog::embedded()?;
     let env = |k: &str| std::env::var(k).ok();
     Ok(Deps {
         profiles: aws.profiles()?,
+        capacity: aws.capacity()?,
         objects: aws.objects()?,
         prices: Default::default(),
         price_max_age_ms: spotfit_aws::config::price_max_age_ms(&env)?,
@@ -31,6 +33,7 @@ pub const ENV: &[&str] = &[
     spotfit_aws::config::PROFILES_TABLE,
     spotfit_aws::config::REGION,
     spotfit_aws::config::BUCKET,
+    spotfit_aws::config::CAPACITY_TABLE,
     spotfit_aws::config::SUBNETS,
     spotfit_aws::config::PRICE_MAX_AGE_S,
     ARCHITECTURES,

@@ -305,6 +305,86 @@ impl CapacityStore for DynamoCapacityStore {
         pools.sort();
         Ok(pools)
     }
+
+    /// One item per pool and day (`exposure#<pool>#<YYYYMMDD>`) in the same table: instance-hours
+    /// and interruptions added with `ADD`, under the condition that the attempt is not in the
+    /// item's `counted` set yet (so a repeated record step adds nothing), and a TTL at the end of
+    /// the window. No `until_ms`, so capacity lookups never read them as marks.
+    #[tracing::instrument(skip(self), err, fields(table = %self.table, pool = %e.pool))]
+    async fn add_exposure(&self, e: &spotfit_core::ports::Exposure) -> Result<bool, StoreError> {
+        let day = spotfit_core::ids::day_of(e.ended_at_ms).replace('-', "");
+        let expires = (e.ended_at_ms + spotfit_core::ports::EXPOSURE_WINDOW_MS).div_euclid(1000) + 86_400;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pool", s(format!("exposure#{}#{day}", e.pool)))
+            .update_expression(
+                "SET instance_type = :t, az = :az, market = :m, expires_at = :e ADD hours :h, interruptions :k, counted :c",
+            )
+            .condition_expression("attribute_not_exists(counted) OR NOT contains(counted, :key)")
+            .expression_attribute_values(":t", s(&e.pool.instance_type))
+            .expression_attribute_values(":az", s(&e.pool.az))
+            .expression_attribute_values(":m", s(e.pool.market.as_str()))
+            .expression_attribute_values(":e", n(expires))
+            .expression_attribute_values(":h", n(e.hours.max(0.0)))
+            .expression_attribute_values(":k", n(u32::from(e.interrupted)))
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![e.attempt_key.clone()]))
+            .expression_attribute_values(":key", s(&e.attempt_key))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(store_error("dynamodb", err)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), err, fields(table = %self.table))]
+    async fn exposures(&self, now_ms: i64) -> Result<Vec<spotfit_core::ports::PoolExposure>, StoreError> {
+        let since = spotfit_core::ids::day_of(now_ms - spotfit_core::ports::EXPOSURE_WINDOW_MS).replace('-', "");
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#p, :prefix)")
+            .expression_attribute_names("#p", "pool")
+            .expression_attribute_values(":prefix", s("exposure#"))
+            .projection_expression("#p, instance_type, az, hours, interruptions")
+            .into_paginator()
+            .send();
+        let mut sum: std::collections::BTreeMap<(String, String), spotfit_core::ports::PoolExposure> =
+            Default::default();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(|e| store_error("dynamodb", e))?.items() {
+                let (Some(key), Some(t), Some(az)) =
+                    (get_s(item, "pool"), get_s(item, "instance_type"), get_s(item, "az"))
+                else {
+                    continue;
+                };
+                // The day is the key's last part; TTL deletion lags, so the window is checked here.
+                if key.rsplit('#').next().is_none_or(|d| d <= since.as_str()) {
+                    continue;
+                }
+                let p =
+                    sum.entry((t.to_string(), az.to_string()))
+                        .or_insert_with(|| spotfit_core::ports::PoolExposure {
+                            instance_type: t.to_string(),
+                            az: az.to_string(),
+                            ..Default::default()
+                        });
+                p.hours += get_n::<f64>(item, "hours").unwrap_or(0.0);
+                p.interruptions += get_n::<u32>(item, "interruptions").unwrap_or(0);
+            }
+        }
+        Ok(sum.into_values().collect())
+    }
 }
 
 /// [`WaitStore`] on the `waits` table (pk `run_id`, sk `attempt`; `token`, the state gzipped in `docz`,

@@ -327,6 +327,67 @@ async fn capacity_marks_expire() {
 }
 
 #[tokio::test]
+async fn pool_history_is_counted_once_per_attempt_summed_per_pool_and_not_a_mark() {
+    let s = stack().await;
+    // record-run adds, size-job reads: each on its own role
+    let w = s.caps("record-run");
+    let r = s.caps("size-job");
+    let pool = |az: &str| Pool {
+        instance_type: "exp.test".into(),
+        az: az.into(),
+        market: Market::Spot,
+    };
+    let now = now_ms();
+    let e = |key: &str, az: &str, at: i64, hours: f64, interrupted: bool| Exposure {
+        pool: pool(az),
+        attempt_key: key.into(),
+        ended_at_ms: at,
+        hours,
+        interrupted,
+    };
+    assert!(w.add_exposure(&e("x1#1", "use1-az1", now, 1.5, true)).await.unwrap());
+    // the same attempt again (a retried record step): refused by the condition, nothing added
+    assert!(!w.add_exposure(&e("x1#1", "use1-az1", now, 1.5, true)).await.unwrap());
+    assert!(w.add_exposure(&e("x1#2", "use1-az1", now, 2.0, false)).await.unwrap());
+    // another day of the same pool, and another pool
+    assert!(w
+        .add_exposure(&e("x2#1", "use1-az1", now - 86_400_000, 0.5, false))
+        .await
+        .unwrap());
+    assert!(w.add_exposure(&e("x3#1", "use1-az2", now, 4.0, false)).await.unwrap());
+    // older than the window: not counted
+    assert!(w
+        .add_exposure(&e(
+            "x4#1",
+            "use1-az2",
+            now - EXPOSURE_WINDOW_MS - 2 * 86_400_000,
+            100.0,
+            true
+        ))
+        .await
+        .unwrap());
+    let mine: Vec<_> = r
+        .exposures(now)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.instance_type == "exp.test")
+        .map(|p| (p.az, p.hours, p.interruptions))
+        .collect();
+    assert_eq!(
+        mine,
+        [("use1-az1".to_string(), 4.0, 1), ("use1-az2".to_string(), 4.0, 0)]
+    );
+    // AND history items never read as capacity marks
+    assert!(!r
+        .unavailable(0)
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.instance_type == "exp.test"));
+}
+
+#[tokio::test]
 async fn launch_sets_imdsv2_spot_tags_user_data_and_no_public_ip() {
     let s = stack().await;
     let l = s.launcher("launch-instance");

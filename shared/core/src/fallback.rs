@@ -147,6 +147,8 @@ mod tests {
             root_volume_gib: 0,
             storage_per_hour: 0.0,
             price_source: Default::default(),
+            interruption_source: Default::default(),
+            interruption_rate_per_h: None,
         }
     }
 

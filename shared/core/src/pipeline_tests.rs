@@ -41,6 +41,8 @@ fn cand(t: &str, spot: f64) -> Candidate {
         root_volume_gib: 0,
         storage_per_hour: 0.0,
         price_source: Default::default(),
+        interruption_source: Default::default(),
+        interruption_rate_per_h: None,
     }
 }
 

@@ -363,12 +363,59 @@ pub enum CapacityMark {
     Interrupted,
 }
 
+/// One ended spot attempt's instance time in its pool: what the pool's learned interruption
+/// rate is made of ([`crate::cost::learned_rate`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposure {
+    pub pool: Pool,
+    /// `<run_id>#<attempt>`: an attempt is counted once, however often it is recorded.
+    pub attempt_key: String,
+    pub ended_at_ms: i64,
+    pub hours: f64,
+    pub interrupted: bool,
+}
+
+/// A pool's history within [`EXPOSURE_WINDOW_MS`]: instance-hours and interruptions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PoolExposure {
+    pub instance_type: String,
+    pub az: String,
+    pub hours: f64,
+    pub interruptions: u32,
+}
+
+/// How far back a pool's history counts: spot markets change (a pool's demand, new types), so
+/// the rate is of the last 90 days, not of all time.
+pub const EXPOSURE_WINDOW_MS: i64 = 90 * 86_400_000;
+
+/// Sums attempts into one [`PoolExposure`] per pool (type and AZ), sorted.
+pub fn sum_exposures<'a>(attempts: impl IntoIterator<Item = &'a Exposure>) -> Vec<PoolExposure> {
+    let mut by_pool: std::collections::BTreeMap<(String, String), PoolExposure> = Default::default();
+    for e in attempts {
+        let p = by_pool
+            .entry((e.pool.instance_type.clone(), e.pool.az.clone()))
+            .or_insert_with(|| PoolExposure {
+                instance_type: e.pool.instance_type.clone(),
+                az: e.pool.az.clone(),
+                ..Default::default()
+            });
+        p.hours += e.hours.max(0.0);
+        p.interruptions += u32::from(e.interrupted);
+    }
+    by_pool.into_values().collect()
+}
+
 #[async_trait]
 pub trait CapacityStore: Send + Sync {
     /// Remembers that `pool` failed until `until_ms` (stores expire it with a TTL).
     async fn mark(&self, pool: &Pool, why: CapacityMark, until_ms: i64) -> Result<(), StoreError>;
     /// Pools marked and not yet expired at `now_ms`.
     async fn unavailable(&self, now_ms: i64) -> Result<Vec<Pool>, StoreError>;
+    /// Adds an ended spot attempt to its pool's history; `Ok(false)` when that attempt was
+    /// counted before (a repeated record step), which changes nothing.
+    async fn add_exposure(&self, e: &Exposure) -> Result<bool, StoreError>;
+    /// Every pool's history of the [`EXPOSURE_WINDOW_MS`] before `now_ms`, one row per pool.
+    async fn exposures(&self, now_ms: i64) -> Result<Vec<PoolExposure>, StoreError>;
 }
 
 /// The spot market's prices (EC2's `DescribeSpotPriceHistory`, Linux/UNIX), zones as AZ ids.

@@ -9,12 +9,14 @@
 //! respects it. On-demand rows follow as the fallback for `spot-then-on-demand`.
 
 use crate::catalog::{Catalog, Offer, ScoreSource, SpotSource};
-use crate::cost::{billed_cost, ebs_per_hour, interruption_penalty};
+use crate::cost::{advisor_rate_per_h, billed_cost, ebs_per_hour, interruption_penalty_at, learned_rate, RateSource};
 use crate::machine_image::{root_volume_gib, MachineImage};
+use crate::ports::PoolExposure;
 use crate::prices::{PriceOverlay, PriceSource};
 use crate::sizing::{Requirement, OS_RESERVE_BYTES, STARTUP_OVERHEAD_S};
 use crate::spec::{Arch, Market, Placement};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -80,6 +82,47 @@ pub struct Candidate {
     /// price of this (type, AZ) pool from the price overlay.
     #[serde(default, skip_serializing_if = "PriceSource::is_snapshot")]
     pub price_source: PriceSource,
+    /// Whether the interruption risk in `est_cost_usd` is the Advisor's bucket (left out of the
+    /// JSON) or this pool's own history ([`crate::cost::learned_rate`]), and then its rate.
+    #[serde(default, skip_serializing_if = "RateSource::is_advisor")]
+    pub interruption_source: RateSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption_rate_per_h: Option<f64>,
+}
+
+/// The deployment's own interruption history, as ranking looks it up: per (type, AZ id), and
+/// per type over its zones for a row whose zone is open.
+#[derive(Debug, Clone, Default)]
+pub struct PoolHistory {
+    by_pool: HashMap<(String, String), (f64, u32)>,
+    by_type: HashMap<String, (f64, u32)>,
+}
+
+impl PoolHistory {
+    pub fn new(rows: &[PoolExposure]) -> PoolHistory {
+        let mut h = PoolHistory::default();
+        for r in rows {
+            let add = |e: &mut (f64, u32)| {
+                e.0 += r.hours.max(0.0);
+                e.1 += r.interruptions;
+            };
+            add(h.by_pool.entry((r.instance_type.clone(), r.az.clone())).or_default());
+            add(h.by_type.entry(r.instance_type.clone()).or_default());
+        }
+        h
+    }
+
+    /// (instance-hours, interruptions) of `instance_type` in `az` (all its zones when None).
+    pub fn of(&self, instance_type: &str, az: Option<&str>) -> (f64, u32) {
+        match az {
+            Some(z) => self
+                .by_pool
+                .get(&(instance_type.to_string(), z.to_string()))
+                .copied()
+                .unwrap_or_default(),
+            None => self.by_type.get(instance_type).copied().unwrap_or_default(),
+        }
+    }
 }
 
 fn x86_64() -> Arch {
@@ -150,6 +193,9 @@ pub struct RankOptions {
     /// subnets (a pool it cannot launch into is not worth a candidate's place); empty = every
     /// quoted zone.
     pub live_zones: Vec<String>,
+    /// The deployment's interruption history per pool: a spot row's interruption risk is the
+    /// pool's learned rate ([`crate::cost::learned_rate`]) instead of its Advisor bucket's.
+    pub history: Option<std::sync::Arc<PoolHistory>>,
 }
 
 impl Default for RankOptions {
@@ -164,6 +210,7 @@ impl Default for RankOptions {
             reference_single_score: None,
             live: None,
             live_zones: Vec::new(),
+            history: None,
         }
     }
 }
@@ -485,6 +532,8 @@ pub fn rank(
         storage: f64,
         spot_price: Option<f64>,
         source: PriceSource,
+        rate_source: RateSource,
+        rate: f64,
     }
     let d = req.expected_duration_s.filter(|d| d.is_finite() && *d >= 0.0);
     // P(OOM) depends on the offer only through its memory. At or above the memory taken as
@@ -582,8 +631,15 @@ pub fn rank(
                     }
                     // The volume is billed for as long as the instance: the run pays both.
                     let billed = billed_cost(price + storage, opts.startup_s + pred_d);
+                    let (rate, rate_source) = match opts.history.as_deref() {
+                        Some(h) => {
+                            let (hours, interruptions) = h.of(&o.instance_type, az.as_deref());
+                            learned_rate(o.interruption_bucket, hours, interruptions)
+                        }
+                        None => (advisor_rate_per_h(o.interruption_bucket), RateSource::Advisor),
+                    };
                     let penalty = if market == Market::Spot {
-                        interruption_penalty(price, pred_d, opts.startup_s, o.interruption_bucket)
+                        interruption_penalty_at(price, pred_d, opts.startup_s, rate)
                     } else {
                         0.0
                     };
@@ -613,6 +669,12 @@ pub fn rank(
                             o.spot_per_hour
                         },
                         source,
+                        rate_source: if market == Market::Spot {
+                            rate_source
+                        } else {
+                            RateSource::Advisor
+                        },
+                        rate,
                     };
                     if market == Market::Spot {
                         spot.push(row);
@@ -677,6 +739,8 @@ pub fn rank(
         root_volume_gib: r.volume_gib,
         storage_per_hour: r.storage,
         price_source: r.source,
+        interruption_source: r.rate_source,
+        interruption_rate_per_h: (r.rate_source == RateSource::Learned).then_some(r.rate),
     };
     let spot = top(spot, opts.limit, order);
     let on_demand = match market_wanted {
@@ -945,6 +1009,59 @@ mod tests {
             },
         );
         assert!(c.iter().all(|c| c.price_source == PriceSource::Snapshot));
+    }
+
+    #[test]
+    fn a_pool_that_interrupts_often_in_this_deployment_ranks_after_its_quieter_zone() {
+        // GIVEN m7g.large live at the same price in two zones, and 2,000 h of history in each:
+        // az1 interrupted 60 times, az2 never
+        let opts = RankOptions {
+            live: live(&[("m7g.large", "use1-az1", 0.04), ("m7g.large", "use1-az2", 0.04)]),
+            history: Some(std::sync::Arc::new(PoolHistory::new(&[
+                PoolExposure {
+                    instance_type: "m7g.large".into(),
+                    az: "use1-az1".into(),
+                    hours: 2000.0,
+                    interruptions: 60,
+                },
+                PoolExposure {
+                    instance_type: "m7g.large".into(),
+                    az: "use1-az2".into(),
+                    hours: 2000.0,
+                    interruptions: 0,
+                },
+            ]))),
+            ..Default::default()
+        };
+        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &opts);
+        // THEN the quiet zone first, both rates learned and said
+        let rows: Vec<_> = c
+            .iter()
+            .take(2)
+            .map(|c| (c.az.as_deref(), c.interruption_source))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (Some("use1-az2"), RateSource::Learned),
+                (Some("use1-az1"), RateSource::Learned)
+            ]
+        );
+        assert!(c[1].interruption_penalty_usd.unwrap() > 10.0 * c[0].interruption_penalty_usd.unwrap());
+        assert!(
+            c[1].interruption_rate_per_h.unwrap() > 0.019,
+            "{:?}",
+            c[1].interruption_rate_per_h
+        );
+        // AND without the history both are the Advisor's, tied, and the JSON says nothing new
+        let plain = RankOptions { history: None, ..opts };
+        let c = rank(&catalog(), &req(2, 2.0, 6), &Placement::default(), Market::Spot, &plain);
+        assert_eq!(c[0].interruption_penalty_usd, c[1].interruption_penalty_usd);
+        let j = serde_json::to_value(&c[0]).unwrap();
+        assert!(
+            j.get("interruption_source").is_none() && j.get("interruption_rate_per_h").is_none(),
+            "{j}"
+        );
     }
 
     #[test]

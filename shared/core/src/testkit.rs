@@ -350,9 +350,12 @@ impl crate::ports::TaskCallback for FakeCallback {
     }
 }
 
-/// Capacity marks in a map.
+/// Capacity marks in a map, and the pools' exposure by attempt.
 #[derive(Debug, Default)]
-pub struct InMemoryCapacityStore(pub Mutex<HashMap<Pool, (CapacityMark, i64)>>);
+pub struct InMemoryCapacityStore(
+    pub Mutex<HashMap<Pool, (CapacityMark, i64)>>,
+    pub Mutex<BTreeMap<String, crate::ports::Exposure>>,
+);
 
 #[async_trait]
 impl CapacityStore for InMemoryCapacityStore {
@@ -369,6 +372,23 @@ impl CapacityStore for InMemoryCapacityStore {
             .filter(|(_, (_, until))| *until > now_ms)
             .map(|(p, _)| p.clone())
             .collect())
+    }
+    async fn add_exposure(&self, e: &crate::ports::Exposure) -> Result<bool, StoreError> {
+        let mut m = self.1.lock().unwrap();
+        if m.contains_key(&e.attempt_key) {
+            return Ok(false);
+        }
+        m.insert(e.attempt_key.clone(), e.clone());
+        Ok(true)
+    }
+    async fn exposures(&self, now_ms: i64) -> Result<Vec<crate::ports::PoolExposure>, StoreError> {
+        Ok(crate::ports::sum_exposures(
+            self.1
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|e| e.ended_at_ms > now_ms - crate::ports::EXPOSURE_WINDOW_MS),
+        ))
     }
 }
 
@@ -403,6 +423,8 @@ pub fn candidate(instance_type: &str, spot_per_hour: f64) -> crate::ranking::Can
         root_volume_gib: 0,
         storage_per_hour: 0.0,
         price_source: Default::default(),
+        interruption_source: Default::default(),
+        interruption_rate_per_h: None,
     }
 }
 

@@ -41,6 +41,15 @@ CREATE TABLE IF NOT EXISTS capacity (
     why           TEXT NOT NULL,
     expires_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS exposure (
+    attempt_key   TEXT PRIMARY KEY,
+    instance_type TEXT NOT NULL,
+    az            TEXT NOT NULL,
+    market        TEXT NOT NULL,
+    ended_at_ms   INTEGER NOT NULL,
+    hours         REAL NOT NULL,
+    interrupted   INTEGER NOT NULL
+);
 ";
 
 #[derive(Debug)]
@@ -442,12 +451,87 @@ impl CapacityStore for SqliteStore {
             })
             .collect()
     }
+
+    async fn add_exposure(&self, e: &spotfit_core::ports::Exposure) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO exposure (attempt_key, instance_type, az, market, ended_at_ms, hours, interrupted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.attempt_key,
+                    e.pool.instance_type,
+                    e.pool.az,
+                    e.pool.market.as_str(),
+                    e.ended_at_ms,
+                    e.hours,
+                    e.interrupted
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(|er| sql_err("exposure", er))
+        })
+    }
+
+    async fn exposures(&self, now_ms: i64) -> Result<Vec<spotfit_core::ports::PoolExposure>, StoreError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT instance_type, az, SUM(hours), SUM(interrupted) FROM exposure WHERE ended_at_ms > ?1
+                     GROUP BY instance_type, az ORDER BY instance_type, az",
+                )
+                .map_err(|e| sql_err("exposure", e))?;
+            let it = st
+                .query_map([now_ms - spotfit_core::ports::EXPOSURE_WINDOW_MS], |r| {
+                    Ok(spotfit_core::ports::PoolExposure {
+                        instance_type: r.get(0)?,
+                        az: r.get(1)?,
+                        hours: r.get(2)?,
+                        interruptions: r.get::<_, i64>(3)? as u32,
+                    })
+                })
+                .map_err(|e| sql_err("exposure", e))?;
+            it.collect::<Result<Vec<_>, _>>().map_err(|e| sql_err("exposure", e))
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_executor::block_on;
+
+    #[test]
+    fn exposure_is_counted_once_per_attempt_and_summed_per_pool_within_the_window() {
+        use spotfit_core::ports::{Exposure, EXPOSURE_WINDOW_MS};
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(dir.path()).unwrap();
+        let pool = |az: &str| Pool {
+            instance_type: "m7i.large".into(),
+            az: az.into(),
+            market: spotfit_core::Market::Spot,
+        };
+        let e = |key: &str, az: &str, at: i64, hours: f64, interrupted: bool| Exposure {
+            pool: pool(az),
+            attempt_key: key.into(),
+            ended_at_ms: at,
+            hours,
+            interrupted,
+        };
+        let now = 200 * 86_400_000;
+        assert!(block_on(st.add_exposure(&e("r1#1", "use1-az1", now - 1000, 1.5, true))).unwrap());
+        // the same attempt recorded again changes nothing
+        assert!(!block_on(st.add_exposure(&e("r1#1", "use1-az1", now - 1000, 1.5, true))).unwrap());
+        assert!(block_on(st.add_exposure(&e("r1#2", "use1-az1", now - 500, 2.0, false))).unwrap());
+        assert!(block_on(st.add_exposure(&e("r2#1", "use1-az2", now - 500, 4.0, false))).unwrap());
+        assert!(block_on(st.add_exposure(&e("old#1", "use1-az2", now - EXPOSURE_WINDOW_MS - 1, 100.0, true))).unwrap());
+        let got = block_on(st.exposures(now)).unwrap();
+        let rows: Vec<_> = got.iter().map(|p| (p.az.as_str(), p.hours, p.interruptions)).collect();
+        assert_eq!(rows, [("use1-az1", 3.5, 1), ("use1-az2", 4.0, 0)]);
+        // AND a reopened store still has them
+        drop(st);
+        let st = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(block_on(st.exposures(now)).unwrap(), got);
+    }
     use spotfit_core::pipeline::update_profile;
     use spotfit_core::summary::{RunStatus, RunSummary};
 

@@ -88,16 +88,21 @@ where
     record_at(profiles, runs, objects, now, None, state).await
 }
 
-/// The record step with the attempt billed: a spot attempt in a known AZ is priced from its
-/// pool's price history over its instance's lifetime ([`bill`]). When the history cannot be
-/// read the run is still recorded, at its estimate (a lost record would cost more than an
-/// estimated one), and the reason is returned beside the state for the caller's log.
-pub async fn record_step_billed<P, R, O, K, F>(
+/// The record step with the attempt billed and learned from: a spot attempt in a known AZ is
+/// priced from its pool's price history over its instance's lifetime ([`bill`]), and its
+/// instance time (interrupted or not) is added to the pool's history in `capacity`, which
+/// the next rankings learn the pool's interruption rate from ([`crate::cost::learned_rate`]).
+/// When the price history cannot be read the run is still recorded, at its estimate (a lost
+/// record would cost more than an estimated one); the reason is returned beside the state for
+/// the caller's log. The history is added after the run row, so a failure there is retried
+/// with the step, and counted once ([`CapacityStore::add_exposure`]).
+pub async fn record_step_billed<P, R, O, K, F, C>(
     profiles: &P,
     runs: &R,
     objects: &O,
     clock: &K,
     prices: &F,
+    capacity: &C,
     state: RunState,
 ) -> Result<(RunState, Option<String>), PipelineError>
 where
@@ -106,6 +111,7 @@ where
     O: ObjectStore + ?Sized,
     K: Clock + ?Sized,
     F: crate::ports::SpotPriceFeed + ?Sized,
+    C: CapacityStore + ?Sized,
 {
     let now = clock.now_ms();
     let (billed, problem) = match &state.instance {
@@ -115,7 +121,29 @@ where
         },
         None => (None, None),
     };
-    Ok((record_at(profiles, runs, objects, now, billed, state).await?, problem))
+    let state = record_at(profiles, runs, objects, now, billed, state).await?;
+    if let Some(e) = exposure_of(&state, now) {
+        capacity.add_exposure(&e).await?;
+    }
+    Ok((state, problem))
+}
+
+/// What an ended attempt adds to its pool's history: spot, in a known AZ, on EC2, with a
+/// final status. Only an interruption counts as one; a lost instance is not known to be one.
+pub fn exposure_of(state: &RunState, now_ms: i64) -> Option<crate::ports::Exposure> {
+    let inst = state.instance.as_ref()?;
+    let status = state.check.as_ref().map(|c| c.status).filter(RunStatus::is_final)?;
+    if inst.pool.market != Market::Spot || inst.pool.az.is_empty() || inst.instance_id.is_local() {
+        return None;
+    }
+    let end = inst.terminated_at_ms.unwrap_or(now_ms).max(inst.launched_at_ms);
+    Some(crate::ports::Exposure {
+        pool: inst.pool.clone(),
+        attempt_key: format!("{}#{}", state.run_id, state.attempt),
+        ended_at_ms: end,
+        hours: (end - inst.launched_at_ms) as f64 / 3_600_000.0,
+        interrupted: status == RunStatus::Interrupted,
+    })
 }
 
 /// What EC2 billed for the attempt's instance: its pool's spot prices in force from the launch

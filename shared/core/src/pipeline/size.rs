@@ -32,6 +32,8 @@ pub struct DeployedRanking<'a> {
     pub deployment: &'a Deployment,
     /// Live spot prices to rank on, already checked fresh (`prices::OverlayCache`).
     pub live: Option<std::sync::Arc<crate::prices::PriceOverlay>>,
+    /// The pools' interruption history, for learned rates.
+    pub history: Option<std::sync::Arc<crate::ranking::PoolHistory>>,
 }
 
 impl Ranker for DeployedRanking<'_> {
@@ -44,6 +46,7 @@ impl Ranker for DeployedRanking<'_> {
             default_region: self.deployment.region.clone(),
             live: self.live.clone(),
             live_zones: self.deployment.zones.clone(),
+            history: self.history.clone(),
             ..Default::default()
         };
         Ok(rank(self.catalog, req, &placement, spec.market, &opts))
