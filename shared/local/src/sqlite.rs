@@ -13,7 +13,29 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Bumped when the schema changes; an older binary refuses a newer store instead of damaging it.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The tables of each schema version (version 2 added `exposure`: the pools' interruption
+/// history).
+fn tables_of(version: i64) -> &'static [&'static str] {
+    match version {
+        1 => &["capacity", "profiles", "runs"],
+        _ => &["capacity", "exposure", "profiles", "runs"],
+    }
+}
+
+/// What takes a store from the version before to this one, inside one transaction.
+const MIGRATE_TO_2: &str = "
+CREATE TABLE IF NOT EXISTS exposure (
+    attempt_key   TEXT PRIMARY KEY,
+    instance_type TEXT NOT NULL,
+    az            TEXT NOT NULL,
+    market        TEXT NOT NULL,
+    ended_at_ms   INTEGER NOT NULL,
+    hours         REAL NOT NULL,
+    interrupted   INTEGER NOT NULL
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS profiles (
@@ -40,15 +62,6 @@ CREATE TABLE IF NOT EXISTS capacity (
     market        TEXT NOT NULL,
     why           TEXT NOT NULL,
     expires_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS exposure (
-    attempt_key   TEXT PRIMARY KEY,
-    instance_type TEXT NOT NULL,
-    az            TEXT NOT NULL,
-    market        TEXT NOT NULL,
-    ended_at_ms   INTEGER NOT NULL,
-    hours         REAL NOT NULL,
-    interrupted   INTEGER NOT NULL
 );
 ";
 
@@ -167,7 +180,7 @@ impl SqliteStore {
                 ),
             });
         }
-        let ours = ["capacity", "profiles", "runs"];
+        let ours = tables_of(version);
         if version == 0 && !tables.is_empty() {
             // A spotfit store gets its version in the transaction that creates its tables, so
             // tables without a version are someone else's, whatever they are called.
@@ -197,8 +210,15 @@ impl SqliteStore {
                 .map_err(|e| sql_err(&key, e))?;
             if version == 0 {
                 conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
+                    "BEGIN IMMEDIATE; {SCHEMA} {MIGRATE_TO_2} PRAGMA application_id = {APPLICATION_ID}; \
                      PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(|e| sql_err(&key, e))?;
+            } else if version == 1 {
+                // A store of the previous version gets the new table, its data untouched; a
+                // read-only open leaves it as it is (nothing read-only needs the history).
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {MIGRATE_TO_2} PRAGMA user_version = 2; COMMIT;"
                 ))
                 .map_err(|e| sql_err(&key, e))?;
             }
@@ -501,10 +521,38 @@ mod tests {
     use futures_executor::block_on;
 
     #[test]
+    fn a_schema_1_store_is_migrated_with_its_data_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("spotfit.db");
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1; COMMIT;"
+            ))
+            .unwrap();
+            c.execute(
+                "INSERT INTO capacity (pool, instance_type, az, market, why, expires_at_ms) VALUES ('p', 't', 'a', 'spot', 'interrupted', 9)",
+                [],
+            )
+            .unwrap();
+        }
+        // read-only: accepted as it is
+        SqliteStore::open_with(&db, Access::ReadOnly).unwrap();
+        let st = SqliteStore::open(&db).unwrap();
+        assert_eq!(block_on(st.unavailable(0)).unwrap().len(), 1, "the old marks are kept");
+        assert!(block_on(st.exposures(0)).unwrap().is_empty());
+        let v: i64 = st
+            .with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()))
+            .unwrap();
+        assert_eq!(v, 2);
+    }
+
+    #[test]
     fn exposure_is_counted_once_per_attempt_and_summed_per_pool_within_the_window() {
         use spotfit_core::ports::{Exposure, EXPOSURE_WINDOW_MS};
         let dir = tempfile::tempdir().unwrap();
-        let st = SqliteStore::open(dir.path()).unwrap();
+        let db = dir.path().join("spotfit.db");
+        let st = SqliteStore::open(&db).unwrap();
         let pool = |az: &str| Pool {
             instance_type: "m7i.large".into(),
             az: az.into(),
@@ -529,7 +577,7 @@ mod tests {
         assert_eq!(rows, [("use1-az1", 3.5, 1), ("use1-az2", 4.0, 0)]);
         // AND a reopened store still has them
         drop(st);
-        let st = SqliteStore::open(dir.path()).unwrap();
+        let st = SqliteStore::open(&db).unwrap();
         assert_eq!(block_on(st.exposures(now)).unwrap(), got);
     }
     use spotfit_core::pipeline::update_profile;
