@@ -218,7 +218,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
 
     def functions_ok():
         arns = phys("AWS::Lambda::Function")
-        expect(len(arns) == 8, f"{len(arns)} functions")
+        expect(len(arns) == 9, f"{len(arns)} functions")
         # Each function has only its own variables (functions/<name>/src/lib.rs ENV); where one is
         # set, it must name the deployed resource.
         want = {"SPOTFIT_BUCKET": outputs["BucketName"], "SPOTFIT_LAUNCH_TEMPLATE_ID": outputs["LaunchTemplateId"],
@@ -237,7 +237,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
                 expect(isinstance(json.loads(env["SPOTFIT_SUBNETS"]), dict), "subnets map")
             expect(cfg["Runtime"] == "provided.al2023", cfg["Runtime"])
         expect(seen == set(want), f"variables set by no function: {set(want) - seen}")
-        return "8 functions, provided.al2023, each SPOTFIT_* it has resolved to the deployed resources"
+        return "9 functions, provided.al2023, each SPOTFIT_* it has resolved to the deployed resources"
 
     def state_machine_ok():
         arn = outputs["StateMachineArn"]
@@ -254,7 +254,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
         rules = events.list_rules()["Rules"]
         scheduled = [r for r in rules if r.get("ScheduleExpression")]
         patterns = [r for r in rules if r.get("EventPattern")]
-        expect(len(scheduled) == len(jobs) + 1, f"{len(scheduled)} scheduled rules for {len(jobs)} jobs + reaper")
+        expect(len(scheduled) == len(jobs) + 2, f"{len(scheduled)} scheduled rules for {len(jobs)} jobs + reaper + price refresh")
         expect(len(patterns) == 4, f"{len(patterns)} event-pattern rules (2 EC2, exit markers, execution ends)")
         # Every pattern rule goes to job-events; the reaper (the sweep) keeps only its schedule.
         fns = {}
@@ -274,8 +274,11 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
                and exit_rule[0]["detail"]["object"]["key"] == [{"wildcard": "runs/*.exit"}], f"exit-marker rule {exit_rule}")
         ends = [p for p in pats if p.get("source") == ["aws.states"]]
         expect(len(ends) == 1 and ends[0]["detail"]["stateMachineArn"] == [outputs["StateMachineArn"]], f"execution-ends rule {ends}")
-        reaper = [r for r in scheduled if not any(r["ScheduleExpression"] == j["schedule"] for j in jobs)]
-        expect(len(reaper) == 1 and target_of(reaper[0]) == "spotfit reap-instances", f"reaper schedule {reaper}")
+        others = [r for r in scheduled if not any(r["ScheduleExpression"] == j["schedule"] for j in jobs)]
+        expect(sorted(target_of(r) for r in others) == ["spotfit reap-instances", "spotfit refresh-prices"],
+               f"reaper and price-refresh schedules {others}")
+        refresh = [r for r in others if target_of(r) == "spotfit refresh-prices"][0]
+        expect(refresh["ScheduleExpression"] == "rate(1 hour)", f"price refresh {refresh['ScheduleExpression']}")
         for j in jobs:
             r = next(r for r in scheduled if r["ScheduleExpression"] == j["schedule"])
             t = events.list_targets_by_rule(Rule=r["Name"])["Targets"][0]
@@ -284,7 +287,7 @@ def deploy(endpoint: str, cdk_out: str, asl_file: str, jobs_file: str) -> int:
             filled = json.loads(tr.get("InputTemplate", "null").replace("<time>", '"2026-12-03T02:00:00Z"'))
             expect(filled == {"tick": "2026-12-03T02:00:00Z", "spec": j["spec"]}, f"{j['name']} input {filled}")
             expect(target_of(r) == "spotfit start-scheduled", f"{j['name']} target {target_of(r)}")
-        return (f"{len(jobs)} job rules → start-scheduled (input = tick + spec), reaper schedule, "
+        return (f"{len(jobs)} job rules → start-scheduled (input = tick + spec), reaper and hourly price-refresh schedules, "
                 "4 event rules → job-events (EC2 x2, exit markers, execution ends)")
 
     def iam_ok():
