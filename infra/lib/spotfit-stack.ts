@@ -521,6 +521,8 @@ export class SpotfitStack extends Stack {
       resources: ['*'],
     });
     for (const n of ['refresh-prices', 'record-run'] as const) fns[n].addToRolePolicy(prices);
+    // On-demand list prices, daily (the Price List Query API has no resource-level permissions).
+    fns['refresh-prices'].addToRolePolicy(new iam.PolicyStatement({ sid: 'OnDemandPrices', actions: ['pricing:GetProducts'], resources: ['*'] }));
     // The overlay: written by the refresher (which reads the previous one to refuse a partial
     // refresh), read by size-job.
     const overlay = bucket.arnForObjects('prices/*');

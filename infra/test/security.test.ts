@@ -162,6 +162,7 @@ test('Resource "*" only for actions that have no resource-level permissions', ()
     'ec2:DescribeInstanceTypeOfferings',
     'ec2:DescribeSpotPriceHistory',
     'ec2:DescribeAvailabilityZones',
+    'pricing:GetProducts',
     'ec2:DescribeSubnets',
     'xray:PutTraceSegments',
     'xray:PutTelemetryRecords',
@@ -549,6 +550,7 @@ test('refresh-prices: reads the spot market and writes the price overlay, nothin
     'xray:PutTelemetryRecords *',
     'ec2:DescribeSpotPriceHistory *',
     'ec2:DescribeAvailabilityZones *',
+    'pricing:GetProducts *',
     's3:GetObject <Data.Arn>/prices/*',
     's3:PutObject <Data.Arn>/prices/*',
   ].sort());

@@ -362,7 +362,7 @@ def apply(template: dict, names: dict, out_dir: str, drops: list[str]) -> None:
 UNSCOPED = {
     "ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypes",
     "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
-    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeAvailabilityZones", "pricing:GetProducts",
     "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
     "ecr:GetAuthorizationToken",
 }

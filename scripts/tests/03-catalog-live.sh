@@ -52,31 +52,9 @@ req = urllib.request.Request(os.environ["SPOTFIT_FAULTS_URL"] + "/spot-prices", 
 urllib.request.urlopen(req).read()
 PY
 
-# The Pricing stand-in: AWSPriceListService.GetProducts, 100 products a page.
+# The Pricing stand-in (scripts/lib/pricing_standin.py): GetProducts' documented shape, 100 a page.
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$PY" - "$dir/ondemand.json" "$port" "$dir/pricing-calls.log" <<'PY' &
-import json, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-od = json.load(open(sys.argv[1])); port = int(sys.argv[2]); log = sys.argv[3]
-def product(t, usd):
-    return json.dumps({"product": {"productFamily": "Compute Instance", "attributes": {"instanceType": t, "regionCode": "us-east-1", "operatingSystem": "Linux"}},
-                       "terms": {"OnDemand": {f"{t}.JRTCKXETXF": {"priceDimensions": {f"{t}.JRTCKXETXF.6YS6EN2CT7": {"unit": "Hrs", "pricePerUnit": {"USD": f"{usd:.10f}"}}}}}}})
-names = sorted(od)
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a): pass
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        open(log, "a").write(json.dumps({"target": self.headers.get("X-Amz-Target"), "filters": body.get("Filters")}) + "\n")
-        if self.headers.get("X-Amz-Target") != "AWSPriceListService.GetProducts" or body.get("ServiceCode") != "AmazonEC2":
-            self.send_response(400); self.end_headers(); return
-        start = int(body.get("NextToken") or 0)
-        page = names[start:start + 100]
-        out = {"FormatVersion": "aws_v1", "PriceList": [product(t, od[t]) for t in page]}
-        if start + 100 < len(names): out["NextToken"] = str(start + 100)
-        data = json.dumps(out).encode()
-        self.send_response(200); self.send_header("Content-Type", "application/x-amz-json-1.1"); self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
-HTTPServer(("127.0.0.1", port), H).serve_forever()
-PY
+"$PY" scripts/lib/pricing_standin.py "$dir/ondemand.json" "$port" "$dir/pricing-calls.log" &
 pricing_pid=$!
 sleep 1
 

@@ -47,8 +47,10 @@ export SPOTFIT_IMDS=off
 
 dir=$(mktemp -d)
 standin_pid=""
+pricing_pid=""
 cleanup() {
   [ -n "$standin_pid" ] && kill "$standin_pid" 2>/dev/null && wait "$standin_pid" 2>/dev/null || true
+  [ -n "$pricing_pid" ] && kill "$pricing_pid" 2>/dev/null || true
   scripts/local-stack stop "$dir"
   [ -n "${KEEP_E2E:-}" ] && echo "kept $dir" || rm -rf "$dir"
 }
@@ -535,12 +537,21 @@ req = urllib.request.Request(os.environ["SPOTFIT_FAULTS_URL"] + "/spot-prices", 
 print(json.load(urllib.request.urlopen(req))["rows"], "rows seeded", file=sys.stderr)
 PY
 }
+# moto has no Pricing API: the refresher's on-demand read goes to a stand-in serving GetProducts'
+# documented shape (scripts/lib/pricing_standin.py) at the snapshot's us-east-1 list prices × 0.9.
+"$PY" -c 'import json; c=json.load(open("data/catalog/catalog.json")); r=c["regions"].index("us-east-1"); json.dump({c["types"][o[0]][0]: round(o[2]*0.9, 6) for o in c["offers"] if o[1]==r and o[2]}, open("'"$dir"'/od-prices.json","w"))'
+pricing_port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$PY" scripts/lib/pricing_standin.py "$dir/od-prices.json" "$pricing_port" "$dir/pricing.log" &
+pricing_pid=$!
+export AWS_ENDPOINT_URL_PRICING="http://127.0.0.1:$pricing_port"
+sleep 0.5
 overlay_sum() { "$PY" -c 'import boto3,os,hashlib; b=boto3.client("s3").get_object(Bucket=os.environ["SPOTFIT_BUCKET"],Key="prices/us-east-1/spot.json")["Body"].read(); print(hashlib.sha256(b).hexdigest()[:16], len(b))'; }
 spot_market 0.9 0.45
 fault DELETE spot-price-calls
 rc=0; invoke refresh-prices <<< '{}' > "$dir/refresh1.out" 2> "$dir/refresh1.err" || rc=$?
 curl -sf "$SPOTFIT_FAULTS_URL/spot-price-calls" > "$dir/refresh1.calls"
 invoke size-job <<< "{\"spec\": $(cat "$dir/job.json"), \"execution\": \"probe-live\"}" > "$dir/size-live.out"
+"$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); j["market"]="on-demand"; print(json.dumps({"spec": j, "execution": "probe-od"}))' "$dir/job.json" | invoke size-job > "$dir/size-od.out"
 check "refresh-prices writes the overlay for the full type list (its role, the seeded market); the cheaper AZ of a type ranks first, live" - "$dir" "$pfirst" "$rc" <<'PY'
 import boto3, json, os, sys
 d, first, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -558,7 +569,14 @@ assert abs(top["price_per_hour"] - o["spot"][first]["use1-az1"]) < 1e-9, top
 nxt = c[1]
 assert (nxt["instance_type"], nxt["az"]) == (first, "use1-az6") and nxt["price_per_hour"] > top["price_per_hour"], nxt
 assert not any(x.get("az") == "use1-az2" for x in c), "use1-az2 has no subnet: never a candidate"
+# the on-demand list prices, read from the Pricing API (the stand-in) on the first refresh
+od = json.load(open(f"{d}/od-prices.json"))
+assert out["on_demand"] == len(o["on_demand"]) > 300 and all(abs(o["on_demand"][t] - od[t]) < 1e-9 for t in o["on_demand"]), out
+odc = json.load(open(f"{d}/size-od.out"))["candidates"][0]
+assert odc["market"] == "on-demand" and odc.get("price_source") == "live" and abs(odc["price_per_hour"] - od[odc["instance_type"]]) < 1e-9, odc
+pages = [json.loads(l) for l in open(f"{d}/pricing.log")]
 print(f"refresh: {out['types']} types, {out['quotes']} quotes, {calls['calls']} DescribeSpotPriceHistory calls, "
+      f"{out['on_demand']} on-demand prices in {len(pages)} GetProducts pages, "
       f"{out['elapsed_ms']} ms; overlay {len(body)} bytes; {first}: use1-az1 ${top['price_per_hour']:.4f} before use1-az6 ${nxt['price_per_hour']:.4f}")
 PY
 
@@ -672,6 +690,7 @@ print(f"{pool['instance_type']} in {pool['az']}: {secs:.1f} s, ${p0} then ${p1} 
       f"${rec['cost_usd']:.8f} billed (= hand-computed ${want:.8f}; ranked at ${inst['price_per_hour']}/h)")
 PY
 fault DELETE spot-prices
+kill "$pricing_pid" 2>/dev/null || true
 
 # --- every component ran within its role -----------------------------------------------------------
 check "no IAM denial in any scenario above" - <<'PY'

@@ -37,7 +37,16 @@ enum Wired {
     ReapInstances(Box<reap_instances::handler::Deps>),
     JobEvents(Box<spotfit_lambda::CompletionPorts>),
     StartScheduled(Box<spotfit_aws::SfnStarter>),
-    RefreshPrices(Box<refresh_prices::handler::Deps<spotfit_aws::Ec2SpotPrices, S3ObjectStore, SystemClock>>),
+    RefreshPrices(
+        Box<
+            refresh_prices::handler::Deps<
+                spotfit_aws::Ec2SpotPrices,
+                S3ObjectStore,
+                SystemClock,
+                spotfit_aws::pricing::PricingOnDemand,
+            >,
+        >,
+    ),
 }
 
 async fn wire(function: &str) -> anyhow::Result<Wired> {

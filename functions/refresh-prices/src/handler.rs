@@ -7,13 +7,15 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use spotfit_core::catalog::Catalog;
 use spotfit_core::error_names;
-use spotfit_core::ports::{Clock, ObjectStore, SpotPriceFeed, StoreError};
+use spotfit_core::ports::{Clock, ObjectStore, OnDemandFeed, SpotPriceFeed, StoreError};
 use spotfit_core::prices::{refresh, RefreshError};
 use std::time::Instant;
 
 #[derive(Debug)]
-pub struct Deps<F, O, K> {
+pub struct Deps<F, O, K, D> {
     pub feed: F,
+    /// On-demand list prices (the Pricing API), read daily.
+    pub on_demand: D,
     pub objects: O,
     pub catalog: &'static Catalog,
     pub region: String,
@@ -46,15 +48,27 @@ impl From<Failed> for Diagnostic {
     }
 }
 
-pub async fn handle<F: SpotPriceFeed, O: ObjectStore, K: Clock>(
+pub async fn handle<F: SpotPriceFeed, O: ObjectStore, K: Clock, D: OnDemandFeed>(
     _event: LambdaEvent<Value>,
-    deps: &Deps<F, O, K>,
+    deps: &Deps<F, O, K, D>,
 ) -> Result<Value, Failed> {
     let t0 = Instant::now();
     let region = deps.region.as_str();
     let known = |t: &str| deps.catalog.find(region, t).is_some();
-    match refresh(&deps.feed, &deps.objects, region, deps.clock.now_ms(), known).await {
+    match refresh(
+        &deps.feed,
+        Some(&deps.on_demand),
+        &deps.objects,
+        region,
+        deps.clock.now_ms(),
+        known,
+    )
+    .await
+    {
         Ok(report) => {
+            if let Some(e) = &report.on_demand_error {
+                lambda_runtime::tracing::warn!(region, error = %e, "on-demand prices not refreshed: the previous ones stay");
+            }
             let ms = t0.elapsed().as_millis() as u64;
             lambda_runtime::tracing::info!(
                 region,
@@ -95,9 +109,18 @@ mod tests {
         }
     }
 
-    fn deps(feed: Result<Vec<SpotQuote>, StoreError>) -> Deps<Feed, InMemoryObjectStore, FakeClock> {
+    struct Od;
+    #[async_trait::async_trait]
+    impl OnDemandFeed for Od {
+        async fn on_demand(&self, _: &str) -> Result<std::collections::BTreeMap<String, f64>, StoreError> {
+            Ok([("m7i.large".to_string(), 0.1008)].into())
+        }
+    }
+
+    fn deps(feed: Result<Vec<SpotQuote>, StoreError>) -> Deps<Feed, InMemoryObjectStore, FakeClock, Od> {
         Deps {
             feed: Feed(Mutex::new(feed)),
+            on_demand: Od,
             objects: Default::default(),
             catalog: Catalog::embedded().unwrap(),
             region: "us-east-1".into(),
@@ -125,6 +148,7 @@ mod tests {
         assert_eq!((out["types"].as_u64(), out["written"].as_bool()), (Some(1), Some(true)));
         let o = PriceOverlay::from_json(&block_on(d.objects.get(&overlay_key("us-east-1"))).unwrap().unwrap()).unwrap();
         assert!(o.spot_zones("m7i.large").is_some() && o.spot_zones("not-a.type").is_none());
+        assert_eq!(o.on_demand.get("m7i.large"), Some(&0.1008));
     }
 
     #[test]

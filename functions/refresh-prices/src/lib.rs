@@ -5,6 +5,7 @@ pub mod handler;
 
 use handler::Deps;
 use spotfit_aws::config;
+use spotfit_aws::pricing::PricingOnDemand;
 use spotfit_aws::{Ec2SpotPrices, S3ObjectStore};
 use spotfit_core::catalog::Catalog;
 use spotfit_core::ports::SystemClock;
@@ -13,10 +14,12 @@ use spotfit_core::ports::SystemClock;
 pub const ENV: &[&str] = &[config::BUCKET, config::REGION];
 
 /// The adapters from the environment (once per cold start); an error names what is missing.
-pub async fn from_env() -> Result<Deps<Ec2SpotPrices, S3ObjectStore, SystemClock>, lambda_runtime::Error> {
+pub async fn from_env(
+) -> Result<Deps<Ec2SpotPrices, S3ObjectStore, SystemClock, PricingOnDemand>, lambda_runtime::Error> {
     let aws = spotfit_lambda::Aws::from_env().await;
     Ok(Deps {
         feed: Ec2SpotPrices::new(aws_sdk_ec2::Client::new(&aws.sdk)),
+        on_demand: PricingOnDemand::from_sdk(&aws.sdk),
         objects: aws.objects()?,
         catalog: Catalog::embedded()?,
         region: config::env_region()?,

@@ -7,6 +7,8 @@ pub mod dynamo;
 pub mod ec2;
 pub mod errors;
 pub mod prices;
+#[cfg(feature = "pricing")]
+pub mod pricing;
 pub mod s3;
 pub mod sfn;
 pub mod user_data;

@@ -434,6 +434,13 @@ pub trait SpotPriceFeed: Send + Sync {
     ) -> Result<Vec<crate::prices::PricePoint>, StoreError>;
 }
 
+/// On-demand list prices (the Pricing API's `GetProducts`): instance type → USD per hour for
+/// Linux, shared tenancy, in `region`; an error when any page fails.
+#[async_trait]
+pub trait OnDemandFeed: Send + Sync {
+    async fn on_demand(&self, region: &str) -> Result<std::collections::BTreeMap<String, f64>, StoreError>;
+}
+
 /// Wall-clock time, injectable for tests.
 pub trait Clock: Send + Sync {
     /// Unix epoch milliseconds.

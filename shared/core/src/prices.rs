@@ -77,6 +77,41 @@ pub struct PriceOverlay {
     pub fetched_at_ms: i64,
     /// instance type → AZ id → USD per hour (Linux/UNIX).
     pub spot: BTreeMap<String, BTreeMap<String, f64>>,
+    /// instance type → on-demand list price, USD per hour (Linux, shared tenancy), from the
+    /// Pricing API; refreshed at most daily ([`ON_DEMAND_EVERY_MS`]) and carried over between.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub on_demand: BTreeMap<String, f64>,
+    /// When `on_demand` was read, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_fetched_at_ms: Option<i64>,
+}
+
+/// How often the refresher reads on-demand prices: list prices change a few times a year, and
+/// the Pricing API's answer for one region is about fourteen pages.
+pub const ON_DEMAND_EVERY_MS: i64 = 24 * 3600 * 1000;
+
+/// On-demand prices older than this are not ranked on (the snapshot's are): a week of failed
+/// daily reads.
+pub const ON_DEMAND_MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// The on-demand list price of one product of a `GetProducts` answer (each `PriceList` entry is
+/// a JSON document in a string): its instance type and its hourly USD price, the lowest of its
+/// OnDemand terms. None for anything else (a product without an instance type, no hourly USD
+/// dimension, a zero price: reservations and placeholders).
+pub fn on_demand_of_product(doc: &str) -> Option<(String, f64)> {
+    let v: serde_json::Value = serde_json::from_str(doc).ok()?;
+    let t = v.pointer("/product/attributes/instanceType")?.as_str()?.to_string();
+    let price = v
+        .pointer("/terms/OnDemand")?
+        .as_object()?
+        .values()
+        .filter_map(|term| term.get("priceDimensions")?.as_object())
+        .flat_map(|dims| dims.values())
+        .filter(|d| d.get("unit").and_then(|u| u.as_str()) == Some("Hrs"))
+        .filter_map(|d| d.pointer("/pricePerUnit/USD")?.as_str()?.parse::<f64>().ok())
+        .filter(|p| p.is_finite() && *p > 0.0)
+        .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.min(p))))?;
+    Some((t, price))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -124,6 +159,8 @@ impl PriceOverlay {
             region: region.to_string(),
             fetched_at_ms,
             spot,
+            on_demand: BTreeMap::new(),
+            on_demand_fetched_at_ms: None,
         }
     }
 
@@ -159,7 +196,23 @@ impl PriceOverlay {
                 }
             }
         }
+        for (t, p) in &o.on_demand {
+            if !(p.is_finite() && *p > 0.0) {
+                return Err(invalid(format!("on_demand.{t}"), format!("price {p} is not positive")));
+            }
+        }
+        if !o.on_demand.is_empty() && o.on_demand_fetched_at_ms.is_none() {
+            return Err(invalid("on_demand_fetched_at_ms", "missing beside on_demand prices"));
+        }
         Ok(o)
+    }
+
+    /// The live on-demand price of `instance_type` while it is young enough at `now_ms`.
+    pub fn on_demand_at(&self, instance_type: &str, now_ms: i64) -> Option<f64> {
+        let at = self.on_demand_fetched_at_ms?;
+        (now_ms - at <= ON_DEMAND_MAX_AGE_MS)
+            .then(|| self.on_demand.get(instance_type).copied())
+            .flatten()
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -349,6 +402,15 @@ pub struct RefreshReport {
     /// Quotes in the overlay it replaced (0: none).
     pub previous_quotes: usize,
     pub written: bool,
+    /// On-demand prices in the overlay written, and when they were read (this refresh, or an
+    /// earlier one they were carried over from).
+    #[serde(default)]
+    pub on_demand: usize,
+    #[serde(default)]
+    pub on_demand_fetched_at_ms: Option<i64>,
+    /// Why this refresh's on-demand read failed (the previous prices were kept), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,8 +436,13 @@ pub enum RefreshError {
 /// looks partial: fewer than half the previous overlay's quotes while that one is still young
 /// enough to rank on (a stale one is replaced by anything the market answered). Nothing is
 /// written on any error, so a failed refresh never replaces a complete one.
-pub async fn refresh<F, O>(
+///
+/// On-demand prices (`on_demand`, the Pricing API) are read when the previous overlay's are
+/// older than [`ON_DEMAND_EVERY_MS`] or missing, and carried over otherwise; a failed read keeps
+/// the previous ones and is reported, but does not stop the spot refresh.
+pub async fn refresh<F, D, O>(
     feed: &F,
+    on_demand: Option<&D>,
     objects: &O,
     region: &str,
     now_ms: i64,
@@ -383,10 +450,11 @@ pub async fn refresh<F, O>(
 ) -> Result<RefreshReport, RefreshError>
 where
     F: crate::ports::SpotPriceFeed + ?Sized,
+    D: crate::ports::OnDemandFeed + ?Sized,
     O: ObjectStore + ?Sized,
 {
     let quotes = feed.current(now_ms).await.map_err(RefreshError::Feed)?;
-    let overlay = PriceOverlay::from_quotes(region, now_ms, quotes, known);
+    let mut overlay = PriceOverlay::from_quotes(region, now_ms, quotes, &known);
     let key = overlay_key(region);
     // An unreadable previous overlay is no reason to keep it.
     let previous = objects
@@ -394,6 +462,32 @@ where
         .await
         .map_err(RefreshError::Store)?
         .and_then(|b| PriceOverlay::from_json(&b).ok());
+    // On-demand: carried over while young, else read (and on failure, carried over anyway).
+    let held = previous
+        .as_ref()
+        .filter(|p| p.region == region && p.on_demand_fetched_at_ms.is_some())
+        .map(|p| (p.on_demand.clone(), p.on_demand_fetched_at_ms));
+    let due = held
+        .as_ref()
+        .and_then(|(_, at)| *at)
+        .is_none_or(|at| now_ms - at >= ON_DEMAND_EVERY_MS);
+    let mut on_demand_error = None;
+    let (prices, at) = match (due, on_demand) {
+        (true, Some(d)) => match d.on_demand(region).await {
+            Ok(m) if !m.is_empty() => (m.into_iter().filter(|(t, _)| known(t)).collect(), Some(now_ms)),
+            Ok(_) => {
+                on_demand_error = Some("the Pricing API answered no price".to_string());
+                held.unwrap_or_default()
+            }
+            Err(e) => {
+                on_demand_error = Some(e.to_string());
+                held.unwrap_or_default()
+            }
+        },
+        _ => held.unwrap_or_default(),
+    };
+    overlay.on_demand = prices;
+    overlay.on_demand_fetched_at_ms = at.filter(|_| !overlay.on_demand.is_empty());
     let (types, quotes) = overlay.counts();
     let previous_quotes = previous.as_ref().map_or(0, |p| p.counts().1);
     if let Some(p) = &previous {
@@ -424,6 +518,9 @@ where
         quotes,
         previous_quotes,
         written: true,
+        on_demand: overlay.on_demand.len(),
+        on_demand_fetched_at_ms: overlay.on_demand_fetched_at_ms,
+        on_demand_error,
     })
 }
 
@@ -676,6 +773,85 @@ mod tests {
         }
     }
 
+    struct OnDemand(
+        Mutex<Vec<Result<BTreeMap<String, f64>, crate::ports::StoreError>>>,
+        Mutex<u32>,
+    );
+    #[async_trait::async_trait]
+    impl crate::ports::OnDemandFeed for OnDemand {
+        async fn on_demand(&self, region: &str) -> Result<BTreeMap<String, f64>, crate::ports::StoreError> {
+            assert_eq!(region, "us-east-1");
+            *self.1.lock().unwrap() += 1;
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+    const NO_OD: Option<&OnDemand> = None;
+
+    #[test]
+    fn on_demand_prices_are_read_daily_carried_between_and_kept_when_a_read_fails() {
+        use crate::testkit::{block_on, InMemoryObjectStore};
+        let h = 3_600_000;
+        let spot: Vec<SpotQuote> = (0..4).map(|i| q(&format!("m{i}.large"), "use1-az1", 0.1, 0)).collect();
+        let feed = Feed(Mutex::new((0..5).map(|_| Ok(spot.clone())).collect()));
+        let od =
+            |p: f64| -> BTreeMap<String, f64> { [("m0.large".to_string(), p), ("x9.unknown".to_string(), 1.0)].into() };
+        let pricing = OnDemand(
+            Mutex::new(vec![
+                Ok(od(0.2)),
+                Err(crate::ports::StoreError::Throttled {
+                    service: "pricing".into(),
+                    message: "ThrottlingException".into(),
+                }),
+                Ok(od(0.25)),
+            ]),
+            Mutex::new(0),
+        );
+        let store = InMemoryObjectStore::default();
+        let read =
+            || PriceOverlay::from_json(&block_on(store.get(&overlay_key("us-east-1"))).unwrap().unwrap()).unwrap();
+        // the first refresh reads them (the catalog's types only)
+        let r = block_on(refresh(&feed, Some(&pricing), &store, "us-east-1", h, |t| {
+            t != "x9.unknown"
+        }))
+        .unwrap();
+        assert_eq!((r.on_demand, r.on_demand_fetched_at_ms), (1, Some(h)));
+        assert_eq!(read().on_demand_at("m0.large", h), Some(0.2));
+        // an hour later they are carried over, not read again
+        block_on(refresh(&feed, Some(&pricing), &store, "us-east-1", 2 * h, |_| true)).unwrap();
+        assert_eq!(
+            (*pricing.1.lock().unwrap(), read().on_demand_fetched_at_ms),
+            (1, Some(h))
+        );
+        // a day later they are due; the read fails: the spot refresh is written, the old prices kept
+        let r = block_on(refresh(&feed, Some(&pricing), &store, "us-east-1", 26 * h, |_| true)).unwrap();
+        assert!(
+            r.on_demand_error.as_deref().unwrap().contains("ThrottlingException"),
+            "{r:?}"
+        );
+        assert_eq!(
+            (read().fetched_at_ms, read().on_demand_at("m0.large", 26 * h)),
+            (26 * h, Some(0.2))
+        );
+        // the next refresh tries again, and succeeds
+        block_on(refresh(&feed, Some(&pricing), &store, "us-east-1", 27 * h, |_| true)).unwrap();
+        assert_eq!(read().on_demand_at("m0.large", 27 * h), Some(0.25));
+        // prices older than their bound are not ranked on
+        assert_eq!(read().on_demand_at("m0.large", 27 * h + ON_DEMAND_MAX_AGE_MS + 1), None);
+    }
+
+    #[test]
+    fn a_get_products_entry_gives_its_type_and_hourly_price() {
+        let doc = r#"{"product":{"productFamily":"Compute Instance","attributes":{"instanceType":"m7i.large","regionCode":"us-east-1"}},
+            "terms":{"OnDemand":{"X.JRTCKXETXF":{"priceDimensions":{"X.JRTCKXETXF.6YS6EN2CT7":{"unit":"Hrs","pricePerUnit":{"USD":"0.1008000000"}}}}}}}"#;
+        assert_eq!(on_demand_of_product(doc), Some(("m7i.large".to_string(), 0.1008)));
+        let zero = doc.replace("0.1008000000", "0.0000000000");
+        assert_eq!(on_demand_of_product(&zero), None, "a placeholder price is no price");
+        let per_gb = doc.replace("\"Hrs\"", "\"GB-Mo\"");
+        assert_eq!(on_demand_of_product(&per_gb), None);
+        assert_eq!(on_demand_of_product("{\"product\": {}}"), None);
+        assert_eq!(on_demand_of_product("not json"), None);
+    }
+
     #[test]
     fn a_failed_or_partial_refresh_keeps_the_previous_overlay() {
         use crate::ports::StoreError;
@@ -695,20 +871,20 @@ mod tests {
         let read =
             || PriceOverlay::from_json(&block_on(store.get(&overlay_key("us-east-1"))).unwrap().unwrap()).unwrap();
         // a complete refresh is written
-        let r = block_on(refresh(&feed, &store, "us-east-1", h, |_| true)).unwrap();
+        let r = block_on(refresh(&feed, NO_OD, &store, "us-east-1", h, |_| true)).unwrap();
         assert_eq!((r.types, r.quotes, r.written), (10, 10, true));
         // throttled past the retries: an error, the overlay untouched
         assert!(matches!(
-            block_on(refresh(&feed, &store, "us-east-1", 2 * h, |_| true)),
+            block_on(refresh(&feed, NO_OD, &store, "us-east-1", 2 * h, |_| true)),
             Err(RefreshError::Feed(_))
         ));
         assert_eq!(read().fetched_at_ms, h);
         // a truncated answer (3 of 10): refused, the overlay untouched
-        let e = block_on(refresh(&feed, &store, "us-east-1", 3 * h, |_| true)).unwrap_err();
+        let e = block_on(refresh(&feed, NO_OD, &store, "us-east-1", 3 * h, |_| true)).unwrap_err();
         assert!(e.to_string().contains("3 quotes against 10"), "{e}");
         assert_eq!(read().counts().1, 10);
         // a market that lost some pools (6 of 10) is still a market: written
-        let r = block_on(refresh(&feed, &store, "us-east-1", 4 * h, |_| true)).unwrap();
+        let r = block_on(refresh(&feed, NO_OD, &store, "us-east-1", 4 * h, |_| true)).unwrap();
         assert_eq!((r.quotes, r.previous_quotes), (6, 10));
         assert_eq!(read().fetched_at_ms, 4 * h);
     }

@@ -620,6 +620,18 @@ pub fn rank(
                             Some(z) => vec![(Some(z.clone()), snapshot_price, PriceSource::Snapshot)],
                         })
                         .collect(),
+                    // On-demand: the overlay's list price while young enough
+                    // ([`PriceOverlay::on_demand_at`], its age taken at the overlay's refresh,
+                    // which the caller checked is recent).
+                    (Market::OnDemand, _) => {
+                        let od = opts
+                            .live
+                            .as_deref()
+                            .filter(|l| l.region == o.region)
+                            .and_then(|l| l.on_demand_at(&o.instance_type, l.fetched_at_ms));
+                        let (p, src) = od.map_or((snapshot_price, PriceSource::Snapshot), |p| (p, PriceSource::Live));
+                        azs.iter().map(|az| (az.clone(), p, src)).collect()
+                    }
                     _ => azs
                         .iter()
                         .map(|az| (az.clone(), snapshot_price, PriceSource::Snapshot))
@@ -712,7 +724,11 @@ pub fn rank(
         az: r.az,
         market: r.market,
         spot_per_hour: r.spot_price,
-        on_demand_per_hour: r.offer.on_demand_per_hour,
+        on_demand_per_hour: if r.market == Market::OnDemand {
+            Some(r.price)
+        } else {
+            r.offer.on_demand_per_hour
+        },
         price_per_hour: r.price,
         vcpu: r.offer.vcpu,
         memory_bytes: r.offer.memory_bytes,
@@ -990,11 +1006,25 @@ mod tests {
         assert!(c
             .iter()
             .any(|c| c.instance_type == "m7g.large" && c.market == Market::OnDemand));
-        // AND on-demand rows are never live-priced (the overlay holds spot prices only)
+        // AND on-demand rows keep the snapshot's price when the overlay has no on-demand prices
         assert!(c
             .iter()
             .filter(|c| c.market == Market::OnDemand)
             .all(|c| c.price_source == PriceSource::Snapshot));
+        // AND take the overlay's list price when it has one
+        let mut with_od = (**opts.live.as_ref().unwrap()).clone();
+        with_od.on_demand = [("m7g.large".to_string(), 0.061)].into();
+        with_od.on_demand_fetched_at_ms = Some(with_od.fetched_at_ms);
+        let od_opts = RankOptions {
+            live: Some(std::sync::Arc::new(with_od)),
+            ..Default::default()
+        };
+        let c = rank(&catalog(), &req(2, 2.0, 6), &az1, Market::OnDemand, &od_opts);
+        let m7g = c.iter().find(|c| c.instance_type == "m7g.large").unwrap();
+        assert_eq!(
+            (m7g.price_per_hour, m7g.on_demand_per_hour, m7g.price_source),
+            (0.061, Some(0.061), PriceSource::Live)
+        );
         // AND an overlay of another region is not applied
         let mut other = (*opts.live.unwrap()).clone();
         other.region = "eu-west-1".into();
