@@ -11,7 +11,7 @@
 use crate::cost::MIN_BILLED_S;
 use crate::ports::ObjectStore;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// The overlay format this code reads and writes (`format` in the file).
@@ -228,20 +228,6 @@ impl PriceOverlay {
     /// (types, quotes) in the overlay.
     pub fn counts(&self) -> (usize, usize) {
         (self.spot.len(), self.spot.values().map(BTreeMap::len).sum())
-    }
-
-    /// The overlay with only the zones in `zones` (AZ ids the deployment has subnets in; empty:
-    /// all): a pool the deployment cannot launch into is not worth a candidate's place.
-    pub fn restricted_to(mut self, zones: &[String]) -> PriceOverlay {
-        if zones.is_empty() {
-            return self;
-        }
-        let keep: BTreeSet<&str> = zones.iter().map(String::as_str).collect();
-        for z in self.spot.values_mut() {
-            z.retain(|az, _| keep.contains(az.as_str()));
-        }
-        self.spot.retain(|_, z| !z.is_empty());
-        self
     }
 }
 
@@ -646,23 +632,6 @@ mod tests {
             Freshness::OtherRegion { .. }
         ));
         assert_eq!(freshness(None, "us-east-1", 0, 60), Freshness::Missing);
-    }
-
-    #[test]
-    fn restricting_to_the_deployments_zones_drops_the_others() {
-        let o = PriceOverlay::from_quotes(
-            "us-east-1",
-            1,
-            [
-                q("a.large", "use1-az1", 0.1, 0),
-                q("a.large", "use1-az2", 0.2, 0),
-                q("b.large", "use1-az3", 0.3, 0),
-            ],
-            |_| true,
-        )
-        .restricted_to(&["use1-az2".into()]);
-        assert_eq!(o.counts(), (1, 1));
-        assert_eq!(o.spot_zones("a.large").unwrap()["use1-az2"], 0.2);
     }
 
     #[test]
