@@ -304,6 +304,13 @@ test('the Athena columns are what the Rust types write (infra/athena/schema.json
   assert.deepEqual(table(RECORD_COLUMNS), sortKeys(schema.run_records), 'run_records');
 });
 
+test('the stack declares every output `spotfit --stack NAME` reads (infra/stack-outputs.json, from shared/aws/src/stack.rs)', () => {
+  const want: { key: string }[] = JSON.parse(fs.readFileSync(path.join(root, 'infra', 'stack-outputs.json'), 'utf8')).outputs;
+  assert.ok(want.length >= 5, 'the contract lists the outputs the CLI reads');
+  const outputs = (json as { Outputs?: Record<string, unknown> }).Outputs ?? {};
+  for (const { key } of want) assert.ok(key in outputs, `the stack has no output ${key}, which the CLI reads`);
+});
+
 /**
  * The variables a function reads, from its `pub const ENV: &[&str]` in functions/<name>/src/lib.rs,
  * with each constant resolved in shared/aws/src/config.rs or the function's own lib.rs; and which

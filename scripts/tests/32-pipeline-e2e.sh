@@ -20,7 +20,8 @@
 # one tick (one execution, named by job and tick); infra/README's first job (`spotfit submit
 # --wait`); live spot prices (the refresher on a seeded market, ranking per AZ, a refreshed and
 # a stale overlay, throttled and truncated refreshes, a run billed from the price history);
-# the launch handler invoked twice
+# the CLI on the deployment by stack name (`--stack`: runs, status, and the report rendered in
+# Chromium); the launch handler invoked twice
 # with the same input; the Await's arm invocation lost to a timeout; a launch cut off after
 # starting its instance; and a negative control: the same pipeline with one statement removed
 # from one role fails, naming the denied action and the role. Prints the marker → end latency.
@@ -650,14 +651,21 @@ assert "WARN" in err and "spot prices: not live" in err and "older than the 360 
 print(err.strip().splitlines()[-1][:200])
 PY
 
-# The bill: a spot run of ~20 s with every pool's price doubling 10 s after the start; its row's cost
+# The bill: a spot run of ~20 s with every pool's price doubling 3 s after its launch; its row's cost
 # against the hand-computed figure from its launch and termination times and the seeded prices.
 cat > "$dir/billed.json" <<'JSON'
 {"name": "e2e-billed", "command": ["python3", "-c", "import time; time.sleep(20)"], "hints": {"vcpu": 1, "memory_gib": 1}, "timeout_s": 600, "market": "spot"}
 JSON
-spot_market 0.9 0.45 "$(( $(date +%s) + 10 ))"
+# The change is seeded once the attempt is armed (launched), 3 s on: a change set before the
+# launch could fall before it on a slow machine (seen: refresh and launch took over 10 s).
+spot_market 0.9 0.45
 invoke refresh-prices <<< '{}' > /dev/null
-execute "$dir/billed.json" e2e-billed
+node statemachine/tests/run-execution.mjs "$dir/billed.json" e2e-billed > "$dir/e2e-billed.out" &
+runner=$!
+wait_armed e2e-billed > /dev/null
+spot_market 0.9 0.45 "$(( $(date +%s) + 3 ))"
+wait "$runner" || true
+head -c 400 "$dir/e2e-billed.out"; echo
 check "a run's recorded cost is the hand-computed bill: its lifetime at the seeded prices, the change mid-run, the volume, billed" - "$dir" <<'PY'
 import boto3, json, os, sys
 from datetime import datetime, timezone
@@ -691,6 +699,79 @@ print(f"{pool['instance_type']} in {pool['az']}: {secs:.1f} s, ${p0} then ${p1} 
 PY
 fault DELETE spot-prices
 kill "$pricing_pid" 2>/dev/null || true
+
+# --- the CLI on the deployment: `--stack NAME` (runs, status, report) ----------------------------
+# The stack is found by name in the emulator's CloudFormation: a stand-in stack whose outputs are
+# the keys the CLI reads (infra/stack-outputs.json, which the CDK stack's own outputs are checked
+# against by infra/test/contract.test.ts), valued with this emulator's bucket, tables and state
+# machine. The report is opened in headless Chromium and checked against the samples the bucket
+# holds (read here with boto3, not through spotfit).
+ensure_apt chromium
+ensure_npm scripts/report-check
+"$PY" - "$dir/ddb-runs.json" <<'PY'
+import boto3, json, os, sys
+values = {"BucketName": "SPOTFIT_BUCKET", "RunsTable": "SPOTFIT_RUNS_TABLE", "ProfilesTable": "SPOTFIT_PROFILES_TABLE",
+          "WaitsTable": "SPOTFIT_WAITS_TABLE", "StateMachineArn": "SPOTFIT_STATE_MACHINE_ARN"}
+keys = [o["key"] for o in json.load(open("infra/stack-outputs.json"))["outputs"]]
+tpl = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+       "Outputs": {k: {"Value": os.environ[values[k]]} for k in keys}}
+cfn = boto3.client("cloudformation")
+cfn.create_stack(StackName="spotfit-e2e", TemplateBody=json.dumps(tpl))
+ddb = boto3.client("dynamodb")
+docs = []
+for page in ddb.get_paginator("scan").paginate(TableName=os.environ["SPOTFIT_RUNS_TABLE"]):
+    docs += [json.loads(i["doc"]["S"]) for i in page["Items"]]
+json.dump(docs, open(sys.argv[1], "w"))
+PY
+rc=0; "$cli" --stack spotfit-e2e runs --json --limit 0 > "$dir/stack-runs.json" 2> "$dir/stack-runs.err" || rc=$?
+rc_t=0; "$cli" --stack spotfit-e2e runs e2e-etl > "$dir/stack-runs.txt" 2>&1 || rc_t=$?
+check "spotfit --stack NAME runs: every end-to-end attempt, with its cost, read through the stack's outputs" - "$dir" "$rc" "$rc_t" <<'PY'
+import json, sys
+d, rc, rc_t = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+assert rc == 0 and rc_t == 0, open(f"{d}/stack-runs.err").read() + open(f"{d}/stack-runs.txt").read()
+got = {(r["run_id"], r["attempt"]): r["cost_usd"] for r in json.load(open(f"{d}/stack-runs.json"))}
+want = {(r["run_id"], r["attempt"]): r["cost_usd"] for r in json.load(open(f"{d}/ddb-runs.json"))}
+assert got == want, (sorted(set(got) ^ set(want)), len(got), len(want))
+assert any(c > 0 for c in got.values())
+txt = open(f"{d}/stack-runs.txt").read()
+assert "e2e-fallback" in txt and "$" in txt, txt
+print(f"{len(got)} attempts, ${sum(got.values()):.6f} in all")
+PY
+rc_s=0; "$cli" --stack spotfit-e2e status e2e-interrupt --json > "$dir/status.json" 2> "$dir/status.err" || rc_s=$?
+rc_c=0; "$cli" --stack spotfit-e2e status e2e-cancel > "$dir/status-cancel.txt" 2>&1 || rc_c=$?
+rc_n=0; "$cli" --stack spotfit-e2e status no-such-run > "$dir/status-none.txt" 2>&1 || rc_n=$?
+check "spotfit --stack NAME status: the execution's state, both attempts of the interrupted run, its last sample; exit 0 / 1 / 2" - "$dir" "$rc_s" "$rc_c" "$rc_n" <<'PY'
+import json, sys
+d, rc_s, rc_c, rc_n = sys.argv[1], *map(int, sys.argv[2:5])
+assert rc_s == 0, (rc_s, open(f"{d}/status.err").read())
+st = json.load(open(f"{d}/status.json"))
+assert st["execution"]["status"] == "SUCCEEDED", st["execution"]
+assert [a["status"] for a in st["attempts"]] == ["interrupted", "succeeded"], [a["status"] for a in st["attempts"]]
+assert st["last_sample"] and st["last_sample"]["run_id"] == "e2e-interrupt-a2", st["last_sample"]
+cancel = open(f"{d}/status-cancel.txt").read()
+assert rc_c == 1 and "execution ABORTED" in cancel and "cancelled" in cancel, (rc_c, cancel)
+assert rc_n == 2 and "no run no-such-run" in open(f"{d}/status-none.txt").read(), rc_n
+print(cancel.splitlines()[0])
+PY
+rc=0; "$cli" --stack spotfit-e2e report --charts-per-job 3 -o "$dir/report.html" 2> "$dir/report.err" || rc=$?
+"$PY" scripts/lib/report_expect.py --runs "$dir/ddb-runs.json" --bucket "$SPOTFIT_BUCKET" --per-job 3 > "$dir/report-expect.json"
+mkdir -p target/report-test
+check "spotfit --stack NAME report: every attempt in the ledger, each charted attempt's samples drawn, no console error in Chromium" - "$dir" "$rc" <<'PY'
+import json, subprocess, sys
+d, rc = sys.argv[1], int(sys.argv[2])
+assert rc == 0, open(f"{d}/report.err").read()
+runs = json.load(open(f"{d}/ddb-runs.json"))
+page = open(f"{d}/report.html").read()
+for r in runs:
+    assert f'data-run="{r["run_id"]}" data-attempt="{r["attempt"]}"' in page, (r["run_id"], r["attempt"])
+assert 'data-job="e2e-etl"' in page and "stack spotfit-e2e" in page
+out = subprocess.run(["node", "scripts/report-check/check.mjs", f"{d}/report.html", f"{d}/report-expect.json",
+                      "--shot", "target/report-test/e2e-etl.png", "--shot-job", "e2e-etl"], capture_output=True, text=True)
+assert out.returncode == 0, out.stdout + out.stderr
+exp = json.load(open(f"{d}/report-expect.json"))
+print(f"{len(runs)} attempts of {len(exp['attempts'])} jobs; {len(exp['charted'])} charted, "
+      f"{sum(exp['samples'][k] for k in exp['charted'])} samples drawn; checker: {out.stdout.strip()}")
+PY
 
 # --- every component ran within its role -----------------------------------------------------------
 check "no IAM denial in any scenario above" - <<'PY'

@@ -83,6 +83,11 @@ impl DynamoProfileStore {
             table: table.into(),
         }
     }
+
+    /// The store on `table` with a client from the shared config.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(aws_sdk_dynamodb::Client::new(sdk), table)
+    }
 }
 
 #[async_trait]
@@ -147,6 +152,12 @@ impl DynamoRunStore {
             client,
             table: table.into(),
         }
+    }
+
+    /// The store on `table` with a client from the shared config (for callers, like the CLI,
+    /// that do not otherwise name the DynamoDB SDK).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(aws_sdk_dynamodb::Client::new(sdk), table)
     }
 }
 

@@ -11,8 +11,12 @@ pub mod prices;
 pub mod pricing;
 pub mod s3;
 pub mod sfn;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod user_data;
 
+/// The shared SDK configuration [`load_sdk_config`] gives, for callers that keep it.
+pub use aws_config::SdkConfig;
 pub use config::{ConfigError, LaunchConfig, ReapConfig, StoreConfig};
 pub use dynamo::{DynamoCapacityStore, DynamoProfileStore, DynamoRunStore, DynamoWaitStore};
 pub use ec2::Ec2Launcher;

@@ -10,7 +10,7 @@ use clap::Args;
 use spotfit_core::ids::{day_of, valid_run_id, RunKeys};
 use spotfit_core::logs::{Record, Stream};
 use spotfit_core::pipeline::attempt_run_id;
-use spotfit_core::ports::{ObjectStore, RunStore};
+use spotfit_core::ports::ObjectStore;
 use spotfit_monitor::cli::UploadUrl;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -47,7 +47,7 @@ pub struct LogsArgs {
 /// The store and, when its futures need one, the runtime to drive them.
 type Opened = (Arc<dyn ObjectStore>, Option<tokio::runtime::Handle>);
 
-pub fn run(store_flag: Option<&Path>, args: LogsArgs) -> anyhow::Result<i32> {
+pub fn run(store_flag: Option<&Path>, stack: Option<&str>, args: LogsArgs) -> anyhow::Result<i32> {
     if !valid_run_id(&args.run_id) {
         bail!(
             "RUN_ID {:?} is not a run id (letters, digits, '-', '_' or '.', at most 128)",
@@ -68,6 +68,7 @@ pub fn run(store_flag: Option<&Path>, args: LogsArgs) -> anyhow::Result<i32> {
     let agent_run = attempt_run_id(&args.run_id, args.attempt);
     // Keep the S3 runtime (if any) alive as long as the store is used.
     let s3;
+    let _source;
     let (store, handle, hint, where_) = match args.from.as_deref() {
         Some(url) => {
             let u = UploadUrl::parse(url)?;
@@ -79,16 +80,16 @@ pub fn run(store_flag: Option<&Path>, args: LogsArgs) -> anyhow::Result<i32> {
             (store, handle, None, url.to_string())
         }
         None => {
-            let st = crate::store_cmd::open_existing(store_flag)?;
-            let record = futures_executor::block_on(RunStore::get(&st.db, &args.run_id, args.attempt))?;
+            let src = crate::source::Source::open(store_flag, stack)?;
+            let record = src.block_on(src.runs().get(&args.run_id, args.attempt))?;
             if record.is_none() && args.job.is_none() {
-                let any = futures_executor::block_on(RunStore::get(&st.db, &args.run_id, 1))?;
+                let any = src.block_on(src.runs().get(&args.run_id, 1))?;
                 if args.attempt > 1 && any.is_some() {
                     bail!(
                         "run {} has no attempt {} in {}",
                         args.run_id,
                         args.attempt,
-                        st.dir.display()
+                        src.describe()
                     );
                 }
             }
@@ -104,8 +105,9 @@ pub fn run(store_flag: Option<&Path>, args: LogsArgs) -> anyhow::Result<i32> {
                         .unwrap_or_default(),
                 },
             });
-            let objects: Arc<dyn ObjectStore> = Arc::new(st.objects.clone());
-            (objects, None, hint, st.dir.display().to_string())
+            let (objects, handle, where_) = (src.objects_shared(), src.handle(), src.describe());
+            _source = src;
+            (objects, handle, hint, where_)
         }
     };
     let block = Block(handle);

@@ -5,8 +5,11 @@ mod logs_cmd;
 mod monitor_cmd;
 mod output;
 mod recommend_cmd;
+mod report_cmd;
 mod run_cmd;
 mod simulate_cmd;
+mod source;
+mod status_cmd;
 mod store_cmd;
 #[cfg(feature = "aws")]
 mod submit_cmd;
@@ -25,6 +28,11 @@ struct Cli {
     /// Store directory (profiles, runs, samples). Default: the per-user data directory.
     #[arg(long, global = true, env = spotfit_local::STORE_ENV, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// Read a deployed stack instead of the local store (`runs`, `profile`, `logs`, `report`,
+    /// `status`): its CloudFormation outputs name the bucket and tables. AWS credentials and
+    /// region as for the AWS CLI.
+    #[arg(long, global = true, env = "SPOTFIT_STACK", value_name = "NAME")]
+    stack: Option<String>,
     /// Log filter for diagnostics on stderr (e.g. `debug`, `spotfit=trace`).
     #[arg(long, global = true, env = "SPOTFIT_LOG", default_value = "warn")]
     log: String,
@@ -42,6 +50,10 @@ enum Command {
     Profile(store_cmd::ProfileArgs),
     /// List recorded runs.
     Runs(store_cmd::RunsArgs),
+    /// Write one HTML page of the runs: usage against what each was given, each job's sizing and ledger, the fleet's cost.
+    Report(report_cmd::ReportArgs),
+    /// Show a run's state: its execution (on a stack), each attempt, the instance, the last sample.
+    Status(status_cmd::StatusArgs),
     /// Show a run's stdout and stderr (local store, or `--from s3://…` for AWS runs).
     Logs(logs_cmd::LogsArgs),
     /// Track a command, a process tree, a cgroup or a container; ship samples (the agent).
@@ -84,12 +96,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let store = cli.store.as_deref();
+    let stack = cli.stack.as_deref().filter(|s| !s.is_empty());
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(store, args),
         Command::Recommend(args) => recommend_cmd::run(args).map(|()| 0),
-        Command::Profile(args) => store_cmd::profile(store, args).map(|()| 0),
-        Command::Runs(args) => store_cmd::runs(store, args).map(|()| 0),
-        Command::Logs(args) => logs_cmd::run(store, args),
+        Command::Profile(args) => store_cmd::profile(store, stack, args).map(|()| 0),
+        Command::Runs(args) => store_cmd::runs(store, stack, args).map(|()| 0),
+        Command::Logs(args) => logs_cmd::run(store, stack, args),
+        Command::Report(args) => report_cmd::run(store, stack, args),
+        Command::Status(args) => status_cmd::run(store, stack, args),
         Command::Monitor(args) => monitor_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(&args),
         #[cfg(feature = "aws")]

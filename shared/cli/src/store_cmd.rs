@@ -1,12 +1,11 @@
 //! `spotfit profile` and `spotfit runs`: what the local store holds.
 
 use crate::output::{requirement_line, table};
+use crate::source::Source;
 use anyhow::Context;
 use clap::Args;
 use comfy_table::Cell;
-use futures_executor::block_on;
 use serde::Serialize;
-use spotfit_core::ports::{ProfileStore, RunStore};
 use spotfit_core::profile::{JobProfile, Sketch};
 use spotfit_core::sizing::{size, Requirement};
 use spotfit_core::spec::JobSpec;
@@ -47,10 +46,11 @@ struct ProfileOutput<'a> {
     next_requirement: Requirement,
 }
 
-pub fn profile(store: Option<&Path>, args: ProfileArgs) -> anyhow::Result<()> {
-    let st = open_existing(store)?;
-    let p = block_on(ProfileStore::get(&st.db, &args.name))?
-        .with_context(|| format!("no profile for job {:?} in {}", args.name, st.dir.display()))?;
+pub fn profile(store: Option<&Path>, stack: Option<&str>, args: ProfileArgs) -> anyhow::Result<()> {
+    let src = Source::open(store, stack)?;
+    let p = src
+        .block_on(src.profiles().get(&args.name))?
+        .with_context(|| format!("no profile for job {:?} in {}", args.name, src.describe()))?;
     let spec = JobSpec::for_command(&args.name, vec!["-".into()]);
     let next = size(&spec, Some(&p), chrono::Utc::now().timestamp_millis());
     if args.json {
@@ -94,9 +94,9 @@ pub fn profile(store: Option<&Path>, args: ProfileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn runs(store: Option<&Path>, args: RunsArgs) -> anyhow::Result<()> {
-    let st = open_existing(store)?;
-    let runs = block_on(RunStore::list(&st.db, args.name.as_deref(), args.limit))?;
+pub fn runs(store: Option<&Path>, stack: Option<&str>, args: RunsArgs) -> anyhow::Result<()> {
+    let src = Source::open(store, stack)?;
+    let runs = src.block_on(src.runs().list(args.name.as_deref(), args.limit))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(());

@@ -566,3 +566,117 @@ fn ctrl_c_stops_the_run_after_one_attempt() {
 fn sigterm_stops_the_run_after_one_attempt() {
     a_signal_stops_the_run_after_one_attempt("TERM");
 }
+
+#[test]
+fn report_writes_one_page_of_the_stores_runs_and_refuses_bad_arguments_by_name() {
+    // GIVEN a store with two real runs of two jobs
+    let dir = tempfile::tempdir().unwrap();
+    for (job, code) in [("rep-a", "0"), ("rep-b", "4")] {
+        spotfit(dir.path())
+            .args(["run", "--job", job, "--interval", "0.2", "--", "sh", "-c"])
+            .arg(format!("sleep 0.6; exit {code}"))
+            .output()
+            .unwrap();
+    }
+    let runs = json_of(&spotfit(dir.path()).args(["runs", "--json"]).output().unwrap().stdout);
+    let ids: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // WHEN the report is written
+    let page = dir.path().join("out/report.html");
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    let out = spotfit(dir.path()).args(["report", "-o"]).arg(&page).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // THEN it holds both jobs, each run charted, and nothing but the page was left beside it
+    let html = std::fs::read_to_string(&page).unwrap();
+    for id in &ids {
+        assert!(
+            html.contains(&format!("<article class=\"run\" data-run=\"{id}\"")),
+            "{id} not charted"
+        );
+    }
+    assert!(html.contains("data-job=\"rep-a\"") && html.contains("data-job=\"rep-b\""));
+    assert!(html.contains("failed (exit 4)"), "the failed run's status and exit");
+    assert!(!html.contains("<script"), "the page runs no script");
+    let beside: Vec<_> = std::fs::read_dir(page.parent().unwrap()).unwrap().collect();
+    assert_eq!(beside.len(), 1, "no temporary file left: {beside:?}");
+    // AND one job's page, to stdout, has only that job
+    let out = spotfit(dir.path())
+        .args(["report", "rep-a", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let one = String::from_utf8(out.stdout).unwrap();
+    assert!(one.contains("data-job=\"rep-a\"") && !one.contains("data-job=\"rep-b\""));
+    // AND a window that excludes nothing keeps both; bad arguments are refused by name, exit 2
+    let out = spotfit(dir.path())
+        .args(["report", "--since", "1h", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("data-job=\"rep-b\""));
+    for (args, says) in [
+        (vec!["report", "--since", "soon"], "--since \"soon\""),
+        (vec!["report", "no-such-job"], "no runs of job \"no-such-job\""),
+        (vec!["report", "../etc"], "JOB \"../etc\" is not a job name"),
+    ] {
+        let out = spotfit(dir.path()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // AND a page that cannot be written leaves the previous one whole
+    let before = std::fs::read(&page).unwrap();
+    let out = spotfit(dir.path())
+        .args(["report", "-o"])
+        .arg(dir.path().join("missing-dir/x.html"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write"));
+    assert_eq!(std::fs::read(&page).unwrap(), before);
+}
+
+#[test]
+fn status_shows_each_attempt_and_the_last_sample_and_exits_by_outcome() {
+    // GIVEN a succeeded and a failed local run
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for (job, code) in [("st-ok", "0"), ("st-bad", "5")] {
+        let out = spotfit(dir.path())
+            .args(["run", "--json", "--job", job, "--interval", "0.2", "--", "sh", "-c"])
+            .arg(format!("sleep 0.8; exit {code}"))
+            .output()
+            .unwrap();
+        ids.push(json_of(&out.stdout)["summary"]["run_id"].as_str().unwrap().to_string());
+    }
+    // WHEN their status is asked
+    let ok = spotfit(dir.path())
+        .args(["status", "--json", &ids[0]])
+        .output()
+        .unwrap();
+    let bad = spotfit(dir.path()).args(["status", &ids[1]]).output().unwrap();
+    let none = spotfit(dir.path()).args(["status", "no-such-run"]).output().unwrap();
+    // THEN the succeeded one exits 0 with its attempt and its last sample (off a stack: no execution)
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let v = json_of(&ok.stdout);
+    assert_eq!(v["job"], "st-ok");
+    assert!(v["execution"].is_null());
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(v["attempts"][0]["status"], "succeeded");
+    assert_eq!(v["last_sample"]["run_id"], ids[0].as_str());
+    let samples = v["attempts"][0]["summary"]["samples"].as_u64().unwrap();
+    assert_eq!(
+        v["last_sample"]["seq"].as_u64().unwrap() + 1,
+        samples,
+        "the last of its samples"
+    );
+    // AND the failed one exits 1 and says so; an unknown run is an error (2) naming it
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("failed"));
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no run no-such-run"));
+}
