@@ -70,6 +70,20 @@ as_role() { # COMPONENT CMD…: run CMD on that component's STS credentials
 }
 invoke() { as_role "$1" "$SPOTFIT_LOCAL_INVOKE" "$1"; }
 
+# The deployment as the CLI finds it by name (`--stack spotfit-e2e`): a stand-in stack in the
+# emulator's CloudFormation whose outputs are the keys the CLI reads (infra/stack-outputs.json,
+# which the CDK stack's own outputs are checked against by infra/test/contract.test.ts), valued
+# with this emulator's bucket, tables and state machine.
+"$PY" - <<'PY'
+import boto3, json, os
+values = {"BucketName": "SPOTFIT_BUCKET", "RunsTable": "SPOTFIT_RUNS_TABLE", "ProfilesTable": "SPOTFIT_PROFILES_TABLE",
+          "WaitsTable": "SPOTFIT_WAITS_TABLE", "StateMachineArn": "SPOTFIT_STATE_MACHINE_ARN"}
+keys = [o["key"] for o in json.load(open("infra/stack-outputs.json"))["outputs"]]
+tpl = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+       "Outputs": {k: {"Value": os.environ[values[k]]} for k in keys}}
+boto3.client("cloudformation").create_stack(StackName="spotfit-e2e", TemplateBody=json.dumps(tpl))
+PY
+
 check "static IAM check of what moto's evaluator skips (conditions, non-S3 resource ARNs)" scripts/lib/template_iam.py static "$TEMPLATE"
 fault() { curl -sf -X "$1" "$SPOTFIT_FAULTS_URL/$2" -H 'Content-Type: application/json' ${3:+-d "$3"} >/dev/null; }
 
@@ -456,8 +470,9 @@ PY
 # --- the deployment guide's first job, as infra/README.md gives it ----------------------------------
 # `spotfit submit examples/quick-python.json --state-machine "$SM" --wait` (the operator's own
 # credentials: here the set-up's), against the local Step Functions service.
-rc=0; "$cli" submit examples/quick-python.json --state-machine "$SPOTFIT_STATE_MACHINE_ARN" --wait --poll 0.5 > "$dir/submit.out" 2>&1 || rc=$?
-check "infra/README's first job: spotfit submit examples/quick-python.json --wait exits 0, SUCCEEDED, one attempt costed, recorded" - "$dir/submit.out" "$rc" <<'PY'
+# As infra/README says it: the stack by name, no ARN typed in (and none in the environment).
+rc=0; env -u SPOTFIT_STATE_MACHINE_ARN "$cli" --stack spotfit-e2e submit examples/quick-python.json --wait --poll 0.5 > "$dir/submit.out" 2>&1 || rc=$?
+check "infra/README's first job: spotfit --stack NAME submit examples/quick-python.json --wait exits 0, SUCCEEDED, one attempt costed, recorded" - "$dir/submit.out" "$rc" <<'PY'
 import boto3, json, os, re, sys
 out, rc = open(sys.argv[1]).read(), int(sys.argv[2])
 assert rc == 0, (rc, out)
@@ -700,23 +715,14 @@ PY
 fault DELETE spot-prices
 kill "$pricing_pid" 2>/dev/null || true
 
-# --- the CLI on the deployment: `--stack NAME` (runs, status, report) ----------------------------
-# The stack is found by name in the emulator's CloudFormation: a stand-in stack whose outputs are
-# the keys the CLI reads (infra/stack-outputs.json, which the CDK stack's own outputs are checked
-# against by infra/test/contract.test.ts), valued with this emulator's bucket, tables and state
-# machine. The report is opened in headless Chromium and checked against the samples the bucket
+# --- the CLI on the deployment: `--stack NAME` (runs, status, profile, logs, report; submit above) --
+# The stack (spotfit-e2e, created at the start) is found by name in the emulator's CloudFormation.
+# The report is opened in headless Chromium and checked against the samples the bucket
 # holds (read here with boto3, not through spotfit).
 ensure_apt chromium
 ensure_npm scripts/report-check
 "$PY" - "$dir/ddb-runs.json" <<'PY'
 import boto3, json, os, sys
-values = {"BucketName": "SPOTFIT_BUCKET", "RunsTable": "SPOTFIT_RUNS_TABLE", "ProfilesTable": "SPOTFIT_PROFILES_TABLE",
-          "WaitsTable": "SPOTFIT_WAITS_TABLE", "StateMachineArn": "SPOTFIT_STATE_MACHINE_ARN"}
-keys = [o["key"] for o in json.load(open("infra/stack-outputs.json"))["outputs"]]
-tpl = {"Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
-       "Outputs": {k: {"Value": os.environ[values[k]]} for k in keys}}
-cfn = boto3.client("cloudformation")
-cfn.create_stack(StackName="spotfit-e2e", TemplateBody=json.dumps(tpl))
 ddb = boto3.client("dynamodb")
 docs = []
 for page in ddb.get_paginator("scan").paginate(TableName=os.environ["SPOTFIT_RUNS_TABLE"]):
@@ -752,6 +758,18 @@ cancel = open(f"{d}/status-cancel.txt").read()
 assert rc_c == 1 and "execution ABORTED" in cancel and "cancelled" in cancel, (rc_c, cancel)
 assert rc_n == 2 and "no run no-such-run" in open(f"{d}/status-none.txt").read(), rc_n
 print(cancel.splitlines()[0])
+PY
+rc_p=0; "$cli" --stack spotfit-e2e profile e2e-etl --json > "$dir/stack-profile.json" 2> "$dir/stack-profile.err" || rc_p=$?
+rc_l=0; "$cli" --stack spotfit-e2e logs e2e-fallback > "$dir/stack-logs.out" 2>&1 || rc_l=$?
+check "spotfit --stack NAME profile and logs: the job's profile from the profiles table, the run's stdout from the bucket" - "$dir" "$rc_p" "$rc_l" <<'PY'
+import json, sys
+d, rc_p, rc_l = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+assert rc_p == 0, open(f"{d}/stack-profile.err").read()
+p = json.load(open(f"{d}/stack-profile.json"))["profile"]
+assert p["job"] == "e2e-etl" and p["runs"] >= 1 and p["succeeded"] >= 1, p
+logs = open(f"{d}/stack-logs.out").read()
+assert rc_l == 0 and "its done: $(not run)" in logs, (rc_l, logs)  # the job's print: 'it''s' is Python's 'its'
+print(f"profile: {p['runs']} runs; logs: {logs.strip()!r}")
 PY
 rc=0; "$cli" --stack spotfit-e2e report --charts-per-job 3 -o "$dir/report.html" 2> "$dir/report.err" || rc=$?
 "$PY" scripts/lib/report_expect.py --runs "$dir/ddb-runs.json" --bucket "$SPOTFIT_BUCKET" --per-job 3 > "$dir/report-expect.json"

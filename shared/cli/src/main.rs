@@ -28,9 +28,9 @@ struct Cli {
     /// Store directory (profiles, runs, samples). Default: the per-user data directory.
     #[arg(long, global = true, env = spotfit_local::STORE_ENV, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Read a deployed stack instead of the local store (`runs`, `profile`, `logs`, `report`,
-    /// `status`): its CloudFormation outputs name the bucket and tables. AWS credentials and
-    /// region as for the AWS CLI.
+    /// Use a deployed stack: `runs`, `profile`, `logs`, `report` and `status` read it instead of
+    /// the local store, `submit` and `cancel` use its state machine. Its CloudFormation outputs
+    /// name the bucket, tables and state machine. AWS credentials and region as for the AWS CLI.
     #[arg(long, global = true, env = "SPOTFIT_STACK", value_name = "NAME")]
     stack: Option<String>,
     /// Log filter for diagnostics on stderr (e.g. `debug`, `spotfit=trace`).
@@ -108,11 +108,11 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor_cmd::run(*args),
         Command::Simulate(args) => simulate_cmd::run(&args),
         #[cfg(feature = "aws")]
-        Command::Submit(args) => submit_cmd::run(args),
+        Command::Submit(args) => submit_cmd::run(stack, args),
         #[cfg(not(feature = "aws"))]
         Command::Submit { .. } => Err(no_aws("`spotfit submit`")),
         #[cfg(feature = "aws")]
-        Command::Cancel(args) => submit_cmd::cancel(args),
+        Command::Cancel(args) => submit_cmd::cancel(stack, args),
         #[cfg(not(feature = "aws"))]
         Command::Cancel { .. } => Err(no_aws("`spotfit cancel`")),
     };

@@ -13,9 +13,9 @@ use std::time::Duration;
 pub struct SubmitArgs {
     /// The job spec (JSON), validated here before anything is started.
     pub spec: PathBuf,
-    /// The pipeline's state machine.
+    /// The pipeline's state machine (default: the `--stack`'s).
     #[arg(long, env = spotfit_aws::config::STATE_MACHINE_ARN, value_name = "ARN")]
-    pub state_machine: String,
+    pub state_machine: Option<String>,
     /// Run id, used as the execution name (default: a new one). Step Functions refuses a
     /// second execution of the same name, so resubmitting with the same id cannot run a job twice.
     #[arg(long)]
@@ -28,7 +28,23 @@ pub struct SubmitArgs {
     pub poll: f64,
 }
 
-pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
+/// The state machine: the one named, else the stack's; one of them is needed.
+fn state_machine(named: Option<&str>, stack: Option<&str>) -> anyhow::Result<String> {
+    match (named, stack) {
+        (Some(arn), _) => Ok(arn.to_string()),
+        (None, Some(stack)) => {
+            let src = crate::source::Source::open(None, Some(stack))?;
+            let d = src.deployed().context("a stack source has its outputs")?;
+            Ok(d.outputs.state_machine_arn.clone())
+        }
+        (None, None) => bail!(
+            "which pipeline? pass --stack NAME (or set SPOTFIT_STACK), or --state-machine ARN (or set {})",
+            spotfit_aws::config::STATE_MACHINE_ARN
+        ),
+    }
+}
+
+pub fn run(stack: Option<&str>, args: SubmitArgs) -> anyhow::Result<i32> {
     let text = std::fs::read_to_string(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
     let spec = JobSpec::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.spec.display()))?;
     let run_id = match args.run_id {
@@ -40,11 +56,12 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<i32> {
         bail!("--poll must be a positive number of seconds");
     }
     let input = serde_json::to_string(&spec)?;
+    let machine = state_machine(args.state_machine.as_deref(), stack)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let sdk = spotfit_aws::load_sdk_config().await;
         let sfn = SfnExecutions::new(aws_sdk_sfn::Client::new(&sdk));
-        let arn = sfn.start(&args.state_machine, &run_id, &input).await?;
+        let arn = sfn.start(&machine, &run_id, &input).await?;
         println!("submitted {} as run {run_id}\nexecution {arn}", spec.name);
         if !args.wait {
             return Ok(0);
@@ -92,8 +109,9 @@ pub struct CancelArgs {
     /// The run id (the execution's name, as `spotfit submit` printed it).
     pub run_id: String,
     /// The pipeline's state machine.
+    /// The pipeline's state machine (default: the `--stack`'s).
     #[arg(long, env = spotfit_aws::config::STATE_MACHINE_ARN, value_name = "ARN")]
-    pub state_machine: String,
+    pub state_machine: Option<String>,
     /// Why, kept as the execution's cause.
     #[arg(long, default_value = "cancelled with spotfit cancel")]
     pub reason: String,
@@ -110,14 +128,14 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> anyhow::Result<Stri
     Ok(format!("{head}:execution:{machine}:{name}"))
 }
 
-pub fn cancel(args: CancelArgs) -> anyhow::Result<i32> {
+pub fn cancel(stack: Option<&str>, args: CancelArgs) -> anyhow::Result<i32> {
     if !spotfit_core::ids::valid_run_id(&args.run_id) {
         bail!(
             "RUN_ID {:?} is not a run id (letters, digits, '-', '_' or '.', at most 128)",
             args.run_id
         );
     }
-    let arn = execution_arn(&args.state_machine, &args.run_id)?;
+    let arn = execution_arn(&state_machine(args.state_machine.as_deref(), stack)?, &args.run_id)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let sdk = spotfit_aws::load_sdk_config().await;
