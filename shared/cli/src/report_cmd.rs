@@ -71,6 +71,7 @@ pub fn run(store: Option<&Path>, stack: Option<&str>, args: ReportArgs) -> anyho
         samples: g.samples,
         charted_per_job: args.charts_per_job,
         catalog,
+        warnings: g.warnings,
     });
     let page = spotfit_report::html::render(&report);
     if args.output.as_os_str() == "-" {

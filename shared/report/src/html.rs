@@ -10,7 +10,7 @@ body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1180px;padding:0 1
 h1{margin:20px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ccc}h3{margin:18px 0 6px}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:13px}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}
-td.l,th.l{text-align:left}.muted{color:#777}.bad{color:#b00}
+td.l,th.l{text-align:left}.muted{color:#777}.bad,.warning{color:#b00}
 figure.chart{display:inline-block;margin:6px 8px 6px 0;vertical-align:top}
 figcaption{font-size:12px}.key{margin-right:12px}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
 nav a{margin-right:10px}article.run{border-top:1px dashed #ddd;padding-top:6px}
@@ -38,6 +38,7 @@ pub fn render(r: &Report) -> String {
                         }
                     }
                 }
+                @for w in &r.warnings { p.warning { "Warning: " (w) } }
                 (fleet(r))
                 @if !r.jobs.is_empty() {
                     nav { "Jobs: " @for j in &r.jobs { a href={ "#job-" (j.job) } { (j.job) } } }

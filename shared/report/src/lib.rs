@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 
 /// Most attempts one report reads. A store with more is reported on its most recent ones, and
-/// the page says so.
+/// the page says so (a [`Gathered::warnings`] line).
 pub const MAX_ATTEMPTS: usize = 100_000;
 
 /// What [`gather`] read.
@@ -67,6 +67,11 @@ pub async fn gather(
             .collect(),
         ..Default::default()
     };
+    if g.runs.len() >= MAX_ATTEMPTS {
+        g.warnings.push(format!(
+            "the store holds more than {MAX_ATTEMPTS} attempts in this window: the report covers the most recent {MAX_ATTEMPTS}"
+        ));
+    }
     for (run_id, attempt) in charted(&g.runs, per_job) {
         let Some(r) = g.runs.iter().find(|r| r.run_id == run_id && r.attempt == attempt) else {
             continue;

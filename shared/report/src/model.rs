@@ -29,6 +29,8 @@ pub struct ReportInput<'a> {
     /// How many attempts of each job get their own charts (the most recent); the ledger lists all.
     pub charted_per_job: usize,
     pub catalog: &'a Catalog,
+    /// What could not be read (a bad sample line, a truncated window), shown at the top.
+    pub warnings: Vec<String>,
 }
 
 /// The whole page.
@@ -40,6 +42,7 @@ pub struct Report {
     pub fleet: Fleet,
     /// Dearest job first.
     pub jobs: Vec<JobView>,
+    pub warnings: Vec<String>,
 }
 
 /// The fleet's figures over the report's window.
@@ -139,6 +142,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         mut samples,
         charted_per_job,
         catalog,
+        warnings,
     } = input;
     let runs: Vec<RunRecord> = runs
         .into_iter()
@@ -178,6 +182,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         since_ms,
         fleet,
         jobs,
+        warnings,
     }
 }
 

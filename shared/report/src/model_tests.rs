@@ -67,6 +67,7 @@ fn input(runs: Vec<RunRecord>) -> ReportInput<'static> {
         samples: BTreeMap::new(),
         charted_per_job: 1,
         catalog: catalog(),
+        warnings: Vec::new(),
     }
 }
 
@@ -229,12 +230,18 @@ fn a_type_the_catalog_does_not_know_is_counted_at_its_cost_and_said() {
 }
 
 #[test]
-fn an_empty_store_gives_an_empty_report() {
-    let r = build(input(vec![]));
+fn an_empty_store_gives_an_empty_report_and_warnings_are_shown() {
+    let mut i = input(vec![]);
+    i.warnings = vec!["samples/x part-00000 line 3: not a sample <b>".into()];
+    let r = build(i);
     assert_eq!((r.fleet.attempts, r.jobs.len()), (0, 0));
     assert_eq!(r.fleet.batch_on_demand_usd, None);
     let html = crate::html::render(&r);
     assert!(html.contains("No runs in this window"));
+    assert!(
+        html.contains("class=\"warning\"") && html.contains("line 3: not a sample &lt;b&gt;"),
+        "{html}"
+    );
 }
 
 fn samples_of(run: &str, n: u64, gpus: bool, oom_at: Option<u64>) -> Vec<Sample> {
