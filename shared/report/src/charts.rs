@@ -159,7 +159,8 @@ fn draw(
     }
     // Marked series are per attempt (x = 1, 2, …): half a step of room each side, so the first
     // and last dots are not on the axes. Time series start at 0.
-    let (x_min, x_max) = if series.iter().any(|s| s.markers) && x_min.is_finite() {
+    let per_attempt = series.iter().any(|s| s.markers) && x_min.is_finite();
+    let (x_min, x_max) = if per_attempt {
         (x_min - 0.5, x_max + 0.5)
     } else {
         (0.0, if x_max > 0.0 { x_max * 1.02 } else { 1.0 })
@@ -183,7 +184,21 @@ fn draw(
             .bold_line_style(RGBColor(0xe8, 0xe8, 0xe8))
             .x_desc(x_label)
             .y_desc(y_label)
-            .x_labels(8)
+            .x_labels(if per_attempt {
+                ((x_max - x_min) as usize).clamp(1, 10)
+            } else {
+                8
+            })
+            .x_label_formatter(&|x| {
+                // Per-attempt charts are labelled with whole attempt numbers only.
+                if !per_attempt {
+                    format!("{x:.1}")
+                } else if (x - x.round()).abs() < 1e-6 && *x >= 1.0 {
+                    format!("{}", x.round() as u64)
+                } else {
+                    String::new()
+                }
+            })
             .y_labels(6)
             .draw()
             .map_err(|e| e.to_string())?;
