@@ -163,11 +163,7 @@ impl DynamoRunStore {
 
 /// The time a run row sorts by: the agent's start when known, else its latest heartbeat.
 fn started_at(run: &RunRecord) -> i64 {
-    run.summary
-        .as_ref()
-        .map(|s| s.started_at_ms)
-        .or(run.heartbeat_ms)
-        .unwrap_or(0)
+    run.started_at_ms().unwrap_or(0)
 }
 
 #[async_trait]

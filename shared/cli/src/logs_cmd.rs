@@ -250,23 +250,7 @@ fn parse_key(key: &str, root: &str) -> Option<RunKeys> {
 
 /// The run's log parts in part order.
 async fn list_parts(store: &dyn ObjectStore, keys: &RunKeys) -> anyhow::Result<Vec<String>> {
-    let prefix = keys.logs_prefix();
-    let mut parts: Vec<(u64, String)> = store
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|k| {
-            let n = k
-                .strip_prefix(&prefix)?
-                .strip_prefix("part-")?
-                .strip_suffix(".log.gz")?
-                .parse()
-                .ok()?;
-            Some((n, k))
-        })
-        .collect();
-    parts.sort();
-    Ok(parts.into_iter().map(|(_, k)| k).collect())
+    Ok(keys.log_parts_in_order(store.list(&keys.logs_prefix()).await?))
 }
 
 fn print_records(records: &[Record], only: Option<Stream>) -> anyhow::Result<()> {

@@ -163,9 +163,7 @@ fn print_status(
                 )
             })
             .unwrap_or_else(|| "-".into()),
-            p.and_then(|p| serde_json::to_value(p.market).ok())
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "-".into()),
+            p.map_or("-", |p| p.market.as_str()).to_string(),
             p.map(|p| p.az.clone())
                 .filter(|a| !a.is_empty())
                 .unwrap_or_else(|| "-".into()),
@@ -174,10 +172,7 @@ fn print_status(
                 .map(|s| format!("{:.1} s", s.duration_s))
                 .unwrap_or_else(|| "-".into()),
             format!("${:.6}", r.cost_usd),
-            serde_json::to_value(r.cost_basis)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            r.cost_basis.as_str().to_string(),
         ]);
     }
     println!("{t}");

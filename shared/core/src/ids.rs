@@ -89,6 +89,24 @@ pub fn valid_run_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// `PREFIXpart-<n>SUFFIX` keys sorted by `n` (numerically: part 100 after part 99).
+fn parts_in_order(listed: Vec<String>, prefix: &str, suffix: &str) -> Vec<String> {
+    let mut parts: Vec<(u64, String)> = listed
+        .into_iter()
+        .filter_map(|k| {
+            let n = k
+                .strip_prefix(prefix)?
+                .strip_prefix("part-")?
+                .strip_suffix(suffix)?
+                .parse()
+                .ok()?;
+            Some((n, k))
+        })
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, k)| k).collect()
+}
+
 /// Object keys of one run, identical in S3 and in the local store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunKeys {
@@ -112,6 +130,15 @@ impl RunKeys {
     /// Deterministic part name, so that a retried upload overwrites instead of duplicating.
     pub fn sample_part(&self, n: u64) -> String {
         format!("{}part-{:05}.ndjson.gz", self.samples_prefix(), n)
+    }
+    /// The sample parts among `listed` keys (an object store's listing of
+    /// [`RunKeys::samples_prefix`]), in part order: other keys are left out.
+    pub fn sample_parts_in_order(&self, listed: Vec<String>) -> Vec<String> {
+        parts_in_order(listed, &self.samples_prefix(), ".ndjson.gz")
+    }
+    /// The same for the log parts under [`RunKeys::logs_prefix`].
+    pub fn log_parts_in_order(&self, listed: Vec<String>) -> Vec<String> {
+        parts_in_order(listed, &self.logs_prefix(), ".log.gz")
     }
     /// `logs/job=<job>/dt=<day>/run=<run_id>/`
     pub fn logs_prefix(&self) -> String {

@@ -56,6 +56,16 @@ pub enum CostBasis {
     Billed,
 }
 
+impl CostBasis {
+    /// Its name as stored (the serde name).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CostBasis::Estimated => "estimated",
+            CostBasis::Billed => "billed",
+        }
+    }
+}
+
 /// One observed spot price: `DescribeSpotPriceHistory`'s row, the zone as its AZ id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpotQuote {
@@ -550,6 +560,13 @@ pub fn billed_over(history: &[PricePoint], launch_ms: i64, end_ms: i64, storage_
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_cost_basis_is_named_as_serde_stores_it() {
+        for b in [CostBasis::Estimated, CostBasis::Billed] {
+            assert_eq!(serde_json::to_value(b).unwrap(), b.as_str());
+        }
+    }
 
     fn q(t: &str, az: &str, p: f64, at: i64) -> SpotQuote {
         SpotQuote {

@@ -36,6 +36,14 @@ impl Placed {
     }
 }
 
+impl RunRecord {
+    /// When the attempt started: its summary's start, else (still running, or lost before it
+    /// had one) the last time the pipeline saw it.
+    pub fn started_at_ms(&self) -> Option<i64> {
+        self.summary.as_ref().map(|s| s.started_at_ms).or(self.heartbeat_ms)
+    }
+}
+
 /// One run attempt, the unit of the `runs` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RunRecord {

@@ -155,7 +155,7 @@ fn job(j: &JobView) -> Markup {
                         @match &a.record.placed {
                             Some(p) => {
                                 td.l { (p.instance_type) @if p.local { " (recommended; ran here)" } }
-                                td.l { (serde_json::to_value(p.market).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                                td.l { (p.market.as_str()) }
                                 td.l { (p.az) }
                             }
                             None => { td.l.muted { "not placed" } td {} td {} }
@@ -164,7 +164,7 @@ fn job(j: &JobView) -> Markup {
                         td { (format!("{:.2}", a.requested_mem_gib)) " / " (opt(a.given_mem_gib, 1)) " / " (opt(a.used_mem_gib, 2)) }
                         td { (a.duration_s.map_or_else(|| "–".into(), |d| format!("{d:.1} s"))) }
                         td { (usd(a.record.cost_usd)) }
-                        td.l { (serde_json::to_value(a.record.cost_basis).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
+                        td.l { (a.record.cost_basis.as_str()) }
                     }
                 }
             }
@@ -174,57 +174,59 @@ fn job(j: &JobView) -> Markup {
 }
 
 fn status(a: &AttemptView) -> String {
-    let s = serde_json::to_value(a.record.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let s = a.record.status.as_str().to_string();
     match a.record.summary.as_ref().and_then(|s| s.exit.code) {
         Some(c) if c != 0 => format!("{s} (exit {c})"),
         _ => s,
     }
 }
 
+/// One value of each attempt, in order (x = 1, 2, …; an attempt without the value is skipped).
+fn per_attempt(j: &JobView, f: impl Fn(&AttemptView) -> Option<f64>) -> Vec<(f64, f64)> {
+    j.attempts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| f(a).map(|v| ((i + 1) as f64, v)))
+        .collect()
+}
+
 /// Requested, given and used vCPUs of each attempt, in order: how sizing converged.
 fn trajectory_cpu(j: &JobView) -> String {
-    let at = |f: &dyn Fn(&AttemptView) -> Option<f64>| -> Vec<(f64, f64)> {
-        j.attempts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| f(a).map(|v| ((i + 1) as f64, v)))
-            .collect()
-    };
     charts::xy_chart(
         "trajectory-cpu",
         "vCPU per attempt: requested, given, used",
         "attempt",
         "vCPU",
         &[
-            Series::line("requested", charts::REQUESTED, at(&|a| Some(a.requested_vcpu))).marked(),
-            Series::line("given", charts::GIVEN, at(&|a| a.given_vcpu)).marked(),
-            Series::line("used p95", charts::P95, at(&|a| a.used_cpu_p95)).marked(),
-            Series::line("used mean", charts::USED, at(&|a| a.used_cpu_avg)).marked(),
+            Series::line(
+                "requested",
+                charts::REQUESTED,
+                per_attempt(j, |a| Some(a.requested_vcpu)),
+            )
+            .marked(),
+            Series::line("given", charts::GIVEN, per_attempt(j, |a| a.given_vcpu)).marked(),
+            Series::line("used p95", charts::P95, per_attempt(j, |a| a.used_cpu_p95)).marked(),
+            Series::line("used mean", charts::USED, per_attempt(j, |a| a.used_cpu_avg)).marked(),
         ],
         &[],
     )
 }
 
 fn trajectory_mem(j: &JobView) -> String {
-    let at = |f: &dyn Fn(&AttemptView) -> Option<f64>| -> Vec<(f64, f64)> {
-        j.attempts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| f(a).map(|v| ((i + 1) as f64, v)))
-            .collect()
-    };
     charts::xy_chart(
         "trajectory-memory",
         "Memory per attempt: requested, given, used peak",
         "attempt",
         "GiB",
         &[
-            Series::line("requested", charts::REQUESTED, at(&|a| Some(a.requested_mem_gib))).marked(),
-            Series::line("given", charts::GIVEN, at(&|a| a.given_mem_gib)).marked(),
-            Series::line("used peak", charts::USED, at(&|a| a.used_mem_gib)).marked(),
+            Series::line(
+                "requested",
+                charts::REQUESTED,
+                per_attempt(j, |a| Some(a.requested_mem_gib)),
+            )
+            .marked(),
+            Series::line("given", charts::GIVEN, per_attempt(j, |a| a.given_mem_gib)).marked(),
+            Series::line("used peak", charts::USED, per_attempt(j, |a| a.used_mem_gib)).marked(),
         ],
         &[],
     )

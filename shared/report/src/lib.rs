@@ -72,12 +72,13 @@ pub async fn gather(
             "the store holds more than {MAX_ATTEMPTS} attempts in this window: the report covers the most recent {MAX_ATTEMPTS}"
         ));
     }
-    for (run_id, attempt) in charted(&g.runs, per_job) {
-        let Some(r) = g.runs.iter().find(|r| r.run_id == run_id && r.attempt == attempt) else {
-            continue;
-        };
-        let s = read_samples(objects, r, &mut g.warnings).await?;
-        g.samples.insert((run_id, attempt), s);
+    let chart = charted(&g.runs, per_job);
+    for r in &g.runs {
+        let key = (r.run_id.clone(), r.attempt);
+        if chart.contains(&key) {
+            let s = read_samples(objects, r, &mut g.warnings).await?;
+            g.samples.insert(key, s);
+        }
     }
     Ok(g)
 }
@@ -104,23 +105,8 @@ pub async fn read_samples(
             day,
             run_id: agent_run.clone(),
         };
-        let prefix = keys.samples_prefix();
-        let mut parts: Vec<(u64, String)> = objects
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .filter_map(|k| {
-                let n = k
-                    .strip_prefix(&prefix)?
-                    .strip_prefix("part-")?
-                    .strip_suffix(".ndjson.gz")?
-                    .parse()
-                    .ok()?;
-                Some((n, k))
-            })
-            .collect();
-        parts.sort();
-        for (_, key) in parts {
+        let parts = keys.sample_parts_in_order(objects.list(&keys.samples_prefix()).await?);
+        for key in parts {
             let Some(bytes) = objects.get(&key).await? else {
                 continue;
             };

@@ -186,17 +186,11 @@ pub fn build(input: ReportInput<'_>) -> Report {
     }
 }
 
-/// When the attempt started: its summary's start, else (still running or lost before one)
-/// the last time the pipeline saw it.
-pub fn started_at(r: &RunRecord) -> Option<i64> {
-    r.summary.as_ref().map(|s| s.started_at_ms).or(r.heartbeat_ms)
-}
-
 /// Attempts in the order they ran: start time, then run id and attempt (an attempt with no
 /// time at all first).
 pub fn order(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
-    started_at(a)
-        .cmp(&started_at(b))
+    a.started_at_ms()
+        .cmp(&b.started_at_ms())
         .then_with(|| a.run_id.cmp(&b.run_id))
         .then(a.attempt.cmp(&b.attempt))
 }
@@ -205,14 +199,14 @@ pub fn order(a: &RunRecord, b: &RunRecord) -> std::cmp::Ordering {
 /// attempt with no time is kept: it is still starting).
 pub fn in_window(r: &RunRecord, job: Option<&str>, since_ms: Option<i64>) -> bool {
     job.is_none_or(|j| j == r.job)
-        && match (since_ms, started_at(r)) {
+        && match (since_ms, r.started_at_ms()) {
             (Some(since), Some(t)) => t >= since,
             _ => true,
         }
 }
 
 fn attempt_view(record: RunRecord, samples: Vec<Sample>, catalog: &Catalog) -> AttemptView {
-    let started_at_ms = started_at(&record);
+    let started_at_ms = record.started_at_ms();
     let offer = record
         .placed
         .as_ref()
